@@ -1,0 +1,11 @@
+"""l2b: Learning to Bootstrap (Zhou et al., CVPR 2024) for training classifiers on noisy labels."""
+from importlib.metadata import PackageNotFoundError, version
+
+from .meta import MetaWeights, meta_weights, normalize_scores
+
+try:
+    __version__ = version("l2b")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["MetaWeights", "__version__", "meta_weights", "normalize_scores"]

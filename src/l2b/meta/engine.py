@@ -1,0 +1,191 @@
+"""Per-example L2B / L2RW weights from the meta-gradient.
+
+Semantics (see docs/meta-gradient.md): for a noisy batch with costs c[0, i] = CE(z_i, y_i) and
+c[1, i] = CE(z_i, argmax z_i), the scores are r = -dL_meta(theta'(eps))/d eps at eps = 0, where
+theta'(eps) is one step of the real optimizer on sum(eps * c) and L_meta is the mean
+cross-entropy of the clean meta batch. Two engines compute r:
+
+- ``reverse``: the published formulation, a differentiable virtual step and a double backward.
+- ``forward``: r[k, i] = <s * g, grad_theta c[k, i]> with g = grad L_meta at theta'(0), computed as
+  (softmax(z_i) - target_k) . zdot_i where zdot is the forward-mode derivative of the logits
+  along s * g. One backward on the meta batch and one dual forward on the noisy batch; exact.
+
+Neither engine changes the model's parameters or buffers (BatchNorm statistics included): every
+virtual forward runs on cloned buffers through torch.func.functional_call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .normalize import normalize_scores
+from .virtual_step import virtual_step
+
+METHODS = ("l2b", "l2rw")
+ENGINES = ("forward", "reverse")
+
+
+@dataclass(frozen=True)
+class MetaWeights:
+    """Result of :func:`meta_weights` for a batch of B examples.
+
+    Attributes
+    ----------
+    alpha : Tensor, shape (B,)
+        Weight of each example's observed-label cost.
+    beta : Tensor, shape (B,)
+        Weight of each example's pseudo-label cost (all zero for L2RW).
+    raw : Tensor, shape (2, B)
+        Negative meta-gradient with respect to the perturbations, before normalisation. Row 0 is
+        the observed label, row 1 the pseudo-label (zeros for L2RW, which has no such term).
+    pseudo_labels : Tensor, shape (B,), int64
+        argmax of the model's train-mode logits on the noisy batch.
+    meta_loss : float
+        Mean cross-entropy of the meta batch at theta'(0).
+    all_zero : bool
+        True when no weight is positive (``org`` normalisation with no positive score).
+    logits : Tensor, shape (B, K)
+        The train-mode logits of the noisy batch at theta (detached).
+    """
+
+    alpha: Tensor
+    beta: Tensor
+    raw: Tensor
+    pseudo_labels: Tensor
+    meta_loss: float
+    all_zero: bool
+    logits: Tensor
+
+
+def _check_inputs(inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor,
+                  method: str, engine: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if labels.shape[0] != inputs.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} rows but inputs has {inputs.shape[0]}")
+    if meta_labels.shape[0] != meta_inputs.shape[0]:
+        raise ValueError(f"meta_labels has {meta_labels.shape[0]} rows but meta_inputs has {meta_inputs.shape[0]}")
+    if labels.dim() not in (1, 2) or meta_labels.dim() != 1:
+        raise ValueError("labels must be class indices (B,) or probabilities (B, K); "
+                         "meta_labels must be class indices (M,)")
+
+
+def _clone_buffers(model: nn.Module) -> dict[str, Tensor]:
+    return {n: b.clone() for n, b in model.named_buffers()}
+
+
+def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
+    """dCE/dz = softmax(z) - target, for class indices (B,) or probabilities (B, K)."""
+    if target.dim() == 1:
+        return probs - F.one_hot(target, probs.shape[1]).to(probs.dtype)
+    return probs - target.to(probs.dtype)
+
+
+def _forward_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
+                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
+                    ) -> tuple[Tensor, Tensor, Tensor, float]:
+    step = virtual_step(model, optimizer)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    base = step.base(params)
+    leaves = {n: t.requires_grad_() for n, t in base.items()}
+    meta_logits = functional_call(model, {**params, **leaves, **_clone_buffers(model)}, (meta_inputs,))
+    meta_loss = F.cross_entropy(meta_logits, meta_labels)
+    grads = torch.autograd.grad(meta_loss, list(leaves.values()), allow_unused=True)
+    scale = step.scale()
+    with fwAD.dual_level():
+        duals = dict(params)
+        for (n, p), g in zip(leaves.items(), grads):
+            if g is not None:  # a parameter the meta loss does not reach has zero tangent
+                duals[n] = fwAD.make_dual(params[n], scale[n] * g)
+        out = functional_call(model, {**duals, **_clone_buffers(model)}, (inputs,))
+        logits, zdot = fwAD.unpack_dual(out)
+        if zdot is None:  # no parameter moves the logits
+            zdot = torch.zeros_like(logits)
+    with torch.no_grad():
+        probs = torch.softmax(logits, dim=1)
+        pseudo = logits.argmax(dim=1)
+        raw = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device)
+        raw[0] = (_target_grad(probs, labels) * zdot).sum(dim=1)
+        if rows == 2:
+            raw[1] = (_target_grad(probs, pseudo) * zdot).sum(dim=1)
+    return raw, pseudo, logits.detach(), float(meta_loss.detach())
+
+
+def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
+                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
+                    ) -> tuple[Tensor, Tensor, Tensor, float]:
+    step = virtual_step(model, optimizer)
+    # Fresh leaves so that no .grad of the real parameters is touched.
+    params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
+    logits = functional_call(model, {**params, **_clone_buffers(model)}, (inputs,))
+    pseudo = logits.detach().argmax(dim=1)
+    eps = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device, requires_grad=True)
+    virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
+    if rows == 2:
+        virtual_loss = virtual_loss + (eps[1] * F.cross_entropy(logits, pseudo, reduction="none")).sum()
+    names = step.names
+    grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
+    updated = step.apply(params, dict(zip(names, grads)))
+    meta_logits = functional_call(model, {**params, **updated, **_clone_buffers(model)}, (meta_inputs,))
+    meta_loss = F.cross_entropy(meta_logits, meta_labels)
+    (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
+    raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
+    return raw, pseudo, logits.detach(), float(meta_loss.detach())
+
+
+def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
+                 meta_labels: Tensor, optimizer: torch.optim.Optimizer, *, method: str = "l2b",
+                 engine: str = "forward", normalize: str = "org", temperature: float = 1.0) -> MetaWeights:
+    """Compute L2B (or L2RW) example weights for one noisy batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits of shape (N, K). Run in train mode for every virtual forward
+        (restored afterwards); its parameters and buffers are left unchanged.
+    inputs : Tensor, shape (B, ...)
+        Noisy training batch.
+    labels : Tensor, shape (B,) int64 or (B, K) float
+        Observed labels, as class indices or as probability targets (e.g. after mixup).
+    meta_inputs : Tensor, shape (M, ...)
+        Clean meta batch.
+    meta_labels : Tensor, shape (M,) int64
+        Clean meta labels.
+    optimizer : torch.optim.SGD
+        The optimizer of the real step; its lr, momentum buffers, dampening, nesterov, maximize and
+        weight decay define the virtual step. It is read, never stepped.
+    method : {"l2b", "l2rw"}
+        ``l2b`` weighs observed and pseudo-label costs jointly; ``l2rw`` only the observed one.
+    engine : {"forward", "reverse"}
+        ``forward`` (default) is the exact forward-mode formulation; ``reverse`` the published
+        double-backward one, kept as the reference.
+    normalize : {"org", "softmax", "sigmoid"}
+        See :func:`l2b.meta.normalize_scores`; applied jointly over all 2B (L2B) or B (L2RW) scores.
+    temperature : float
+        Softmax temperature.
+
+    Returns
+    -------
+    MetaWeights
+    """
+    _check_inputs(inputs, labels, meta_inputs, meta_labels, method, engine)
+    rows = 2 if method == "l2b" else 1
+    was_training = model.training
+    model.train()
+    try:
+        fn = _forward_engine if engine == "forward" else _reverse_engine
+        raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows)
+    finally:
+        model.train(was_training)
+    w = normalize_scores(raw[:rows], normalize=normalize, temperature=temperature)
+    alpha = w[0]
+    beta = w[1] if rows == 2 else torch.zeros_like(alpha)
+    return MetaWeights(alpha=alpha, beta=beta, raw=raw, pseudo_labels=pseudo, meta_loss=meta_loss,
+                       all_zero=not bool((w > 0).any()), logits=logits)

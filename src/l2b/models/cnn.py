@@ -1,0 +1,80 @@
+"""A small, fast CNN for small images (8x8 to 32x32), plus helpers shared with the ResNets."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from .registry import register_model
+
+__all__ = ["SmallCNN", "image_shape", "init_conv_bn", "small_cnn"]
+
+
+def image_shape(in_shape: Sequence[int], model: str) -> tuple[int, int, int]:
+    """Return ``in_shape`` as ``(C, H, W)``; raise ValueError naming ``model`` otherwise."""
+    if len(in_shape) != 3:
+        raise ValueError(
+            f"model {model!r} needs in_shape (C, H, W) for images, got {tuple(in_shape)!r}"
+        )
+    c, h, w = (int(d) for d in in_shape)
+    return c, h, w
+
+
+def init_conv_bn(module: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convs; BatchNorm weight 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    # No conv bias: BatchNorm's shift makes it redundant. ReLU not inplace (forward AD).
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(w) BN ReLU -> conv3x3(2w) BN ReLU maxpool2 -> conv3x3(4w) BN ReLU -> GAP -> linear.
+
+    Input ``(N, C, H, W)``, any C, H and W (the max-pool floors odd sizes; H, W >= 2);
+    output logits ``(N, num_classes)``.
+    """
+
+    def __init__(self, in_chans: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width!r}")
+        self.features = nn.Sequential(
+            *_conv_bn_relu(in_chans, width),
+            *_conv_bn_relu(width, 2 * width),
+            nn.MaxPool2d(2),
+            *_conv_bn_relu(2 * width, 4 * width),
+            # Global pooling makes the head independent of the input resolution.
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+        )
+        self.classifier = nn.Linear(4 * width, num_classes)
+        self.num_classes = num_classes
+        init_conv_bn(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
+        return self.classifier(self.features(x))
+
+
+@register_model("small_cnn")
+def small_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -> SmallCNN:
+    """Small fast CNN (about 0.1 M parameters at width 32).
+
+    Input ``(N, *in_shape)`` with ``in_shape = (C, H, W)``; output logits ``(N, num_classes)``.
+
+    Options
+    -------
+    width : channels of the first conv; the next two have 2x and 4x as many.
+    """
+    c, _, _ = image_shape(in_shape, "small_cnn")
+    return SmallCNN(c, num_classes, width=width)

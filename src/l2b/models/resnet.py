@@ -1,0 +1,283 @@
+"""Residual networks: pre-activation ResNet-18 for CIFAR-sized images and ImageNet-style
+ResNet-18 / ResNet-50.
+
+All blocks add the shortcut out of place (``out + shortcut``) and use non-inplace ReLUs so the
+models run under ``torch.func.functional_call`` and forward-mode AD.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from .cnn import image_shape, init_conv_bn
+from .registry import register_model
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "PreActBasicBlock",
+    "PreActResNet",
+    "ResNet",
+    "preact_resnet18",
+    "resnet18",
+    "resnet50",
+]
+
+
+def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    # Every conv here feeds a BatchNorm, which makes a conv bias redundant.
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-activation ResNet (He et al., "Identity Mappings in Deep Residual Networks", 2016)
+# --------------------------------------------------------------------------------------------
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv3x3 twice, plus a shortcut.
+
+    Input ``(N, c_in, H, W)``, output ``(N, c_out, ceil(H / stride), ceil(W / stride))``.
+    When the shape changes the shortcut is a strided 1x1 conv applied to the pre-activated input
+    (so both branches start from the same normalised tensor); otherwise it is the identity.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.relu1 = nn.ReLU()
+        self.conv1 = _conv3x3(c_in, c_out, stride)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu2 = nn.ReLU()
+        self.conv2 = _conv3x3(c_out, c_out)
+        self.shortcut: nn.Module | None = (
+            _conv1x1(c_in, c_out, stride) if stride != 1 or c_in != c_out else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, c_in, H, W)`` -> ``(N, c_out, H', W')``."""
+        pre = self.relu1(self.bn1(x))
+        # Structural branch fixed at construction, not data-dependent.
+        shortcut = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        out = self.conv2(self.relu2(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet for small images (no stem down-sampling, no max-pool).
+
+    3x3 stem conv (64 channels) -> four stages of PreAct basic blocks (64/128/256/512 channels,
+    strides 1/2/2/2) -> BN -> ReLU -> global average pool -> linear.
+
+    Input ``(N, C, H, W)``, any C; designed for H, W of 8 to 64 (32x32 gives a 4x4 final map).
+    Output logits ``(N, num_classes)``.
+    """
+
+    def __init__(
+        self, layers: Sequence[int], in_chans: int, num_classes: int, base_width: int = 64
+    ) -> None:
+        super().__init__()
+        widths = [base_width * 2**i for i in range(4)]
+        strides = [1, 2, 2, 2]
+        # No BN-ReLU after the stem: the first block's pre-activation provides it.
+        self.stem = _conv3x3(in_chans, base_width)
+        stages: list[nn.Module] = []
+        c_in = base_width
+        for n_blocks, c_out, stride in zip(layers, widths, strides, strict=True):
+            blocks = [PreActBasicBlock(c_in, c_out, stride)]
+            blocks += [PreActBasicBlock(c_out, c_out) for _ in range(n_blocks - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        # Pre-activation blocks end on a conv, so the head needs its own normalisation.
+        self.bn = nn.BatchNorm2d(c_in)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+        self.num_classes = num_classes
+        init_conv_bn(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
+        out = self.stages(self.stem(x))
+        out = self.pool(self.relu(self.bn(out)))
+        return self.fc(out.flatten(1))
+
+
+@register_model("preact_resnet18")
+def preact_resnet18(*, num_classes: int, in_shape: tuple[int, ...]) -> PreActResNet:
+    """Pre-activation ResNet-18 for CIFAR-sized images (about 11.17 M parameters, 10 classes).
+
+    Input ``(N, *in_shape)`` with ``in_shape = (C, H, W)``, H, W >= 8 recommended;
+    output logits ``(N, num_classes)``.
+    """
+    c, _, _ = image_shape(in_shape, "preact_resnet18")
+    return PreActResNet([2, 2, 2, 2], c, num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet-style ResNet (He et al., "Deep Residual Learning for Image Recognition", 2015)
+# --------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, add shortcut, ReLU (post-activation).
+
+    Input ``(N, c_in, H, W)``, output ``(N, planes, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    expansion = 1
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = planes * self.expansion
+        self.conv1 = _conv3x3(c_in, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = _conv3x3(planes, c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu2 = nn.ReLU()
+        self.downsample = _projection(c_in, c_out, stride)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, c_in, H, W)`` -> ``(N, planes, H', W')``."""
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.downsample(x))
+
+
+class Bottleneck(nn.Module):
+    """conv1x1-BN-ReLU, conv3x3(stride)-BN-ReLU, conv1x1-BN, add shortcut, ReLU.
+
+    The stride sits on the 3x3 conv (the common "v1.5" variant, which the 25.6 M count matches).
+    Input ``(N, c_in, H, W)``, output ``(N, 4 * planes, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = planes * self.expansion
+        self.conv1 = _conv1x1(c_in, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.conv3 = _conv1x1(planes, c_out)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.relu3 = nn.ReLU()
+        self.downsample = _projection(c_in, c_out, stride)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, c_in, H, W)`` -> ``(N, 4 * planes, H', W')``."""
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu3(out + self.downsample(x))
+
+
+def _projection(c_in: int, c_out: int, stride: int) -> nn.Module:
+    # nn.Identity keeps forward() free of branches when the shapes already match.
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return nn.Sequential(_conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out))
+
+
+class ResNet(nn.Module):
+    """ImageNet-style ResNet.
+
+    7x7 stride-2 stem conv (64) -> BN -> ReLU -> 3x3 stride-2 max-pool -> four stages
+    (64/128/256/512 planes, strides 1/2/2/2) -> global average pool -> linear.
+
+    Input ``(N, C, H, W)``, any C; designed for 224x224 (7x7 final map), works down to about
+    32x32. Output logits ``(N, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: Sequence[int],
+        in_chans: int,
+        num_classes: int,
+        *,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        stages: list[nn.Module] = []
+        c_in = 64
+        for i, n_blocks in enumerate(layers):
+            planes = 64 * 2**i
+            stride = 1 if i == 0 else 2
+            blocks: list[nn.Module] = [block(c_in, planes, stride)]
+            c_in = planes * block.expansion
+            blocks += [block(c_in, planes) for _ in range(n_blocks - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+        self.num_classes = num_classes
+        init_conv_bn(self)
+        if zero_init_residual:
+            # Each residual block then starts as the identity, which helps large-batch training.
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(m.last_bn().weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
+        out = self.pool(self.stages(self.stem(x)))
+        return self.fc(out.flatten(1))
+
+
+@register_model("resnet18")
+def resnet18(
+    *, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False
+) -> ResNet:
+    """ImageNet-style ResNet-18, basic blocks [2, 2, 2, 2] (about 11.69 M parameters, 1000 classes).
+
+    Input ``(N, *in_shape)`` with ``in_shape = (C, H, W)``, 224x224 nominal;
+    output logits ``(N, num_classes)``.
+
+    Options
+    -------
+    zero_init_residual : start the last BN of each block at weight 0 (block = identity).
+    """
+    c, _, _ = image_shape(in_shape, "resnet18")
+    return ResNet(BasicBlock, [2, 2, 2, 2], c, num_classes, zero_init_residual=zero_init_residual)
+
+
+@register_model("resnet50")
+def resnet50(
+    *, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False
+) -> ResNet:
+    """ImageNet-style ResNet-50, bottleneck blocks [3, 4, 6, 3] (about 25.56 M parameters,
+    1000 classes).
+
+    Input ``(N, *in_shape)`` with ``in_shape = (C, H, W)``, 224x224 nominal;
+    output logits ``(N, num_classes)``.
+
+    Options
+    -------
+    zero_init_residual : start the last BN of each block at weight 0 (block = identity).
+    """
+    c, _, _ = image_shape(in_shape, "resnet50")
+    return ResNet(Bottleneck, [3, 4, 6, 3], c, num_classes, zero_init_residual=zero_init_residual)
