@@ -36,8 +36,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", default=_D.model, choices=list_models(), help="network")
     g.add_argument("--hidden", type=int, nargs="+", default=list(_D.hidden), help="MLP hidden widths")
     g.add_argument("--method", default=_D.method, choices=list_methods(), help="training method")
-    g.add_argument("--engine", default=_D.engine, choices=["forward", "reverse"],
-                   help="meta-gradient engine (same weights; forward is cheaper)")
+    g.add_argument("--engine", default=_D.engine, choices=["fused", "forward", "reverse"],
+                   help="meta-gradient engine, all give the same weights: 'fused' (forward mode sharing "
+                        "the real step's forward, fastest), 'forward', 'reverse' (the published double backward)")
     g.add_argument("--normalize", default=_D.normalize, choices=["org", "softmax", "sigmoid"],
                    help="weight normalisation")
     g.add_argument("--temperature", type=float, default=_D.temperature, help="softmax temperature")

@@ -2,9 +2,11 @@
 
 Imports nothing else from l2b: no data, I/O or command-line concerns live here.
 """
-from .engine import ENGINES, METHODS, MetaWeights, meta_weights
+from .engine import (ENGINES, METHODS, ROWS, MetaWeights, dual_forward, meta_tangents, meta_weights,
+                     scores_from_jvp, weights_from_scores)
 from .normalize import NORMALIZATIONS, normalize_scores
 from .virtual_step import SGDHyper, VirtualStep, sgd_update, virtual_step
 
-__all__ = ["ENGINES", "METHODS", "NORMALIZATIONS", "MetaWeights", "SGDHyper", "VirtualStep",
-           "meta_weights", "normalize_scores", "sgd_update", "virtual_step"]
+__all__ = ["ENGINES", "METHODS", "NORMALIZATIONS", "ROWS", "MetaWeights", "SGDHyper", "VirtualStep", "dual_forward",
+           "meta_tangents", "meta_weights", "normalize_scores", "scores_from_jvp", "sgd_update", "virtual_step",
+           "weights_from_scores"]

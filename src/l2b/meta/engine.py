@@ -28,6 +28,7 @@ from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
 ENGINES = ("forward", "reverse")
+ROWS = {"l2b": 2, "l2rw": 1}
 
 
 @dataclass(frozen=True)
@@ -88,34 +89,74 @@ def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
     return probs - target.to(probs.dtype)
 
 
-def _forward_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
-                    ) -> tuple[Tensor, Tensor, Tensor, float]:
+def meta_tangents(model: nn.Module, meta_inputs: Tensor, meta_labels: Tensor,
+                  optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], float]:
+    """The direction s * g along which the forward engine differentiates the noisy logits.
+
+    g = grad of the meta loss (mean CE of the meta batch, train mode) at theta'(0), the virtual
+    step with a zero gradient; s is the virtual step's gradient scale (lr times the momentum /
+    nesterov factor) of each parameter. Runs on cloned buffers: the model is not changed.
+
+    Returns
+    -------
+    tangents : dict[str, Tensor], parameter name -> tensor shaped like that parameter. Parameters
+        the optimizer does not update, or the meta loss does not reach, are absent (zero).
+    meta_loss : float, the meta loss at theta'(0).
+    """
     step = virtual_step(model, optimizer)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    base = step.base(params)
-    leaves = {n: t.requires_grad_() for n, t in base.items()}
+    leaves = {n: t.requires_grad_() for n, t in step.base(params).items()}
     meta_logits = functional_call(model, {**params, **leaves, **_clone_buffers(model)}, (meta_inputs,))
     meta_loss = F.cross_entropy(meta_logits, meta_labels)
     grads = torch.autograd.grad(meta_loss, list(leaves.values()), allow_unused=True)
     scale = step.scale()
+    tangents = {n: scale[n] * g for n, g in zip(leaves, grads) if g is not None}
+    return tangents, float(meta_loss.detach())
+
+
+def dual_forward(model: nn.Module, inputs: Tensor, tangents: dict[str, Tensor], *,
+                 real_step: bool = False) -> tuple[Tensor, Tensor]:
+    """Logits z (B, K) and their forward-mode derivative zdot (B, K) along `tangents`.
+
+    With ``real_step=False`` the forward runs on detached parameters and cloned buffers: no graph,
+    no side effects. With ``real_step=True`` it is the real training forward: z keeps its autograd
+    graph to the parameters (back-propagate it for the real step) and BatchNorm running
+    statistics are updated once, as by ``model(inputs)``.
+    """
+    params = dict(model.named_parameters()) if real_step else {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers()) if real_step else _clone_buffers(model)
     with fwAD.dual_level():
-        duals = dict(params)
-        for (n, p), g in zip(leaves.items(), grads):
-            if g is not None:  # a parameter the meta loss does not reach has zero tangent
-                duals[n] = fwAD.make_dual(params[n], scale[n] * g)
-        out = functional_call(model, {**duals, **_clone_buffers(model)}, (inputs,))
-        logits, zdot = fwAD.unpack_dual(out)
-        if zdot is None:  # no parameter moves the logits
-            zdot = torch.zeros_like(logits)
-    with torch.no_grad():
-        probs = torch.softmax(logits, dim=1)
-        pseudo = logits.argmax(dim=1)
-        raw = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device)
-        raw[0] = (_target_grad(probs, labels) * zdot).sum(dim=1)
-        if rows == 2:
-            raw[1] = (_target_grad(probs, pseudo) * zdot).sum(dim=1)
-    return raw, pseudo, logits.detach(), float(meta_loss.detach())
+        duals = {n: fwAD.make_dual(p, tangents[n]) if n in tangents else p for n, p in params.items()}
+        logits, zdot = fwAD.unpack_dual(functional_call(model, {**duals, **buffers}, (inputs,)))
+    if zdot is None:  # no parameter moves the logits
+        zdot = torch.zeros_like(logits)
+    return logits, zdot.detach()
+
+
+@torch.no_grad()
+def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int = 2) -> tuple[Tensor, Tensor]:
+    """Raw scores (2, B) and pseudo-labels (B,) from logits (B, K) and their derivative (B, K).
+
+    r[0, i] = (softmax(z_i) - target_i) . zdot_i, r[1, i] the same with the pseudo-label
+    argmax(z_i) as target (left zero when rows == 1). `labels` are class indices (B,) or
+    probabilities (B, K).
+    """
+    probs = torch.softmax(logits, dim=1)
+    pseudo = logits.argmax(dim=1)
+    raw = torch.zeros(2, logits.shape[0], dtype=logits.dtype, device=logits.device)
+    raw[0] = (_target_grad(probs, labels) * zdot).sum(dim=1)
+    if rows == 2:
+        raw[1] = (_target_grad(probs, pseudo) * zdot).sum(dim=1)
+    return raw, pseudo
+
+
+def _forward_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
+                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
+                    ) -> tuple[Tensor, Tensor, Tensor, float]:
+    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer)
+    logits, zdot = dual_forward(model, inputs, tangents)
+    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
+    return raw, pseudo, logits, meta_loss
 
 
 def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
@@ -176,7 +217,7 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
     MetaWeights
     """
     _check_inputs(inputs, labels, meta_inputs, meta_labels, method, engine)
-    rows = 2 if method == "l2b" else 1
+    rows = ROWS[method]
     was_training = model.training
     model.train()
     try:
@@ -184,8 +225,15 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
         raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows)
     finally:
         model.train(was_training)
+    return weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, normalize=normalize,
+                               temperature=temperature)
+
+
+def weights_from_scores(raw: Tensor, pseudo: Tensor, logits: Tensor, meta_loss: float, *, rows: int,
+                        normalize: str, temperature: float) -> MetaWeights:
+    """Normalise the first `rows` rows of raw (2, B) jointly into a :class:`MetaWeights`."""
     w = normalize_scores(raw[:rows], normalize=normalize, temperature=temperature)
     alpha = w[0]
     beta = w[1] if rows == 2 else torch.zeros_like(alpha)
     return MetaWeights(alpha=alpha, beta=beta, raw=raw, pseudo_labels=pseudo, meta_loss=meta_loss,
-                       all_zero=not bool((w > 0).any()), logits=logits)
+                       all_zero=not bool((w > 0).any()), logits=logits.detach())

@@ -2,44 +2,61 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from torch import Tensor
 
-from ..meta import ENGINES, NORMALIZATIONS, meta_weights
+from ..meta import (ENGINES, NORMALIZATIONS, ROWS, MetaWeights, dual_forward, meta_tangents, meta_weights,
+                    scores_from_jvp, weights_from_scores)
 from .base import Method, StepOutput, register_method
+
+STEP_ENGINES = ("fused",) + ENGINES
 
 
 class _MetaMethod(Method):
-    """Weights from :func:`l2b.meta.meta_weights`, then a real step on the weighted costs.
+    """Weights from the meta-gradient, then a real step on the weighted costs.
 
     Options (keyword-only, besides mixup / clip_grad):
 
-    engine : {"forward", "reverse"}
-        How the meta-gradient is computed; both give the same weights, forward is cheaper.
+    engine : {"fused", "forward", "reverse"}
+        ``fused`` (default): the forward-mode engine whose single dual forward of the noisy batch
+        is also the real step's forward (its primal is back-propagated), saving one forward pass.
+        ``forward``: the forward-mode engine, then a separate real forward.  ``reverse``: the
+        published double-backward formulation.  All three give the same weights and updates.
     normalize : {"org", "softmax", "sigmoid"};  temperature : float (softmax only).
     """
 
     needs_meta = True
     rows: str
 
-    def __init__(self, *, engine: str = "forward", normalize: str = "org", temperature: float = 1.0, **common):
+    def __init__(self, *, engine: str = "fused", normalize: str = "org", temperature: float = 1.0, **common):
         super().__init__(**common)
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if engine not in STEP_ENGINES:
+            raise ValueError(f"engine must be one of {STEP_ENGINES}, got {engine!r}")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
 
     def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels):
-        mw = meta_weights(model, inputs, targets, meta_inputs, meta_labels, optimizer, method=self.rows,
-                          engine=self.engine, normalize=self.normalize, temperature=self.temperature)
-        # The real forward: the only one that updates BatchNorm running statistics.
-        logits = model(inputs)
+        opts = dict(normalize=self.normalize, temperature=self.temperature)
+        if self.engine == "fused":
+            rows = ROWS[self.rows]
+            tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer)
+            logits, zdot = dual_forward(model, inputs, tangents, real_step=True)
+            raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
+            mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
+        else:
+            mw = meta_weights(model, inputs, targets, meta_inputs, meta_labels, optimizer, method=self.rows,
+                              engine=self.engine, **opts)
+            logits = model(inputs)  # the real forward: the only one that updates BatchNorm statistics
+        return self.weighted_loss(logits, targets, mw), StepOutput(
+            loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(), pseudo_labels=mw.pseudo_labels,
+            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
+
+    def weighted_loss(self, logits: Tensor, targets: Tensor, mw: MetaWeights) -> Tensor:
+        """sum_i alpha_i CE(z_i, y_i) + beta_i CE(z_i, pseudo_i): the weights already sum to one."""
         loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum()
         if self.rows == "l2b":
             loss = loss + (mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")).sum()
-        out = StepOutput(loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(),
-                         pseudo_labels=mw.pseudo_labels,
-                         stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
-        return loss, out
+        return loss
 
 
 @register_method("l2rw")

@@ -27,7 +27,7 @@ class TrainConfig:
     model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
     method: str = "l2b"
-    engine: str = "forward"
+    engine: str = "fused"
     normalize: str = "org"
     temperature: float = 1.0
     bootstrap_beta: float | None = None
