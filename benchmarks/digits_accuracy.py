@@ -3,7 +3,7 @@
     python benchmarks/digits_accuracy.py                      # the README table (40 % symmetric, 3 seeds)
     python benchmarks/digits_accuracy.py --noise-rate 0.6 --seeds 0 1 2 3 4
 
-Protocol: the fixed 80/20 stratified split of scikit-learn's digits (1,437 train / 360 test),
+Protocol: the fixed 80/20 stratified split of scikit-learn's digits (1,438 train / 359 test),
 100 clean class-balanced meta examples taken out of the training split (the rest gets the
 noise), a 2-layer MLP with BatchNorm (256 hidden), SGD lr 0.1, momentum 0.9, weight decay 5e-4,
 cosine schedule, batch 64, 5 warm-up epochs of cross-entropy, 40 epochs. Every method sees the
@@ -11,7 +11,7 @@ same noisy training set and the same meta set (ce and bootstrap use it only to s
 checkpoint). Reported: final-epoch test accuracy (the headline) and the test accuracy of the
 checkpoint chosen on the meta set. Test accuracy is never used to choose anything.
 
-Writes benchmarks/results/digits_accuracy[-<noise><rate>].{json,md}.
+Writes benchmarks/results/digits_accuracy[-<non-default options>].{json,md}.
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--noise", default="symmetric")
     p.add_argument("--noise-rate", type=float, default=0.4)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--warmup-epochs", type=int, default=TrainConfig.warmup_epochs)
     p.add_argument("--tag", default=None, help="suffix of the result files (default: from noise and rate)")
     args = p.parse_args(argv)
 
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     for method in args.methods:
         for seed in args.seeds:
             cfg = TrainConfig(method=method, seed=seed, noise=args.noise, noise_rate=args.noise_rate,
-                              epochs=args.epochs, device="cpu")
+                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                              warmup_epochs=args.warmup_epochs, device="cpu")
             s = run_experiment(cfg, out_dir=None, progress=False, log=None)
             rows.append(s)
             print(f"{method:15s} seed {seed}: test {s['test_accuracy']:.4f}  "
@@ -60,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
                       "best_meta_mean": sel.mean(), "best_meta_std": sel.std(ddof=1) if len(r) > 1 else 0.0,
                       "train_seconds_mean": secs.mean(), "per_seed": final.tolist()})
 
-    tag = args.tag or ("" if (args.noise, args.noise_rate) == ("symmetric", 0.4) else f"-{args.noise}{args.noise_rate:g}")
+    d = TrainConfig()
+    parts = [f"{args.noise}{args.noise_rate:g}"] if (args.noise, args.noise_rate) != ("symmetric", 0.4) else []
+    parts += [f"{k}{v:g}" for k, v, dv in (("lr", args.lr, d.lr), ("bs", args.batch_size, d.batch_size),
+                                           ("warmup", args.warmup_epochs, d.warmup_epochs)) if v != dv]
+    tag = f"-{args.tag}" if args.tag else "".join(f"-{p}" for p in parts)
     cmd = "python benchmarks/digits_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     env = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
            "machine": platform.machine(), "processor": platform.processor(), "threads": torch.get_num_threads()}

@@ -1,0 +1,734 @@
+"""Cost of one training step of L2B / L2RW against plain cross-entropy: time and peak memory.
+
+    python benchmarks/step_cost.py                          # the recorded run (CPU: ~1-2 h, see below)
+    python benchmarks/step_cost.py --quick                  # smoke test: small_cnn, batch 16, seconds
+    python benchmarks/step_cost.py --classes 100 --batch-sizes 128 \\
+        --out-prefix 'benchmarks/results/step_cost-{device}-classes100'
+
+What is measured
+----------------
+For every model (small_cnn, preact_resnet18; input 3x32x32), number of classes and batch size B
+(meta batch M = B, plus the extra (B, M) pairs of --extra-meta, by default 128:32), one optimizer
+step (torch.optim.SGD, lr 0.1, momentum 0.9, weight decay 5e-4) of each variant on random data
+with a fixed seed:
+
+    ce             plain cross-entropy (the baseline of every ratio)
+    l2rw-reverse   L2RW, published double-backward meta-gradient
+    l2b-reverse    L2B,  published double-backward meta-gradient
+    l2rw-fused     L2RW, forward-mode engine whose dual forward is also the real step's forward
+    l2b-forward    L2B,  forward-mode engine plus a separate real forward
+    l2b-fused      L2B,  fused forward-mode engine (the library default)
+
+Seconds per step: every variant gets its own model and optimizer (same initial weights), runs the
+warm-up steps, then each of the --reps repetitions runs every variant once, in an order rotated
+by one from repetition to repetition, so that load from other processes falls on all variants
+alike.  Reported: median, min and interquartile range (q75 - q25) per variant, the ratio of each
+median to ce's median and the ratio l2b-reverse / l2b-fused.  One more entry of the rotation runs
+the l2b-fused step by hand from the l2b.meta building blocks and times its four parts (meta
+forward+backward = meta_tangents, dual forward, weights + weighted loss, real backward + optimizer
+step); its total is reported next to l2b-fused's median as a check.
+
+Peak memory: on CUDA, torch.cuda.max_memory_allocated() minus the memory allocated before one
+step run after the timing (in process).  On CPU there is no allocator statistic: every variant
+runs in a fresh subprocess (same torch thread count) that builds model, optimizer and data, runs
+a 2-image inference forward (so the thread pool and kernel libraries are initialised), reads
+ru_maxrss, runs --memory-steps steps and reports how much ru_maxrss grew: the peak working
+memory of a step (optimizer state included), in MiB.
+
+Writes <out-prefix>.json (every measurement, command line, environment), .csv (one row per
+configuration and variant), .png (seconds per step and ratio to ce against batch size, one
+column per model) and .md (tables).  <out-prefix> defaults to
+benchmarks/results/step_cost-{device}, where {device} becomes "cpu" or "cuda-<gpu name>".
+Results are saved after every configuration, so an interrupted run keeps what it measured;
+--from-json re-draws the plot and the tables from a saved JSON without measuring again.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from l2b.meta import dual_forward, meta_tangents, scores_from_jvp, weights_from_scores
+from l2b.methods import create_method
+from l2b.models import create_model
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+IN_SHAPE = (3, 32, 32)
+SEED = 0
+OPTIM = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+# name -> (method, engine); engine None for ce.
+VARIANTS: dict[str, tuple[str, str | None]] = {
+    "ce": ("ce", None),
+    "l2rw-reverse": ("l2rw", "reverse"),
+    "l2b-reverse": ("l2b", "reverse"),
+    "l2rw-fused": ("l2rw", "fused"),
+    "l2b-forward": ("l2b", "forward"),
+    "l2b-fused": ("l2b", "fused"),
+}
+PARTS_KEY = "l2b-fused (by parts)"
+PARTS = ("meta_fwd_bwd", "dual_forward", "weights", "real_bwd_step")
+PART_LABELS = {"meta_fwd_bwd": "meta fwd+bwd (meta_tangents)", "dual_forward": "dual forward",
+               "weights": "weights + weighted loss", "real_bwd_step": "real backward + optimizer step"}
+CL = "+cl"  # suffix of a channels-last variant (--channels-last both)
+MEMORY_TAG = "MEMORY_PROBE_RESULT "
+
+
+# --------------------------------------------------------------------------------------------
+# set-up shared by the timing process and the memory probes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    classes: int
+    batch: int
+    meta_batch: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} K={self.classes} B={self.batch} M={self.meta_batch}"
+
+
+def make_data(cfg: Config, device: torch.device, channels_last: bool):
+    g = torch.Generator().manual_seed(SEED)
+    x = torch.randn(cfg.batch, *IN_SHAPE, generator=g)
+    y = torch.randint(0, cfg.classes, (cfg.batch,), generator=g)
+    mx = torch.randn(cfg.meta_batch, *IN_SHAPE, generator=g)
+    my = torch.randint(0, cfg.classes, (cfg.meta_batch,), generator=g)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return (x.to(device, memory_format=fmt), y.to(device), mx.to(device, memory_format=fmt), my.to(device))
+
+
+def make_model(cfg: Config, device: torch.device, channels_last: bool):
+    torch.manual_seed(SEED)  # every variant starts from the same weights
+    model = create_model(cfg.model, num_classes=cfg.classes, in_shape=IN_SHAPE).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    return model, torch.optim.SGD(model.parameters(), **OPTIM)
+
+
+def split_variant(name: str) -> tuple[str, bool]:
+    return (name[:-len(CL)], True) if name.endswith(CL) else (name, False)
+
+
+def make_runner(name: str, cfg: Config, device: torch.device):
+    """A closure running one step of variant `name` on its own model; returns a dict of
+    per-part seconds for the by-parts entry, else None."""
+    base, cl = split_variant(name)
+    model, opt = make_model(cfg, device, cl)
+    x, y, mx, my = make_data(cfg, device, cl)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if base == PARTS_KEY:
+        return lambda: fused_by_parts(model, opt, x, y, mx, my, sync)
+    method_name, engine = VARIANTS[base]
+    method = create_method(method_name, **({} if engine is None else {"engine": engine}))
+
+    def run():
+        method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
+        return None
+    return run
+
+
+def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:
+    """The l2b-fused step written out with the l2b.meta building blocks, each part timed."""
+    t = {}
+    model.train()
+    sync()
+    t0 = time.perf_counter()
+    tangents, meta_loss = meta_tangents(model, mx, my, opt)
+    sync()
+    t1 = time.perf_counter()
+    logits, zdot = dual_forward(model, x, tangents, real_step=True)
+    sync()
+    t2 = time.perf_counter()
+    raw, pseudo = scores_from_jvp(logits.detach(), zdot, y, rows=2)
+    mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=2, normalize="org", temperature=1.0)
+    loss = ((mw.alpha * F.cross_entropy(logits, y, reduction="none")).sum()
+            + (mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")).sum())
+    sync()
+    t3 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    float(loss.detach())  # the library's step reads the loss too
+    sync()
+    t4 = time.perf_counter()
+    t.update(meta_fwd_bwd=t1 - t0, dual_forward=t2 - t1, weights=t3 - t2, real_bwd_step=t4 - t3)
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# memory
+# --------------------------------------------------------------------------------------------
+
+
+def _maxrss_mib() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
+
+
+def _rss_mib() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
+
+
+def memory_probe(args) -> None:
+    """Hidden mode: one variant, fresh process, ru_maxrss growth over --memory-steps steps."""
+    torch.set_num_threads(args.threads)
+    model_name, classes, batch, meta_batch = args._memory_probe[:4]
+    cfg = Config(model_name, int(classes), int(batch), int(meta_batch))
+    variant = args._memory_probe[4]
+    device = torch.device("cpu")
+    step = make_runner(variant, cfg, device)
+    # Initialise thread pool / kernel libraries on a 2-image inference forward, so that their
+    # one-off allocations are not charged to the step.  Eval mode: BatchNorm statistics untouched.
+    _, cl = split_variant(variant)
+    model, _ = make_model(cfg, device, cl)
+    with torch.no_grad():
+        model.eval()(make_data(Config(cfg.model, cfg.classes, 2, 2), device, cl)[0])
+    del model
+    gc.collect()
+    before, rss_before = _maxrss_mib(), _rss_mib()
+    peaks, secs = [], []
+    for _ in range(args.memory_steps):
+        t0 = time.perf_counter()
+        step()
+        secs.append(time.perf_counter() - t0)
+        peaks.append(_maxrss_mib())
+    print(MEMORY_TAG + json.dumps({
+        "variant": variant, "threads": torch.get_num_threads(), "maxrss_before_mib": before,
+        "rss_before_mib": rss_before, "maxrss_after_each_step_mib": peaks,
+        "peak_growth_mib": max(peaks) - before, "step_seconds": secs}), flush=True)
+
+
+def probe_memory_cpu(cfg: Config, variant: str, threads: int, steps: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-probe", cfg.model, str(cfg.classes),
+           str(cfg.batch), str(cfg.meta_batch), variant, "--threads", str(threads), "--memory-steps", str(steps)]
+    env = dict(os.environ)
+    src = str(ROOT.parent / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in r.stdout.splitlines():
+        if line.startswith(MEMORY_TAG):
+            return json.loads(line[len(MEMORY_TAG):])
+    raise RuntimeError(f"memory probe failed for {cfg.label} {variant}:\n{r.stderr[-3000:]}")
+
+
+def probe_memory_cuda(step, device) -> dict:
+    torch.cuda.synchronize(device)
+    gc.collect()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"allocated_before_mib": base / 2**20, "max_allocated_mib": peak / 2**20,
+            "peak_growth_mib": (peak - base) / 2**20}
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------------------------
+
+
+def summarize(xs: list[float]) -> dict:
+    q25, q75 = np.percentile(xs, [25, 75])
+    return {"median_s": statistics.median(xs), "min_s": min(xs), "iqr_s": float(q75 - q25), "n": len(xs)}
+
+
+def measure_config(cfg: Config, variants: list[str], device: torch.device, reps: int, warmup: int,
+                   memory: bool, memory_steps: int, threads: int, log) -> dict:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    entries = variants + [PARTS_KEY]
+    runners = {}
+    warm: dict[str, list[float]] = {}
+    for name in entries:
+        runners[name] = make_runner(name, cfg, device)
+        warm[name] = []
+        for _ in range(warmup):
+            sync()
+            t0 = time.perf_counter()
+            runners[name]()
+            sync()
+            warm[name].append(time.perf_counter() - t0)
+        log(f"  [{cfg.label}] warm-up {name:22s} " + " ".join(f"{s:.3f}s" for s in warm[name]))
+    times: dict[str, list[float]] = {n: [] for n in entries}
+    parts: dict[str, list[float]] = {p: [] for p in PARTS}
+    orders = []
+    for r in range(reps):
+        order = entries[r % len(entries):] + entries[:r % len(entries)]
+        orders.append(order)
+        for name in order:
+            gc.collect()
+            sync()
+            t0 = time.perf_counter()
+            out = runners[name]()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+            if out is not None:
+                for p in PARTS:
+                    parts[p].append(out[p])
+        log(f"  [{cfg.label}] rep {r + 1}/{reps}: " + "  ".join(f"{n} {times[n][-1]:.3f}" for n in variants))
+
+    result = {"config": cfg.__dict__, "reps": reps, "warmup": warmup, "orders": orders,
+              "warmup_seconds": warm, "seconds": times, "variants": {}}
+    for name in variants:
+        s = summarize(times[name])
+        _, cl = split_variant(name)
+        ce_med = statistics.median(times["ce" + (CL if cl else "")]) if ("ce" + (CL if cl else "")) in times \
+            else statistics.median(times["ce"])
+        s["ratio_to_ce"] = s["median_s"] / ce_med
+        s["images_per_s"] = cfg.batch / s["median_s"]
+        result["variants"][name] = s
+    for suffix in ("", CL):
+        rev, fused = "l2b-reverse" + suffix, "l2b-fused" + suffix
+        if rev in result["variants"] and fused in result["variants"]:
+            result["l2b_reverse_over_fused" + suffix.replace("+", "_")] = (
+                result["variants"][rev]["median_s"] / result["variants"][fused]["median_s"])
+    for name in variants:
+        if name.endswith(CL) and name[:-len(CL)] in result["variants"]:
+            result["variants"][name]["channels_last_speedup"] = (
+                result["variants"][name[:-len(CL)]]["median_s"] / result["variants"][name]["median_s"])
+    bd = {p: statistics.median(parts[p]) for p in PARTS}
+    bd["sum_of_part_medians_s"] = sum(bd[p] for p in PARTS)
+    bd["by_parts_step_median_s"] = statistics.median(times[PARTS_KEY])
+    if "l2b-fused" in result["variants"]:
+        bd["l2b_fused_step_median_s"] = result["variants"]["l2b-fused"]["median_s"]
+    bd["seconds"] = parts
+    result["fused_breakdown"] = bd
+    log(f"  [{cfg.label}] fused breakdown: " + "  ".join(f"{p} {bd[p]:.3f}s" for p in PARTS)
+        + f"  (sum {bd['sum_of_part_medians_s']:.3f}s)")
+
+    if memory and device.type == "cuda":
+        for name in variants:
+            result["variants"][name]["memory"] = probe_memory_cuda(runners[name], device)
+    del runners
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if memory and device.type == "cpu":
+        for name in variants:
+            result["variants"][name]["memory"] = probe_memory_cpu(cfg, name, threads, memory_steps)
+            log(f"  [{cfg.label}] memory  {name:22s} {result['variants'][name]['memory']['peak_growth_mib']:.1f} MiB")
+    if memory:
+        for name in variants:
+            _, cl = split_variant(name)
+            ce = result["variants"].get("ce" + (CL if cl else ""), result["variants"]["ce"])
+            m = result["variants"][name]["memory"]
+            m["ratio_to_ce"] = m["peak_growth_mib"] / ce["memory"]["peak_growth_mib"]
+    for name in variants:
+        s = result["variants"][name]
+        mem = f"  peak {s['memory']['peak_growth_mib']:8.1f} MiB (x{s['memory']['ratio_to_ce']:.2f})" if memory else ""
+        log(f"  [{cfg.label}] {name:22s} median {s['median_s']:.4f}s  min {s['min_s']:.4f}s  "
+            f"IQR {s['iqr_s']:.4f}s  x{s['ratio_to_ce']:.2f} ce{mem}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_kind(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return "cpu"
+
+
+def environment(device: torch.device) -> dict:
+    import l2b
+    env = {"torch": str(torch.__version__), "l2b": getattr(l2b, "__version__", "?"),
+           "python": platform.python_version(), "platform": platform.platform(),
+           "machine": platform.machine(), "processor": platform.processor(), "cpu_name": cpu_name(),
+           "cpu_count": os.cpu_count(), "torch_num_threads": torch.get_num_threads(),
+           "device": str(device), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    try:
+        env["loadavg_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def machine_label(env: dict) -> str:
+    if env.get("gpu"):
+        return f"{env['gpu']} (CUDA {env.get('cuda')})"
+    return f"{env['cpu_name']}, {env['torch_num_threads']} threads"
+
+
+def write_csv(path: Path, data: dict) -> None:
+    fields = ["device", "model", "classes", "batch", "meta_batch", "variant", "reps", "warmup", "median_s", "min_s",
+              "iqr_s", "ratio_to_ce", "images_per_s", "peak_mem_mib", "mem_ratio_to_ce", "channels_last_speedup"] + \
+        [f"breakdown_{p}_s" for p in PARTS]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for res in data["results"]:
+            c = res["config"]
+            for name, s in res["variants"].items():
+                row = {"device": data["device_kind"], "model": c["model"], "classes": c["classes"],
+                       "batch": c["batch"], "meta_batch": c["meta_batch"], "variant": name, "reps": res["reps"],
+                       "warmup": res["warmup"], "median_s": f"{s['median_s']:.6f}", "min_s": f"{s['min_s']:.6f}",
+                       "iqr_s": f"{s['iqr_s']:.6f}", "ratio_to_ce": f"{s['ratio_to_ce']:.4f}",
+                       "images_per_s": f"{s['images_per_s']:.2f}"}
+                if "memory" in s:
+                    row["peak_mem_mib"] = f"{s['memory']['peak_growth_mib']:.1f}"
+                    row["mem_ratio_to_ce"] = f"{s['memory']['ratio_to_ce']:.4f}"
+                if "channels_last_speedup" in s:
+                    row["channels_last_speedup"] = f"{s['channels_last_speedup']:.4f}"
+                if name == "l2b-fused":
+                    for p in PARTS:
+                        row[f"breakdown_{p}_s"] = f"{res['fused_breakdown'][p]:.6f}"
+                w.writerow(row)
+
+
+def _groups(data: dict):
+    """(model, classes) -> {(batch, meta): result} in measurement order."""
+    out: dict[tuple[str, int], dict[tuple[int, int], dict]] = {}
+    for res in data["results"]:
+        c = res["config"]
+        out.setdefault((c["model"], c["classes"]), {})[(c["batch"], c["meta_batch"])] = res
+    return out
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s:.3f}" if s < 10 else f"{s:.1f}"
+
+
+def write_md(path: Path, data: dict) -> None:
+    env = data["environment"]
+    cuda = data["device"] == "cuda"
+    L = [f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})", "",
+         f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
+         f"Command: `{data['command']}`  ",
+         "One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random 3x32x32 data. Cells: median seconds "
+         "per step over the repetitions, and in parentheses the ratio to ce's median in the same configuration "
+         "(all variants interleaved in one process). B = batch, M = meta batch.", ""]
+    if data.get("notes"):
+        L += [f"Note: {n}  " for n in data["notes"]] + [""]
+    for (model, classes), res_by in _groups(data).items():
+        keys = list(res_by)
+        any_res = next(iter(res_by.values()))
+        variants = list(any_res["variants"])
+        reps = sorted({r["reps"] for r in res_by.values()})
+        warm = sorted({r["warmup"] for r in res_by.values()})
+        L += [f"## {model}, {classes} classes", "",
+              f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} warm-up step(s) per variant.", ""]
+        head = [f"B={b} M={m}" for b, m in keys]
+        L += ["| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
+        for v in variants:
+            cells = []
+            for k in keys:
+                s = res_by[k]["variants"].get(v)
+                cells.append("" if s is None else f"{_fmt_s(s['median_s'])} (×{s['ratio_to_ce']:.2f})")
+            L.append(f"| {v} | " + " | ".join(cells) + " |")
+        L.append("| **l2b-reverse / l2b-fused** | " + " | ".join(
+            f"**{res_by[k]['l2b_reverse_over_fused']:.2f}**" if "l2b_reverse_over_fused" in res_by[k] else ""
+            for k in keys) + " |")
+        if cuda:
+            L.append("| images/s of l2b-fused (ce) | " + " | ".join(
+                f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} ({res_by[k]['variants']['ce']['images_per_s']:.0f})"
+                if "l2b-fused" in res_by[k]["variants"] else "" for k in keys) + " |")
+        L += ["", "Interquartile range of the step time (seconds), same cells:", "",
+              "| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
+        for v in variants:
+            L.append(f"| {v} | " + " | ".join(
+                f"{res_by[k]['variants'][v]['iqr_s']:.3f}" if v in res_by[k]["variants"] else "" for k in keys) + " |")
+        mem_keys = [k for k in keys if all("memory" in s for s in res_by[k]["variants"].values())]
+        if mem_keys:
+            what = ("peak of torch.cuda.max_memory_allocated over one step minus the memory allocated before it"
+                    if cuda else "growth of ru_maxrss over the first steps in a fresh process "
+                    f"({data['args']['memory_steps']} steps)")
+            L += ["", f"Peak working memory of a step, MiB ({what}), and ratio to ce:", "",
+                  "| variant | " + " | ".join(f"B={b} M={m}" for b, m in mem_keys) + " |",
+                  "|---|" + "---|" * len(mem_keys)]
+            for v in variants:
+                L.append(f"| {v} | " + " | ".join(
+                    f"{res_by[k]['variants'][v]['memory']['peak_growth_mib']:.0f} "
+                    f"(×{res_by[k]['variants'][v]['memory']['ratio_to_ce']:.2f})" for k in mem_keys) + " |")
+        L += ["", "l2b-fused written out by hand with the l2b.meta building blocks: median seconds of each part "
+              "(share of their sum).", "",
+              "| B, M | " + " | ".join(PART_LABELS[p] for p in PARTS) + " | sum of parts | by-parts step | l2b-fused step |",
+              "|---|" + "---|" * (len(PARTS) + 3)]
+        for k in keys:
+            bd = res_by[k]["fused_breakdown"]
+            tot = bd["sum_of_part_medians_s"]
+            L.append(f"| {k[0]}, {k[1]} | " + " | ".join(f"{_fmt_s(bd[p])} ({bd[p] / tot:.0%})" for p in PARTS)
+                     + f" | {_fmt_s(tot)} | {_fmt_s(bd['by_parts_step_median_s'])} | "
+                     + (f"{_fmt_s(bd['l2b_fused_step_median_s'])} |" if "l2b_fused_step_median_s" in bd else " |"))
+        L.append("")
+    path.write_text("\n".join(L) + "\n")
+
+
+STYLE = {  # variant -> (colour, line style, marker)
+    "ce": ("black", "-", "o"),
+    "l2rw-reverse": ("tab:red", "--", "v"),
+    "l2b-reverse": ("tab:red", "-", "v"),
+    "l2b-forward": ("tab:orange", "-", "s"),
+    "l2rw-fused": ("tab:blue", "--", "D"),
+    "l2b-fused": ("tab:blue", "-", "D"),
+}
+
+
+def write_png(path: Path, data: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    groups = _groups(data)
+    n = len(groups)
+    fig, axes = plt.subplots(2, n, figsize=(5.6 * n + 0.6, 8.2), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    handles: dict[str, Line2D] = {}
+    extra_meta = False
+    for col, ((model, classes), res_by) in enumerate(groups.items()):
+        ax, axr = axes[0, col], axes[1, col]
+        main = sorted(k for k in res_by if k[0] == k[1])
+        extra = [k for k in res_by if k[0] != k[1]]
+        variants = list(next(iter(res_by.values()))["variants"])
+        batches = [b for b, _ in main] or sorted({b for b, _ in extra})
+        for v in variants:
+            base, cl = split_variant(v)
+            color, ls, mk = STYLE.get(base, ("tab:gray", "-", "x"))
+            if cl:
+                ls = ":"
+            xs = [b for b, _ in main]
+            med = [res_by[k]["variants"][v]["median_s"] for k in main]
+            lo = [res_by[k]["variants"][v]["median_s"] - np.percentile(res_by[k]["seconds"][v], 25) for k in main]
+            hi = [np.percentile(res_by[k]["seconds"][v], 75) - res_by[k]["variants"][v]["median_s"] for k in main]
+            if xs:
+                h = ax.errorbar(xs, med, yerr=[lo, hi], color=color, ls=ls, marker=mk, ms=6, lw=1.8, capsize=3,
+                                label=v)
+                handles.setdefault(v, h.lines[0])
+                axr.plot(xs, [res_by[k]["variants"][v]["ratio_to_ce"] for k in main], color=color, ls=ls,
+                         marker=mk, ms=6, lw=1.8)
+            for k in extra:
+                extra_meta = True
+                s = res_by[k]["variants"][v]
+                ax.plot([k[0] * 1.06], [s["median_s"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
+                axr.plot([k[0] * 1.06], [s["ratio_to_ce"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
+        for a in (ax, axr):
+            a.set_xscale("log", base=2)
+            a.xaxis.set_major_locator(FixedLocator(batches))
+            a.xaxis.set_minor_locator(NullLocator())
+            a.set_xticklabels([str(b) for b in batches])
+            a.grid(True, which="both", alpha=0.3)
+        ax.set_yscale("log")
+        ax.set_title(f"{model}, {classes} classes", fontsize=12)
+        ax.set_ylabel("seconds per step (median, bars: IQR)")
+        axr.set_ylabel("ratio to ce (median / median)")
+        axr.set_xlabel("batch size (= meta batch size)")
+        axr.axhline(1.0, color="black", lw=0.8)
+        axr.set_ylim(bottom=0)
+    labels = list(handles)
+    hs = [handles[v] for v in labels]
+    if extra_meta:
+        ks = sorted({(b, m) for res_by in groups.values() for (b, m) in res_by if b != m})
+        hs.append(Line2D([], [], marker="o", mfc="white", mec="gray", ls="none", ms=7))
+        labels.append("hollow: " + ", ".join(f"batch {b}, meta batch {m}" for b, m in ks))
+    fig.legend(hs, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=10, frameon=False)
+    env = data["environment"]
+    fig.suptitle(f"One training step of L2B/L2RW vs cross-entropy, 3x32x32 input\n"
+                 f"{machine_label(env)}; torch {env['torch']}", fontsize=12)
+    nrows_legend = -(-len(labels) // min(4, len(labels)))
+    fig.tight_layout(rect=(0, 0.035 * nrows_legend + 0.01, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(prefix: Path, data: dict, final: bool) -> None:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(str(prefix) + ".json").write_text(json.dumps(data, indent=1) + "\n")
+    write_csv(Path(str(prefix) + ".csv"), data)
+    if final and data["results"]:
+        write_md(Path(str(prefix) + ".md"), data)
+        write_png(Path(str(prefix) + ".png"), data)
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def _model_int(items: list[str], flag: str) -> dict[str, int]:
+    out = {}
+    for it in items:
+        name, sep, val = it.partition("=")
+        if not sep or not val.isdigit():
+            raise SystemExit(f"{flag} expects MODEL=N, got {it!r}")
+        out[name] = int(val)
+    return out
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                   help="where to run (auto: cuda when available); default auto")
+    p.add_argument("--models", nargs="+", default=None, help="default: small_cnn preact_resnet18")
+    p.add_argument("--classes", nargs="+", type=int, default=[10], help="numbers of classes; default 10")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None,
+                   help="batch sizes, meta batch = batch; default 64 128 256 (and 512 on CUDA)")
+    p.add_argument("--extra-meta", nargs="*", default=None, metavar="B:M",
+                   help="extra (batch, meta batch) pairs, run when B is among the batch sizes; default 128:32; "
+                        "give the flag with no value for none")
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
+                   help="variants to time (ce is always added: it is the baseline); default all")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default 2)")
+    p.add_argument("--model-reps", nargs="*", default=[], metavar="MODEL=N",
+                   help="per-model override of --reps, e.g. preact_resnet18=3")
+    p.add_argument("--model-warmup", nargs="*", default=[], metavar="MODEL=N",
+                   help="per-model override of --warmup, e.g. preact_resnet18=1")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure peak memory per variant (default on; off with --quick)")
+    p.add_argument("--memory-steps", type=int, default=3, help="steps of each CPU memory subprocess (default 3)")
+    p.add_argument("--memory-batch-sizes", nargs="+", type=int, default=None,
+                   help="measure memory only for configurations with these batch sizes (default: all)")
+    p.add_argument("--channels-last", choices=["off", "on", "both"], default="off",
+                   help="memory format of model and inputs; 'both' times every variant in both formats, "
+                        "interleaved (variants with the suffix +cl); default off")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: small_cnn, batch 16, reps 2, warm-up 1, no extra meta batch, no memory "
+                        "unless --memory; explicit flags still win")
+    p.add_argument("--out-prefix", default=None,
+                   help="output path without extension; '{device}' is replaced by the device kind; "
+                        "default benchmarks/results/step_cost-{device}")
+    p.add_argument("--note", action="append", default=[], help="free text stored in the results (repeatable)")
+    p.add_argument("--from-json", default=None, metavar="PATH",
+                   help="do not measure: redraw .md and .png (and .csv) next to the given .json")
+    p.add_argument("--_memory-probe", nargs=5, default=None, help=argparse.SUPPRESS,
+                   metavar=("MODEL", "CLASSES", "BATCH", "META", "VARIANT"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args._memory_probe is not None:
+        memory_probe(args)
+        return
+    if args.from_json:
+        path = Path(args.from_json)
+        write_outputs(path.with_suffix(""), json.loads(path.read_text()), final=True)
+        print(f"redrew {path.with_suffix('.md')} and {path.with_suffix('.png')}")
+        return
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: CUDA is not available")
+    q = args.quick
+    models = args.models or (["small_cnn"] if q else ["small_cnn", "preact_resnet18"])
+    batches = args.batch_sizes or ([16] if q else [64, 128, 256] + ([512] if device.type == "cuda" else []))
+    extra_meta = args.extra_meta if args.extra_meta is not None else ([] if q else ["128:32"])
+    extra = []
+    for it in extra_meta:
+        b, sep, m = it.partition(":")
+        if not sep or not b.isdigit() or not m.isdigit():
+            raise SystemExit(f"--extra-meta expects B:M, got {it!r}")
+        extra.append((int(b), int(m)))
+    reps = args.reps if args.reps is not None else (2 if q else 5)
+    warmup = args.warmup if args.warmup is not None else (1 if q else 2)
+    model_reps, model_warm = _model_int(args.model_reps, "--model-reps"), _model_int(args.model_warmup, "--model-warmup")
+    memory = args.memory if args.memory is not None else not q
+    base_variants = list(args.variants or VARIANTS)
+    if "ce" not in base_variants:
+        base_variants.insert(0, "ce")
+    variants = {"off": base_variants, "on": [v + CL for v in base_variants],
+                "both": base_variants + [v + CL for v in base_variants]}[args.channels_last]
+    if reps < 1 or warmup < 0:
+        raise SystemExit("--reps must be >= 1 and --warmup >= 0")
+
+    kind = device_kind(device)
+    prefix = Path((args.out_prefix or str(RESULTS / "step_cost-{device}")).replace("{device}", kind))
+    configs = []
+    for model in models:
+        for k in classes_list(args.classes):
+            for b in batches:
+                configs.append(Config(model, k, b, b))
+                configs += [Config(model, k, b, m) for eb, m in extra if eb == b]
+    data = {"command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
+            "argv": argv, "device": device.type, "device_kind": kind, "environment": environment(device),
+            "args": {"models": models, "classes": args.classes, "batch_sizes": batches, "extra_meta": extra,
+                     "reps": reps, "warmup": warmup, "model_reps": model_reps, "model_warmup": model_warm,
+                     "memory": memory, "memory_steps": args.memory_steps,
+                     "memory_batch_sizes": args.memory_batch_sizes, "channels_last": args.channels_last,
+                     "variants": variants, "seed": SEED, "optimizer": dict(OPTIM, name="SGD"),
+                     "in_shape": IN_SHAPE},
+            "notes": args.note, "results": []}
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:7.0f}s] {msg}", flush=True)
+
+    log(f"device {kind} ({machine_label(data['environment'])}), torch {torch.__version__}, "
+        f"{len(configs)} configurations x {len(variants)} variants -> {prefix}.*")
+    for i, cfg in enumerate(configs):
+        r = model_reps.get(cfg.model, reps)
+        w = model_warm.get(cfg.model, warmup)
+        mem = memory and (args.memory_batch_sizes is None or cfg.batch in args.memory_batch_sizes)
+        log(f"configuration {i + 1}/{len(configs)}: {cfg.label}, {w} warm-up + {r} reps, memory {'on' if mem else 'off'}")
+        res = measure_config(cfg, variants, device, r, w, mem, args.memory_steps, threads, log)
+        res["elapsed_s"] = time.perf_counter() - start
+        data["results"].append(res)
+        write_outputs(prefix, data, final=False)
+    data["total_seconds"] = time.perf_counter() - start
+    write_outputs(prefix, data, final=True)
+    log(f"done in {data['total_seconds']:.0f}s: wrote {prefix}.json/.csv/.md/.png")
+
+
+def classes_list(classes: list[int]) -> list[int]:
+    if any(k < 2 for k in classes):
+        raise SystemExit("--classes must be >= 2")
+    return classes
+
+
+if __name__ == "__main__":
+    main()
