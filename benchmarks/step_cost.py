@@ -70,7 +70,6 @@ from l2b.models import create_model
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-IN_SHAPE = (3, 32, 32)
 SEED = 0
 OPTIM = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -102,17 +101,23 @@ class Config:
     classes: int
     batch: int
     meta_batch: int
+    image_size: int = 32
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
 
     @property
     def label(self) -> str:
-        return f"{self.model} K={self.classes} B={self.batch} M={self.meta_batch}"
+        size = "" if self.image_size == 32 else f" {self.image_size}x{self.image_size}"
+        return f"{self.model} K={self.classes} B={self.batch} M={self.meta_batch}{size}"
 
 
 def make_data(cfg: Config, device: torch.device, channels_last: bool):
     g = torch.Generator().manual_seed(SEED)
-    x = torch.randn(cfg.batch, *IN_SHAPE, generator=g)
+    x = torch.randn(cfg.batch, *cfg.in_shape, generator=g)
     y = torch.randint(0, cfg.classes, (cfg.batch,), generator=g)
-    mx = torch.randn(cfg.meta_batch, *IN_SHAPE, generator=g)
+    mx = torch.randn(cfg.meta_batch, *cfg.in_shape, generator=g)
     my = torch.randint(0, cfg.classes, (cfg.meta_batch,), generator=g)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return (x.to(device, memory_format=fmt), y.to(device), mx.to(device, memory_format=fmt), my.to(device))
@@ -120,7 +125,7 @@ def make_data(cfg: Config, device: torch.device, channels_last: bool):
 
 def make_model(cfg: Config, device: torch.device, channels_last: bool):
     torch.manual_seed(SEED)  # every variant starts from the same weights
-    model = create_model(cfg.model, num_classes=cfg.classes, in_shape=IN_SHAPE).to(device)
+    model = create_model(cfg.model, num_classes=cfg.classes, in_shape=cfg.in_shape).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -200,7 +205,7 @@ def memory_probe(args) -> None:
     """Hidden mode: one variant, fresh process, ru_maxrss growth over --memory-steps steps."""
     torch.set_num_threads(args.threads)
     model_name, classes, batch, meta_batch = args._memory_probe[:4]
-    cfg = Config(model_name, int(classes), int(batch), int(meta_batch))
+    cfg = Config(model_name, int(classes), int(batch), int(meta_batch), args.image_size)
     variant = args._memory_probe[4]
     device = torch.device("cpu")
     step = make_runner(variant, cfg, device)
@@ -209,7 +214,7 @@ def memory_probe(args) -> None:
     _, cl = split_variant(variant)
     model, _ = make_model(cfg, device, cl)
     with torch.no_grad():
-        model.eval()(make_data(Config(cfg.model, cfg.classes, 2, 2), device, cl)[0])
+        model.eval()(make_data(Config(cfg.model, cfg.classes, 2, 2, cfg.image_size), device, cl)[0])
     del model
     gc.collect()
     before, rss_before = _maxrss_mib(), _rss_mib()
@@ -227,7 +232,7 @@ def memory_probe(args) -> None:
 
 def probe_memory_cpu(cfg: Config, variant: str, threads: int, steps: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-probe", cfg.model, str(cfg.classes),
-           str(cfg.batch), str(cfg.meta_batch), variant, "--threads", str(threads), "--memory-steps", str(steps)]
+           str(cfg.batch), str(cfg.meta_batch), variant, "--threads", str(threads), "--image-size", str(cfg.image_size), "--memory-steps", str(steps)]
     env = dict(os.environ)
     src = str(ROOT.parent / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -372,6 +377,13 @@ def device_kind(device: torch.device) -> str:
     return "cpu"
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except (OSError, AttributeError):
+        return None
+
+
 def environment(device: torch.device) -> dict:
     import l2b
     env = {"torch": str(torch.__version__), "l2b": getattr(l2b, "__version__", "?"),
@@ -379,10 +391,7 @@ def environment(device: torch.device) -> dict:
            "machine": platform.machine(), "processor": platform.processor(), "cpu_name": cpu_name(),
            "cpu_count": os.cpu_count(), "torch_num_threads": torch.get_num_threads(),
            "device": str(device), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-    try:
-        env["loadavg_at_start"] = os.getloadavg()
-    except OSError:
-        pass
+    env["loadavg_at_start"] = _loadavg()
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
@@ -430,6 +439,10 @@ def _groups(data: dict):
     return out
 
 
+def _shape(data: dict) -> str:
+    return "x".join(map(str, data["args"]["in_shape"]))
+
+
 def _fmt_s(s: float) -> str:
     return f"{s:.3f}" if s < 10 else f"{s:.1f}"
 
@@ -440,7 +453,7 @@ def write_md(path: Path, data: dict) -> None:
     L = [f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})", "",
          f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
          f"Command: `{data['command']}`  ",
-         "One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random 3x32x32 data. Cells: median seconds "
+         f"One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random {_shape(data)} images. Cells: median seconds "
          "per step over the repetitions, and in parentheses the ratio to ce's median in the same configuration "
          "(all variants interleaved in one process). B = batch, M = meta batch.", ""]
     if data.get("notes"):
@@ -514,7 +527,7 @@ def write_png(path: Path, data: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FixedLocator, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     groups = _groups(data)
     n = len(groups)
@@ -555,6 +568,9 @@ def write_png(path: Path, data: dict) -> None:
             a.set_xticklabels([str(b) for b in batches])
             a.grid(True, which="both", alpha=0.3)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{model}, {classes} classes", fontsize=12)
         ax.set_ylabel("seconds per step (median, bars: IQR)")
         axr.set_ylabel("ratio to ce (median / median)")
@@ -569,7 +585,7 @@ def write_png(path: Path, data: dict) -> None:
         labels.append("hollow: " + ", ".join(f"batch {b}, meta batch {m}" for b, m in ks))
     fig.legend(hs, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=10, frameon=False)
     env = data["environment"]
-    fig.suptitle(f"One training step of L2B/L2RW vs cross-entropy, 3x32x32 input\n"
+    fig.suptitle(f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
                  f"{machine_label(env)}; torch {env['torch']}", fontsize=12)
     nrows_legend = -(-len(labels) // min(4, len(labels)))
     fig.tight_layout(rect=(0, 0.035 * nrows_legend + 0.01, 1, 1))
@@ -628,6 +644,9 @@ def parse_args(argv):
     p.add_argument("--channels-last", choices=["off", "on", "both"], default="off",
                    help="memory format of model and inputs; 'both' times every variant in both formats, "
                         "interleaved (variants with the suffix +cl); default off")
+    p.add_argument("--image-size", type=int, default=32,
+                   help="height and width of the random 3-channel images (default 32; smaller only to make "
+                        "tests faster)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: small_cnn, batch 16, reps 2, warm-up 1, no extra meta batch, no memory "
@@ -692,8 +711,8 @@ def main(argv: list[str] | None = None) -> None:
     for model in models:
         for k in classes_list(args.classes):
             for b in batches:
-                configs.append(Config(model, k, b, b))
-                configs += [Config(model, k, b, m) for eb, m in extra if eb == b]
+                configs.append(Config(model, k, b, b, args.image_size))
+                configs += [Config(model, k, b, m, args.image_size) for eb, m in extra if eb == b]
     data = {"command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
             "argv": argv, "device": device.type, "device_kind": kind, "environment": environment(device),
             "args": {"models": models, "classes": args.classes, "batch_sizes": batches, "extra_meta": extra,
@@ -701,7 +720,7 @@ def main(argv: list[str] | None = None) -> None:
                      "memory": memory, "memory_steps": args.memory_steps,
                      "memory_batch_sizes": args.memory_batch_sizes, "channels_last": args.channels_last,
                      "variants": variants, "seed": SEED, "optimizer": dict(OPTIM, name="SGD"),
-                     "in_shape": IN_SHAPE},
+                     "in_shape": [3, args.image_size, args.image_size]},
             "notes": args.note, "results": []}
     start = time.perf_counter()
 
@@ -717,6 +736,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"configuration {i + 1}/{len(configs)}: {cfg.label}, {w} warm-up + {r} reps, memory {'on' if mem else 'off'}")
         res = measure_config(cfg, variants, device, r, w, mem, args.memory_steps, threads, log)
         res["elapsed_s"] = time.perf_counter() - start
+        res["loadavg_after"] = _loadavg()
         data["results"].append(res)
         write_outputs(prefix, data, final=False)
     data["total_seconds"] = time.perf_counter() - start

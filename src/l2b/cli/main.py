@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from ..methods import list_methods
@@ -61,6 +62,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", default=_D.device, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     g.add_argument("--out", type=Path, default=None,
                    help="run directory (default: runs/<time>-<method>-<data>-<noise><rate>-s<seed>)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is often fastest for small "
+                        "models or on a machine shared with other jobs")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -77,6 +81,10 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
 
 def _train(args: argparse.Namespace) -> int:
     config = _config_from(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads={args.threads} must be at least 1")
+        torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-"
                                       f"{config.noise}{config.noise_rate:g}-s{config.seed}")
     log = None if args.quiet else tqdm.write  # keeps the progress bar below the epoch lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -64,7 +64,6 @@ class FitResult:
     best_state: dict[str, Tensor]
     per_example: EpochState
     seconds: float
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
