@@ -31,9 +31,14 @@ step); its total is reported next to l2b-fused's median as a check.
 Peak memory: on CUDA, torch.cuda.max_memory_allocated() minus the memory allocated before one
 step run after the timing (in process).  On CPU there is no allocator statistic: every variant
 runs in a fresh subprocess (same torch thread count) that builds model, optimizer and data, runs
-a 2-image inference forward (so the thread pool and kernel libraries are initialised), reads
-ru_maxrss, runs --memory-steps steps and reports how much ru_maxrss grew: the peak working
-memory of a step (optimizer state included), in MiB.
+one step of the same variant on a throwaway model with a 2-image batch (so that the thread pool,
+kernel libraries and forward-mode AD are initialised outside the measurement), resets
+the peak resident size to the current one (Linux: /proc/self/clear_refs), reads ru_maxrss, runs
+--memory-steps steps and reports how much the peak grew: the peak working memory of a step
+(momentum buffers and gradients included), in MiB.  The peak is read as VmHWM from
+/proc/self/status when the reset worked: ru_maxrss also keeps the high-water mark of threads
+that have exited, which the reset does not lower (importing torch leaves one); elsewhere it is
+the growth of ru_maxrss itself.
 
 Writes <out-prefix>.json (every measurement, command line, environment), .csv (one row per
 configuration and variant), .png (seconds per step and ratio to ce against batch size, one
@@ -193,12 +198,26 @@ def _maxrss_mib() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
 
 
-def _rss_mib() -> float | None:
+def _proc_status_mib(field: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc/self/status (Linux), MiB; None elsewhere."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return None
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak resident size (ru_maxrss) to its current size (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def memory_probe(args) -> None:
@@ -209,25 +228,36 @@ def memory_probe(args) -> None:
     variant = args._memory_probe[4]
     device = torch.device("cpu")
     step = make_runner(variant, cfg, device)
-    # Initialise thread pool / kernel libraries on a 2-image inference forward, so that their
-    # one-off allocations are not charged to the step.  Eval mode: BatchNorm statistics untouched.
-    _, cl = split_variant(variant)
-    model, _ = make_model(cfg, device, cl)
-    with torch.no_grad():
-        model.eval()(make_data(Config(cfg.model, cfg.classes, 2, 2, cfg.image_size), device, cl)[0])
-    del model
+    # One step of the same variant on a throwaway model and a 2-image batch first: the thread
+    # pool, kernel libraries and forward-mode AD formulas are initialised once per process, and
+    # those one-off allocations should not be charged to the measured step.
+    make_runner(variant, Config(cfg.model, cfg.classes, 2, 2, cfg.image_size), device)()
     gc.collect()
-    before, rss_before = _maxrss_mib(), _rss_mib()
-    peaks, secs = [], []
+    # The high-water mark so far includes transient peaks of importing and building (possibly
+    # above today's resident size); Linux resets it to the current resident size on request.
+    maxrss_before_reset = _maxrss_mib()
+    reset = _reset_peak_rss()
+    before, rss_before, hwm_before = _maxrss_mib(), _proc_status_mib("VmRSS"), _proc_status_mib("VmHWM")
+    peaks, hwms, secs = [], [], []
     for _ in range(args.memory_steps):
         t0 = time.perf_counter()
         step()
         secs.append(time.perf_counter() - t0)
         peaks.append(_maxrss_mib())
-    print(MEMORY_TAG + json.dumps({
-        "variant": variant, "threads": torch.get_num_threads(), "maxrss_before_mib": before,
-        "rss_before_mib": rss_before, "maxrss_after_each_step_mib": peaks,
-        "peak_growth_mib": max(peaks) - before, "step_seconds": secs}), flush=True)
+        hwms.append(_proc_status_mib("VmHWM"))
+    out = {"variant": variant, "threads": torch.get_num_threads(), "peak_reset": reset,
+           "maxrss_before_reset_mib": maxrss_before_reset, "maxrss_before_mib": before,
+           "maxrss_after_each_step_mib": peaks, "maxrss_growth_mib": max(peaks) - before,
+           "rss_before_mib": rss_before, "vmhwm_before_mib": hwm_before, "vmhwm_after_each_step_mib": hwms,
+           "step_seconds": secs}
+    # ru_maxrss is the larger of the address space's high-water mark (VmHWM, which the reset
+    # lowers) and that of threads that have exited (which it does not lower: torch's import
+    # leaves such a mark). So when the reset worked, the step's peak is read from VmHWM.
+    if reset and hwm_before is not None and None not in hwms:
+        out["peak_growth_mib"], out["peak_source"] = max(hwms) - hwm_before, "VmHWM growth after peak reset"
+    else:
+        out["peak_growth_mib"], out["peak_source"] = out["maxrss_growth_mib"], "ru_maxrss growth"
+    print(MEMORY_TAG + json.dumps(out), flush=True)
 
 
 def probe_memory_cpu(cfg: Config, variant: str, threads: int, steps: int) -> dict:
@@ -345,7 +375,8 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
             _, cl = split_variant(name)
             ce = result["variants"].get("ce" + (CL if cl else ""), result["variants"]["ce"])
             m = result["variants"][name]["memory"]
-            m["ratio_to_ce"] = m["peak_growth_mib"] / ce["memory"]["peak_growth_mib"]
+            ce_mib = ce["memory"]["peak_growth_mib"]
+            m["ratio_to_ce"] = m["peak_growth_mib"] / ce_mib if ce_mib > 0 else float("nan")
     for name in variants:
         s = result["variants"][name]
         mem = f"  peak {s['memory']['peak_growth_mib']:8.1f} MiB (x{s['memory']['ratio_to_ce']:.2f})" if memory else ""

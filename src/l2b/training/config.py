@@ -66,6 +66,27 @@ class TrainConfig:
                 raise ValueError(f"config {key}={getattr(self, key)!r} {why}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        """Build from a plain mapping (a YAML file, say), checking key names and value types.
+
+        Raises ValueError naming the source, the key and the value for an unknown key or a value
+        of the wrong type; range checks follow in ``__post_init__``.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
+                             f"{', '.join(fields)}")
+        defaults = cls()
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            clean[key] = _coerce(key, value, getattr(defaults, key), fields[key].type, source)
+        try:
+            return cls(**clean)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
@@ -82,3 +103,40 @@ class TrainConfig:
         if self.method.startswith("bootstrap") and self.bootstrap_beta is not None:
             opts["beta"] = self.bootstrap_beta
         return opts
+
+
+def _coerce(key: str, value: Any, default: Any, annotation: str, source: str) -> Any:
+    """Check one config value against its field's type (as declared by its annotation)."""
+    optional = "None" in str(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{source}: {key} must not be empty (null)")
+    kind = str(annotation).replace(" | None", "")
+
+    def bad() -> ValueError:
+        return ValueError(f"{source}: {key}={value!r} should be of type {kind}")
+
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if kind.startswith("tuple"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad()
+        return tuple(value)
+    return value

@@ -3,18 +3,24 @@
 Run directory layout::
 
     config.yaml        the resolved config, the package and torch versions
-    metrics.jsonl      one JSON record per epoch
+    metrics.jsonl      one JSON record per completed epoch
+    checkpoint.pt      everything needed to resume (written atomically after every epoch and on Ctrl-C)
     summary.json       the final figures (see :func:`run_experiment`)
-    per_example.npz    indices, clean / noisy labels, last-epoch alpha, beta, pseudo-labels
+    per_example.npz    per training example: index, clean / given label, last-epoch and mean alpha and
+                       beta, pseudo-label, class probabilities of the selected model; the meta indices
+                       and the noise transition matrix
     model.pt           the state dict of the epoch selected on the clean meta set
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,7 +32,9 @@ from ..methods import create_method
 from ..models import create_model
 from ..noise import make_noise
 from .config import TrainConfig
-from .trainer import TensorData, Trainer, evaluate
+from .trainer import TensorData, Trainer, evaluate, predict_proba
+
+CHECKPOINT = "checkpoint.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,31 +47,86 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through `write(file)` to a temporary file beside `path`, then rename over it: a
+    crash leaves either the old file or the new one, never a torn one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # an unpickler refusal or a torn / foreign file
+        raise ValueError(f"checkpoint {path} could not be loaded safely: {err}") from None
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run directory was started with (from its config.yaml)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not an l2b run directory")
+    doc = yaml.safe_load(path.read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise ValueError(f"{path} has no 'config' mapping")
+    return TrainConfig.from_dict(doc["config"], source=str(path))
+
+
 def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = True,
-                   log=print) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = print, resume: bool = False) -> dict[str, Any]:
     """Train one model as `config` says and return its summary.
 
-    Summary keys: method, data, noise, noise_rate (requested), realised_noise_rate, epochs, seed,
-    num_meta, test_accuracy (final epoch), best_meta_epoch, best_meta_accuracy,
+    With ``resume=True``, `out_dir` must hold a checkpoint of a run started with the same config;
+    training continues from it (mid-epoch if it was interrupted there) and finishes as the
+    uninterrupted run would have (same data, same random draws, same metrics).
+
+    Summary keys: method, data, model, noise, noise_rate (requested), realised_noise_rate, epochs,
+    seed, num_meta, test_accuracy (final epoch), best_meta_epoch, best_meta_accuracy,
     test_accuracy_at_best_meta (the checkpoint selected on the clean meta set), seconds,
-    train_seconds, zero_weight_steps, version, torch, device.
+    train_seconds, zero_weight_steps, resumed (times), version, torch, device.
 
     The global torch RNG is forked and seeded with `config.seed` for the duration of the run (model
-    initialisation, dropout), and restored afterwards; all sampling uses explicit generators.
+    initialisation, dropout), and restored afterwards; all other sampling uses explicit generators.
     """
     device = resolve_device(config.device)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        if out is None:
+            raise ValueError("resume needs the run directory")
         if (out / "summary.json").exists():
-            raise FileExistsError(f"run directory {out} already holds a finished run (summary.json); "
-                                  "choose another --out")
+            raise FileExistsError(f"run directory {out} already holds a finished run (summary.json)")
+        if not (out / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{out / CHECKPOINT} not found: the run stopped before its first checkpoint; "
+                                    "start it again without --resume")
+        ckpt = load_checkpoint(out / CHECKPOINT)
+        if ckpt.get("config") != config.to_dict():
+            raise ValueError(f"{out / CHECKPOINT} was written by a run with a different config than {out}/config.yaml")
+    elif out is not None:
+        if (out / "summary.json").exists() or (out / CHECKPOINT).exists():
+            raise FileExistsError(f"run directory {out} already holds a run; resume it with --resume or choose "
+                                  "another --out")
         out.mkdir(parents=True, exist_ok=True)
-        meta_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
-                     "device": str(device)}
-        (out / "config.yaml").write_text(yaml.safe_dump({"config": config.to_dict(), "run": meta_info},
+        run_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
+                    "device": str(device)}
+        (out / "config.yaml").write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info},
                                                          sort_keys=False))
         (out / "metrics.jsonl").write_text("")
     started = time.perf_counter()
+    elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
+    resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
 
     train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed)
     noisy = make_noise(config.noise, train.labels, rate=config.noise_rate, num_classes=train.num_classes,
@@ -72,6 +135,8 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     meta_idx, train_idx = (class_balanced_split(train.labels, num_selected=config.num_meta,
                                                 num_classes=train.num_classes, seed=config.seed + 1)
                            if config.num_meta > 0 else (np.array([], dtype=np.int64), np.arange(len(train))))
+    if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
+        raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
 
     def tensors(x: np.ndarray, y: np.ndarray) -> TensorData:
         return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
@@ -98,20 +163,28 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
             if log is not None:
-                parts = [f"epoch {record['epoch']:3d}/{config.epochs} [{record['phase']}]",
-                         f"loss {record['train_loss']:.4f}"]
-                parts += [f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}"
-                          for k in ("meta_accuracy", "test_accuracy") if k in record]
-                if "alpha_noisy" in record:
-                    parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
-                parts.append(f"{record['images_per_second']:.0f} img/s")
-                log("  ".join(parts))
+                log(format_epoch(record, config.epochs))
+
+        def save_checkpoint(state: dict[str, Any]) -> None:
+            if out is None:
+                return
+            payload = {"trainer": state, "config": config.to_dict(), "meta_index": torch.from_numpy(meta_idx),
+                       "elapsed": elapsed_before + time.perf_counter() - started, "resumed": resumed,
+                       "version": __version__}
+            atomic_write_bytes(out / CHECKPOINT, lambda f: torch.save(payload, f))
 
         trainer = Trainer(model, method, optimizer, scheduler, num_classes=train.num_classes,
                           batch_size=config.batch_size, meta_batch_size=config.meta_batch_size,
                           warmup_epochs=config.warmup_epochs,
                           generator=torch.Generator().manual_seed(config.seed + 2),
-                          progress=progress, callbacks=(on_epoch,))
+                          progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint)
+        if ckpt is not None:
+            trainer.load_state_dict(ckpt["trainer"])
+            # Keep exactly the epochs the checkpoint knows (a kill can fall between the two writes).
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
+            if log is not None:
+                where = f"epoch {trainer.epoch + 1}" + (f", step {trainer.cursor['step'] + 1}" if trainer.cursor else "")
+                log(f"resuming {out} at {where}")
         result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=clean_train)
 
     final = result.history[-1]
@@ -125,16 +198,29 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         "best_meta_epoch": result.best_epoch,
         "best_meta_accuracy": best_record.get("meta_accuracy"),
         "test_accuracy_at_best_meta": evaluate(model, test_t)[0],
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(elapsed_before + time.perf_counter() - started, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in result.history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in result.history)),
+        "resumed": resumed,
         "version": __version__, "torch": str(torch.__version__), "device": str(device),
     }
     if out is not None:
+        pe = result.per_example
         torch.save(result.best_state, out / "model.pt")
         np.savez_compressed(out / "per_example.npz", index=train_idx, clean_label=clean_train,
-                            given_label=noisy.labels[train_idx], alpha=result.per_example.alpha,
-                            beta=result.per_example.beta, pseudo_label=result.per_example.pseudo_labels,
-                            meta_index=meta_idx)
+                            given_label=noisy.labels[train_idx], alpha=pe.alpha, beta=pe.beta,
+                            alpha_mean=pe.alpha_mean, beta_mean=pe.beta_mean, pseudo_label=pe.pseudo,
+                            pred_prob=predict_proba(model, train_t.inputs).cpu().numpy(),
+                            meta_index=meta_idx, transition=noisy.transition)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """One human-readable line per epoch."""
+    parts = [f"epoch {record['epoch']:3d}/{epochs} [{record['phase']}]", f"loss {record['train_loss']:.4f}"]
+    parts += [f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}" for k in ("meta_accuracy", "test_accuracy") if k in record]
+    if "alpha_noisy" in record:
+        parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
+    parts.append(f"{record['images_per_second']:.0f} img/s")
+    return "  ".join(parts)

@@ -1,11 +1,17 @@
 """The training loop: in-memory tensors, one method step per batch, evaluation every epoch.
 
-The trainer knows nothing about which method it runs: it logs what each step returns.
+The trainer knows nothing about which method it runs: it logs what each step returns. All of its
+state (model, optimizer, scheduler, RNG states, position inside an epoch, history, best epoch,
+per-example statistics) is one plain dict (:meth:`Trainer.state_dict`), so a run can be
+checkpointed at any step boundary and resumed to the same result.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -15,7 +21,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..methods import Method, create_method
+from ..methods import Method, StepOutput, create_method
+
+
+class GracefulStop(KeyboardInterrupt):
+    """Ctrl-C honoured at a step boundary: the trainer's state is consistent there."""
 
 
 @dataclass
@@ -30,31 +40,70 @@ class TensorData:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 1024) -> tuple[float, float]:
-    """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`; the mode is restored."""
+def predict_proba(model: nn.Module, inputs: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """Eval-mode class probabilities (N, K) for inputs (N, ...); the model's mode is restored."""
     was_training = model.training
     model.eval()
-    correct, loss = 0, 0.0
-    for i in range(0, len(data), batch_size):
-        logits = model(data.inputs[i:i + batch_size])
-        y = data.labels[i:i + batch_size]
-        correct += int((logits.argmax(1) == y).sum())
-        loss += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+    out = torch.cat([torch.softmax(model(inputs[i:i + batch_size]).float(), dim=1)
+                     for i in range(0, inputs.shape[0], batch_size)])
     model.train(was_training)
-    return correct / len(data), loss / len(data)
+    return out
 
 
-@dataclass
-class EpochState:
-    """Per-example quantities from the latest epoch, indexed like the training set."""
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 1024) -> tuple[float, float]:
+    """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`."""
+    probs = predict_proba(model, data.inputs, batch_size=batch_size)
+    acc = float((probs.argmax(1) == data.labels).float().mean())
+    nll = float(-torch.log(probs[torch.arange(len(data)), data.labels].clamp_min(1e-12)).mean())
+    return acc, nll
 
-    alpha: np.ndarray
-    beta: np.ndarray
-    pseudo_labels: np.ndarray
 
-    @classmethod
-    def empty(cls, n: int) -> "EpochState":
-        return cls(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, dtype=np.int64))
+class PerExample:
+    """Per-example statistics, indexed like the training set (N,).
+
+    ``alpha`` / ``beta`` / ``pseudo``: the latest epoch's values (alpha, beta scaled by the batch
+    size, so uniform weighting reads 1; NaN / -1 where not yet seen). ``alpha_sum`` /
+    ``beta_sum`` / ``epochs``: sums over every epoch that produced weights, for averages.
+    """
+
+    def __init__(self, n: int):
+        self.alpha, self.beta = np.full(n, np.nan), np.full(n, np.nan)
+        self.pseudo = np.full(n, -1, dtype=np.int64)
+        self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
+        self.epochs = 0
+
+    def record(self, idx: np.ndarray, out: StepOutput) -> None:
+        if out.alpha is not None:
+            self.alpha[idx] = out.alpha.double().cpu().numpy() * len(idx)
+            self.beta[idx] = out.beta.double().cpu().numpy() * len(idx)
+        if out.pseudo_labels is not None:
+            self.pseudo[idx] = out.pseudo_labels.cpu().numpy()
+
+    def close_epoch(self) -> None:
+        if not np.all(np.isnan(self.alpha)):
+            self.alpha_sum += np.nan_to_num(self.alpha)
+            self.beta_sum += np.nan_to_num(self.beta)
+            self.epochs += 1
+
+    def start_epoch(self) -> None:
+        self.alpha[:], self.beta[:], self.pseudo[:] = np.nan, np.nan, -1
+
+    @property
+    def alpha_mean(self) -> np.ndarray:
+        return self.alpha_sum / max(self.epochs, 1) if self.epochs else np.full_like(self.alpha_sum, np.nan)
+
+    @property
+    def beta_mean(self) -> np.ndarray:
+        return self.beta_sum / max(self.epochs, 1) if self.epochs else np.full_like(self.beta_sum, np.nan)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors, not arrays, so checkpoints load with torch.load(weights_only=True)."""
+        return {k: (torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v.numpy().copy() if isinstance(v, Tensor) else v)
 
 
 @dataclass
@@ -62,8 +111,12 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
     best_state: dict[str, Tensor]
-    per_example: EpochState
+    per_example: PerExample
     seconds: float
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 class Trainer:
@@ -77,40 +130,107 @@ class Trainer:
     optimizer : torch.optim.Optimizer;  scheduler : stepped once per batch.
     batch_size, meta_batch_size : int
         Every epoch covers every training example once: a random permutation cut into
-        ceil(N / batch_size) nearly equal batches (nothing is dropped).
+        ceil(N / batch_size) nearly equal batches (nothing is dropped). Meta batches are drawn
+        from reshuffled passes over the meta set.
     generator : torch.Generator (CPU)
         All of the trainer's sampling (batches, meta batches, mixup) draws from it.
     callbacks : callables receiving each epoch's record dict.
+    checkpoint : callable receiving :meth:`state_dict` after every epoch and, on Ctrl-C, at the
+        end of the step in progress (a second Ctrl-C stops at once, without it), or None.
     """
 
     def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, *, num_classes: int,
                  batch_size: int, meta_batch_size: int, warmup_epochs: int = 0,
                  generator: torch.Generator, progress: bool = True,
-                 callbacks: tuple[Callable[[dict[str, Any]], None], ...] = ()):
+                 callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+                 checkpoint: Callable[[dict[str, Any]], None] | None = None):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
                                            clip_grad=method.clip_grad)
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
-        self.callbacks = callbacks
+        self.callbacks, self.checkpoint = callbacks, checkpoint
+        # Progress; everything below is in state_dict().
+        self.epoch = 0  # completed epochs
+        self.history: list[dict[str, Any]] = []
+        self.best_key: tuple[float, float] = (-math.inf, -math.inf)  # (meta accuracy, -meta loss)
+        self.best_epoch, self.best_state = -1, {}
+        self.per_example: PerExample | None = None
+        self.cursor: dict[str, Any] | None = None  # position inside an unfinished epoch
+        self.meta_sampler: dict[str, Any] = {"perm": None, "pos": 0}  # reshuffled passes over the meta set
 
-    def _batches(self, n: int) -> list[Tensor]:
-        perm = torch.randperm(n, generator=self.generator)
-        return list(torch.tensor_split(perm, max(1, math.ceil(n / self.batch_size))))
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly from the current step boundary."""
+        dev = next(self.model.parameters()).device
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.random.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "epoch": self.epoch, "history": copy.deepcopy(self.history),
+            "best_key": list(self.best_key), "best_epoch": self.best_epoch, "best_state": self.best_state,
+            "per_example": self.per_example.state_dict() if self.per_example is not None else None,
+            "cursor": copy.deepcopy(self.cursor), "meta_sampler": copy.deepcopy(self.meta_sampler),
+        }
 
-    def _meta_batches(self, n_meta: int):
-        """An endless stream of meta-batch indices: reshuffled passes over the meta set."""
-        while True:
-            perm = torch.randperm(n_meta, generator=self.generator)
-            for i in range(0, n_meta, self.meta_batch_size):
-                chunk = perm[i:i + self.meta_batch_size]
-                if len(chunk) >= 2 or n_meta < 2:
-                    yield chunk
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = next(self.model.parameters()).device
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.random.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and dev.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.best_key, self.best_epoch = tuple(state["best_key"]), int(state["best_epoch"])
+        self.best_state = state["best_state"]
+        if state["per_example"] is not None:
+            self.per_example = PerExample(len(state["per_example"]["alpha"]))
+            self.per_example.load_state_dict(state["per_example"])
+        self.cursor, self.meta_sampler = state["cursor"], state["meta_sampler"]
 
+    @contextlib.contextmanager
+    def _deferred_interrupt(self):
+        """Turn the first Ctrl-C into a request honoured at the next step boundary, so the
+        checkpoint written on interrupt is consistent; a second Ctrl-C interrupts at once."""
+        self._interrupt_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def _next_meta(self, n_meta: int) -> Tensor:
+        """The next meta batch's indices, from reshuffled passes over the meta set."""
+        s = self.meta_sampler
+        if s["perm"] is None or s["pos"] >= n_meta:
+            s["perm"], s["pos"] = torch.randperm(n_meta, generator=self.generator), 0
+        chunk = s["perm"][s["pos"]:s["pos"] + self.meta_batch_size]
+        s["pos"] += self.meta_batch_size
+        if len(chunk) < 2 <= n_meta:  # a 1-example tail would break BatchNorm: start a new pass
+            s["pos"] = n_meta
+            return self._next_meta(n_meta)
+        return chunk
+
+    # -- loop ----------------------------------------------------------------------------------
     def fit(self, train: TensorData, meta: TensorData | None, *, epochs: int,
             test: TensorData | None = None, clean_labels: np.ndarray | None = None) -> FitResult:
-        """Train for `epochs` epochs; select the best epoch on the clean meta set.
+        """Train until `epochs` epochs are complete (continuing from a loaded state, if any);
+        select the best epoch on the clean meta set.
 
         Parameters
         ----------
@@ -122,84 +242,103 @@ class Trainer:
         if self.method.needs_meta and (meta is None or len(meta) == 0):
             raise ValueError(f"method {self.method.name!r} needs a clean meta set (num_meta > 0)")
         n = len(train)
+        has_meta = meta is not None and len(meta) > 0
+        if self.per_example is None:
+            self.per_example = PerExample(n)
         noisy_mask = None if clean_labels is None else clean_labels != train.labels.cpu().numpy()
-        meta_stream = self._meta_batches(len(meta)) if meta is not None and len(meta) else None
-        history: list[dict[str, Any]] = []
-        best = (-1.0, math.inf)
-        best_epoch, best_state = -1, {}
-        state = EpochState.empty(n)
         started = time.perf_counter()
-        bar = tqdm(range(epochs), desc=self.method.name, unit="epoch", disable=not self.progress, leave=False)
-        for epoch in bar:
-            warm = epoch < self.warmup_epochs
-            method = self.warmup_method if warm else self.method
+        bar = tqdm(total=epochs, initial=self.epoch, desc=self.method.name, unit="epoch",
+                   disable=not self.progress, leave=False)
+        with self._deferred_interrupt():
+            try:
+                while self.epoch < epochs:
+                    record = self._run_epoch(train, meta if has_meta else None, test, noisy_mask, clean_labels)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", meta=record.get("meta_accuracy"),
+                                    test=record.get("test_accuracy"))
+                    for cb in self.callbacks:
+                        cb(record)
+                    if self.checkpoint is not None:
+                        self.checkpoint(self.state_dict())
+            except GracefulStop:
+                if self.checkpoint is not None:
+                    self.checkpoint(self.state_dict())  # the cursor holds the position inside the epoch
+                raise
+            finally:
+                bar.close()
+        if self.best_epoch < 0:  # no meta set: the last epoch is the only principled choice
+            self.best_epoch, self.best_state = self.epoch, _cpu_state(self.model)
+        return FitResult(self.history, self.best_epoch, self.best_state, self.per_example,
+                         time.perf_counter() - started)
+
+    def _run_epoch(self, train: TensorData, meta: TensorData | None, test: TensorData | None,
+                   noisy_mask: np.ndarray | None, clean_labels: np.ndarray | None) -> dict[str, Any]:
+        n, pe = len(train), self.per_example
+        warm = self.epoch < self.warmup_epochs
+        method = self.warmup_method if warm else self.method
+        if self.cursor is None:  # a fresh epoch (a resumed one keeps its cursor and statistics)
+            self.cursor = {"perm": torch.randperm(n, generator=self.generator),
+                           "n_batches": max(1, math.ceil(n / self.batch_size)), "step": 0,
+                           "losses": [], "zero_steps": 0, "meta_losses": [], "seconds": 0.0}
+            pe.start_epoch()
+        c = self.cursor
+        batches = torch.tensor_split(c["perm"], c["n_batches"])
+        while c["step"] < c["n_batches"]:
             t0 = time.perf_counter()
-            state = EpochState.empty(n)
-            losses, zero_steps, meta_losses = [], 0, []
-            for idx in self._batches(n):
-                dev_idx = idx.to(train.inputs.device)
-                x, y = train.inputs[dev_idx], train.labels[dev_idx]
-                mx = my = None
-                if method.needs_meta:
-                    m_idx = next(meta_stream).to(meta.inputs.device)
-                    mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-                out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
-                                  generator=self.generator)
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                losses.append(out.loss)
-                zero_steps += int(out.stats.get("all_zero", 0))
-                if "meta_loss" in out.stats:
-                    meta_losses.append(out.stats["meta_loss"])
-                np_idx = idx.numpy()
-                if out.alpha is not None:
-                    # Scaled by the batch size so that uniform weighting reads 1.
-                    state.alpha[np_idx] = out.alpha.float().cpu().numpy() * len(idx)
-                    state.beta[np_idx] = out.beta.float().cpu().numpy() * len(idx)
-                if out.pseudo_labels is not None:
-                    state.pseudo_labels[np_idx] = out.pseudo_labels.cpu().numpy()
-            train_seconds = time.perf_counter() - t0
-            record: dict[str, Any] = {
-                "epoch": epoch + 1, "phase": "warmup" if warm else self.method.name,
-                "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
-                "train_seconds": round(train_seconds, 4), "images_per_second": round(n / train_seconds, 1),
-            }
-            if meta_losses:
-                record["meta_loss"] = float(np.mean(meta_losses))
-                record["zero_weight_steps"] = zero_steps
-            if meta is not None and len(meta):
-                record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
-            if test is not None:
-                record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
-            record.update(_diagnostics(state, noisy_mask, clean_labels))
-            history.append(record)
-            if meta is not None and len(meta):
-                key = (record["meta_accuracy"], -record["meta_eval_loss"])
-                if key > (best[0], -best[1]):
-                    best = (record["meta_accuracy"], record["meta_eval_loss"])
-                    best_epoch = epoch + 1
-                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", meta=record.get("meta_accuracy"),
-                            test=record.get("test_accuracy"))
-            for cb in self.callbacks:
-                cb(record)
-        bar.close()
-        if best_epoch < 0:  # no meta set: the last epoch is the only principled choice
-            best_epoch = epochs
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
-        return FitResult(history, best_epoch, best_state, state, time.perf_counter() - started)
+            idx = batches[c["step"]]
+            dev_idx = idx.to(train.inputs.device)
+            x, y = train.inputs[dev_idx], train.labels[dev_idx]
+            mx = my = None
+            if method.needs_meta:
+                m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
+                mx, my = meta.inputs[m_idx], meta.labels[m_idx]
+            out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
+                              generator=self.generator)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            c["losses"].append(out.loss)
+            c["zero_steps"] += int(out.stats.get("all_zero", 0))
+            if "meta_loss" in out.stats:
+                c["meta_losses"].append(out.stats["meta_loss"])
+            pe.record(idx.numpy(), out)
+            c["step"] += 1
+            c["seconds"] += time.perf_counter() - t0
+            if self._interrupt_requested:  # Ctrl-C arrived during the step: stop at its boundary
+                raise GracefulStop
+        pe.close_epoch()
+        self.epoch += 1
+        record: dict[str, Any] = {
+            "epoch": self.epoch, "phase": "warmup" if warm else self.method.name,
+            "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(c["losses"])),
+            "train_seconds": round(c["seconds"], 4), "images_per_second": round(n / max(c["seconds"], 1e-9), 1),
+        }
+        if c["meta_losses"]:
+            record["meta_loss"] = float(np.mean(c["meta_losses"]))
+            record["zero_weight_steps"] = c["zero_steps"]
+        if meta is not None:
+            record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
+        if test is not None:
+            record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
+        record.update(_diagnostics(pe, noisy_mask, clean_labels))
+        if meta is not None:
+            key = (record["meta_accuracy"], -record["meta_eval_loss"])
+            if key > self.best_key:
+                self.best_key, self.best_epoch, self.best_state = key, self.epoch, _cpu_state(self.model)
+        self.cursor = None
+        self.history.append(record)
+        return record
 
 
-def _diagnostics(state: EpochState, noisy_mask: np.ndarray | None, clean: np.ndarray | None) -> dict[str, float]:
+def _diagnostics(pe: PerExample, noisy_mask: np.ndarray | None, clean: np.ndarray | None) -> dict[str, float]:
     """Mean weights on truly clean vs truly noisy examples, and how often the pseudo-label
     recovers the true label where the given one is wrong (only when ground truth is known)."""
-    if noisy_mask is None or np.all(np.isnan(state.alpha)):
+    if noisy_mask is None or np.all(np.isnan(pe.alpha)):
         return {}
     out = {}
-    for name, arr in (("alpha", state.alpha), ("beta", state.beta)):
+    for name, arr in (("alpha", pe.alpha), ("beta", pe.beta)):
         for part, mask in (("clean", ~noisy_mask), ("noisy", noisy_mask)):
             if mask.any():
                 out[f"{name}_{part}"] = float(np.nanmean(arr[mask]))
-    if noisy_mask.any() and (state.pseudo_labels[noisy_mask] >= 0).any():
-        out["pseudo_label_accuracy_on_noisy"] = float(np.mean(state.pseudo_labels[noisy_mask] == clean[noisy_mask]))
+    if noisy_mask.any() and (pe.pseudo[noisy_mask] >= 0).any():
+        out["pseudo_label_accuracy_on_noisy"] = float(np.mean(pe.pseudo[noisy_mask] == clean[noisy_mask]))
     return out

@@ -1,0 +1,90 @@
+"""Checkpoints and resume: an interrupted run finishes exactly as an uninterrupted one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from l2b.training import TrainConfig, run_experiment
+
+TIMING = {"train_seconds", "images_per_second"}
+ARGS = ["--epochs", "30", "--warmup-epochs", "3", "--threads", "1", "--quiet", "--seed", "3"]
+
+
+def l2b(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "l2b", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def records(run):
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a, b):
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    for key in ("test_accuracy", "best_meta_epoch", "best_meta_accuracy", "test_accuracy_at_best_meta",
+                "realised_noise_rate", "zero_weight_steps"):
+        assert sa[key] == sb[key], key
+    assert records(a) == records(b)
+    pa, pb = np.load(a / "per_example.npz"), np.load(b / "per_example.npz")
+    for key in pa.files:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
+
+
+def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
+    assert l2b("train", *ARGS, "--out", "full", cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "l2b", "train", *ARGS, "--out", "killed"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it could be killed"
+    r = l2b("train", "--resume", "killed", "--quiet", "--threads", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed"] == 1
+    assert_same_run(tmp_path / "full", tmp_path / "killed")
+    # A finished run is not resumed again, and resuming needs a checkpoint.
+    r = l2b("train", "--resume", "killed", cwd=tmp_path)
+    assert r.returncode == 2 and "already holds a finished run" in r.stderr
+    r = l2b("train", "--resume", "nowhere", cwd=tmp_path)
+    assert r.returncode == 2 and "not an l2b run directory" in r.stderr
+
+
+def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_path, monkeypatch):
+    import l2b.training.run as run_mod
+
+    cfg = TrainConfig(epochs=4, warmup_epochs=1, device="cpu", seed=5, mixup=True)
+    run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
+
+    real_create = run_mod.create_method
+    calls = {"n": 0}
+
+    def interrupting_create(name, **opts):
+        method = real_create(name, **opts)
+        real_step = method.step
+
+        def step(*a, **kw):
+            calls["n"] += 1
+            if calls["n"] == 7:  # inside epoch 2 (21 steps per epoch), during a step
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_step(*a, **kw)
+
+        method.step = step
+        return method
+
+    monkeypatch.setattr(run_mod, "create_method", interrupting_create)
+    # Warm-up steps use their own CE method: count only the L2B steps of epochs 2+.
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None)
+    ckpt = run_mod.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert ckpt["trainer"]["epoch"] == 1 and ckpt["trainer"]["cursor"]["step"] == 7
+    monkeypatch.setattr(run_mod, "create_method", real_create)
+    run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
+    assert_same_run(tmp_path / "full", tmp_path / "cut")
