@@ -15,6 +15,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from ..configs import config_path, list_configs
 from ..methods import list_methods
 from ..models import list_models
 from ..noise import NOISE_KINDS
@@ -25,7 +26,8 @@ _D = TrainConfig()
 
 # (flag, config key, argparse keywords, help). Defaults come from TrainConfig and are shown in --help.
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--data", "data", {"choices": ["digits"]}, "data set"),
+    ("--data", "data", {}, "data set name (registered: digits)"),
+    ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
     ("--noise", "noise", {"choices": NOISE_KINDS},
      "synthetic noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
      "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric'"),
@@ -66,7 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "40% symmetric noise (labels flipped to a different class), 100 clean meta examples. "
                     "Options given on the command line override those of --config.")
     g = p.add_argument_group("config")
-    g.add_argument("--config", type=Path, default=None, help="YAML file of config keys (see --print-config)")
+    g.add_argument("--config", default=None, metavar="FILE_OR_NAME",
+                   help="YAML file of config keys, or the name of a shipped config: "
+                        f"{', '.join(list_configs())} (see --print-config)")
     g.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint (its own config is used)")
@@ -81,26 +85,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is often fastest for small "
                         "models or on a machine shared with other jobs")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also log every epoch's numbers to RUN_DIR/tensorboard (pip install 'l2b[tensorboard]')")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults <- --config file <- command-line options, validated."""
     values: dict[str, Any] = {}
+    source = "command line"
     if args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config file {args.config} not found")
+        path = config_path(args.config)
+        source = str(path)
         try:
-            doc = yaml.safe_load(args.config.read_text())
+            doc = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
-            raise ValueError(f"{args.config} is not valid YAML: {err}") from None
+            raise ValueError(f"{path} is not valid YAML: {err}") from None
         doc = {} if doc is None else doc
         if not isinstance(doc, dict):
-            raise ValueError(f"{args.config} must hold a mapping of config keys, got {type(doc).__name__}")
-        values.update(doc.get("config", doc) if isinstance(doc.get("config"), dict) else doc)
+            raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
+        # A run directory's config.yaml nests the keys under "config".
+        values.update(doc["config"] if isinstance(doc.get("config"), dict) else doc)
     keys = {key for _, key, _, _ in _OPTIONS}
     values.update({k: v for k, v in vars(args).items() if k in keys})
-    return TrainConfig.from_dict(values, source=str(args.config) if args.config else "command line")
+    return TrainConfig.from_dict(values, source=source)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {config.noise_rate:g}, "
             f"{config.epochs} epochs, seed {config.seed} -> {out}")
     try:
-        summary = run_experiment(config, out_dir=out, progress=not args.quiet, log=log, resume=resume)
+        summary = run_experiment(config, out_dir=out, progress=not args.quiet, log=log, resume=resume,
+                                 tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         if (Path(out) / "checkpoint.pt").exists():
             print(f"interrupted: resume with `l2b train --resume {out}`")

@@ -10,7 +10,7 @@ from typing import Any
 class TrainConfig:
     """Everything that defines a run. Defaults: L2B on digits with 40 % symmetric noise.
 
-    Data: ``data`` (registered name), ``test_fraction`` and ``split_seed`` (fixed held-out test
+    Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets), ``test_fraction and ``split_seed`` (fixed held-out test
     split), ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
     ``num_meta`` (class-balanced clean meta set taken out of the training split).
     Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options.
@@ -19,6 +19,7 @@ class TrainConfig:
     """
 
     data: str = "digits"
+    data_root: str | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
     noise: str = "symmetric"

@@ -4,7 +4,8 @@ Run directory layout::
 
     config.yaml        the resolved config, the package and torch versions
     metrics.jsonl      one JSON record per completed epoch
-    checkpoint.pt      everything needed to resume (written atomically after every epoch and on Ctrl-C)
+    checkpoint.pt      everything needed to resume (written atomically after every epoch and on Ctrl-C;
+                       removed once the run has finished)
     summary.json       the final figures (see :func:`run_experiment`)
     per_example.npz    per training example: index, clean / given label, last-epoch and mean alpha and
                        beta, pseudo-label, class probabilities of the selected model; the meta indices
@@ -29,7 +30,7 @@ import yaml
 from .. import __version__
 from ..data import class_balanced_split, load_dataset
 from ..methods import create_method
-from ..models import create_model
+from ..models import create_model, list_models
 from ..noise import make_noise
 from .config import TrainConfig
 from .trainer import TensorData, Trainer, evaluate, predict_proba
@@ -85,8 +86,12 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = print, resume: bool = False) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = print, resume: bool = False,
+                   tensorboard: bool = False) -> dict[str, Any]:
     """Train one model as `config` says and return its summary.
+
+    With ``tensorboard=True`` every epoch record's numbers are also written as TensorBoard scalars
+    to ``<out_dir>/tensorboard`` (needs the optional ``tensorboard`` package).
 
     With ``resume=True``, `out_dir` must hold a checkpoint of a run started with the same config;
     training continues from it (mid-epoch if it was interrupted there) and finishes as the
@@ -101,6 +106,9 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     initialisation, dropout), and restored afterwards; all other sampling uses explicit generators.
     """
     device = resolve_device(config.device)
+    method = create_method(config.method, **config.method_options())  # fails early on bad names / options
+    if config.model not in list_models():
+        raise ValueError(f"unknown model {config.model!r}; known models: {', '.join(list_models())}")
     out = Path(out_dir) if out_dir is not None else None
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -114,21 +122,16 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         ckpt = load_checkpoint(out / CHECKPOINT)
         if ckpt.get("config") != config.to_dict():
             raise ValueError(f"{out / CHECKPOINT} was written by a run with a different config than {out}/config.yaml")
-    elif out is not None:
-        if (out / "summary.json").exists() or (out / CHECKPOINT).exists():
-            raise FileExistsError(f"run directory {out} already holds a run; resume it with --resume or choose "
-                                  "another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        run_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
-                    "device": str(device)}
-        (out / "config.yaml").write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info},
-                                                         sort_keys=False))
-        (out / "metrics.jsonl").write_text("")
+    elif out is not None and ((out / "summary.json").exists() or (out / CHECKPOINT).exists()):
+        raise FileExistsError(f"run directory {out} already holds a run; resume it with --resume or choose "
+                              "another --out")
     started = time.perf_counter()
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
 
-    train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed)
+    data_opts = {"root": config.data_root} if config.data_root is not None else {}
+    train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed,
+                               **data_opts)
     noisy = make_noise(config.noise, train.labels, rate=config.noise_rate, num_classes=train.num_classes,
                        seed=config.seed)
     # The meta set is class-balanced on the true labels and keeps them: it is the trusted subset.
@@ -137,6 +140,16 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                            if config.num_meta > 0 else (np.array([], dtype=np.int64), np.arange(len(train))))
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
+
+    if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
+        out.mkdir(parents=True, exist_ok=True)
+        run_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
+                    "device": str(device)}
+        (out / "config.yaml").write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info},
+                                                         sort_keys=False))
+        (out / "metrics.jsonl").write_text("")
+
+    writer = _tensorboard_writer(out) if tensorboard else None
 
     def tensors(x: np.ndarray, y: np.ndarray) -> TensorData:
         return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
@@ -152,7 +165,6 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         model_kw = {"hidden": config.hidden} if config.model == "mlp" else {}
         model = create_model(config.model, num_classes=train.num_classes, in_shape=train.example_shape,
                              **model_kw).to(device)
-        method = create_method(config.method, **config.method_options())
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay, nesterov=config.nesterov)
         steps_per_epoch = max(1, -(-len(train_t) // config.batch_size))
@@ -162,6 +174,11 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
             if out is not None:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
+            if writer is not None:
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and key != "epoch":
+                        writer.add_scalar(key, value, record["epoch"])
+                writer.flush()
             if log is not None:
                 log(format_epoch(record, config.epochs))
 
@@ -185,7 +202,11 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
             if log is not None:
                 where = f"epoch {trainer.epoch + 1}" + (f", step {trainer.cursor['step'] + 1}" if trainer.cursor else "")
                 log(f"resuming {out} at {where}")
-        result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=clean_train)
+        try:
+            result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=clean_train)
+        finally:
+            if writer is not None:
+                writer.close()
 
     final = result.history[-1]
     model.load_state_dict(result.best_state)
@@ -213,7 +234,20 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                             pred_prob=predict_proba(model, train_t.inputs).cpu().numpy(),
                             meta_index=meta_idx, transition=noisy.transition)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        # Finished: model.pt holds the selected weights; the resume state is no longer needed.
+        (out / CHECKPOINT).unlink(missing_ok=True)
     return summary
+
+
+def _tensorboard_writer(out: Path | None):
+    if out is None:
+        raise ValueError("TensorBoard logging needs a run directory")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("TensorBoard logging needs the tensorboard package: pip install 'l2b[tensorboard]' "
+                         "(or pip install tensorboard)") from None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
