@@ -283,6 +283,8 @@ class Trainer:
             pe.start_epoch()
         c = self.cursor
         batches = torch.tensor_split(c["perm"], c["n_batches"])
+        steps = tqdm(total=c["n_batches"], initial=c["step"], desc=f"epoch {self.epoch + 1}", unit="step",
+                     leave=False, disable=not self.progress, mininterval=0.5)
         while c["step"] < c["n_batches"]:
             t0 = time.perf_counter()
             idx = batches[c["step"]]
@@ -303,8 +305,13 @@ class Trainer:
             pe.record(idx.numpy(), out)
             c["step"] += 1
             c["seconds"] += time.perf_counter() - t0
+            steps.update(1)
+            steps.set_postfix(loss=f"{np.mean(c['losses']):.3f}",
+                              img_s=f"{c['step'] * self.batch_size / max(c['seconds'], 1e-9):.0f}", refresh=False)
             if self._interrupt_requested:  # Ctrl-C arrived during the step: stop at its boundary
+                steps.close()
                 raise GracefulStop
+        steps.close()
         pe.close_epoch()
         self.epoch += 1
         record: dict[str, Any] = {
