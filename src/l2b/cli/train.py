@@ -32,7 +32,12 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "synthetic noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
      "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric'"),
     ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
-    ("--num-meta", "num_meta", {"type": int}, "clean, class-balanced meta examples taken out of the training split"),
+    ("--num-meta", "num_meta", {"type": int}, "size of the meta set"),
+    ("--meta-source", "meta_source", {"choices": ["split", "file", "confident"]},
+     "'split': a clean class-balanced subset taken out of the training split; 'file': the training "
+     "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
+     "epoch after warm-up from examples the model predicts confidently and in agreement with their label"),
+    ("--meta-file", "meta_file", {}, "list of trusted training examples for --meta-source file"),
     ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),

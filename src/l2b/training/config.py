@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from typing import Any
 
 
+META_SOURCES = ("split", "file", "confident")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run. Defaults: L2B on digits with 40 % symmetric noise.
 
     Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets), ``test_fraction and ``split_seed`` (fixed held-out test
     split), ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
-    ``num_meta`` (class-balanced clean meta set taken out of the training split).
+    ``num_meta`` (size of the meta set), ``meta_source``: ``split`` (a class-balanced clean subset
+    taken out of the training split), ``file`` (the training examples listed in ``meta_file``,
+    lines ``index[,label]``, taken out of the training split; without a label column the data
+    set's own labels count as trusted), ``confident`` (no clean data: after warm-up, rebuilt every
+    epoch from examples the model predicts confidently and in agreement with their given label,
+    see :func:`l2b.training.meta_sources.confident_meta_set`).
     Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options.
     Optimisation: SGD(lr, momentum, weight_decay, nesterov), cosine schedule over all steps,
     ``warmup_epochs`` of plain cross-entropy before any other method starts.
@@ -25,6 +33,8 @@ class TrainConfig:
     noise: str = "symmetric"
     noise_rate: float = 0.4
     num_meta: int = 100
+    meta_source: str = "split"
+    meta_file: str | None = None
     model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
     method: str = "l2b"
@@ -61,6 +71,11 @@ class TrainConfig:
             ("temperature", self.temperature > 0, "must be positive"),
             ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
             ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
+            ("meta_source", self.meta_source in META_SOURCES, f"must be one of {', '.join(META_SOURCES)}"),
+            ("meta_file", (self.meta_file is not None) == (self.meta_source == "file"),
+             "must be set exactly when meta_source is 'file'"),
+            ("warmup_epochs", self.meta_source != "confident" or self.warmup_epochs >= 1,
+             "must be at least 1 with meta_source 'confident' (the meta set is chosen by the warmed-up model)"),
         ]
         for key, ok, why in checks:
             if not ok:

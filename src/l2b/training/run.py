@@ -20,6 +20,7 @@ import os
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ from ..methods import create_method
 from ..models import create_model, list_models
 from ..noise import make_noise
 from .config import TrainConfig
+from .meta_sources import confident_meta_set, read_meta_file
 from .trainer import TensorData, Trainer, evaluate, predict_proba
 
 CHECKPOINT = "checkpoint.pt"
@@ -134,10 +136,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                                **data_opts)
     noisy = make_noise(config.noise, train.labels, rate=config.noise_rate, num_classes=train.num_classes,
                        seed=config.seed)
-    # The meta set is class-balanced on the true labels and keeps them: it is the trusted subset.
-    meta_idx, train_idx = (class_balanced_split(train.labels, num_selected=config.num_meta,
-                                                num_classes=train.num_classes, seed=config.seed + 1)
-                           if config.num_meta > 0 else (np.array([], dtype=np.int64), np.arange(len(train))))
+    meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
 
@@ -155,7 +154,9 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
 
     train_t = tensors(train.inputs[train_idx], noisy.labels[train_idx])
-    meta_t = tensors(train.inputs[meta_idx], train.labels[meta_idx]) if len(meta_idx) else None
+    meta_t = tensors(train.inputs[meta_idx], meta_labels) if len(meta_idx) else None
+    selector = (partial(confident_meta_set, num_meta=config.num_meta, num_classes=train.num_classes)
+                if config.meta_source == "confident" else None)
     test_t = tensors(test.inputs, test.labels)
     clean_train = train.labels[train_idx]
     realised = float(np.mean(noisy.labels[train_idx] != clean_train))
@@ -194,7 +195,8 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                           batch_size=config.batch_size, meta_batch_size=config.meta_batch_size,
                           warmup_epochs=config.warmup_epochs,
                           generator=torch.Generator().manual_seed(config.seed + 2),
-                          progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint)
+                          progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint,
+                          meta_selector=selector)
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
             # Keep exactly the epochs the checkpoint knows (a kill can fall between the two writes).
@@ -222,9 +224,12 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         "seconds": round(elapsed_before + time.perf_counter() - started, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in result.history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in result.history)),
-        "resumed": resumed,
+        "resumed": resumed, "meta_source": config.meta_source,
         "version": __version__, "torch": str(torch.__version__), "device": str(device),
     }
+    purity = [r["meta_purity"] for r in result.history if "meta_purity" in r]
+    if purity:  # confident meta source: how clean the selected meta sets were, on average
+        summary["meta_purity"] = float(np.mean(purity))
     if out is not None:
         pe = result.per_example
         torch.save(result.best_state, out / "model.pt")
@@ -237,6 +242,29 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         # Finished: model.pt holds the selected weights; the resume state is no longer needed.
         (out / CHECKPOINT).unlink(missing_ok=True)
     return summary
+
+
+def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(meta indices (M,), their trusted labels (M,), remaining training indices) per meta_source.
+
+    ``split``: class-balanced on the true labels, which it keeps (the trusted subset). ``file``:
+    the listed examples, with the file's labels or else the data set's own. ``confident``: no
+    fixed meta set (the trainer selects one every epoch); everything stays in training.
+    """
+    empty = np.array([], dtype=np.int64)
+    if config.meta_source == "confident" or config.num_meta == 0 and config.meta_source == "split":
+        return empty, empty, np.arange(len(clean))
+    if config.meta_source == "file":
+        idx, labels = read_meta_file(config.meta_file, num_examples=len(clean), num_classes=num_classes)
+        order = np.argsort(idx)
+        idx = idx[order]
+        labels = clean[idx] if labels is None else labels[order]
+    else:
+        idx, _ = class_balanced_split(clean, num_selected=config.num_meta, num_classes=num_classes,
+                                      seed=config.seed + 1)
+        labels = clean[idx]
+    return idx, labels, np.setdiff1d(np.arange(len(clean)), idx).astype(np.int64)
 
 
 def _tensorboard_writer(out: Path | None):

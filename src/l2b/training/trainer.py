@@ -137,6 +137,11 @@ class Trainer:
     callbacks : callables receiving each epoch's record dict.
     checkpoint : callable receiving :meth:`state_dict` after every epoch and, on Ctrl-C, at the
         end of the step in progress (a second Ctrl-C stops at once, without it), or None.
+    meta_selector : callable (probs (N, K), given labels (N,)) -> indices (M,), or None
+        With no clean meta set: after warm-up, at the start of every epoch, the meta set becomes
+        the training examples at these indices with their given labels (e.g.
+        :func:`l2b.training.meta_sources.confident_meta_set`). The last epoch is then selected,
+        since no clean data exists to select on.
     """
 
     def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -144,13 +149,15 @@ class Trainer:
                  batch_size: int, meta_batch_size: int, warmup_epochs: int = 0,
                  generator: torch.Generator, progress: bool = True,
                  callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
-                 checkpoint: Callable[[dict[str, Any]], None] | None = None):
+                 checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                 meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
                                            clip_grad=method.clip_grad)
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
-        self.callbacks, self.checkpoint = callbacks, checkpoint
+        self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
+        self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
         # Progress; everything below is in state_dict().
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
@@ -173,6 +180,7 @@ class Trainer:
             "best_key": list(self.best_key), "best_epoch": self.best_epoch, "best_state": self.best_state,
             "per_example": self.per_example.state_dict() if self.per_example is not None else None,
             "cursor": copy.deepcopy(self.cursor), "meta_sampler": copy.deepcopy(self.meta_sampler),
+            "meta_index": None if self.meta_index is None else torch.from_numpy(self.meta_index.copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,6 +200,7 @@ class Trainer:
             self.per_example = PerExample(len(state["per_example"]["alpha"]))
             self.per_example.load_state_dict(state["per_example"])
         self.cursor, self.meta_sampler = state["cursor"], state["meta_sampler"]
+        self.meta_index = None if state.get("meta_index") is None else state["meta_index"].numpy().copy()
 
     @contextlib.contextmanager
     def _deferred_interrupt(self):
@@ -239,7 +248,9 @@ class Trainer:
         only; nothing is selected on it.  clean_labels : (N,) true training labels, when known,
         for diagnostics (weights on truly clean vs noisy examples).
         """
-        if self.method.needs_meta and (meta is None or len(meta) == 0):
+        if self.meta_selector is not None and meta is not None:
+            raise ValueError("pass either a meta set or a meta_selector, not both")
+        if self.method.needs_meta and (meta is None or len(meta) == 0) and self.meta_selector is None:
             raise ValueError(f"method {self.method.name!r} needs a clean meta set (num_meta > 0)")
         n = len(train)
         has_meta = meta is not None and len(meta) > 0
@@ -277,10 +288,18 @@ class Trainer:
         warm = self.epoch < self.warmup_epochs
         method = self.warmup_method if warm else self.method
         if self.cursor is None:  # a fresh epoch (a resumed one keeps its cursor and statistics)
+            if self.meta_selector is not None and not warm:
+                given = train.labels.cpu().numpy()
+                self.meta_index = self.meta_selector(predict_proba(self.model, train.inputs).cpu().numpy(), given)
+                self.meta_sampler = {"perm": None, "pos": 0}
             self.cursor = {"perm": torch.randperm(n, generator=self.generator),
                            "n_batches": max(1, math.ceil(n / self.batch_size)), "step": 0,
                            "losses": [], "zero_steps": 0, "meta_losses": [], "seconds": 0.0}
             pe.start_epoch()
+        selected = None
+        if self.meta_index is not None and not warm:
+            dev_idx = torch.as_tensor(self.meta_index, device=train.inputs.device)
+            meta = selected = TensorData(train.inputs[dev_idx], train.labels[dev_idx])
         c = self.cursor
         batches = torch.tensor_split(c["perm"], c["n_batches"])
         steps = tqdm(total=c["n_batches"], initial=c["step"], desc=f"epoch {self.epoch + 1}", unit="step",
@@ -322,12 +341,16 @@ class Trainer:
         if c["meta_losses"]:
             record["meta_loss"] = float(np.mean(c["meta_losses"]))
             record["zero_weight_steps"] = c["zero_steps"]
-        if meta is not None:
+        if selected is not None:
+            record["meta_size"] = len(selected)
+            if clean_labels is not None:  # how clean the pseudo-clean meta set really is
+                record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == train.labels.cpu().numpy()[self.meta_index]))
+        elif meta is not None:
             record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
         if test is not None:
             record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
-        if meta is not None:
+        if "meta_accuracy" in record:
             key = (record["meta_accuracy"], -record["meta_eval_loss"])
             if key > self.best_key:
                 self.best_key, self.best_epoch, self.best_state = key, self.epoch, _cpu_state(self.model)

@@ -1,0 +1,179 @@
+"""Using a finished run: its model rebuilt from ``config.yaml`` and ``model.pt``, and data to feed it.
+
+>>> model, config = load_trained_model("runs/my-run")
+>>> probs = predict_proba(model, inputs)          # l2b.training.trainer.predict_proba
+
+The model is rebuilt from the run's config (model name, MLP widths) and the shape and class count
+of the run's data set, then ``model.pt`` (the epoch selected on the clean meta set) is loaded
+with ``torch.load(weights_only=True)``, so no code from the file is executed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DATASETS, ArrayDataset, load_dataset
+from ..models import create_model
+from .config import TrainConfig
+from .run import read_run_config, resolve_device
+
+__all__ = ["InputData", "build_model", "load_inputs", "load_npz", "load_run_data", "load_trained_model"]
+
+MODEL_FILE = "model.pt"
+
+
+def load_run_data(config: TrainConfig, name: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) of the data set `name` (default: the run's own), split as the run split it:
+    same ``test_fraction`` and ``split_seed``, and the run's ``data_root`` for its own data set."""
+    name = config.data if name is None else name
+    opts = {}
+    root = getattr(config, "data_root", None)
+    if root is not None and name == config.data:
+        opts["root"] = root
+    return load_dataset(name, test_fraction=config.test_fraction, split_seed=config.split_seed, **opts)
+
+
+def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
+    """The untrained network `config` describes, for examples of shape `in_shape`. Built under a
+    forked torch RNG: the caller's global RNG state is unchanged."""
+    options = {"hidden": config.hidden} if config.model == "mlp" else {}
+    with torch.random.fork_rng(devices=[]):
+        return create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **options)
+
+
+def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu", num_classes: int | None = None,
+                       in_shape: Sequence[int] | None = None) -> tuple[nn.Module, TrainConfig]:
+    """The trained model of a finished run (in eval mode, on `device`) and the run's config.
+
+    `num_classes` and `in_shape` default to those of the run's data set, which is then loaded to
+    read them; pass both to skip that.
+
+    Raises
+    ------
+    FileNotFoundError
+        When `run_dir` has no config.yaml (not a run directory) or no model.pt (unfinished run).
+    ValueError
+        When model.pt cannot be loaded safely or does not fit the model the config describes.
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    path = run_dir / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not finished "
+                                f"(continue it with `l2b train --resume {run_dir}`)")
+    if num_classes is None or in_shape is None:
+        train, _ = load_run_data(config)
+        num_classes = train.num_classes if num_classes is None else num_classes
+        in_shape = train.example_shape if in_shape is None else in_shape
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as err:  # an unpickler refusal, or a torn or foreign file
+        raise ValueError(f"{path} could not be loaded safely: {err}") from None
+    model = build_model(config, num_classes=num_classes, in_shape=in_shape)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} does not fit the {config.model!r} model that {run_dir / 'config.yaml'} describes "
+                         f"(input shape {tuple(in_shape)}, {num_classes} classes): {err}") from None
+    return model.to(dev).eval(), config
+
+
+@dataclass(frozen=True)
+class InputData:
+    """Inputs (N, *example_shape) float32, labels (N,) int64 or None, and where they came from."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    split: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: Sequence[int], num_classes: int,
+                split: str | None = None, owner: str = "the model") -> InputData:
+    """Data for a trained model: a registered data set's split, or an .npz file.
+
+    Parameters
+    ----------
+    data : None (the run's own data set), a registered data set name, or the path of an .npz file
+        holding ``inputs`` (N, *example_shape) and optionally ``labels`` (N,).
+    split : "test" (default) or "train", for registered data sets, split as the run split them;
+        not allowed with an .npz file.
+    example_shape, num_classes : what the model expects; checked against the data.
+    owner : names the model in error messages (e.g. "the model of runs/x").
+    """
+    if split not in (None, "test", "train"):
+        raise ValueError(f"split must be 'test' or 'train', got {split!r}")
+    text = None if data is None else str(data)
+    if text is None or (text in DATASETS and not Path(text).is_file()):
+        name = config.data if text is None else text
+        train, test = load_run_data(config, name)
+        part = split or "test"
+        ds = test if part == "test" else train
+        _check_shape(ds.inputs, example_shape, f"data set {name!r}", owner)
+        if ds.num_classes != num_classes:
+            raise ValueError(f"data set {name!r} has {ds.num_classes} classes but {owner} predicts {num_classes}")
+        return InputData(ds.inputs, ds.labels, name, part)
+    path = Path(text)
+    if path.suffix != ".npz" and not path.is_file():
+        raise ValueError(f"data {text!r} is neither a registered data set ({', '.join(sorted(DATASETS))}) nor an "
+                         ".npz file")
+    if split is not None:
+        raise ValueError(f"a split ({split!r}) applies to registered data sets, not to the file {path}")
+    inputs, labels = load_npz(path, example_shape=example_shape, num_classes=num_classes, owner=owner)
+    return InputData(inputs, labels, str(path), None)
+
+
+def load_npz(path: str | Path, *, example_shape: Sequence[int], num_classes: int,
+             owner: str = "the model") -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``inputs`` (as float32) and, if present, ``labels`` (as int64) from an .npz file,
+    checking the example shape, finiteness and the label range; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable .npz file: {err}") from None
+    if "inputs" not in arrays:
+        raise ValueError(f"{path} has no 'inputs' array (it holds: {', '.join(sorted(arrays)) or 'nothing'}); "
+                         "expected 'inputs' (N, *example_shape) and optionally 'labels' (N,)")
+    x = arrays["inputs"]
+    if x.dtype.kind not in "fiub" or x.ndim < 1:
+        raise ValueError(f"{path}: 'inputs' must be a numeric array of shape (N, *example_shape), got dtype "
+                         f"{x.dtype} shape {x.shape}")
+    _check_shape(x, example_shape, str(path), owner)
+    x = x.astype(np.float32, copy=False)
+    if len(x) == 0:
+        raise ValueError(f"{path}: 'inputs' holds no examples")
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{path}: input {int(bad[0])} has NaN or Inf values ({bad.size} such examples)")
+    y = arrays.get("labels")
+    if y is not None:
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+            raise ValueError(f"{path}: 'labels' must be integer class indices of shape ({len(x)},), got dtype "
+                             f"{y.dtype} shape {y.shape}")
+        out = np.flatnonzero((y < 0) | (y >= num_classes))
+        if out.size:
+            raise ValueError(f"{path}: label {int(y[out[0]])} at index {int(out[0])} is outside [0, {num_classes}) "
+                             f"({out.size} such labels)")
+        y = y.astype(np.int64)
+    return x, y
+
+
+def _check_shape(x: np.ndarray, example_shape: Sequence[int], source: str, owner: str) -> None:
+    expected = tuple(int(d) for d in example_shape)
+    if tuple(x.shape[1:]) != expected:
+        want = ", ".join(["N", *map(str, expected)])
+        raise ValueError(f"{source}: inputs have shape {tuple(x.shape)}, i.e. examples of shape {tuple(x.shape[1:])}, "
+                         f"but {owner} expects examples of shape {expected} (inputs of shape ({want}))")
