@@ -21,9 +21,10 @@ SMALL_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
     "preact_resnet18": ((3, 32, 32), 2),
     "resnet18": ((3, 64, 64), 2),
     "resnet50": ((3, 64, 64), 2),
+    "wrn28_10": ((3, 8, 8), 2),
 }
-# Forward AD through the largest model is slow and adds nothing over resnet18.
-JVP_MODELS = [name for name in SMALL_INPUTS if name != "resnet50"]
+# Forward AD through the largest models is slow and adds nothing over resnet18.
+JVP_MODELS = [name for name in SMALL_INPUTS if name not in ("resnet50", "wrn28_10")]
 
 
 def _n_params(model: nn.Module) -> int:
@@ -61,7 +62,8 @@ def test_other_channel_counts_and_sizes(name: str, in_shape: tuple[int, ...]) ->
 
 @pytest.mark.parametrize(
     ("name", "num_classes", "expected"),
-    [("preact_resnet18", 10, 11.2e6), ("resnet18", 1000, 11.7e6), ("resnet50", 1000, 25.6e6)],
+    [("preact_resnet18", 10, 11.2e6), ("resnet18", 1000, 11.7e6), ("resnet50", 1000, 25.6e6),
+     ("wrn28_10", 10, 36.5e6)],
 )
 def test_parameter_counts(name: str, num_classes: int, expected: float) -> None:
     model = create_model(name, num_classes=num_classes, in_shape=(3, 224, 224))

@@ -13,13 +13,14 @@ from . import cnn, mlp, resnet  # noqa: F401
 from .cnn import SmallCNN
 from .mlp import MLP
 from .registry import create_model, list_models, register_model
-from .resnet import PreActResNet, ResNet
+from .resnet import PreActResNet, ResNet, WideResNet
 
 __all__ = [
     "MLP",
     "PreActResNet",
     "ResNet",
     "SmallCNN",
+    "WideResNet",
     "create_model",
     "list_models",
     "register_model",

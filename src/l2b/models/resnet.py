@@ -19,7 +19,9 @@ __all__ = [
     "PreActBasicBlock",
     "PreActResNet",
     "ResNet",
+    "WideResNet",
     "preact_resnet18",
+    "wrn28_10",
     "resnet18",
     "resnet50",
 ]
@@ -47,11 +49,13 @@ class PreActBasicBlock(nn.Module):
     (so both branches start from the same normalised tensor); otherwise it is the identity.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, drop_rate: float = 0.0) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(c_in)
         self.relu1 = nn.ReLU()
         self.conv1 = _conv3x3(c_in, c_out, stride)
+        # Wide ResNets put dropout between the two convolutions.
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu2 = nn.ReLU()
         self.conv2 = _conv3x3(c_out, c_out)
@@ -64,7 +68,7 @@ class PreActBasicBlock(nn.Module):
         pre = self.relu1(self.bn1(x))
         # Structural branch fixed at construction, not data-dependent.
         shortcut = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
+        out = self.drop(self.conv1(pre))
         out = self.conv2(self.relu2(self.bn2(out)))
         return out + shortcut
 
@@ -119,6 +123,49 @@ def preact_resnet18(*, num_classes: int, in_shape: tuple[int, ...]) -> PreActRes
     """
     c, _, _ = image_shape(in_shape, "preact_resnet18")
     return PreActResNet([2, 2, 2, 2], c, num_classes)
+
+
+class WideResNet(nn.Module):
+    """Wide ResNet (Zagoruyko & Komodakis, 2016) for small images: WRN-depth-k.
+
+    3x3 stem conv (16 channels) -> three stages of (depth - 4) / 6 pre-activation basic blocks with
+    16k / 32k / 64k channels, strides 1 / 2 / 2 -> BN -> ReLU -> global average pool -> linear.
+    Input ``(N, C, H, W)``; output logits ``(N, num_classes)``.
+    """
+
+    def __init__(self, depth: int, widen: int, in_chans: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        if (depth - 4) % 6 != 0 or depth < 10:
+            raise ValueError(f"wide resnet depth must be 6n + 4 with n >= 1, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16 * widen, 32 * widen, 64 * widen]
+        self.stem = _conv3x3(in_chans, 16)
+        stages: list[nn.Module] = []
+        c_in = 16
+        for c_out, stride in zip(widths, [1, 2, 2], strict=True):
+            blocks = [PreActBasicBlock(c_in, c_out, stride, drop_rate)]
+            blocks += [PreActBasicBlock(c_out, c_out, 1, drop_rate) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+        self.num_classes = num_classes
+        init_conv_bn(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
+        out = self.pool(self.relu(self.bn(self.stages(self.stem(x)))))
+        return self.fc(out.flatten(1))
+
+
+@register_model("wrn28_10")
+def wrn28_10(*, num_classes: int, in_shape: tuple[int, ...], drop_rate: float = 0.0) -> WideResNet:
+    """WRN-28-10 for CIFAR-sized images (about 36.5 M parameters, 10 classes)."""
+    c, _, _ = image_shape(in_shape, "wrn28_10")
+    return WideResNet(28, 10, c, num_classes, drop_rate)
 
 
 # --------------------------------------------------------------------------------------------
