@@ -189,7 +189,15 @@ def test_cifar10_mapping_exact(y10):
 
 
 def test_make_noise_dispatch(y10):
-    assert NOISE_KINDS == ("none", "symmetric", "symmetric-uniform", "pair", "cifar10-asymmetric")
+    assert NOISE_KINDS == (
+        "none",
+        "symmetric",
+        "symmetric-uniform",
+        "pair",
+        "cifar10-asymmetric",
+        "cifar100-asymmetric",
+        "cifar100-hierarchical",
+    )
     none = make_noise("none", y10, rate=0.5, seed=0)
     np.testing.assert_array_equal(none.labels, y10)
     np.testing.assert_array_equal(none.transition, np.eye(10))

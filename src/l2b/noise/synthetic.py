@@ -9,7 +9,10 @@ Noise is injected *per class*: for every clean class ``c`` with ``n_c``
 examples, exactly ``round(rate * n_c)`` of them (chosen at random, rounding
 half up) are selected for corruption. This keeps the realised noise rate of a
 generator within rounding of its nominal one, independently of the class
-balance.
+balance. The two exceptions sample every example independently, so their
+realised rate is itself random: :func:`transition_noise` (draws from the rows
+of a user-given matrix) and :func:`instance_dependent_noise` (per-example flip
+rates).
 
 Randomness comes only from ``np.random.default_rng(seed)``; global random
 state is neither read nor reseeded, so the same ``seed`` always gives the same
@@ -26,16 +29,22 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from .cifar100 import CIFAR100_ASYMMETRIC_MAP, _siblings
+
 __all__ = [
     "CIFAR10_ASYMMETRIC_MAP",
     "NOISE_KINDS",
     "NoisyLabels",
     "asymmetric_noise",
+    "cifar100_asymmetric_noise",
+    "cifar100_hierarchical_noise",
     "cifar10_asymmetric_noise",
     "empirical_transition",
+    "instance_dependent_noise",
     "make_noise",
     "pair_noise",
     "symmetric_noise",
+    "transition_noise",
 ]
 
 #: Class-to-class flips of the standard CIFAR-10 asymmetric noise benchmark:
@@ -49,10 +58,15 @@ NOISE_KINDS: tuple[str, ...] = (
     "symmetric-uniform",
     "pair",
     "cifar10-asymmetric",
+    "cifar100-asymmetric",
+    "cifar100-hierarchical",
 )
 
 _CONVENTIONS = ("flip", "uniform")
 _CIFAR10_NUM_CLASSES = 10
+_CIFAR100_NUM_CLASSES = 100
+#: Tolerance on the row sums of a user-given transition matrix.
+_ROW_SUM_ATOL = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,6 +182,63 @@ def _check_mapping(mapping, num_classes: int) -> dict[int, int]:
     return out
 
 
+def _check_transition(transition) -> np.ndarray:
+    """Validate a square, non-negative, row-stochastic matrix; return a float64 copy."""
+    try:
+        t = np.array(transition, dtype=np.float64)  # always a copy
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"`transition` must be a (K, K) array of probabilities, got {transition!r}"
+        ) from exc
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 1:
+        raise ValueError(f"`transition` must be a square (K, K) matrix, got shape {t.shape}")
+    if not np.isfinite(t).all():
+        raise ValueError("`transition` must be finite, got a NaN or infinite entry")
+    if (t < 0).any():
+        i, j = np.argwhere(t < 0)[0]
+        raise ValueError(
+            f"`transition` must be non-negative, got transition[{i}, {j}] = {float(t[i, j])!r}"
+        )
+    sums = t.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_ATOL)
+    if bad.size:
+        raise ValueError(
+            f"`transition` rows must sum to 1 (within {_ROW_SUM_ATOL:g}), "
+            f"got row {bad[0]} summing to {float(sums[bad[0]])!r}"
+        )
+    return t
+
+
+def _check_norm_std(norm_std) -> float:
+    if isinstance(norm_std, bool) or not isinstance(norm_std, numbers.Real):
+        raise ValueError(f"`norm_std` must be a non-negative real number, got {norm_std!r}")
+    s = float(norm_std)
+    if not (np.isfinite(s) and s >= 0.0):
+        raise ValueError(f"`norm_std` must be a finite non-negative number, got {norm_std!r}")
+    return s
+
+
+def _as_features(features, n: int) -> np.ndarray:
+    """Validate ``(N, ...)`` real features; return them flattened to ``(N, D)``."""
+    arr = np.asarray(features)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"`features` must have a real numeric dtype, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(
+            f"`features` must have shape (N, ...) with ndim >= 2, got shape {arr.shape}"
+        )
+    if arr.shape[0] != n:
+        raise ValueError(
+            f"`features` must have one row per label: got {arr.shape[0]} rows for {n} labels"
+        )
+    flat = arr.reshape(n, -1)
+    if flat.shape[1] == 0:
+        raise ValueError(f"`features` must have at least one feature, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(flat).all():
+        raise ValueError("`features` must be finite, got a NaN or infinite value")
+    return flat
+
+
 # ----------------------------------------------------------------------------
 # core
 # ----------------------------------------------------------------------------
@@ -203,6 +274,17 @@ def _corrupt_per_class(
         chosen = rng.choice(idx, size=m, replace=False)
         noisy[chosen] = new_labels(c, m, rng)
     return noisy
+
+
+def _sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF sampling: one class per row of ``probs`` ``(n, K)`` from uniforms ``u`` ``(n,)``.
+
+    Each row is normalised by its own total, so ``cdf[:, -1] == 1`` exactly and
+    a class of probability zero is never drawn.
+    """
+    cdf = np.cumsum(probs, axis=1)
+    cdf /= cdf[:, -1:]
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
 
 
 def _result(clean: np.ndarray, noisy: np.ndarray, transition: np.ndarray) -> NoisyLabels:
@@ -423,6 +505,262 @@ def cifar10_asymmetric_noise(labels, *, rate: float, seed: int) -> NoisyLabels:
     )
 
 
+def cifar100_asymmetric_noise(labels, *, rate: float, seed: int) -> NoisyLabels:
+    """CIFAR-100 asymmetric noise: each class flips to the next class of its super-class.
+
+    The fine classes of every super-class (see
+    :func:`~l2b.noise.cifar100.cifar100_superclasses`) are taken in
+    increasing index order and each is mapped to the next one, cyclically
+    (:data:`~l2b.noise.cifar100.CIFAR100_ASYMMETRIC_MAP`); for example beaver
+    (4) -> dolphin (30) -> otter (55) -> seal (72) -> whale (95) -> beaver (4).
+    Exactly ``round(rate * n_c)`` examples of every class ``c`` are flipped.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Clean CIFAR-100 fine labels in ``[0, 100)``. Not modified.
+    rate : float
+        Fraction of each class flipped, in ``[0, 1]``.
+    seed : int
+        Seed for ``np.random.default_rng``.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``num_classes == 100``; the transition has ``1 - rate`` on the
+        diagonal and ``rate`` at ``(c, CIFAR100_ASYMMETRIC_MAP[c])``.
+    """
+    return asymmetric_noise(
+        labels,
+        rate=rate,
+        mapping=CIFAR100_ASYMMETRIC_MAP,
+        num_classes=_CIFAR100_NUM_CLASSES,
+        seed=seed,
+    )
+
+
+def cifar100_hierarchical_noise(labels, *, rate: float, seed: int) -> NoisyLabels:
+    """CIFAR-100 noise that stays inside the super-class.
+
+    Exactly ``round(rate * n_c)`` random examples of every fine class ``c``
+    are relabelled uniformly among the *other* four fine classes of the
+    super-class of ``c`` (see :func:`~l2b.noise.cifar100.cifar100_superclasses`),
+    so a corrupted label is always wrong but its super-class is always right.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Clean CIFAR-100 fine labels in ``[0, 100)``. Not modified.
+    rate : float
+        Fraction of each class corrupted, in ``[0, 1]``.
+    seed : int
+        Seed for ``np.random.default_rng``.
+
+    Returns
+    -------
+    NoisyLabels
+        With ``num_classes == 100``; the transition has ``1 - rate`` on the
+        diagonal, ``rate / 4`` at each of the four siblings of a class and
+        zero elsewhere.
+    """
+    clean = _as_labels(labels)
+    k = _resolve_num_classes(_CIFAR100_NUM_CLASSES, clean, names=("labels",))
+    rate = _check_rate(rate)
+    seed = _check_seed(seed)
+
+    groups = _siblings()  # (100, 5), each row contains the class itself
+    others = np.stack([group[group != c] for c, group in enumerate(groups)])  # (100, 4)
+    transition = np.eye(k) * (1.0 - rate)
+    np.put_along_axis(transition, others, rate / others.shape[1], axis=1)
+
+    def new_labels(c: int, m: int, rng: np.random.Generator) -> np.ndarray:
+        return others[c][rng.integers(0, others.shape[1], size=m)]
+
+    noisy = _corrupt_per_class(clean, k, rate, seed, new_labels)
+    return _result(clean, noisy, transition)
+
+
+def transition_noise(labels, *, transition, seed: int) -> NoisyLabels:
+    """Noise drawn from an arbitrary class-conditional transition matrix.
+
+    Every example is resampled independently: its noisy label is drawn from
+    the row ``transition[y]`` of its clean label ``y`` (which may return
+    ``y`` itself). Unlike the other generators, the number of corrupted
+    examples per class is therefore random, with expectation
+    ``n_c * (1 - transition[c, c])``.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Clean labels in ``[0, K)``. Not modified.
+    transition : array_like of float, shape (K, K)
+        ``transition[i, j] = P(noisy = j | clean = i)``: square, finite,
+        non-negative, every row summing to one within ``1e-6`` (rows are
+        renormalised exactly before sampling), with ``K >= labels.max() + 1``.
+        Not modified.
+    seed : int
+        Seed for ``np.random.default_rng``.
+
+    Returns
+    -------
+    NoisyLabels
+        Noisy labels ``(N,)``; ``transition`` is a float64 copy of the given
+        matrix ``(K, K)``; realised rate and mask ``(N,)``.
+
+    Raises
+    ------
+    ValueError
+        On invalid labels, ``transition`` or ``seed``, or a label ``>= K``.
+    """
+    clean = _as_labels(labels)
+    t = _check_transition(transition)
+    seed = _check_seed(seed)
+    k = t.shape[0]
+    if clean.size and int(clean.max()) >= k:
+        raise ValueError(
+            f"`labels` must lie in [0, K={k}) for a ({k}, {k}) `transition`, "
+            f"got label {int(clean.max())}"
+        )
+
+    rng = np.random.default_rng(seed)
+    u = rng.random(clean.size)
+    noisy = clean.copy()
+    for c in np.unique(clean):
+        idx = np.flatnonzero(clean == c)
+        cdf = np.cumsum(t[c])
+        cdf /= cdf[-1]  # cdf[-1] == 1 exactly; zero-probability classes are never drawn
+        noisy[idx] = np.minimum(np.searchsorted(cdf, u[idx], side="right"), k - 1)
+    return _result(clean, noisy, t)
+
+
+def _truncated_normal(rng: np.random.Generator, mean: float, std: float, size: int) -> np.ndarray:
+    """``size`` draws of ``N(mean, std**2)`` conditioned on ``[0, 1]`` (rejection sampling).
+
+    A normal proposal is used for ``std < 0.5`` and a uniform one on ``[0, 1]``
+    otherwise, so that the acceptance rate stays above ~0.13 for any
+    ``mean`` in ``[0, 1]``.
+    """
+    if std == 0.0:
+        return np.full(size, mean)
+    out = np.empty(size)
+    filled = 0
+    while filled < size:
+        n = 2 * (size - filled) + 16
+        if std < 0.5:
+            draw = rng.normal(mean, std, size=n)
+            keep = draw[(draw >= 0.0) & (draw <= 1.0)]
+        else:
+            draw = rng.random(n)
+            accept = rng.random(n) < np.exp(-0.5 * ((draw - mean) / std) ** 2)
+            keep = draw[accept]
+        keep = keep[: size - filled]
+        out[filled : filled + keep.size] = keep
+        filled += keep.size
+    return out
+
+
+def instance_dependent_noise(
+    labels,
+    features,
+    *,
+    rate: float,
+    num_classes: int | None = None,
+    seed: int,
+    norm_std: float = 0.1,
+) -> NoisyLabels:
+    """Instance-dependent label noise (Xia et al., NeurIPS 2020).
+
+    The generator of "Part-dependent label noise: towards instance-dependent
+    label noise": the probability and the direction of a flip depend on the
+    features of each example.
+
+    1. Per-example flip rates ``q_i`` are drawn from a normal distribution
+       with mean ``rate`` and standard deviation ``norm_std`` truncated to
+       ``[0, 1]``.
+    2. A random projection ``W`` of shape ``(D, K, K)`` is drawn from a
+       standard normal (the slice ``W[:, c, :]`` for each class ``c`` in
+       increasing order, so only ``D * K`` numbers are held at a time).
+    3. For an example with clean label ``y`` and flattened feature vector
+       ``x`` scaled to unit Euclidean norm (so the scale of the features does
+       not matter; an all-zero vector stays zero), the scores
+       ``p = x @ W[:, y, :]`` get ``p[y] = -inf``; then
+       ``p = q * softmax(p)`` and ``p[y] = 1 - q``, and the noisy label is
+       drawn from ``p``.
+
+    Each example therefore keeps its label with probability exactly
+    ``1 - q_i``; the expected noise rate is the mean of the truncated normal,
+    which equals ``rate`` up to the truncation (e.g. about ``0.30`` for
+    ``rate=0.3, norm_std=0.1``, but about ``0.08`` for ``rate=0``).
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+        Clean labels in ``[0, num_classes)``. Not modified.
+    features : array_like of real, shape (N, ...)
+        One feature array per example (e.g. images ``(N, C, H, W)`` or
+        embeddings ``(N, D)``); flattened to ``(N, D)``. Not modified.
+    rate : float
+        Mean per-example flip rate, in ``[0, 1]``.
+    num_classes : int, optional
+        Number of classes ``K >= 2``; defaults to ``labels.max() + 1``.
+    seed : int
+        Seed for ``np.random.default_rng``.
+    norm_std : float, default 0.1
+        Standard deviation of the flip-rate distribution before truncation;
+        ``0`` gives every example the flip rate ``rate``.
+
+    Returns
+    -------
+    NoisyLabels
+        Noisy labels ``(N,)``, realised rate and mask ``(N,)``. This
+        generator has no class-level transition matrix, so ``transition`` is
+        the *empirical* one of the realised labels,
+        ``empirical_transition(labels, noisy, num_classes=K)`` ``(K, K)``.
+
+    Raises
+    ------
+    ValueError
+        On invalid labels, features, ``rate``, ``num_classes``, ``seed`` or
+        ``norm_std``, and for ``K < 2``.
+
+    Notes
+    -----
+    Memory use is about ``8 * D * (K + n_c)`` bytes for the largest class
+    size ``n_c``; features are converted to float64 one class at a time.
+    """
+    clean = _as_labels(labels)
+    k = _resolve_num_classes(num_classes, clean, names=("labels",))
+    rate = _check_rate(rate)
+    seed = _check_seed(seed)
+    norm_std = _check_norm_std(norm_std)
+    x = _as_features(features, clean.size)
+    if k < 2:
+        raise ValueError(
+            f"instance-dependent noise needs at least two classes, got num_classes={k}"
+        )
+
+    rng = np.random.default_rng(seed)
+    flip = _truncated_normal(rng, rate, norm_std, clean.size)  # q_i
+    u = rng.random(clean.size)
+    noisy = clean.copy()
+    for c in range(k):
+        w_c = rng.standard_normal((x.shape[1], k))  # W[:, c, :], drawn even for absent classes
+        idx = np.flatnonzero(clean == c)
+        if idx.size == 0:
+            continue
+        xc = np.asarray(x[idx], dtype=np.float64)  # fancy indexing: a fresh array
+        norms = np.linalg.norm(xc, axis=1, keepdims=True)
+        np.divide(xc, norms, out=xc, where=norms > 0)
+        scores = xc @ w_c
+        scores[:, c] = -np.inf
+        scores -= scores.max(axis=1, keepdims=True)
+        probs = np.exp(scores)
+        probs *= (flip[idx] / probs.sum(axis=1))[:, None]
+        probs[:, c] = 1.0 - flip[idx]
+        noisy[idx] = _sample_rows(probs, u[idx])
+    return _result(clean, noisy, empirical_transition(clean, noisy, num_classes=k))
+
+
 def empirical_transition(clean, noisy, *, num_classes: int | None = None) -> np.ndarray:
     """Row-normalised confusion counts between clean and noisy labels.
 
@@ -471,8 +809,9 @@ def make_noise(
         One of :data:`NOISE_KINDS`: ``"none"`` (labels unchanged, identity
         transition; ``rate`` is validated but ignored), ``"symmetric"``
         (flip convention), ``"symmetric-uniform"`` (uniform convention),
-        ``"pair"`` or ``"cifar10-asymmetric"`` (``num_classes``, if given,
-        must be 10).
+        ``"pair"``, ``"cifar10-asymmetric"`` (``num_classes``, if given,
+        must be 10), ``"cifar100-asymmetric"`` or ``"cifar100-hierarchical"``
+        (``num_classes``, if given, must be 100).
     labels : array_like of int, shape (N,)
         Clean labels. Not modified.
     rate : float
@@ -485,6 +824,14 @@ def make_noise(
     Returns
     -------
     NoisyLabels
+
+    Notes
+    -----
+    Generators that need more than labels and a rate have their own entry
+    points and no ``kind``: :func:`instance_dependent_noise` (needs the
+    features), :func:`transition_noise` (needs a transition matrix) and
+    :func:`l2b.noise.files.noisy_labels_from_file` (real noisy labels read
+    from a file, e.g. CIFAR-10N / CIFAR-100N).
     """
     if kind == "none":
         clean = _as_labels(labels)
@@ -509,4 +856,12 @@ def make_noise(
                 f"got {num_classes!r}"
             )
         return cifar10_asymmetric_noise(labels, rate=rate, seed=seed)
+    if kind in ("cifar100-asymmetric", "cifar100-hierarchical"):
+        if num_classes is not None and num_classes != _CIFAR100_NUM_CLASSES:
+            raise ValueError(
+                f"`num_classes` must be 100 (or None) for kind={kind!r}, got {num_classes!r}"
+            )
+        if kind == "cifar100-asymmetric":
+            return cifar100_asymmetric_noise(labels, rate=rate, seed=seed)
+        return cifar100_hierarchical_noise(labels, rate=rate, seed=seed)
     raise ValueError(f"`kind` must be one of {NOISE_KINDS}, got {kind!r}")
