@@ -28,10 +28,16 @@ _D = TrainConfig()
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--data", "data", {}, "data set name (registered: digits)"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
-    ("--noise", "noise", {"choices": NOISE_KINDS},
-     "synthetic noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
-     "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric'"),
+    ("--noise", "noise", {"choices": NOISE_KINDS + ("instance", "file")},
+     "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
+     "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
+     "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
+     "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)"),
     ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
+    ("--noise-file", "noise_file", {}, "file of real noisy labels, one per training example in order "
+                                       "(.pt as CIFAR-10N/100N, .npy, .npz, .csv, .txt, .json)"),
+    ("--noise-label", "noise_label", {}, "which label set of --noise-file, e.g. worse_label, aggre_label, "
+                                         "random_label1, noisy_label"),
     ("--num-meta", "num_meta", {"type": int}, "size of the meta set"),
     ("--meta-source", "meta_source", {"choices": ["split", "file", "confident"]},
      "'split': a clean class-balanced subset taken out of the training split; 'file': the training "

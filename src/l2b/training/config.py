@@ -13,6 +13,9 @@ META_SOURCES = ("split", "file", "confident")
 class TrainConfig:
     """Everything that defines a run. Defaults: L2B on digits with 40 % symmetric noise.
 
+    Noise: ``noise`` names a synthetic generator (:data:`l2b.noise.NOISE_KINDS`), ``instance``
+    (instance-dependent, Xia et al. 2020, from the inputs) or ``file`` (real noisy labels read
+    from ``noise_file``, label set ``noise_label``, e.g. CIFAR-10N's ``worse_label``).
     Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets), ``test_fraction and ``split_seed`` (fixed held-out test
     split), ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
     ``num_meta`` (size of the meta set), ``meta_source``: ``split`` (a class-balanced clean subset
@@ -32,6 +35,8 @@ class TrainConfig:
     split_seed: int = 0
     noise: str = "symmetric"
     noise_rate: float = 0.4
+    noise_file: str | None = None
+    noise_label: str | None = None
     num_meta: int = 100
     meta_source: str = "split"
     meta_file: str | None = None
@@ -71,6 +76,8 @@ class TrainConfig:
             ("temperature", self.temperature > 0, "must be positive"),
             ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
             ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
+            ("noise_file", (self.noise_file is not None) == (self.noise == "file"),
+             "must be set exactly when noise is 'file'"),
             ("meta_source", self.meta_source in META_SOURCES, f"must be one of {', '.join(META_SOURCES)}"),
             ("meta_file", (self.meta_file is not None) == (self.meta_source == "file"),
              "must be set exactly when meta_source is 'file'"),

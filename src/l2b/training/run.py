@@ -32,7 +32,7 @@ from .. import __version__
 from ..data import class_balanced_split, load_dataset
 from ..methods import create_method
 from ..models import create_model, list_models
-from ..noise import make_noise
+from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
 from .config import TrainConfig
 from .meta_sources import confident_meta_set, read_meta_file
 from .trainer import TensorData, Trainer, evaluate, predict_proba
@@ -134,8 +134,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     data_opts = {"root": config.data_root} if config.data_root is not None else {}
     train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed,
                                **data_opts)
-    noisy = make_noise(config.noise, train.labels, rate=config.noise_rate, num_classes=train.num_classes,
-                       seed=config.seed)
+    noisy = _make_noise(config, train.labels, train.inputs, train.num_classes)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
@@ -242,6 +241,20 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         # Finished: model.pt holds the selected weights; the resume state is no longer needed.
         (out / CHECKPOINT).unlink(missing_ok=True)
     return summary
+
+
+def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray, num_classes: int) -> NoisyLabels:
+    """The training labels the run learns from: synthetic noise, instance-dependent noise, or a
+    file of real noisy labels (aligned with the training split's order)."""
+    if config.noise == "file":
+        try:
+            return noisy_labels_from_file(clean, config.noise_file, key=config.noise_label, num_classes=num_classes)
+        except ValueError as err:  # the library says `key`; the config and the CLI call it noise_label
+            raise ValueError(f"{err} (config noise_label / --noise-label)") from None
+    if config.noise == "instance":
+        return instance_dependent_noise(clean, inputs, rate=config.noise_rate, num_classes=num_classes,
+                                        seed=config.seed)
+    return make_noise(config.noise, clean, rate=config.noise_rate, num_classes=num_classes, seed=config.seed)
 
 
 def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int
