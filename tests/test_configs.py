@@ -64,9 +64,13 @@ def test_bad_config_files_name_the_file_key_and_value(tmp_path, text, message):
     assert r.returncode == 2 and "neither a file nor a shipped config" in r.stderr
 
 
-def test_unknown_data_set_fails_before_creating_the_run_directory(tmp_path):
-    r = l2b("train", "--config", "cifar10-sym40-paper", "--out", "run", cwd=tmp_path)
-    assert r.returncode == 2 and "unknown data set 'cifar10'" in r.stderr
+def test_bad_data_fails_before_creating_the_run_directory(tmp_path):
+    r = l2b("train", "--data", "svhn", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown data set 'svhn'" in r.stderr
+    assert not (tmp_path / "run").exists()
+    r = l2b("train", "--config", "cifar10-sym40-paper", "--data-root", str(tmp_path / "nowhere"), "--out", "run",
+            cwd=tmp_path)
+    assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
 
 

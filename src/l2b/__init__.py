@@ -8,4 +8,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["MetaWeights", "__version__", "meta_weights", "normalize_scores"]
+# After __version__: the training modules import it.
+from .api import fit  # noqa: E402
+from .training import Trainer, TrainConfig, run_experiment  # noqa: E402
+
+__all__ = ["MetaWeights", "TrainConfig", "Trainer", "__version__", "fit", "meta_weights", "normalize_scores",
+           "run_experiment"]

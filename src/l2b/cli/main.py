@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import train
+from . import evaluate, predict, relabel, report, train
 
-COMMANDS = {"train": train}
+COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": evaluate, "predict": predict}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ _D = TrainConfig()
 
 # (flag, config key, argparse keywords, help). Defaults come from TrainConfig and are shown in --help.
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--data", "data", {}, "data set name (registered: digits)"),
+    ("--data", "data", {}, "data set name (registered: digits, cifar10, cifar100, mnist, fashion-mnist, "
+                            "imagefolder, csv, isic2019, clothing1m)"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
     ("--noise", "noise", {"choices": NOISE_KINDS + ("instance", "file")},
      "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
@@ -55,6 +56,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--temperature", "temperature", {"type": float}, "softmax temperature"),
     ("--bootstrap-beta", "bootstrap_beta", {"type": float},
      "weight of the observed label for bootstrap methods (unset: 0.95 soft, 0.8 hard)"),
+    ("--augment", "augment", {"action": "store_true"},
+     "random crop (4-pixel padding) and horizontal flip of image batches, done on the device"),
     ("--mixup", "mixup", {"action": "store_true"}, "mixup with Beta(a, a), one permutation per batch"),
     ("--mixup-alpha", "mixup_alpha", {"type": float}, "mixup Beta parameter"),
     ("--epochs", "epochs", {"type": int}, "training epochs (warm-up included)"),

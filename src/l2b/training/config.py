@@ -24,7 +24,8 @@ class TrainConfig:
     set's own labels count as trusted), ``confident`` (no clean data: after warm-up, rebuilt every
     epoch from examples the model predicts confidently and in agreement with their given label,
     see :func:`l2b.training.meta_sources.confident_meta_set`).
-    Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options.
+    Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options; ``augment``
+    (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
     Optimisation: SGD(lr, momentum, weight_decay, nesterov), cosine schedule over all steps,
     ``warmup_epochs`` of plain cross-entropy before any other method starts.
     """
@@ -47,6 +48,7 @@ class TrainConfig:
     normalize: str = "org"
     temperature: float = 1.0
     bootstrap_beta: float | None = None
+    augment: bool = False
     mixup: bool = False
     mixup_alpha: float = 32.0
     clip_grad: float | None = None

@@ -7,6 +7,8 @@ Run directory layout::
     checkpoint.pt      everything needed to resume (written atomically after every epoch and on Ctrl-C;
                        removed once the run has finished)
     summary.json       the final figures (see :func:`run_experiment`)
+    label_issues.csv   the training examples ranked by label quality, suspected label issues flagged
+                       (see l2b.reports.issues)
     per_example.npz    per training example: index, clean / given label, last-epoch and mean alpha and
                        beta, pseudo-label, class probabilities of the selected model; the meta indices
                        and the noise transition matrix
@@ -30,8 +32,10 @@ import yaml
 
 from .. import __version__
 from ..data import class_balanced_split, load_dataset
+from ..data.augment import augment_batch
 from ..methods import create_method
 from ..models import create_model, list_models
+from ..reports.issues import write_label_issues
 from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
 from .config import TrainConfig
 from .meta_sources import confident_meta_set, read_meta_file
@@ -109,6 +113,9 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     """
     device = resolve_device(config.device)
     method = create_method(config.method, **config.method_options())  # fails early on bad names / options
+    if config.augment and config.data == "digits":
+        raise ValueError("config augment=True is for image data sets; digits' 8x8 images are too small "
+                         "for 4-pixel crops")
     if config.model not in list_models():
         raise ValueError(f"unknown model {config.model!r}; known models: {', '.join(list_models())}")
     out = Path(out_dir) if out_dir is not None else None
@@ -195,7 +202,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                           warmup_epochs=config.warmup_epochs,
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint,
-                          meta_selector=selector)
+                          meta_selector=selector, augment=augment_batch if config.augment else None)
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
             # Keep exactly the epochs the checkpoint knows (a kill can fall between the two writes).
@@ -237,6 +244,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                             alpha_mean=pe.alpha_mean, beta_mean=pe.beta_mean, pseudo_label=pe.pseudo,
                             pred_prob=predict_proba(model, train_t.inputs).cpu().numpy(),
                             meta_index=meta_idx, transition=noisy.transition)
+        write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         # Finished: model.pt holds the selected weights; the resume state is no longer needed.
         (out / CHECKPOINT).unlink(missing_ok=True)

@@ -142,6 +142,9 @@ class Trainer:
         the training examples at these indices with their given labels (e.g.
         :func:`l2b.training.meta_sources.confident_meta_set`). The last epoch is then selected,
         since no clean data exists to select on.
+    augment : callable (batch (B, C, H, W), *, generator) -> batch, or None
+        Applied to every noisy and meta training batch on the device, drawing from the trainer's
+        generator (e.g. :func:`l2b.data.augment_batch`, random crop and flip).
     """
 
     def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -150,13 +153,15 @@ class Trainer:
                  generator: torch.Generator, progress: bool = True,
                  callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
                  checkpoint: Callable[[dict[str, Any]], None] | None = None,
-                 meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
+                 meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 augment: Callable[..., Tensor] | None = None):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
                                            clip_grad=method.clip_grad)
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
+        self.augment = augment
         self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
         # Progress; everything below is in state_dict().
         self.epoch = 0  # completed epochs
@@ -313,6 +318,9 @@ class Trainer:
             if method.needs_meta:
                 m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
                 mx, my = meta.inputs[m_idx], meta.labels[m_idx]
+            if self.augment is not None:
+                x = self.augment(x, generator=self.generator)
+                mx = None if mx is None else self.augment(mx, generator=self.generator)
             out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
                               generator=self.generator)
             if self.scheduler is not None:

@@ -1,0 +1,212 @@
+"""Label-issue detection on digits: an L2B run's flags against cleanlab on cross-validated CE.
+
+    python benchmarks/label_issues.py                 # 40 % symmetric noise, seeds 0 1 2, 5 folds
+
+cleanlab is an optional dependency of this script only (the l2b package never imports it); it
+needs pandas, which l2b does not depend on:
+
+    pip install --no-deps cleanlab && pip install pandas termcolor
+
+Protocol, per seed: the data, noise and meta split of ``l2b train --method l2b --seed S`` (digits,
+fixed 80/20 split, 100 clean meta examples, the other 1,338 training examples with 40 % symmetric
+noise; 2-layer MLP with BatchNorm, SGD lr 0.1, cosine, batch 64, 40 epochs, 5 warm-up epochs).
+The truth is the noise mask (given label != true label). Four detectors:
+
+- ``l2b``: one L2B run (one training, 2 extra forward/backward passes per step for the weights);
+  flags = l2b's rule (probability of the given label under the meta-selected checkpoint < 0.5 and
+  another class predicted), i.e. what `l2b relabel` changes;
+- ``ce``: the same rule on one plain CE run (one training, in-sample probabilities);
+- ``cleanlab-cv``: ``cleanlab.filter.find_label_issues`` (its defaults) given out-of-fold
+  probabilities from K-fold cross-validation (stratified on the noisy labels) of the same MLP
+  trained with method ce by l2b's Trainer, each fold 40 epochs with the checkpoint chosen on the
+  same clean meta set: K trainings on (K-1)/K of the data;
+- ``cleanlab-on-l2b``: ``find_label_issues`` given the L2B run's own (in-sample) probabilities: no
+  extra training.
+
+Average precision ranks by 1 - P(given label) for l2b's rule and by cleanlab's
+``get_label_quality_scores`` (self-confidence, its default) for cleanlab.
+
+Writes benchmarks/results/label_issues.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from l2b import __version__
+from l2b.data import class_balanced_split, load_dataset
+from l2b.methods import create_method
+from l2b.models import create_model
+from l2b.noise import make_noise
+from l2b.reports import detection_scores, load_per_example
+from l2b.training import TensorData, TrainConfig, Trainer, run_experiment
+from l2b.training.trainer import predict_proba
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PIP = "pip install --no-deps cleanlab && pip install pandas termcolor"
+
+
+def noisy_training_set(cfg: TrainConfig):
+    """The noisy training examples, meta set and truth exactly as run_experiment builds them."""
+    opts = {"root": cfg.data_root} if getattr(cfg, "data_root", None) is not None else {}
+    train, _ = load_dataset(cfg.data, test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, **opts)
+    noisy = make_noise(cfg.noise, train.labels, rate=cfg.noise_rate, num_classes=train.num_classes, seed=cfg.seed)
+    meta_idx, train_idx = class_balanced_split(train.labels, num_selected=cfg.num_meta,
+                                               num_classes=train.num_classes, seed=cfg.seed + 1)
+    return train, train_idx, meta_idx, noisy.labels[train_idx], train.labels[train_idx]
+
+
+def cross_validated_probs(cfg: TrainConfig, folds: int) -> tuple[np.ndarray, float]:
+    """Out-of-fold class probabilities (N, K) of the CE-trained MLP, and the training seconds."""
+    from sklearn.model_selection import StratifiedKFold
+
+    train, train_idx, meta_idx, given, _ = noisy_training_set(cfg)
+    x = torch.as_tensor(train.inputs[train_idx])
+    meta = TensorData(torch.as_tensor(train.inputs[meta_idx]), torch.as_tensor(train.labels[meta_idx]))
+    probs = np.zeros((len(given), train.num_classes), dtype=np.float32)
+    seconds = 0.0
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    for k, (fit_idx, held_idx) in enumerate(cv.split(np.zeros(len(given)), given)):
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed * 1000 + k)
+            model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
+                                 hidden=cfg.hidden)
+            optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                        weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+            steps = max(1, -(-len(fit_idx) // cfg.batch_size))
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
+            trainer = Trainer(model, create_method("ce"), optimizer, scheduler, num_classes=train.num_classes,
+                              batch_size=cfg.batch_size, meta_batch_size=cfg.meta_batch_size, warmup_epochs=0,
+                              generator=torch.Generator().manual_seed(cfg.seed * 1000 + k), progress=False)
+            fit = trainer.fit(TensorData(x[fit_idx], torch.as_tensor(given[fit_idx])), meta, epochs=cfg.epochs)
+            model.load_state_dict(fit.best_state)
+            probs[held_idx] = predict_proba(model, x[held_idx]).numpy()
+        seconds += time.perf_counter() - started
+    return probs, seconds
+
+
+def scores(flag: np.ndarray, noisy: np.ndarray, quality: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score
+
+    tp = int((flag & noisy).sum())
+    p = tp / flag.sum() if flag.sum() else float("nan")
+    r = tp / noisy.sum()
+    return {"flagged": int(flag.sum()), "precision": p, "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r > 0 else float("nan"),
+            "average_precision": float(average_precision_score(noisy, 1.0 - quality))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--noise", default="symmetric")
+    p.add_argument("--noise-rate", type=float, default=0.4)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--out-prefix", type=Path, default=RESULTS / "label_issues",
+                   help="result files are <prefix>.json and <prefix>.md")
+    args = p.parse_args(argv)
+    try:
+        import cleanlab
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+    except ImportError as err:
+        print(f"this benchmark needs cleanlab ({err}); install it with:\n    {PIP}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for seed in args.seeds:
+        base = dict(seed=seed, noise=args.noise, noise_rate=args.noise_rate, epochs=args.epochs, device="cpu")
+        row: dict = {"seed": seed}
+        per = {}
+        for method in ("l2b", "ce"):
+            with tempfile.TemporaryDirectory() as tmp:
+                s = run_experiment(TrainConfig(method=method, **base), out_dir=Path(tmp) / "run", progress=False,
+                                   log=None)
+                per[method] = load_per_example(Path(tmp) / "run")
+            d = detection_scores(per[method], threshold=args.threshold)
+            row[method] = {k: d[k] for k in ("flagged", "precision", "recall", "f1", "average_precision")}
+            row[method].update(trainings=1, seconds=s["seconds"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"])
+        cfg = TrainConfig(method="ce", **base)
+        _, train_idx, _, given, clean = noisy_training_set(cfg)
+        pe = per["l2b"]
+        assert np.array_equal(pe["index"], train_idx) and np.array_equal(pe["given_label"], given), \
+            "the benchmark's noisy set differs from the run's"
+        noisy = given != clean
+        oof, cv_seconds = cross_validated_probs(cfg, args.folds)
+        flag = find_label_issues(labels=given, pred_probs=oof)
+        row["cleanlab-cv"] = scores(flag, noisy, get_label_quality_scores(given, oof))
+        row["cleanlab-cv"].update(trainings=args.folds, seconds=round(cv_seconds, 3),
+                                  out_of_fold_accuracy_vs_true=float((oof.argmax(1) == clean).mean()))
+        probs = pe["pred_prob"].astype(np.float64)
+        probs /= probs.sum(1, keepdims=True)
+        flag = find_label_issues(labels=given, pred_probs=probs)
+        row["cleanlab-on-l2b"] = scores(flag, noisy, get_label_quality_scores(given, probs))
+        row["cleanlab-on-l2b"].update(trainings=0, seconds=0.0)
+        row["noisy"] = int(noisy.sum())
+        row["examples"] = int(len(noisy))
+        rows.append(row)
+        print(f"seed {seed}: " + "  ".join(f"{k} P {row[k]['precision']:.3f} R {row[k]['recall']:.3f}"
+                                            for k in DETECTORS), flush=True)
+
+    table = []
+    for k in DETECTORS:
+        entry = {"detector": k}
+        for m in ("precision", "recall", "f1", "average_precision", "seconds"):
+            v = np.array([r[k][m] for r in rows], dtype=float)
+            entry[m] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        entry["trainings"] = rows[0][k]["trainings"]
+        table.append(entry)
+
+    cmd = "python benchmarks/label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    env = {"version": __version__, "torch": str(torch.__version__), "cleanlab": cleanlab.__version__,
+           "python": platform.python_version(), "machine": platform.machine(), "threads": torch.get_num_threads(),
+           "cpus": os.cpu_count(), "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()]}
+    out = args.out_prefix
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"command": cmd.strip(), "environment": env, "noise": args.noise, "noise_rate": args.noise_rate,
+         "epochs": args.epochs, "folds": args.folds, "threshold": args.threshold, "seeds": args.seeds,
+         "table": table, "per_seed": rows}, indent=2) + "\n")
+    compute = {"l2b": "1 L2B training (all N examples)", "ce": "1 CE training (all N examples)",
+               "cleanlab-cv": f"{args.folds} CE trainings, each on {args.folds - 1}/{args.folds} of N",
+               "cleanlab-on-l2b": "none beyond the L2B run"}
+    what = {"l2b": "l2b rule on the L2B run", "ce": "l2b rule on a CE run",
+            "cleanlab-cv": f"cleanlab find_label_issues, {args.folds}-fold CV CE probabilities",
+            "cleanlab-on-l2b": "cleanlab find_label_issues on the L2B run's probabilities"}
+    pm = lambda e, m: f"{e[m]['mean']:.3f} ± {e[m]['std']:.3f}"  # noqa: E731
+    lines = [f"Label-issue detection on digits, {args.noise} noise {args.noise_rate:.0%} "
+             f"({rows[0]['noisy']} of {rows[0]['examples']} training labels wrong for seed {rows[0]['seed']}), "
+             f"{args.epochs} epochs, seeds {args.seeds} (mean ± std), cleanlab {cleanlab.__version__}; "
+             f"command: `{cmd.strip()}`", "",
+             "| detector | precision | recall | F1 | average precision | compute | seconds (1 thread) |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {what[e['detector']]} | {pm(e, 'precision')} | {pm(e, 'recall')} | {pm(e, 'f1')} | "
+              f"{pm(e, 'average_precision')} | {compute[e['detector']]} | {e['seconds']['mean']:.1f} |" for e in table]
+    lines += ["", "Precision: share of flagged examples whose given label is truly wrong; recall: share of the truly "
+              "wrong labels flagged. Seconds are wall time on a machine shared with other jobs "
+              f"({env['cpus']} CPUs, load average {env['load_average_1_5_15min_at_end'][1]} over the last 5 "
+              "minutes at the end; compare them with each other, not across runs of this script); the L2B and "
+              "CE runs include per-epoch evaluation and writing their run directory."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+DETECTORS = ("l2b", "ce", "cleanlab-cv", "cleanlab-on-l2b")
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""`l2b.fit`: train any classifier module on noisy labels with a clean meta set, in one call.
+
+>>> import l2b
+>>> result = l2b.fit(model, (x_noisy, y_noisy), (x_clean, y_clean), epochs=40)
+>>> result.best_epoch, result.history[-1]["meta_accuracy"]
+
+The optimisation is the command line's: SGD with momentum and weight decay, a cosine learning-rate
+schedule over every step, `warmup_epochs` of plain cross-entropy before the method starts, and the
+epoch with the best clean meta accuracy selected at the end.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .methods import create_method
+from .training.run import resolve_device
+from .training.trainer import FitResult, TensorData, Trainer
+
+__all__ = ["fit"]
+
+
+def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, method: str = "l2b",
+        epochs: int = 40, batch_size: int = 64, meta_batch_size: int = 100, lr: float = 0.1,
+        momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False, warmup_epochs: int = 5,
+        device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None,
+        clean_labels: Any = None, callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+        progress: bool = False, **method_options: Any) -> FitResult:
+    """Train `model` on noisy labels with `method`, selecting the epoch on the clean meta set.
+
+    The model is trained **in place**: it is moved to `device`, trained, and at the end the
+    state of the selected epoch (best clean meta accuracy, ties broken by meta loss; the last
+    epoch when there is no meta set) is loaded into it and it is put in eval mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module mapping a batch of inputs (B, ...) to logits (B, K). Parameters with
+        ``requires_grad=False`` are left alone (a frozen backbone, say).
+    train : (inputs, labels)
+        The noisy training set: inputs (N, ...) and integer labels (N,) in [0, K), as tensors,
+        numpy arrays or anything ``np.asarray`` takes, or an object with ``inputs`` and ``labels``
+        attributes (:class:`~l2b.training.TensorData`, :class:`~l2b.data.ArrayDataset`).
+        Floating-point inputs are cast to the model's parameter dtype.
+    meta : (inputs, labels) or None
+        The small clean, trusted set. Required by the meta methods (``"l2b"``, ``"l2rw"``); every
+        method uses it, when given, to select the epoch.
+    test : (inputs, labels) or None
+        Evaluated every epoch for the record only (``test_accuracy`` / ``test_loss``); nothing is
+        selected on it.
+    method : str
+        ``"l2b"``, ``"l2rw"``, ``"ce"``, ``"bootstrap-soft"``, ``"bootstrap-hard"``.
+    epochs, warmup_epochs : int
+        Epochs in all, of which the first `warmup_epochs` use plain cross-entropy.
+    batch_size, meta_batch_size : int
+        Every epoch covers every training example once in ceil(N / batch_size) nearly equal batches;
+        meta batches are drawn from reshuffled passes over the meta set. With BatchNorm, batches
+        need at least two examples.
+    lr, momentum, weight_decay, nesterov : SGD settings; the learning rate follows a cosine
+        schedule from `lr` to 0 over all steps.
+    device : "cpu", "cuda", "cuda:1", "auto", ...
+    seed : int
+        Seeds batch order, meta batches, mixup and the global torch RNG (dropout) for the duration
+        of the call. The caller's global RNG state is saved and restored (``torch.random.fork_rng``);
+        numpy's and Python's global RNGs are not used.
+    num_classes : int or None
+        K; by default the width of the model's output, read off one forward pass in eval mode.
+    clean_labels : (N,) or None
+        The true training labels, when known (synthetic noise): the records then hold the mean
+        weights on truly clean and truly noisy examples.
+    callbacks : callables, each receiving every epoch's record dict (epoch, phase, lr, train_loss,
+        meta_accuracy, test_accuracy, ...) as soon as the epoch ends.
+    progress : bool
+        Show a progress bar.
+    **method_options
+        Passed to the method: ``mixup``, ``mixup_alpha``, ``clip_grad``, and for the meta methods
+        ``engine``, ``normalize``, ``temperature``; ``beta`` for the bootstrap methods.
+
+    Returns
+    -------
+    FitResult
+        ``history`` (the epoch records), ``best_epoch`` (1-based), ``best_state`` (CPU state dict
+        of that epoch, already loaded into `model`), ``per_example`` (last-epoch and mean weights
+        and pseudo-labels, indexed like `train`), ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        For inputs and labels of different lengths, labels that are not integers in [0, K),
+        a meta method without a meta set, mismatched example shapes, or bad settings.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters (none with requires_grad=True)")
+    _check_settings(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
+                    meta_batch_size=meta_batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                    seed=seed)
+    algo = create_method(method, **method_options)
+    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    float_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+    train_t = _as_tensor_data(train, "train", dev, float_dtype)
+    meta_t = _as_tensor_data(meta, "meta", dev, float_dtype) if meta is not None else None
+    test_t = _as_tensor_data(test, "test", dev, float_dtype) if test is not None else None
+    shape = tuple(train_t.inputs.shape[1:])
+    for name, data in (("meta", meta_t), ("test", test_t)):
+        if data is not None and tuple(data.inputs.shape[1:]) != shape:
+            raise ValueError(f"{name} inputs have example shape {tuple(data.inputs.shape[1:])} but train inputs "
+                             f"have {shape}")
+    smallest = len(train_t) // max(1, -(-len(train_t) // batch_size))  # the trainer's nearly equal batches
+    if smallest < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError(f"with {len(train_t)} training examples and batch_size={batch_size} some batches hold "
+                         "a single example, which BatchNorm cannot train on; use a larger batch_size")
+    if algo.needs_meta:
+        if meta_t is None:
+            raise ValueError(f"method {method!r} needs a clean meta set: pass meta=(meta_inputs, meta_labels), "
+                             "or use a method that does not (e.g. method='ce')")
+        if len(meta_t) < 2:
+            raise ValueError(f"the meta set has {len(meta_t)} example; method {method!r} needs at least 2")
+
+    model.to(dev)
+    devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        k = _output_width(model, train_t.inputs[:2])
+        if num_classes is not None and num_classes != k:
+            raise ValueError(f"num_classes={num_classes} but the model returns {k} logits per example")
+        for name, data in (("train", train_t), ("meta", meta_t), ("test", test_t)):
+            if data is not None:
+                _check_label_range(data.labels, k, name)
+        clean = None
+        if clean_labels is not None:
+            clean = np.asarray(clean_labels.cpu() if isinstance(clean_labels, Tensor) else clean_labels)
+            if clean.shape != (len(train_t),):
+                raise ValueError(f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the "
+                                 "training labels")
+
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                    nesterov=nesterov)
+        steps_per_epoch = max(1, -(-len(train_t) // batch_size))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+        trainer = Trainer(model, algo, optimizer, scheduler, num_classes=k, batch_size=batch_size,
+                          meta_batch_size=meta_batch_size, warmup_epochs=warmup_epochs,
+                          generator=torch.Generator().manual_seed(seed), progress=progress,
+                          callbacks=tuple(callbacks))
+        result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
+    model.load_state_dict(result.best_state)
+    model.eval()
+    return result
+
+
+def _check_settings(**values: Any) -> None:
+    v = values
+    checks = [
+        ("epochs", _is_int(v["epochs"]) and v["epochs"] >= 1, "must be an int >= 1"),
+        ("warmup_epochs", _is_int(v["warmup_epochs"]) and 0 <= v["warmup_epochs"] <= v["epochs"],
+         f"must be an int in [0, epochs={v['epochs']}]"),
+        ("batch_size", _is_int(v["batch_size"]) and v["batch_size"] >= 1, "must be an int >= 1"),
+        ("meta_batch_size", _is_int(v["meta_batch_size"]) and v["meta_batch_size"] >= 1, "must be an int >= 1"),
+        ("lr", isinstance(v["lr"], (int, float)) and v["lr"] > 0, "must be positive"),
+        ("momentum", isinstance(v["momentum"], (int, float)) and 0 <= v["momentum"] < 1, "must be in [0, 1)"),
+        ("weight_decay", isinstance(v["weight_decay"], (int, float)) and v["weight_decay"] >= 0,
+         "must be non-negative"),
+        ("seed", _is_int(v["seed"]) and v["seed"] >= 0, "must be a non-negative int"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ValueError(f"{key}={v[key]!r} {why}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: torch.dtype) -> TensorData:
+    """(inputs, labels) in any of the accepted forms -> a checked TensorData on `device`."""
+    if hasattr(data, "inputs") and hasattr(data, "labels"):
+        x, y = data.inputs, data.labels
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise ValueError(f"{name} must be a pair (inputs, labels) or have .inputs and .labels, "
+                         f"got {type(data).__name__}")
+    x = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    y = y.detach() if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} inputs must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
+    if y.dim() != 1:
+        raise ValueError(f"{name} labels must be a 1-D array of class indices, got shape {tuple(y.shape)}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name} has {x.shape[0]} inputs but {y.shape[0]} labels")
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise ValueError(f"{name} labels must be integer class indices in [0, K), got dtype {y.dtype}")
+    if x.is_complex():
+        raise ValueError(f"{name} inputs must be real, got dtype {x.dtype}")
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"{name} input {int(bad.nonzero()[0])} has NaN or Inf values "
+                             f"({int(bad.sum())} such examples)")
+        x = x.to(float_dtype)
+    return TensorData(x.to(device), y.to(device=device, dtype=torch.int64))
+
+
+@torch.no_grad()
+def _output_width(model: nn.Module, sample: Tensor) -> int:
+    """K, from one eval-mode forward (which changes no BatchNorm statistics)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(sample)
+    except Exception as err:
+        raise ValueError(f"the model failed on a batch of the training inputs of shape {tuple(sample.shape)}: "
+                         f"{type(err).__name__}: {err}") from err
+    finally:
+        model.train(was_training)
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != sample.shape[0]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"the model must return logits of shape (B, K); for a batch of {sample.shape[0]} it "
+                         f"returned {got}")
+    if out.shape[1] < 2:
+        raise ValueError(f"the model returns {out.shape[1]} logit per example; classification needs K >= 2")
+    return int(out.shape[1])
+
+
+def _check_label_range(labels: Tensor, k: int, name: str) -> None:
+    bad = ((labels < 0) | (labels >= k)).nonzero()
+    if bad.numel():
+        i = int(bad[0])
+        raise ValueError(f"{name} label {int(labels[i])} at index {i} is outside [0, {k}) (the model returns {k} "
+                         f"logits; {bad.numel()} such labels)")

@@ -1,0 +1,24 @@
+"""`l2b report`: figures and a one-page Markdown report comparing finished runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="compare finished runs: figures and report.md",
+        description="Write PNG figures (accuracy per epoch, weight histograms, label-issue precision-recall "
+                    "curves, noise transition matrix) and a one-page report.md comparing the given runs.")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories written by `l2b train`")
+    p.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: ./report)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="label-issue threshold on the probability of the given label (default: 0.5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..reports.plots import make_report  # matplotlib is loaded only for this command
+
+    path = make_report(args.run_dirs, args.out, threshold=args.threshold)
+    print(f"wrote {path} and its figures in {path.parent}")
+    return 0

@@ -1,0 +1,254 @@
+"""A scikit-learn classifier trained with L2B: an MLP on feature vectors with noisy labels.
+
+The common case: embeddings from a pretrained network, labels that are partly wrong, and a small
+subset whose labels were checked by hand.
+
+>>> from l2b.sklearn import L2BClassifier
+>>> clf = L2BClassifier(epochs=40, random_state=0)
+>>> clf.fit(X_noisy, y_noisy, X_meta=X_checked, y_meta=y_checked)
+>>> clf.predict(X_new), clf.predict_proba(X_new), clf.score(X_test, y_test)
+"""
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+
+from .api import fit as _fit
+from .methods import create_method
+from .models import create_model
+from .training.run import format_epoch, resolve_device
+from .training.trainer import predict_proba as _predict_proba
+
+__all__ = ["L2BClassifier"]
+
+_FLOATS = (np.float32, np.float64)
+
+
+class L2BClassifier(ClassifierMixin, BaseEstimator):
+    """MLP classifier for 2-D feature arrays trained on noisy labels with meta-learned weights.
+
+    Features are standardised with the training set's mean and standard deviation, then an
+    ``mlp`` (Linear -> BatchNorm -> ReLU per hidden layer) is trained with SGD, a cosine schedule
+    and `warmup_epochs` of plain cross-entropy, exactly as ``l2b train`` trains its models, and
+    the epoch with the best accuracy on the clean meta set is kept. Class labels may be any
+    hashable values (strings, non-contiguous integers); see ``classes_``.
+
+    Parameters
+    ----------
+    hidden : tuple of int, default=(256,)
+        Hidden layer widths; ``()`` gives multinomial logistic regression.
+    method : {"l2b", "l2rw", "ce", "bootstrap-soft", "bootstrap-hard"}, default="l2b"
+    epochs : int, default=40
+        Training epochs, warm-up included.
+    batch_size : int, default=64
+        Noisy batch size (at least 2: BatchNorm); capped at the number of training examples.
+    meta_batch_size : int, default=100
+    lr : float, default=0.1
+        Initial SGD learning rate, annealed to 0 with a cosine schedule.
+    momentum : float, default=0.9
+    weight_decay : float, default=5e-4
+    warmup_epochs : int, default=5
+        Epochs of plain cross-entropy before the method starts; at most `epochs`.
+    num_meta : int or None, default=None
+        Used only when `fit` gets no ``X_meta``: the size of the class-balanced subset of
+        ``(X, y)`` taken out of the training data and used as the clean meta set. **This treats
+        the labels of those examples as trusted**; pass a checked subset as ``X_meta, y_meta``
+        whenever one exists. None means ``max(n_classes, min(100, n_samples // 10))`` for the
+        meta methods (``l2b``, ``l2rw``) and no meta set for the others (they then keep the last
+        epoch); 0 means no meta set.
+    mixup : bool, default=False
+        Train on mixed-up pairs (Beta(32, 32)), as in the paper.
+    device : str, default="cpu"
+        "cpu", "cuda", "cuda:1", "auto", ...
+    random_state : int, RandomState instance or None, default=None
+        Seeds the meta subset, the initialisation and the batch order. The global torch RNG is
+        left as it was.
+    verbose : bool, default=False
+        Print one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X had string column names.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        The standardisation (training statistics; a constant feature gets scale 1).
+    model_ : torch.nn.Module
+        The trained network (eval mode), mapping standardised features to logits.
+    meta_index_ : ndarray of int or None
+        Rows of X used as the meta set when it was taken from ``(X, y)``, else None.
+    history_ : list of dict
+        One record per epoch (loss, learning rate, meta accuracy, ...).
+    best_epoch_ : int
+        The epoch whose weights were kept (1-based).
+    """
+
+    def __init__(self, hidden=(256,), method="l2b", epochs=40, batch_size=64, meta_batch_size=100, lr=0.1,
+                 momentum=0.9, weight_decay=5e-4, warmup_epochs=5, num_meta=None, mixup=False, device="cpu",
+                 random_state=None, verbose=False):
+        self.hidden = hidden
+        self.method = method
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.meta_batch_size = meta_batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.num_meta = num_meta
+        self.mixup = mixup
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y, X_meta=None, y_meta=None):
+        """Train on features `X` (n_samples, n_features) with noisy labels `y`.
+
+        `X_meta`, `y_meta`: a small set with trusted labels (the meta set). Without them, the
+        meta methods take ``num_meta`` class-balanced examples out of ``(X, y)`` and trust their
+        labels (see ``num_meta``). Returns self.
+        """
+        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        check_classification_targets(y)
+        hidden = self._check_params()
+        if (X_meta is None) != (y_meta is None):
+            raise ValueError("pass both X_meta and y_meta, or neither")
+        encoder = LabelEncoder()
+        if y_meta is not None:
+            X_meta = check_array(X_meta, dtype=_FLOATS, input_name="X_meta")
+            y_meta = column_or_1d(y_meta)
+            if X_meta.shape[1] != X.shape[1]:
+                raise ValueError(f"X_meta has {X_meta.shape[1]} features but X has {X.shape[1]}")
+            if X_meta.shape[0] != y_meta.shape[0]:
+                raise ValueError(f"X_meta has {X_meta.shape[0]} rows but y_meta has {y_meta.shape[0]}")
+            check_classification_targets(y_meta)
+            if (y.dtype.kind in "OUS") != (y_meta.dtype.kind in "OUS"):
+                raise ValueError(f"y and y_meta hold labels of different types ({y.dtype} and {y_meta.dtype})")
+            try:
+                encoder.fit(np.concatenate([y, y_meta]))
+            except TypeError:
+                raise ValueError("y and y_meta hold labels of different types") from None
+        else:
+            encoder.fit(y)
+        self.classes_ = encoder.classes_
+        k = len(self.classes_)
+        if X.shape[0] < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples, got {X.shape[0]} sample")
+        if k < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got 1 class")
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        needs_meta = create_method(self.method).needs_meta
+        y_enc = encoder.transform(y)
+        self.mean_ = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0, dtype=np.float64)
+        self.scale_ = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self.mean_)), scale, 1.0)
+        Xs = self._standardise(X)
+
+        self.meta_index_ = None
+        if y_meta is not None:
+            meta = (self._standardise(X_meta), encoder.transform(y_meta))
+            train = (Xs, y_enc)
+        else:
+            num_meta = self.num_meta
+            if num_meta is None:
+                num_meta = max(k, min(100, X.shape[0] // 10)) if needs_meta else 0
+            if num_meta == 0:
+                if needs_meta:
+                    raise ValueError(f"method {self.method!r} needs a clean meta set: pass X_meta and y_meta, or "
+                                     "num_meta > 0 to trust a class-balanced subset of (X, y)")
+                meta, train = None, (Xs, y_enc)
+            else:
+                meta_idx = _balanced_subset(y_enc, num_meta, k, rng)
+                rest = np.setdiff1d(np.arange(X.shape[0]), meta_idx)
+                if len(rest) < 2:
+                    raise ValueError(f"taking a meta set of {len(meta_idx)} out of {X.shape[0]} samples leaves "
+                                     f"{len(rest)} to train on; pass X_meta/y_meta or a smaller num_meta")
+                self.meta_index_ = meta_idx
+                meta, train = (Xs[meta_idx], y_enc[meta_idx]), (Xs[rest], y_enc[rest])
+        if needs_meta and len(meta[1]) < 2:
+            raise ValueError(f"the meta set has {len(meta[1])} sample; method {self.method!r} needs at least 2")
+
+        dev = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            model = create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden)
+        callbacks = (lambda r: print(format_epoch(r, self.epochs), flush=True),) if self.verbose else ()
+        result = _fit(model, train, meta, method=self.method, epochs=self.epochs,
+                      batch_size=min(self.batch_size, len(train[1])), meta_batch_size=self.meta_batch_size,
+                      lr=float(self.lr), momentum=float(self.momentum), weight_decay=float(self.weight_decay),
+                      warmup_epochs=self.warmup_epochs, device=dev, seed=seed, num_classes=k,
+                      callbacks=callbacks, mixup=bool(self.mixup))
+        self.model_ = model
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns ordered as ``classes_``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=_FLOATS, reset=False)
+        dev = next(self.model_.parameters()).device
+        inputs = torch.as_tensor(self._standardise(X), device=dev)
+        probs = _predict_proba(self.model_, inputs).cpu().numpy().astype(np.float64)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`."""
+        return np.log(np.clip(self.predict_proba(X), 1e-300, None))
+
+    def predict(self, X):
+        """The most probable class of every row, as labels from ``classes_``."""
+        probs = self.predict_proba(X)  # first: it raises NotFittedError before classes_ is read
+        return self.classes_[np.argmax(probs, axis=1)]
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def _check_params(self) -> tuple[int, ...]:
+        """Range-check the constructor parameters (sklearn: at fit time, not in __init__)."""
+        def is_int(v: Any) -> bool:
+            return isinstance(v, Integral) and not isinstance(v, bool)
+
+        hidden = (self.hidden,) if is_int(self.hidden) else self.hidden
+        try:
+            hidden = tuple(hidden)
+        except TypeError:
+            raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints") from None
+        checks = [
+            ("hidden", all(is_int(h) and h >= 1 for h in hidden), "must be a tuple of positive ints"),
+            ("epochs", is_int(self.epochs) and self.epochs >= 1, "must be an int >= 1"),
+            ("warmup_epochs", is_int(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+             f"must be an int in [0, epochs={self.epochs}]"),
+            ("batch_size", is_int(self.batch_size) and self.batch_size >= 2,
+             "must be an int >= 2 (BatchNorm needs two examples)"),
+            ("meta_batch_size", is_int(self.meta_batch_size) and self.meta_batch_size >= 2, "must be an int >= 2"),
+            ("num_meta", self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0),
+             "must be None or a non-negative int"),
+        ]
+        for key, ok, why in checks:
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r} {why}")
+        create_method(self.method)  # ValueError naming the known methods
+        return tuple(int(h) for h in hidden)
+
+
+def _balanced_subset(y: np.ndarray, num: int, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """`num` indices spread as evenly as the classes allow (the remainder to random classes),
+    leaving at least one example of every class with two or more for training. Sorted."""
+    counts = np.bincount(y, minlength=k)
+    quota = np.full(k, num // k)
+    quota[rng.choice(k, num % k, replace=False)] += 1
+    quota = np.minimum(quota, np.where(counts > 1, counts - 1, counts))
+    chosen = [rng.choice(np.flatnonzero(y == c), quota[c], replace=False) for c in range(k) if quota[c]]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
