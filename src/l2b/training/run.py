@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from .. import __version__
-from ..data import class_balanced_split, load_dataset
+from ..data import ArrayDataset, class_balanced_split, load_dataset
 from ..data.augment import augment_batch
 from ..methods import create_method
 from ..models import create_model, list_models
@@ -141,6 +141,10 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     data_opts = {"root": config.data_root} if config.data_root is not None else {}
     train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed,
                                **data_opts)
+    if not isinstance(train, ArrayDataset) or not isinstance(test, ArrayDataset):
+        raise ValueError(f"data set {config.data!r} streams its images from disk; the trainer needs in-memory "
+                         "data for now: use the Python loader with lazy=False and an image_size that fits in "
+                         "memory (l2b.data.load_dataset(..., lazy=False, image_size=64)) and l2b.fit")
     noisy = _make_noise(config, train.labels, train.inputs, train.num_classes)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
