@@ -44,7 +44,7 @@ class TrainConfig:
     model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
     method: str = "l2b"
-    engine: str = "fused"
+    engine: str = "forward"
     normalize: str = "org"
     temperature: float = 1.0
     bootstrap_beta: float | None = None
