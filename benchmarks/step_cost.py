@@ -16,8 +16,8 @@ with a fixed seed:
     l2rw-reverse   L2RW, published double-backward meta-gradient
     l2b-reverse    L2B,  published double-backward meta-gradient
     l2rw-fused     L2RW, forward-mode engine whose dual forward is also the real step's forward
-    l2b-forward    L2B,  forward-mode engine plus a separate real forward
-    l2b-fused      L2B,  fused forward-mode engine (the library default)
+    l2b-forward    L2B,  forward-mode engine plus a separate real forward (the library default)
+    l2b-fused      L2B,  fused forward-mode engine (faster on paper, about 3x the memory)
 
 Seconds per step: every variant gets its own model and optimizer (same initial weights), runs the
 warm-up steps, then each of the --reps repetitions runs every variant once, in an order rotated
@@ -313,6 +313,7 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
             warm[name].append(time.perf_counter() - t0)
         log(f"  [{cfg.label}] warm-up {name:22s} " + " ".join(f"{s:.3f}s" for s in warm[name]))
     times: dict[str, list[float]] = {n: [] for n in entries}
+    cpu: dict[str, list[float]] = {n: [] for n in entries}
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     orders = []
     for r in range(reps):
@@ -321,23 +322,27 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
         for name in order:
             gc.collect()
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = runners[name]()
             sync()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
             if out is not None:
                 for p in PARTS:
                     parts[p].append(out[p])
         log(f"  [{cfg.label}] rep {r + 1}/{reps}: " + "  ".join(f"{n} {times[n][-1]:.3f}" for n in variants))
 
     result = {"config": cfg.__dict__, "reps": reps, "warmup": warmup, "orders": orders,
-              "warmup_seconds": warm, "seconds": times, "variants": {}}
+              "warmup_seconds": warm, "seconds": times, "cpu_seconds": cpu, "variants": {}}
     for name in variants:
         s = summarize(times[name])
         _, cl = split_variant(name)
         ce_med = statistics.median(times["ce" + (CL if cl else "")]) if ("ce" + (CL if cl else "")) in times \
             else statistics.median(times["ce"])
         s["ratio_to_ce"] = s["median_s"] / ce_med
+        s["cpu_median_s"] = statistics.median(cpu[name])
+        s["cpu_ratio_to_ce"] = s["cpu_median_s"] / statistics.median(cpu[_ce_of(name) if _ce_of(name) in cpu else "ce"])
+        s["min_ratio_to_ce"] = s["min_s"] / min(times[_ce_of(name) if _ce_of(name) in times else "ce"])
         s["images_per_s"] = cfg.batch / s["median_s"]
         result["variants"][name] = s
     for suffix in ("", CL):
@@ -381,7 +386,7 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
         s = result["variants"][name]
         mem = f"  peak {s['memory']['peak_growth_mib']:8.1f} MiB (x{s['memory']['ratio_to_ce']:.2f})" if memory else ""
         log(f"  [{cfg.label}] {name:22s} median {s['median_s']:.4f}s  min {s['min_s']:.4f}s  "
-            f"IQR {s['iqr_s']:.4f}s  x{s['ratio_to_ce']:.2f} ce{mem}")
+            f"IQR {s['iqr_s']:.4f}s  x{s['ratio_to_ce']:.2f} ce (CPU time x{s['cpu_ratio_to_ce']:.2f}){mem}")
     return result
 
 
@@ -437,7 +442,7 @@ def machine_label(env: dict) -> str:
 
 def write_csv(path: Path, data: dict) -> None:
     fields = ["device", "model", "classes", "batch", "meta_batch", "variant", "reps", "warmup", "median_s", "min_s",
-              "iqr_s", "ratio_to_ce", "images_per_s", "peak_mem_mib", "mem_ratio_to_ce", "channels_last_speedup"] + \
+              "iqr_s", "ratio_to_ce", "min_ratio_to_ce", "cpu_median_s", "cpu_ratio_to_ce", "images_per_s", "peak_mem_mib", "mem_ratio_to_ce", "channels_last_speedup"] + \
         [f"breakdown_{p}_s" for p in PARTS]
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -449,6 +454,8 @@ def write_csv(path: Path, data: dict) -> None:
                        "batch": c["batch"], "meta_batch": c["meta_batch"], "variant": name, "reps": res["reps"],
                        "warmup": res["warmup"], "median_s": f"{s['median_s']:.6f}", "min_s": f"{s['min_s']:.6f}",
                        "iqr_s": f"{s['iqr_s']:.6f}", "ratio_to_ce": f"{s['ratio_to_ce']:.4f}",
+                       "min_ratio_to_ce": f"{s['min_ratio_to_ce']:.4f}", "cpu_median_s": f"{s['cpu_median_s']:.6f}",
+                       "cpu_ratio_to_ce": f"{s['cpu_ratio_to_ce']:.4f}",
                        "images_per_s": f"{s['images_per_s']:.2f}"}
                 if "memory" in s:
                     row["peak_mem_mib"] = f"{s['memory']['peak_growth_mib']:.1f}"
@@ -470,6 +477,19 @@ def _groups(data: dict):
     return out
 
 
+def _load_line(res_by: dict) -> str:
+    loads = [(k, r.get("loadavg_after")) for k, r in res_by.items()]
+    if not any(v for _, v in loads):
+        return ""
+    return (" Machine load (1-minute load average) when each configuration finished: "
+            + ", ".join(f"B={b} M={m}: {v[0]:.1f}" for (b, m), v in loads if v) + ".")
+
+
+def _ce_of(variant: str) -> str:
+    """The ce baseline of a variant (same memory format)."""
+    return "ce" + (CL if split_variant(variant)[1] else "")
+
+
 def _shape(data: dict) -> str:
     return "x".join(map(str, data["args"]["in_shape"]))
 
@@ -483,6 +503,7 @@ def write_md(path: Path, data: dict) -> None:
     cuda = data["device"] == "cuda"
     L = [f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})", "",
          f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
+         *[f"Earlier command (its configurations are kept): `{r['command']}`  " for r in data.get("earlier_runs", [])],
          f"Command: `{data['command']}`  ",
          f"One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random {_shape(data)} images. Cells: median seconds "
          "per step over the repetitions, and in parentheses the ratio to ce's median in the same configuration "
@@ -496,7 +517,8 @@ def write_md(path: Path, data: dict) -> None:
         reps = sorted({r["reps"] for r in res_by.values()})
         warm = sorted({r["warmup"] for r in res_by.values()})
         L += [f"## {model}, {classes} classes", "",
-              f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} warm-up step(s) per variant.", ""]
+              f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} warm-up step(s) per variant."
+              + _load_line(res_by), ""]
         head = [f"B={b} M={m}" for b, m in keys]
         L += ["| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
         for v in variants:
@@ -512,16 +534,25 @@ def write_md(path: Path, data: dict) -> None:
             L.append("| images/s of l2b-fused (ce) | " + " | ".join(
                 f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} ({res_by[k]['variants']['ce']['images_per_s']:.0f})"
                 if "l2b-fused" in res_by[k]["variants"] else "" for k in keys) + " |")
-        L += ["", "Interquartile range of the step time (seconds), same cells:", "",
+        L += ["", "Load-robust views of the same steps: fastest step in seconds (ratio of mins to ce's min), median "
+              "process CPU time (user + system, all threads; ratio to ce's), interquartile range of the step time. "
+              "Other processes stretch wall time; they stretch CPU time much less, except for threads spinning "
+              "while they wait for each other.", "",
               "| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
         for v in variants:
-            L.append(f"| {v} | " + " | ".join(
-                f"{res_by[k]['variants'][v]['iqr_s']:.3f}" if v in res_by[k]["variants"] else "" for k in keys) + " |")
+            cells = []
+            for k in keys:
+                s = res_by[k]["variants"].get(v)
+                cells.append("" if s is None else
+                             f"min {_fmt_s(s['min_s'])} (×{s['min_ratio_to_ce']:.2f}) · CPU {_fmt_s(s['cpu_median_s'])} "
+                             f"(×{s['cpu_ratio_to_ce']:.2f}) · IQR {_fmt_s(s['iqr_s'])}")
+            L.append(f"| {v} | " + " | ".join(cells) + " |")
         mem_keys = [k for k in keys if all("memory" in s for s in res_by[k]["variants"].values())]
         if mem_keys:
             what = ("peak of torch.cuda.max_memory_allocated over one step minus the memory allocated before it"
-                    if cuda else "growth of ru_maxrss over the first steps in a fresh process "
-                    f"({data['args']['memory_steps']} steps)")
+                    if cuda else "growth of the peak resident size over the first "
+                    f"{'/'.join(str(n) for n in sorted({res_by[k].get('memory_steps') or data['args']['memory_steps'] for k in mem_keys}))}"
+                    " step(s) in a fresh process, after one throw-away step on 2 images and a reset of the peak")
             L += ["", f"Peak working memory of a step, MiB ({what}), and ratio to ce:", "",
                   "| variant | " + " | ".join(f"B={b} M={m}" for b, m in mem_keys) + " |",
                   "|---|" + "---|" * len(mem_keys)]
@@ -613,13 +644,14 @@ def write_png(path: Path, data: dict) -> None:
     if extra_meta:
         ks = sorted({(b, m) for res_by in groups.values() for (b, m) in res_by if b != m})
         hs.append(Line2D([], [], marker="o", mfc="white", mec="gray", ls="none", ms=7))
-        labels.append("hollow: " + ", ".join(f"batch {b}, meta batch {m}" for b, m in ks))
-    fig.legend(hs, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=10, frameon=False)
+        labels.append("hollow: " + ", ".join(f"B {b}, meta {m}" for b, m in ks))
+    ncol = min(len(labels), 4 if n > 1 else 2)
+    fig.legend(hs, labels, loc="lower center", ncol=ncol, fontsize=10, frameon=False)
     env = data["environment"]
     fig.suptitle(f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
                  f"{machine_label(env)}; torch {env['torch']}", fontsize=12)
-    nrows_legend = -(-len(labels) // min(4, len(labels)))
-    fig.tight_layout(rect=(0, 0.035 * nrows_legend + 0.01, 1, 1))
+    nrows_legend = -(-len(labels) // ncol)
+    fig.tight_layout(rect=(0, 0.032 * nrows_legend + 0.01, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -686,6 +718,9 @@ def parse_args(argv):
                    help="output path without extension; '{device}' is replaced by the device kind; "
                         "default benchmarks/results/step_cost-{device}")
     p.add_argument("--note", action="append", default=[], help="free text stored in the results (repeatable)")
+    p.add_argument("--append", action="store_true",
+                   help="keep the configurations already in <out-prefix>.json (from an earlier run, whose "
+                        "command is kept too) and measure only the missing ones")
     p.add_argument("--from-json", default=None, metavar="PATH",
                    help="do not measure: redraw .md and .png (and .csv) next to the given .json")
     p.add_argument("--_memory-probe", nargs=5, default=None, help=argparse.SUPPRESS,
@@ -752,7 +787,17 @@ def main(argv: list[str] | None = None) -> None:
                      "memory_batch_sizes": args.memory_batch_sizes, "channels_last": args.channels_last,
                      "variants": variants, "seed": SEED, "optimizer": dict(OPTIM, name="SGD"),
                      "in_shape": [3, args.image_size, args.image_size]},
-            "notes": args.note, "results": []}
+            "notes": list(args.note), "results": []}
+    if args.append and Path(str(prefix) + ".json").exists():
+        prev = json.loads(Path(str(prefix) + ".json").read_text())
+        if prev.get("device_kind") != kind:
+            raise SystemExit(f"--append: {prefix}.json holds {prev.get('device_kind')} results, not {kind}")
+        earlier = {k: prev.get(k) for k in ("command", "environment", "args", "total_seconds")}
+        data["earlier_runs"] = prev.get("earlier_runs", []) + [earlier]
+        data["notes"] = prev.get("notes", []) + data["notes"]
+        data["results"] = prev["results"]
+        done = [r["config"] for r in prev["results"]]
+        configs = [c for c in configs if c.__dict__ not in done]
     start = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -767,6 +812,8 @@ def main(argv: list[str] | None = None) -> None:
         log(f"configuration {i + 1}/{len(configs)}: {cfg.label}, {w} warm-up + {r} reps, memory {'on' if mem else 'off'}")
         res = measure_config(cfg, variants, device, r, w, mem, args.memory_steps, threads, log)
         res["elapsed_s"] = time.perf_counter() - start
+        res["command"] = data["command"]
+        res["memory_steps"] = args.memory_steps if mem and device.type == "cpu" else (1 if mem else None)
         res["loadavg_after"] = _loadavg()
         data["results"].append(res)
         write_outputs(prefix, data, final=False)

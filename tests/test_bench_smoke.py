@@ -15,9 +15,9 @@ def test_quick_benchmark_writes_every_variant_with_positive_timings(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     prefix = tmp_path / "step_cost-{device}"
-    # 16x16 images (instead of 32x32) and one thread keep the smoke test well under 30 s even on a
+    # 8x8 images (instead of 32x32) and one thread keep the smoke test well under 30 s even on a
     # busy 2-core machine (two threads competing with other processes stall on each other).
-    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--image-size", "16",
+    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--image-size", "8",
                         "--threads", "1", "--out-prefix", str(prefix)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -26,7 +26,7 @@ def test_quick_benchmark_writes_every_variant_with_positive_timings(tmp_path):
     assert data["device_kind"] == "cpu" and data["environment"]["torch_num_threads"] == 1
     assert "--quick" in data["command"] and data["environment"]["torch"]
     (res,) = data["results"]
-    assert res["config"] == {"model": "small_cnn", "classes": 10, "batch": 16, "meta_batch": 16, "image_size": 16}
+    assert res["config"] == {"model": "small_cnn", "classes": 10, "batch": 16, "meta_batch": 16, "image_size": 8}
     assert res["reps"] == 2 and res["warmup"] == 1
     assert set(res["variants"]) == VARIANTS
     for name, s in res["variants"].items():
