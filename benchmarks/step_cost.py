@@ -437,7 +437,8 @@ def environment(device: torch.device) -> dict:
 def machine_label(env: dict) -> str:
     if env.get("gpu"):
         return f"{env['gpu']} (CUDA {env.get('cuda')})"
-    return f"{env['cpu_name']}, {env['torch_num_threads']} threads"
+    n = env["torch_num_threads"]
+    return f"{env['cpu_name']}, {n} thread{'s' if n != 1 else ''}"
 
 
 def write_csv(path: Path, data: dict) -> None:
@@ -621,13 +622,16 @@ def write_png(path: Path, data: dict) -> None:
             for k in extra:
                 extra_meta = True
                 s = res_by[k]["variants"][v]
-                ax.plot([k[0] * 1.06], [s["median_s"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
-                axr.plot([k[0] * 1.06], [s["ratio_to_ce"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
+                ax.plot([k[0] * 1.07], [s["median_s"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
+                axr.plot([k[0] * 1.07], [s["ratio_to_ce"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
         for a in (ax, axr):
             a.set_xscale("log", base=2)
             a.xaxis.set_major_locator(FixedLocator(batches))
             a.xaxis.set_minor_locator(NullLocator())
             a.set_xticklabels([str(b) for b in batches])
+            # Fixed limits: with one batch size, autoscaling would push the hollow (extra meta
+            # batch) markers to the far edge, as if they belonged to another batch size.
+            a.set_xlim(min(batches) / 1.45, max(batches) * 1.45)
             a.grid(True, which="both", alpha=0.3)
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
