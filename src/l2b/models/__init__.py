@@ -13,14 +13,13 @@ from . import cnn, mlp, resnet  # noqa: F401
 from .cnn import SmallCNN
 from .mlp import MLP
 from .registry import create_model, list_models, register_model
-from .resnet import PreActResNet, ResNet, WideResNet
+from .resnet import PreActResNet, ResNet
 
 __all__ = [
     "MLP",
     "PreActResNet",
     "ResNet",
     "SmallCNN",
-    "WideResNet",
     "create_model",
     "list_models",
     "register_model",

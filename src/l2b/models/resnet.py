@@ -19,7 +19,6 @@ __all__ = [
     "PreActBasicBlock",
     "PreActResNet",
     "ResNet",
-    "WideResNet",
     "preact_resnet18",
     "wrn28_10",
     "resnet18",
@@ -74,28 +73,32 @@ class PreActBasicBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet for small images (no stem down-sampling, no max-pool).
+    """Pre-activation residual network for small images (no stem down-sampling, no max-pool).
 
-    3x3 stem conv (64 channels) -> four stages of PreAct basic blocks (64/128/256/512 channels,
-    strides 1/2/2/2) -> BN -> ReLU -> global average pool -> linear.
+    3x3 stem conv (``stem_width`` channels) -> stages of PreAct basic blocks (``layers[i]`` blocks
+    of ``widths[i]`` channels, first one with stride ``strides[i]``) -> BN -> ReLU -> global average
+    pool -> linear. The defaults are ResNet-18's four stages (64/128/256/512 channels, strides
+    1/2/2/2); a wide ResNet is the same network with three wider stages (see ``wrn28_10``).
 
-    Input ``(N, C, H, W)``, any C; designed for H, W of 8 to 64 (32x32 gives a 4x4 final map).
-    Output logits ``(N, num_classes)``.
+    Input ``(N, C, H, W)``, any C; designed for H, W of 8 to 64 (32x32 gives a 4x4 final map with
+    ResNet-18's strides). Output logits ``(N, num_classes)``.
     """
 
     def __init__(
-        self, layers: Sequence[int], in_chans: int, num_classes: int, base_width: int = 64
+        self, layers: Sequence[int], in_chans: int, num_classes: int, base_width: int = 64, *,
+        widths: Sequence[int] | None = None, strides: Sequence[int] = (1, 2, 2, 2),
+        stem_width: int | None = None, drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        widths = [base_width * 2**i for i in range(4)]
-        strides = [1, 2, 2, 2]
+        widths = [base_width * 2**i for i in range(4)] if widths is None else list(widths)
+        stem_width = base_width if stem_width is None else stem_width
         # No BN-ReLU after the stem: the first block's pre-activation provides it.
-        self.stem = _conv3x3(in_chans, base_width)
+        self.stem = _conv3x3(in_chans, stem_width)
         stages: list[nn.Module] = []
-        c_in = base_width
+        c_in = stem_width
         for n_blocks, c_out, stride in zip(layers, widths, strides, strict=True):
-            blocks = [PreActBasicBlock(c_in, c_out, stride)]
-            blocks += [PreActBasicBlock(c_out, c_out) for _ in range(n_blocks - 1)]
+            blocks = [PreActBasicBlock(c_in, c_out, stride, drop_rate)]
+            blocks += [PreActBasicBlock(c_out, c_out, 1, drop_rate) for _ in range(n_blocks - 1)]
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
@@ -125,47 +128,15 @@ def preact_resnet18(*, num_classes: int, in_shape: tuple[int, ...]) -> PreActRes
     return PreActResNet([2, 2, 2, 2], c, num_classes)
 
 
-class WideResNet(nn.Module):
-    """Wide ResNet (Zagoruyko & Komodakis, 2016) for small images: WRN-depth-k.
-
-    3x3 stem conv (16 channels) -> three stages of (depth - 4) / 6 pre-activation basic blocks with
-    16k / 32k / 64k channels, strides 1 / 2 / 2 -> BN -> ReLU -> global average pool -> linear.
-    Input ``(N, C, H, W)``; output logits ``(N, num_classes)``.
-    """
-
-    def __init__(self, depth: int, widen: int, in_chans: int, num_classes: int, drop_rate: float = 0.0) -> None:
-        super().__init__()
-        if (depth - 4) % 6 != 0 or depth < 10:
-            raise ValueError(f"wide resnet depth must be 6n + 4 with n >= 1, got {depth}")
-        n = (depth - 4) // 6
-        widths = [16 * widen, 32 * widen, 64 * widen]
-        self.stem = _conv3x3(in_chans, 16)
-        stages: list[nn.Module] = []
-        c_in = 16
-        for c_out, stride in zip(widths, [1, 2, 2], strict=True):
-            blocks = [PreActBasicBlock(c_in, c_out, stride, drop_rate)]
-            blocks += [PreActBasicBlock(c_out, c_out, 1, drop_rate) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*blocks))
-            c_in = c_out
-        self.stages = nn.Sequential(*stages)
-        self.bn = nn.BatchNorm2d(c_in)
-        self.relu = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-        self.num_classes = num_classes
-        init_conv_bn(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
-        out = self.pool(self.relu(self.bn(self.stages(self.stem(x)))))
-        return self.fc(out.flatten(1))
-
-
 @register_model("wrn28_10")
-def wrn28_10(*, num_classes: int, in_shape: tuple[int, ...], drop_rate: float = 0.0) -> WideResNet:
-    """WRN-28-10 for CIFAR-sized images (about 36.5 M parameters, 10 classes)."""
+def wrn28_10(*, num_classes: int, in_shape: tuple[int, ...], drop_rate: float = 0.0) -> PreActResNet:
+    """WRN-28-10 (Zagoruyko & Komodakis, 2016) for CIFAR-sized images: a 16-channel stem, three
+    stages of (28 - 4) / 6 = 4 pre-activation blocks, 10x wider than a plain ResNet (160 / 320 /
+    640 channels, strides 1 / 2 / 2), dropout `drop_rate` between each block's convolutions.
+    About 36.5 M parameters for 10 classes."""
     c, _, _ = image_shape(in_shape, "wrn28_10")
-    return WideResNet(28, 10, c, num_classes, drop_rate)
+    return PreActResNet([4, 4, 4], c, num_classes, widths=(160, 320, 640), strides=(1, 2, 2), stem_width=16,
+                        drop_rate=drop_rate)
 
 
 # --------------------------------------------------------------------------------------------
