@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .methods import create_method
 from .training.run import resolve_device
-from .training.trainer import FitResult, TensorData, Trainer
+from .training.trainer import FitResult, TensorData, Trainer, batches_per_epoch, sgd_with_cosine
 
 __all__ = ["fit"]
 
@@ -112,7 +112,7 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
         if data is not None and tuple(data.inputs.shape[1:]) != shape:
             raise ValueError(f"{name} inputs have example shape {tuple(data.inputs.shape[1:])} but train inputs "
                              f"have {shape}")
-    smallest = len(train_t) // max(1, -(-len(train_t) // batch_size))  # the trainer's nearly equal batches
+    smallest = len(train_t) // batches_per_epoch(len(train_t), batch_size)  # the trainer's nearly equal batches
     if smallest < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError(f"with {len(train_t)} training examples and batch_size={batch_size} some batches hold "
                          "a single example, which BatchNorm cannot train on; use a larger batch_size")
@@ -140,10 +140,9 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
                 raise ValueError(f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the "
                                  "training labels")
 
-        optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                    nesterov=nesterov)
-        steps_per_epoch = max(1, -(-len(train_t) // batch_size))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+        optimizer, scheduler = sgd_with_cosine(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                               nesterov=nesterov, epochs=epochs, num_examples=len(train_t),
+                                               batch_size=batch_size)
         trainer = Trainer(model, algo, optimizer, scheduler, num_classes=k, batch_size=batch_size,
                           meta_batch_size=meta_batch_size, warmup_epochs=warmup_epochs,
                           generator=torch.Generator().manual_seed(seed), progress=progress,

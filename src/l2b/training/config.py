@@ -120,6 +120,10 @@ class TrainConfig:
         d["hidden"] = list(self.hidden)
         return d
 
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`l2b.models.create_model` beyond the shapes."""
+        return {"hidden": self.hidden} if self.model == "mlp" else {}
+
     def method_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.methods.create_method`."""
         opts: dict[str, Any] = {"mixup": self.mixup, "mixup_alpha": self.mixup_alpha, "clip_grad": self.clip_grad}

@@ -41,9 +41,8 @@ def load_run_data(config: TrainConfig, name: str | None = None) -> tuple[ArrayDa
 def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
     """The untrained network `config` describes, for examples of shape `in_shape`. Built under a
     forked torch RNG: the caller's global RNG state is unchanged."""
-    options = {"hidden": config.hidden} if config.model == "mlp" else {}
     with torch.random.fork_rng(devices=[]):
-        return create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **options)
+        return create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
 
 
 def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu", num_classes: int | None = None,

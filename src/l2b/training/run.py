@@ -39,7 +39,7 @@ from ..reports.issues import write_label_issues
 from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
 from .config import TrainConfig
 from .meta_sources import confident_meta_set, read_meta_file
-from .trainer import TensorData, Trainer, evaluate, predict_proba
+from .trainer import TensorData, Trainer, evaluate, predict_proba, sgd_with_cosine
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -173,13 +173,12 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        model_kw = {"hidden": config.hidden} if config.model == "mlp" else {}
         model = create_model(config.model, num_classes=train.num_classes, in_shape=train.example_shape,
-                             **model_kw).to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay, nesterov=config.nesterov)
-        steps_per_epoch = max(1, -(-len(train_t) // config.batch_size))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+                             **config.model_options()).to(device)
+        optimizer, scheduler = sgd_with_cosine(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                               weight_decay=config.weight_decay, nesterov=config.nesterov,
+                                               epochs=config.epochs, num_examples=len(train_t),
+                                               batch_size=config.batch_size)
 
         def on_epoch(record: dict[str, Any]) -> None:
             if out is not None:

@@ -115,6 +115,20 @@ class FitResult:
     seconds: float
 
 
+def batches_per_epoch(num_examples: int, batch_size: int) -> int:
+    """How many nearly equal batches the trainer cuts an epoch of `num_examples` into."""
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def sgd_with_cosine(params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool, epochs: int,
+                    num_examples: int, batch_size: int
+                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD and a cosine schedule stepped once per batch, annealed to zero over the whole run."""
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    steps = epochs * batches_per_epoch(num_examples, batch_size)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -298,7 +312,7 @@ class Trainer:
                 self.meta_index = self.meta_selector(predict_proba(self.model, train.inputs).cpu().numpy(), given)
                 self.meta_sampler = {"perm": None, "pos": 0}
             self.cursor = {"perm": torch.randperm(n, generator=self.generator),
-                           "n_batches": max(1, math.ceil(n / self.batch_size)), "step": 0,
+                           "n_batches": batches_per_epoch(n, self.batch_size), "step": 0,
                            "losses": [], "zero_steps": 0, "meta_losses": [], "seconds": 0.0}
             pe.start_epoch()
         selected = None
