@@ -29,6 +29,15 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--data", "data", {}, "data set name (registered: digits, cifar10, cifar100, mnist, fashion-mnist, "
                             "imagefolder, csv, isic2019, clothing1m)"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
+    ("--image-size", "image_size", {"type": int},
+     "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
+     "32 in memory, 224 streamed)"),
+    ("--lazy", "lazy", {"action": argparse.BooleanOptionalAction},
+     "stream images from disk with DataLoader workers instead of decoding them all into memory "
+     "(unset: the data set's default; isic2019 and clothing1m stream)"),
+    ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
+    ("--skip-bad-files", "skip_bad_files", {"action": "store_true"},
+     "leave undecodable image files out (counted and listed) instead of stopping at the first one"),
     ("--noise", "noise", {"choices": NOISE_KINDS + ("instance", "file")},
      "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
      "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
@@ -45,6 +54,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
      "epoch after warm-up from examples the model predicts confidently and in agreement with their label"),
     ("--meta-file", "meta_file", {}, "list of trusted training examples for --meta-source file"),
+    ("--allow-incomplete-meta", "allow_incomplete_meta", {"action": "store_true"},
+     "accept a meta set missing some class (a warning instead of an error)"),
     ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
@@ -72,6 +83,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--clip-grad", "clip_grad", {"type": float}, "clip the gradient norm to this value (unset: no clipping)"),
     ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
     ("--device", "device", {}, "'auto', 'cpu', 'cuda', 'cuda:1', ..."),
+    ("--max-bad-steps", "max_bad_steps", {"type": int},
+     "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run"),
 ]
 _GROUPS = {"--data": "data and noise", "--model": "model and method", "--epochs": "optimisation", "--seed": "run"}
 

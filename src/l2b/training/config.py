@@ -16,8 +16,12 @@ class TrainConfig:
     Noise: ``noise`` names a synthetic generator (:data:`l2b.noise.NOISE_KINDS`), ``instance``
     (instance-dependent, Xia et al. 2020, from the inputs) or ``file`` (real noisy labels read
     from ``noise_file``, label set ``noise_label``, e.g. CIFAR-10N's ``worse_label``).
-    Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets), ``test_fraction and ``split_seed`` (fixed held-out test
-    split), ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
+    Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets),
+    ``test_fraction`` and ``split_seed`` (fixed held-out test split); for image-file data sets
+    ``image_size`` (side of the images the model sees; loader default when unset), ``lazy``
+    (stream images from disk through a DataLoader with ``workers`` processes instead of holding
+    them in memory; loader default when unset: ISIC2019 and Clothing1M stream) and
+    ``skip_bad_files`` (leave undecodable images out and count them instead of stopping); ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
     ``num_meta`` (size of the meta set), ``meta_source``: ``split`` (a class-balanced clean subset
     taken out of the training split), ``file`` (the training examples listed in ``meta_file``,
     lines ``index[,label]``, taken out of the training split; without a label column the data
@@ -26,12 +30,19 @@ class TrainConfig:
     see :func:`l2b.training.meta_sources.confident_meta_set`).
     Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options; ``augment``
     (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
+    ``allow_incomplete_meta``: accept a meta set that lacks some class (a warning instead of an
+    error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
+    counted; this many in a row stop the run (its last checkpoint kept).
     Optimisation: SGD(lr, momentum, weight_decay, nesterov), cosine schedule over all steps,
     ``warmup_epochs`` of plain cross-entropy before any other method starts.
     """
 
     data: str = "digits"
     data_root: str | None = None
+    image_size: int | None = None
+    lazy: bool | None = None
+    workers: int = 2
+    skip_bad_files: bool = False
     test_fraction: float = 0.2
     split_seed: int = 0
     noise: str = "symmetric"
@@ -41,6 +52,7 @@ class TrainConfig:
     num_meta: int = 100
     meta_source: str = "split"
     meta_file: str | None = None
+    allow_incomplete_meta: bool = False
     model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
     method: str = "l2b"
@@ -62,6 +74,7 @@ class TrainConfig:
     nesterov: bool = False
     seed: int = 0
     device: str = "auto"
+    max_bad_steps: int = 10
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,6 +84,9 @@ class TrainConfig:
             ("batch_size", self.batch_size >= 2, "must be at least 2 (BatchNorm needs two examples)"),
             ("meta_batch_size", self.meta_batch_size >= 2, "must be at least 2"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
+            ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
+            ("workers", self.workers >= 0, "must be non-negative"),
+            ("max_bad_steps", self.max_bad_steps >= 1, "must be at least 1"),
             ("lr", self.lr > 0, "must be positive"),
             ("momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, "must be non-negative"),
