@@ -6,6 +6,7 @@ import pytest
 
 from l2b.training import TrainConfig, run_experiment
 from l2b.training.meta_sources import confident_meta_set, read_meta_file
+from l2b.training.validation import IncompleteMetaSetWarning
 
 
 def test_confident_meta_set_takes_the_most_confident_agreeing_examples_per_class():
@@ -45,8 +46,9 @@ def test_meta_file_source_takes_the_listed_examples_out_of_training(tmp_path):
     listed = [5, 17, 40, 3, 99, 123, 200, 301, 450, 600, 777, 900]
     (tmp_path / "meta.txt").write_text("\n".join(map(str, listed)) + "\n")
     cfg = TrainConfig(meta_source="file", meta_file=str(tmp_path / "meta.txt"), epochs=2, warmup_epochs=1,
-                      device="cpu")
-    run_experiment(cfg, out_dir=tmp_path / "run", progress=False, log=None)
+                      device="cpu", allow_incomplete_meta=True)
+    with pytest.warns(IncompleteMetaSetWarning, match=r"meta\.txt: .*no example of class 1 \('1'\), 4 \('4'\), 7"):
+        run_experiment(cfg, out_dir=tmp_path / "run", progress=False, log=None)  # the 12 listed lack 3 classes
     per = np.load(tmp_path / "run" / "per_example.npz")
     assert per["meta_index"].tolist() == sorted(listed)
     assert not set(listed) & set(per["index"].tolist())

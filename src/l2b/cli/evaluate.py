@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..training.inference import load_inputs, load_run_data, load_trained_model
+from ..training.inference import as_model_inputs, example_shape, load_inputs, load_run_data, load_trained_model
+from ..training.streams import StreamData
 from ..training.run import read_run_config, resolve_device
 from ..training.trainer import TensorData, evaluate
 
@@ -37,10 +38,11 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
 def load(args: argparse.Namespace):
     """(model, config, InputData) for the parsed arguments."""
     config = read_run_config(args.run_dir)
-    train, _ = load_run_data(config)
+    train, test = load_run_data(config)
+    shape = example_shape(train, test)
     model, config = load_trained_model(args.run_dir, device=resolve_device(args.device),
-                                       num_classes=train.num_classes, in_shape=train.example_shape)
-    data = load_inputs(args.data, config, example_shape=train.example_shape, num_classes=train.num_classes,
+                                       num_classes=train.num_classes, in_shape=shape)
+    data = load_inputs(args.data, config, example_shape=shape, num_classes=train.num_classes,
                        split=args.split, owner=f"the model of {args.run_dir}")
     return model, config, data
 
@@ -51,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{data.source} has no 'labels' array: evaluate needs labels "
                          f"(`l2b predict {args.run_dir} --data {data.source} --out FILE.csv` needs none)")
     dev = next(model.parameters()).device
-    acc, loss = evaluate(model, TensorData(torch.as_tensor(data.inputs, device=dev),
-                                           torch.as_tensor(data.labels, device=dev)))
+    inputs = as_model_inputs(data.inputs, dev)
+    acc, loss = evaluate(model, inputs if isinstance(inputs, StreamData) else
+                         TensorData(inputs, torch.as_tensor(data.labels, device=dev)))
     print(json.dumps({"run_dir": str(args.run_dir), "method": config.method, "model": config.model,
                       "data": data.source, "split": data.split, "examples": len(data),
                       "accuracy": acc, "loss": loss}, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..training.trainer import TrainingDiverged
 from . import evaluate, predict, relabel, report, train
 
 COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": evaluate, "predict": predict}
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         # Validation errors name the file, key and value; a traceback would only hide that.
         print(f"l2b {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (OSError, TrainingDiverged) as err:
+        # A full disk, an unwritable directory, a diverged run: the message says what to do.
+        print(f"l2b {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"l2b {args.command}: interrupted", file=sys.stderr)
         return 130

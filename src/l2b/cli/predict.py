@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ..training.inference import as_model_inputs
 from ..training.trainer import predict_proba
 from .evaluate import add_data_arguments, load
 
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model, _, data = load(args)
     dev = next(model.parameters()).device
-    probs = predict_proba(model, torch.as_tensor(data.inputs, device=dev)).cpu().numpy()
+    probs = predict_proba(model, as_model_inputs(data.inputs, dev)).cpu().numpy()
     pred = probs.argmax(axis=1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:

@@ -33,8 +33,13 @@ class ArrayDataset:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"data set {self.name!r}: inputs has {x.shape[0]} examples but labels has {y.shape[0]}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            detail = ""
+            if y.ndim == 1 and y.dtype.kind == "f":
+                frac = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+                if frac.size:
+                    detail = f" (label {float(y[frac[0]])!r} at index {int(frac[0])} is not a whole number)"
             raise ValueError(f"data set {self.name!r}: labels must be a 1-D integer array, got shape {y.shape} "
-                             f"dtype {y.dtype}")
+                             f"dtype {y.dtype}{detail}")
         bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
         if bad.size:
             raise ValueError(f"data set {self.name!r}: label {int(y[bad[0]])} at index {int(bad[0])} is outside "

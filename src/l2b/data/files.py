@@ -27,6 +27,9 @@ class BadImageError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = path, reason
 
+    def __reduce__(self):  # picklable, so it can travel back from a DataLoader worker
+        return (type(self), (self.path, self.reason))
+
 
 def _pil():
     try:

@@ -12,6 +12,15 @@ cross-entropy of the clean meta batch. Two engines compute r:
 
 Neither engine changes the model's parameters or buffers (BatchNorm statistics included): every
 virtual forward runs on cloned buffers through torch.func.functional_call.
+
+Data parallelism: with a :class:`~l2b.meta.collective.Collective` (keyword ``collective``) each
+replica passes its shard of the noisy batch and its shard of the meta batch; g becomes the
+gradient of the mean cross-entropy over the *global* meta batch (local gradients of the summed
+loss, summed over the replicas in one reduction, divided by the global meta count) and the
+normaliser is taken over every replica. Each replica then holds its columns of the weights one
+process computes on the concatenated batches: exactly, for models without coupling between
+samples. Train-mode BatchNorm couples the samples of a batch; each replica then normalises with
+its own shard's statistics (those of the forward it runs), as plain DistributedDataParallel does.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .collective import Collective, global_any, sum_tensors
 from .normalize import normalize_scores
 from .virtual_step import virtual_step
 
@@ -89,29 +99,57 @@ def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
     return probs - target.to(probs.dtype)
 
 
+def _global_meta_gradient(meta_loss_sum: Tensor, count: int, wrt: list[Tensor], collective: Collective
+                          ) -> tuple[list[Tensor], float]:
+    """Gradient of the mean meta CE over every replica's meta shard, and that mean.
+
+    `meta_loss_sum` is this replica's summed CE over its `count` meta examples. One reduction
+    carries the local gradients, the loss sum and the count; a parameter the local loss does not
+    reach contributes zeros, so every replica reduces the same layout.
+    """
+    grads = torch.autograd.grad(meta_loss_sum, wrt, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wrt)]
+    tail = torch.stack([meta_loss_sum.detach(), meta_loss_sum.new_tensor(float(count))])
+    *summed, tail = sum_tensors(collective, [g.detach() for g in grads] + [tail])
+    total = float(tail[1])
+    if total <= 0:
+        raise ValueError("the meta batch is empty on every replica")
+    return [g / total for g in summed], float(tail[0]) / total
+
+
 def meta_tangents(model: nn.Module, meta_inputs: Tensor, meta_labels: Tensor,
-                  optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], float]:
+                  optimizer: torch.optim.Optimizer, *, collective: Collective | None = None
+                  ) -> tuple[dict[str, Tensor], float]:
     """The direction s * g along which the forward engine differentiates the noisy logits.
 
     g = grad of the meta loss (mean CE of the meta batch, train mode) at theta'(0), the virtual
     step with a zero gradient; s is the virtual step's gradient scale (lr times the momentum /
     nesterov factor) of each parameter. Runs on cloned buffers: the model is not changed.
 
+    With a `collective`, `meta_inputs` (M_r, ...) and `meta_labels` (M_r,) are this replica's
+    shard and g is the gradient of the mean CE over all replicas' shards (one reduction; shards
+    may differ in size). Every replica gets the same tangents.
+
     Returns
     -------
     tangents : dict[str, Tensor], parameter name -> tensor shaped like that parameter. Parameters
-        the optimizer does not update, or the meta loss does not reach, are absent (zero).
-    meta_loss : float, the meta loss at theta'(0).
+        the optimizer does not update, or the meta loss does not reach, are absent (zero); with a
+        collective, a parameter no replica reaches is present as zeros.
+    meta_loss : float, the meta loss at theta'(0) (over all replicas' meta shards).
     """
     step = virtual_step(model, optimizer)
     params = {n: p.detach() for n, p in model.named_parameters()}
     leaves = {n: t.requires_grad_() for n, t in step.base(params).items()}
     meta_logits = functional_call(model, {**params, **leaves, **_clone_buffers(model)}, (meta_inputs,))
-    meta_loss = F.cross_entropy(meta_logits, meta_labels)
-    grads = torch.autograd.grad(meta_loss, list(leaves.values()), allow_unused=True)
     scale = step.scale()
-    tangents = {n: scale[n] * g for n, g in zip(leaves, grads) if g is not None}
-    return tangents, float(meta_loss.detach())
+    if collective is None:
+        meta_loss = F.cross_entropy(meta_logits, meta_labels)
+        grads = torch.autograd.grad(meta_loss, list(leaves.values()), allow_unused=True)
+        tangents = {n: scale[n] * g for n, g in zip(leaves, grads) if g is not None}
+        return tangents, float(meta_loss.detach())
+    loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
+    grads, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], list(leaves.values()), collective)
+    return {n: scale[n] * g for n, g in zip(leaves, grads)}, meta_loss
 
 
 def dual_forward(model: nn.Module, inputs: Tensor, tangents: dict[str, Tensor], *,
@@ -151,17 +189,17 @@ def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int =
 
 
 def _forward_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
-                    ) -> tuple[Tensor, Tensor, Tensor, float]:
-    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer)
+                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int,
+                    collective: Collective | None) -> tuple[Tensor, Tensor, Tensor, float]:
+    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective)
     logits, zdot = dual_forward(model, inputs, tangents)
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
     return raw, pseudo, logits, meta_loss
 
 
 def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int
-                    ) -> tuple[Tensor, Tensor, Tensor, float]:
+                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int,
+                    collective: Collective | None) -> tuple[Tensor, Tensor, Tensor, float]:
     step = virtual_step(model, optimizer)
     # Fresh leaves so that no .grad of the real parameters is touched.
     params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
@@ -175,15 +213,26 @@ def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_input
     grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
     updated = step.apply(params, dict(zip(names, grads)))
     meta_logits = functional_call(model, {**params, **updated, **_clone_buffers(model)}, (meta_inputs,))
-    meta_loss = F.cross_entropy(meta_logits, meta_labels)
-    (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
+    if collective is None:
+        meta_loss = F.cross_entropy(meta_logits, meta_labels)
+        (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
+        raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
+        return raw, pseudo, logits.detach(), float(meta_loss.detach())
+    # The meta loss of this replica sees only its meta shard: take the global meta gradient at
+    # theta'(0) first, then pull it back to eps through the differentiable virtual step (a
+    # vector-Jacobian product; theta' is affine in eps, so this is the same double backward).
+    outs = list(updated.values())
+    loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
+    g, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], outs, collective)
+    (g_eps,) = torch.autograd.grad(outs, eps, grad_outputs=g, allow_unused=True)
     raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
-    return raw, pseudo, logits.detach(), float(meta_loss.detach())
+    return raw, pseudo, logits.detach(), meta_loss
 
 
 def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
                  meta_labels: Tensor, optimizer: torch.optim.Optimizer, *, method: str = "l2b",
-                 engine: str = "forward", normalize: str = "org", temperature: float = 1.0) -> MetaWeights:
+                 engine: str = "forward", normalize: str = "org", temperature: float = 1.0,
+                 collective: Collective | None = None) -> MetaWeights:
     """Compute L2B (or L2RW) example weights for one noisy batch.
 
     Parameters
@@ -211,6 +260,11 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
         See :func:`l2b.meta.normalize_scores`; applied jointly over all 2B (L2B) or B (L2RW) scores.
     temperature : float
         Softmax temperature.
+    collective : Collective or None
+        Data parallelism (see the module docstring): the batches are this replica's shards, the
+        model is the bare module (not a DistributedDataParallel wrapper); the weights returned
+        are this replica's entries of the weights of the concatenated batches, which sum to one
+        over all replicas, and ``meta_loss`` / ``all_zero`` are global. ``None``: one process.
 
     Returns
     -------
@@ -222,18 +276,23 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
     model.train()
     try:
         fn = _forward_engine if engine == "forward" else _reverse_engine
-        raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows)
+        raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows,
+                                            collective)
     finally:
         model.train(was_training)
     return weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, normalize=normalize,
-                               temperature=temperature)
+                               temperature=temperature, collective=collective)
 
 
 def weights_from_scores(raw: Tensor, pseudo: Tensor, logits: Tensor, meta_loss: float, *, rows: int,
-                        normalize: str, temperature: float) -> MetaWeights:
-    """Normalise the first `rows` rows of raw (2, B) jointly into a :class:`MetaWeights`."""
-    w = normalize_scores(raw[:rows], normalize=normalize, temperature=temperature)
+                        normalize: str, temperature: float, collective: Collective | None = None) -> MetaWeights:
+    """Normalise the first `rows` rows of raw (2, B) jointly into a :class:`MetaWeights`.
+
+    With a `collective`, jointly over every replica's columns; ``all_zero`` is then global.
+    """
+    w = normalize_scores(raw[:rows], normalize=normalize, temperature=temperature, collective=collective)
     alpha = w[0]
     beta = w[1] if rows == 2 else torch.zeros_like(alpha)
+    all_zero = not global_any(bool((w > 0).any()), collective, device=w.device)
     return MetaWeights(alpha=alpha, beta=beta, raw=raw, pseudo_labels=pseudo, meta_loss=meta_loss,
-                       all_zero=not bool((w > 0).any()), logits=logits.detach())
+                       all_zero=all_zero, logits=logits.detach())

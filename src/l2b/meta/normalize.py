@@ -4,11 +4,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .collective import Collective
+
 NORMALIZATIONS = ("org", "softmax", "sigmoid")
 ORG_EPS = 1e-10  # the published normaliser's guard; it also defines the all-zero case
 
 
-def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float = 1.0) -> Tensor:
+def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float = 1.0,
+                     collective: Collective | None = None) -> Tensor:
     """Normalise raw scores jointly over all their entries.
 
     Parameters
@@ -22,23 +25,43 @@ def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float 
         - ``sigmoid``: ``sigmoid(raw) / sum(sigmoid(raw))``.
     temperature : float
         Only for ``softmax``; must be positive.
+    collective : Collective or None
+        Under data parallelism, `raw` holds this replica's columns of the global (R, B_global)
+        scores and the normaliser is taken over every replica (``org`` and ``sigmoid``: a summed
+        total; ``softmax``: the global maximum, then the summed exponentials), so the weights are
+        this replica's columns of the single-process weights of the concatenated batch. ``None``:
+        one process.
 
     Returns
     -------
     Tensor, shape (R, B)
-        Non-negative weights summing to one over all entries (or all zero, ``org`` only).
+        Non-negative weights summing to one over all entries (or all zero, ``org`` only); with a
+        collective, summing to one over all entries of all replicas.
     """
     flat = raw.reshape(-1)
+    if collective is None:
+        def total(t: Tensor) -> Tensor:
+            return t.sum()
+    else:
+        def total(t: Tensor) -> Tensor:
+            return collective.sum(t.sum().reshape(1))
     if normalize == "org":
         w = flat.clamp(min=0)
-        w = w / (w.sum() + ORG_EPS)
+        w = w / (total(w) + ORG_EPS)
     elif normalize == "softmax":
         if not temperature > 0:
             raise ValueError(f"temperature must be positive for softmax normalisation, got {temperature}")
-        w = torch.softmax(flat / temperature, dim=0)
+        if collective is None:
+            w = torch.softmax(flat / temperature, dim=0)
+        else:
+            z = flat / temperature
+            # -inf joins the local maximum so that an empty shard takes part in the reduction
+            top = collective.max(torch.cat([z, z.new_full((1,), float("-inf"))]).max().reshape(1))
+            e = torch.exp(z - top)
+            w = e / total(e)
     elif normalize == "sigmoid":
         s = torch.sigmoid(flat)
-        w = s / s.sum()
+        w = s / total(s)
     else:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     return w.view_as(raw)

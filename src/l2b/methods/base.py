@@ -2,6 +2,10 @@
 
 A method turns one noisy batch (and, for meta methods, one clean meta batch) into one optimizer
 step and returns a :class:`StepOutput` the trainer logs without knowing which method made it.
+
+Data parallelism: ``Method.step(..., dist=ctx)`` takes this process's shards of the noisy and
+meta batches and a model wrapped in DistributedDataParallel; the update then equals the one a
+single process makes on the concatenated batches (see :meth:`Method.step`).
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..meta import Collective
 
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -51,6 +57,11 @@ class StepOutput:
     pseudo_labels : Tensor of shape (B,) or None
     stats : dict[str, float]
         Method-specific scalars (meta loss, whether all weights were zero, gradient norm ...).
+
+    Under data parallelism (``step(..., dist=...)``) ``loss`` and every stat are global (the
+    values of one process on the concatenated batch, the same on every replica), while
+    ``alpha``, ``beta`` and ``pseudo_labels`` are this replica's entries, B = its shard's size
+    (:func:`l2b.distributed.gather_cat` joins them in rank order).
     """
 
     loss: float
@@ -61,7 +72,7 @@ class StepOutput:
 
 
 def mixup(inputs: Tensor, labels: Tensor, num_classes: int, *, alpha: float,
-          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+          generator: torch.Generator | None = None, shard: int | None = None) -> tuple[Tensor, Tensor]:
     """Mix each example with one random partner (one permutation, one lambda for the batch).
 
     Parameters
@@ -70,6 +81,13 @@ def mixup(inputs: Tensor, labels: Tensor, num_classes: int, *, alpha: float,
     labels : Tensor, shape (B,) int64
     alpha : float
         lambda ~ Beta(alpha, alpha); the paper uses 32, so lambda stays close to 0.5.
+    shard : int or None
+        Data parallelism: this replica's rank, `inputs` its shard of the global batch. Each
+        shard is mixed within itself (partners come from the same shard), with the lambda shared
+        by all shards, and `generator` advances by exactly two draws whatever the shard's size,
+        so generators that start in step on every replica stay in step. The permutation comes
+        from a private generator seeded by the second draw and `shard`. ``None`` (one process):
+        one draw for lambda, then the permutation from `generator` itself.
 
     Returns
     -------
@@ -79,9 +97,48 @@ def mixup(inputs: Tensor, labels: Tensor, num_classes: int, *, alpha: float,
     # the caller's (CPU) generator, so runs are reproducible and global state is left alone.
     seed = int(torch.randint(2**62, (1,), generator=generator))
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
-    perm = torch.randperm(inputs.shape[0], generator=generator).to(inputs.device)
+    if shard is None:
+        perm = torch.randperm(inputs.shape[0], generator=generator)
+    else:
+        # randperm(n) consumes a number of draws that depends on n; shards may differ in size
+        perm_seed = int(torch.randint(2**62, (1,), generator=generator))
+        private = int(np.random.SeedSequence([perm_seed, int(shard)]).generate_state(1, np.uint64)[0])
+        perm = torch.randperm(inputs.shape[0], generator=torch.Generator().manual_seed(private))
+    perm = perm.to(inputs.device)
     onehot = F.one_hot(labels, num_classes).to(inputs.dtype)
     return lam * inputs + (1 - lam) * inputs[perm], lam * onehot + (1 - lam) * onehot[perm]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (the model itself otherwise)."""
+    ddp = getattr(nn.parallel, "DistributedDataParallel", None)
+    return model.module if ddp is not None and isinstance(model, ddp) else model
+
+
+def batch_mean(per_example: Tensor, dist: Collective | None) -> Tensor:
+    """The mean of per-example losses (B,) over the global batch, as this replica's share.
+
+    One process: ``per_example.mean()``. With `dist`: ``sum(per_example) * world_size / B_global``
+    (B_global from one reduction), so that after DistributedDataParallel averages the replicas'
+    gradients (divides their sum by world_size) the gradient is that of the mean over the
+    concatenated batch, whatever the shards' sizes.
+    """
+    if dist is None:
+        return per_example.mean()
+    count = dist.sum(torch.tensor([float(per_example.shape[0])], dtype=per_example.dtype,
+                                  device=per_example.device))
+    return per_example.sum() * (dist.world_size / count[0])
+
+
+def _check_distributed(model: nn.Module, dist: Collective | None) -> None:
+    wrapped = unwrap_model(model) is not model
+    if dist is None and wrapped:
+        raise ValueError("the model is wrapped in DistributedDataParallel but step() got no dist context: pass "
+                         "dist=l2b.distributed.DistContext (each replica's batches are then its shards)")
+    if dist is not None and dist.world_size > 1 and not wrapped:
+        raise ValueError(f"dist has world_size {dist.world_size} but the model is not wrapped in "
+                         "DistributedDataParallel, so its gradients would not be averaged across replicas: "
+                         "wrap it with l2b.distributed.wrap_ddp(model, dist)")
 
 
 class Method:
@@ -110,34 +167,58 @@ class Method:
         self.clip_grad = clip_grad
 
     def loss(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, targets: Tensor,
-             meta_inputs: Tensor | None, meta_labels: Tensor | None) -> tuple[Tensor, StepOutput]:
+             meta_inputs: Tensor | None, meta_labels: Tensor | None, *,
+             dist: Collective | None = None) -> tuple[Tensor, StepOutput]:
         """Return the scalar loss to back-propagate and the step's report (loss filled in later).
 
-        `targets` are class indices (B,) or, under mixup, probability targets (B, K).
+        `targets` are class indices (B,) or, under mixup, probability targets (B, K). With `dist`,
+        `model` may be a DistributedDataParallel wrapper (run the real forward through it) and
+        the loss must be this replica's share scaled so that DDP's average of the replicas'
+        gradients is the gradient of the single-process loss on the concatenated batch
+        (see :func:`batch_mean`).
         """
         raise NotImplementedError
 
     def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor,
              meta_inputs: Tensor | None = None, meta_labels: Tensor | None = None, *,
-             num_classes: int, generator: torch.Generator | None = None) -> StepOutput:
+             num_classes: int, generator: torch.Generator | None = None,
+             dist: Collective | None = None) -> StepOutput:
         """One training step: (mixup), loss, backward, (clip), optimizer step.
 
         Parameters
         ----------
         inputs : Tensor, shape (B, ...);  labels : Tensor, shape (B,) int64, the observed labels.
         meta_inputs : Tensor, shape (M, ...);  meta_labels : Tensor, shape (M,), for meta methods.
+        dist : Collective or None
+            Data parallelism (e.g. :class:`l2b.distributed.DistContext`): `model` is wrapped in
+            DistributedDataParallel (refused otherwise when world_size > 1), the batches are this
+            replica's shards of the global noisy and meta batches (concatenated in rank order;
+            sizes may differ, e.g. ``torch.tensor_split``), and every replica calls ``step`` with
+            the same method, optimizer settings and generator state. Meta weights are computed
+            on the unwrapped module with global reductions; the real forward and backward run
+            through the wrapper, whose gradient averaging then yields the single-process gradient
+            of the concatenated batch; clipping acts on that averaged gradient, so parameters
+            and momentum buffers stay identical on every replica and equal those of one process
+            (exactly for models without coupling between samples; BatchNorm uses each shard's
+            statistics, as DDP does, and mixup mixes within each shard: see :func:`mixup`).
         """
         if self.needs_meta and (meta_inputs is None or meta_labels is None):
             raise ValueError(f"method {self.name!r} needs a clean meta batch")
+        _check_distributed(model, dist)
         model.train()
         targets: Tensor = labels
         if self.mixup:
-            inputs, targets = mixup(inputs, labels, num_classes, alpha=self.mixup_alpha, generator=generator)
-        loss, out = self.loss(model, optimizer, inputs, targets, meta_inputs, meta_labels)
+            inputs, targets = mixup(inputs, labels, num_classes, alpha=self.mixup_alpha, generator=generator,
+                                    shard=None if dist is None else dist.rank)
+        loss, out = self.loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist=dist)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip_grad is not None:
+            # under DDP, .grad already holds the replicas' average: the single-process gradient
             out.stats["grad_norm"] = float(nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad))
         optimizer.step()
-        out.loss = float(loss.detach())
+        if dist is None:
+            out.loss = float(loss.detach())
+        else:  # each replica's share is world_size times its part of the global loss
+            out.loss = float(dist.sum(loss.detach().reshape(1))[0]) / dist.world_size
         return out

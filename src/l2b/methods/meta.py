@@ -4,9 +4,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch import nn
+
 from ..meta import (ENGINES, NORMALIZATIONS, ROWS, MetaWeights, dual_forward, meta_tangents, meta_weights,
                     scores_from_jvp, weights_from_scores)
-from .base import Method, StepOutput, register_method
+from .base import Method, StepOutput, register_method, unwrap_model
 
 STEP_ENGINES = ("forward", "fused", "reverse")
 
@@ -24,6 +26,10 @@ class _MetaMethod(Method):
         every intermediate tangent alive until the backward: about 3x the peak memory of a plain
         step on PreAct ResNet-18.  ``reverse``: the published double-backward formulation.  All
         three give the same weights and updates.
+        Under data parallelism (``step(..., dist=...)``) ``forward`` and ``reverse`` give the
+        single-process weights of the concatenated batches; ``fused`` is refused, because its
+        real forward would bypass the DistributedDataParallel wrapper's forward (and so its
+        gradient synchronisation).
     normalize : {"org", "softmax", "sigmoid"};  temperature : float (softmax only).
     """
 
@@ -38,8 +44,10 @@ class _MetaMethod(Method):
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
 
-    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels):
+    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
         opts = dict(normalize=self.normalize, temperature=self.temperature)
+        if dist is not None:
+            return self._distributed_loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
         if self.engine == "fused":
             rows = ROWS[self.rows]
             tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer)
@@ -53,6 +61,30 @@ class _MetaMethod(Method):
         return self.weighted_loss(logits, targets, mw), StepOutput(
             loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(), pseudo_labels=mw.pseudo_labels,
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
+
+    def _distributed_loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts):
+        """Weights on the bare module with global reductions; the real forward through the DDP wrapper.
+
+        The weights sum to one over all replicas, so the single-process loss of the concatenated
+        batch is the sum over replicas of each one's weighted sum; DDP divides the summed
+        gradients by world_size, hence each replica back-propagates world_size times its part.
+        """
+        if self.engine == "fused":
+            raise ValueError("engine='fused' is not supported under data parallelism: its real forward is the "
+                             "dual forward of the bare module, which bypasses DistributedDataParallel's forward "
+                             "and gradient synchronisation; use engine='forward' (same weights and update)")
+        net = unwrap_model(model)
+        if dist.world_size > 1 and any(isinstance(m, nn.SyncBatchNorm) for m in net.modules()):
+            raise ValueError(f"method {self.name!r} cannot differentiate through torch.nn.SyncBatchNorm: it has no "
+                             "forward-mode derivative and no double backward, which the meta-gradient needs; keep "
+                             "per-replica BatchNorm for meta methods (SyncBatchNorm works with ce / bootstrap)")
+        mw = meta_weights(net, inputs, targets, meta_inputs, meta_labels, optimizer, method=self.rows,
+                          engine=self.engine, collective=dist, **opts)
+        logits = model(inputs)  # through the wrapper: the only forward that updates BatchNorm statistics
+        loss = self.weighted_loss(logits, targets, mw) * dist.world_size
+        return loss, StepOutput(loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(),
+                                pseudo_labels=mw.pseudo_labels,
+                                stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
 
     def weighted_loss(self, logits: Tensor, targets: Tensor, mw: MetaWeights) -> Tensor:
         """sum_i alpha_i CE(z_i, y_i) + beta_i CE(z_i, pseudo_i): the weights already sum to one."""

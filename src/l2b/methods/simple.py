@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Method, StepOutput, register_method
+from .base import Method, StepOutput, batch_mean, register_method
 
 
 def _as_probs(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
@@ -19,8 +19,10 @@ def _as_probs(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
 class CrossEntropy(Method):
     """Plain (empirical risk) cross-entropy on the observed labels."""
 
-    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels):
-        return F.cross_entropy(model(inputs), targets), StepOutput(loss=0.0)
+    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+        if dist is None:
+            return F.cross_entropy(model(inputs), targets), StepOutput(loss=0.0)
+        return batch_mean(F.cross_entropy(model(inputs), targets, reduction="none"), dist), StepOutput(loss=0.0)
 
 
 class _Bootstrap(Method):
@@ -44,12 +46,12 @@ class _Bootstrap(Method):
     def prediction_target(self, probs: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, optimizer, inputs, targets, meta_inputs, meta_labels):
+    def loss(self, model: nn.Module, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
         logits = model(inputs)
         log_q = F.log_softmax(logits, dim=1)
         observed = _as_probs(targets, logits.shape[1], logits.dtype)
         target = self.beta * observed + (1.0 - self.beta) * self.prediction_target(log_q.exp())
-        return -(target * log_q).sum(dim=1).mean(), StepOutput(loss=0.0)
+        return batch_mean(-(target * log_q).sum(dim=1), dist), StepOutput(loss=0.0)
 
 
 @register_method("bootstrap-soft")

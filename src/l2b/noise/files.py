@@ -118,11 +118,22 @@ def _short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def _numpy_reason(exc: BaseException) -> str:
+    """numpy's reason for refusing a file, without its advice to load pickles unsafely."""
+    text = str(exc)
+    if "allow_pickle" in text or "pickled" in text:
+        return ("it holds pickled Python objects, which are never unpickled (labels must be a plain "
+                "integer array); nothing in it was executed")
+    return text
+
+
 def _read_npy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"{str(path)!r} is not a readable .npy array of labels: {exc}") from None
+        raise ValueError(
+            f"{str(path)!r} is not a readable .npy array of labels: {_numpy_reason(exc)}"
+        ) from None
 
 
 def _read_npz(path: Path):
@@ -130,7 +141,9 @@ def _read_npz(path: Path):
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{str(path)!r} is not a readable .npz archive of labels: {exc}") from None
+        raise ValueError(
+            f"{str(path)!r} is not a readable .npz archive of labels: {_numpy_reason(exc)}"
+        ) from None
 
 
 def _read_json(path: Path):
@@ -294,12 +307,28 @@ def _to_labels(value, path: Path, key) -> np.ndarray:
     if value.ndim != 1:
         raise ValueError(f"{where}: labels must be 1-D, got shape {value.shape}")
     if value.dtype.kind not in "iu":
-        raise ValueError(f"{where}: labels must have an integer dtype, got dtype {value.dtype}")
+        raise ValueError(
+            f"{where}: labels must have an integer dtype, got dtype {value.dtype}"
+            f"{_first_non_integer(value)}"
+        )
     if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{where}: label {int(value.max())} does not fit in int64")
     if value.size and int(value.min()) < 0:
-        raise ValueError(f"{where}: labels must be non-negative, got label {int(value.min())}")
+        bad = int(np.flatnonzero(value < 0)[0])
+        raise ValueError(f"{where}: labels must be non-negative, got label {int(value[bad])} at position {bad}")
     return value.astype(np.int64)  # always a fresh array
+
+
+def _first_non_integer(value: np.ndarray) -> str:
+    """' (label 2.5 at position 3 is not a whole number)' for a float array holding a fraction,
+    NaN or infinity; '' otherwise."""
+    if value.dtype.kind != "f" or value.size == 0:
+        return ""
+    flat = value.reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
+    if bad.size == 0:
+        return " (whole numbers stored as floats; save the labels as integers)"
+    return f" (label {float(flat[bad[0]])!r} at position {int(bad[0])} is not a whole number)"
 
 
 def _check_count(value, name: str):

@@ -17,25 +17,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DATASETS, ArrayDataset, load_dataset
+from ..data import DATASETS, ArrayDataset, FileListDataset, load_dataset
 from ..models import create_model
 from .config import TrainConfig
-from .run import read_run_config, resolve_device
+from .streams import StreamData
+from .run import dataset_options, read_run_config, resolve_device
+from .validation import load_untrusted_torch
 
-__all__ = ["InputData", "build_model", "load_inputs", "load_npz", "load_run_data", "load_trained_model"]
+__all__ = ["InputData", "as_model_inputs", "build_model", "example_shape", "load_inputs", "load_npz", "load_run_data", "load_trained_model"]
 
 MODEL_FILE = "model.pt"
 
 
-def load_run_data(config: TrainConfig, name: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
+def load_run_data(config: TrainConfig, name: str | None = None):
     """(train, test) of the data set `name` (default: the run's own), split as the run split it:
-    same ``test_fraction`` and ``split_seed``, and the run's ``data_root`` for its own data set."""
+    same ``test_fraction`` and ``split_seed``, and for its own data set the run's ``data_root``
+    and image options (so a streamed data set comes back as FileListDatasets)."""
     name = config.data if name is None else name
-    opts = {}
-    root = getattr(config, "data_root", None)
-    if root is not None and name == config.data:
-        opts["root"] = root
-    return load_dataset(name, test_fraction=config.test_fraction, split_seed=config.split_seed, **opts)
+    return load_dataset(name, **dataset_options(config, name))
+
+
+def as_model_inputs(inputs: np.ndarray | StreamData, device: torch.device) -> torch.Tensor | StreamData:
+    """What :func:`~l2b.training.trainer.predict_proba` takes: a tensor on `device`, or the stream."""
+    return inputs if isinstance(inputs, StreamData) else torch.as_tensor(inputs, device=device)
+
+
+def example_shape(train, test) -> tuple[int, ...]:
+    """The shape of one model input: an array data set's, or a decoded test image's (streamed)."""
+    if isinstance(test, FileListDataset):
+        return tuple(test[0][0].shape)
+    return tuple(train.example_shape)
 
 
 def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
@@ -66,14 +77,11 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
         raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not finished "
                                 f"(continue it with `l2b train --resume {run_dir}`)")
     if num_classes is None or in_shape is None:
-        train, _ = load_run_data(config)
+        train, test = load_run_data(config)
         num_classes = train.num_classes if num_classes is None else num_classes
-        in_shape = train.example_shape if in_shape is None else in_shape
+        in_shape = example_shape(train, test) if in_shape is None else in_shape
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as err:  # an unpickler refusal, or a torn or foreign file
-        raise ValueError(f"{path} could not be loaded safely: {err}") from None
+    state = load_untrusted_torch(path, what="model file", map_location=dev)  # weights_only: runs no code
     model = build_model(config, num_classes=num_classes, in_shape=in_shape)
     try:
         model.load_state_dict(state)
@@ -85,15 +93,16 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
 
 @dataclass(frozen=True)
 class InputData:
-    """Inputs (N, *example_shape) float32, labels (N,) int64 or None, and where they came from."""
+    """Inputs (N, *example_shape) float32 (or, for a streamed data set, a :class:`StreamData`
+    decoding them batch by batch), labels (N,) int64 or None, and where they came from."""
 
-    inputs: np.ndarray
+    inputs: np.ndarray | StreamData
     labels: np.ndarray | None
     source: str
     split: str | None = None
 
     def __len__(self) -> int:
-        return int(self.inputs.shape[0])
+        return len(self.inputs)
 
 
 def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: Sequence[int], num_classes: int,
@@ -117,9 +126,14 @@ def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: 
         train, test = load_run_data(config, name)
         part = split or "test"
         ds = test if part == "test" else train
-        _check_shape(ds.inputs, example_shape, f"data set {name!r}", owner)
         if ds.num_classes != num_classes:
             raise ValueError(f"data set {name!r} has {ds.num_classes} classes but {owner} predicts {num_classes}")
+        if isinstance(ds, FileListDataset):  # streamed: decoded batch by batch with the evaluation transform
+            view = ds if part == "test" else ds.with_transform(test.transform)
+            _check_shape(view[0][0].numpy()[None], example_shape, f"data set {name!r}", owner)
+            stream = StreamData(view, view, np.arange(len(ds)), torch.as_tensor(ds.labels), workers=config.workers)
+            return InputData(stream, ds.labels, name, part)
+        _check_shape(ds.inputs, example_shape, f"data set {name!r}", owner)
         return InputData(ds.inputs, ds.labels, name, part)
     path = Path(text)
     if path.suffix != ".npz" and not path.is_file():

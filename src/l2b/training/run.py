@@ -17,9 +17,12 @@ Run directory layout::
 from __future__ import annotations
 
 import contextlib
+import errno
+import inspect
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from functools import partial
@@ -31,7 +34,7 @@ import torch
 import yaml
 
 from .. import __version__
-from ..data import ArrayDataset, class_balanced_split, load_dataset
+from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset
 from ..data.augment import augment_batch
 from ..methods import create_method
 from ..models import create_model, list_models
@@ -39,6 +42,7 @@ from ..reports.issues import write_label_issues
 from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
 from .config import TrainConfig
 from .meta_sources import confident_meta_set, read_meta_file
+from .streams import StreamData
 from .trainer import TensorData, Trainer, evaluate, predict_proba, sgd_with_cosine
 
 CHECKPOINT = "checkpoint.pt"
@@ -138,20 +142,23 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
 
-    data_opts = {"root": config.data_root} if config.data_root is not None else {}
-    train, test = load_dataset(config.data, test_fraction=config.test_fraction, split_seed=config.split_seed,
-                               **data_opts)
-    if not isinstance(train, ArrayDataset) or not isinstance(test, ArrayDataset):
-        raise ValueError(f"data set {config.data!r} streams its images from disk; the trainer needs in-memory "
-                         "data for now: use the Python loader with lazy=False and an image_size that fits in "
-                         "memory (l2b.data.load_dataset(..., lazy=False, image_size=64)) and l2b.fit")
-    noisy = _make_noise(config, train.labels, train.inputs, train.num_classes)
+    train, test = load_dataset(config.data, **dataset_options(config))
+    stream = isinstance(train, FileListDataset)
+    if stream and config.augment:
+        raise ValueError(f"config augment=True is for in-memory images; streamed data set {config.data!r} is already "
+                         "augmented by its loader (random resized crop and flip)")
+    if stream and config.noise == "instance":
+        raise ValueError(f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
+                         "(and a small image_size) or choose another noise")
+    noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
+    from .validation import validate_run_data  # meta set covers every class, inputs finite
+    validate_run_data(config, train, test, meta_labels)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
 
     if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(out)
         run_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
                     "device": str(device)}
         (out / "config.yaml").write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info},
@@ -160,20 +167,36 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
 
     writer = _tensorboard_writer(out) if tensorboard else None
 
-    def tensors(x: np.ndarray, y: np.ndarray) -> TensorData:
-        return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
+    if stream:
+        # One pool of files for the training and meta sets, viewed with either transform.
+        pool_eval = train.with_transform(test.transform)
 
-    train_t = tensors(train.inputs[train_idx], noisy.labels[train_idx])
-    meta_t = tensors(train.inputs[meta_idx], meta_labels) if len(meta_idx) else None
+        def files(rows: np.ndarray, labels: np.ndarray, pool=train, pool_eval=pool_eval) -> StreamData:
+            return StreamData(pool, pool_eval, np.asarray(rows, np.int64), torch.as_tensor(labels, dtype=torch.int64),
+                              workers=config.workers, pin_memory=device.type == "cuda")
+
+        train_t = files(train_idx, noisy.labels[train_idx])
+        meta_t = files(meta_idx, meta_labels) if len(meta_idx) else None
+        test_t = files(np.arange(len(test)), test.labels, pool=test, pool_eval=test)
+        in_shape = tuple(test[0][0].shape)
+        if log is not None and (train.num_skipped or test.num_skipped):
+            log(f"skipped {train.num_skipped} training and {test.num_skipped} test files that could not be decoded")
+    else:
+        def tensors(x: np.ndarray, y: np.ndarray) -> TensorData:
+            return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
+
+        train_t = tensors(train.inputs[train_idx], noisy.labels[train_idx])
+        meta_t = tensors(train.inputs[meta_idx], meta_labels) if len(meta_idx) else None
+        test_t = tensors(test.inputs, test.labels)
+        in_shape = train.example_shape
     selector = (partial(confident_meta_set, num_meta=config.num_meta, num_classes=train.num_classes)
                 if config.meta_source == "confident" else None)
-    test_t = tensors(test.inputs, test.labels)
     clean_train = train.labels[train_idx]
     realised = float(np.mean(noisy.labels[train_idx] != clean_train))
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        model = create_model(config.model, num_classes=train.num_classes, in_shape=train.example_shape,
+        model = create_model(config.model, num_classes=train.num_classes, in_shape=in_shape,
                              **config.model_options()).to(device)
         optimizer, scheduler = sgd_with_cosine(model.parameters(), lr=config.lr, momentum=config.momentum,
                                                weight_decay=config.weight_decay, nesterov=config.nesterov,
@@ -198,14 +221,20 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
             payload = {"trainer": state, "config": config.to_dict(), "meta_index": torch.from_numpy(meta_idx),
                        "elapsed": elapsed_before + time.perf_counter() - started, "resumed": resumed,
                        "version": __version__}
-            atomic_write_bytes(out / CHECKPOINT, lambda f: torch.save(payload, f))
+            try:
+                atomic_write_bytes(out / CHECKPOINT, lambda f: torch.save(payload, f))
+            except OSError as err:
+                raise OSError(err.errno, f"could not write the checkpoint {out / CHECKPOINT} ({err.strerror or err}); "
+                              "the previous checkpoint, if any, is unchanged: free some space and continue with "
+                              f"`l2b train --resume {out}`") from None
 
         trainer = Trainer(model, method, optimizer, scheduler, num_classes=train.num_classes,
                           batch_size=config.batch_size, meta_batch_size=config.meta_batch_size,
                           warmup_epochs=config.warmup_epochs,
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint,
-                          meta_selector=selector, augment=augment_batch if config.augment else None)
+                          meta_selector=selector, augment=augment_batch if config.augment else None,
+                          max_bad_steps=config.max_bad_steps, log=log)
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
             # Keep exactly the epochs the checkpoint knows (a kill can fall between the two writes).
@@ -213,6 +242,8 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
             if log is not None:
                 where = f"epoch {trainer.epoch + 1}" + (f", step {trainer.cursor['step'] + 1}" if trainer.cursor else "")
                 log(f"resuming {out} at {where}")
+        if out is not None:
+            check_free_space(out, model, num_examples=len(train_t))
         try:
             result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=clean_train)
         finally:
@@ -233,28 +264,93 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         "seconds": round(elapsed_before + time.perf_counter() - started, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in result.history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in result.history)),
+        "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in result.history)),
         "resumed": resumed, "meta_source": config.meta_source,
+        "skipped_files": int(getattr(train, "num_skipped", 0) + getattr(test, "num_skipped", 0)),
         "version": __version__, "torch": str(torch.__version__), "device": str(device),
     }
     purity = [r["meta_purity"] for r in result.history if "meta_purity" in r]
     if purity:  # confident meta source: how clean the selected meta sets were, on average
         summary["meta_purity"] = float(np.mean(purity))
     if out is not None:
-        pe = result.per_example
-        torch.save(result.best_state, out / "model.pt")
-        np.savez_compressed(out / "per_example.npz", index=train_idx, clean_label=clean_train,
-                            given_label=noisy.labels[train_idx], alpha=pe.alpha, beta=pe.beta,
-                            alpha_mean=pe.alpha_mean, beta_mean=pe.beta_mean, pseudo_label=pe.pseudo,
-                            pred_prob=predict_proba(model, train_t.inputs).cpu().numpy(),
-                            meta_index=meta_idx, transition=noisy.transition)
-        write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        # Finished: model.pt holds the selected weights; the resume state is no longer needed.
-        (out / CHECKPOINT).unlink(missing_ok=True)
+        try:
+            _write_outputs(out, result, model, summary, train_idx, clean_train, noisy, meta_idx,
+                           train_t if stream else train_t.inputs)
+        except OSError as err:
+            raise OSError(err.errno, f"could not write the outputs of {out} ({err.strerror or err}); its checkpoint "
+                          f"is kept: free some space and finish with `l2b train --resume {out}`") from None
     return summary
 
 
-def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray, num_classes: int) -> NoisyLabels:
+def _write_outputs(out: Path, result, model, summary: dict[str, Any], train_idx: np.ndarray, clean_train: np.ndarray,
+                   noisy: NoisyLabels, meta_idx: np.ndarray, train_inputs) -> None:
+    """model.pt, per_example.npz, label_issues.csv, then summary.json; then the checkpoint goes.
+    Until summary.json exists the run counts as unfinished and ``--resume`` writes these again."""
+    pe = result.per_example
+    torch.save(result.best_state, out / "model.pt")
+    np.savez_compressed(out / "per_example.npz", index=train_idx, clean_label=clean_train,
+                        given_label=noisy.labels[train_idx], alpha=pe.alpha, beta=pe.beta,
+                        alpha_mean=pe.alpha_mean, beta_mean=pe.beta_mean, pseudo_label=pe.pseudo,
+                        pred_prob=predict_proba(model, train_inputs).cpu().numpy(),
+                        meta_index=meta_idx, transition=noisy.transition)
+    write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # Finished: model.pt holds the selected weights; the resume state is no longer needed.
+    (out / CHECKPOINT).unlink(missing_ok=True)
+
+
+def prepare_run_dir(out: Path) -> None:
+    """Create the run directory and prove it writable, before any training starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".l2b-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write to the run directory {out}: {err.strerror or err}") from None
+
+
+def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) -> None:
+    """Refuse to start when the disk of `out` cannot hold two checkpoints (the old one stays
+    until the new one is complete) plus the final outputs."""
+    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    # model, momentum, best state; per-example statistics; model.pt and per_example.npz at the end.
+    checkpoint = 3 * state_bytes + 64 * num_examples + (1 << 20)
+    need = 2 * checkpoint + state_bytes + 64 * num_examples
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
+                      f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)")
+
+
+IMAGE_OPTIONS = ("image_size", "lazy", "skip_bad_files")
+
+
+def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for :func:`l2b.data.load_dataset` that `config` implies for data set
+    `name` (default: the config's own): the split, the root, and the image-file options that are set.
+
+    Raises ValueError when an image-file option is set for a data set whose loader has no such
+    option (digits, CIFAR, idx files are arrays already).
+    """
+    name = config.data if name is None else name
+    opts: dict[str, Any] = {"test_fraction": config.test_fraction, "split_seed": config.split_seed}
+    if name != config.data:
+        return opts
+    if config.data_root is not None:
+        opts["root"] = config.data_root
+    for key in IMAGE_OPTIONS:
+        value = getattr(config, key)
+        if value is None or value is False:
+            continue
+        if name in DATASETS and key not in inspect.signature(DATASETS[name]).parameters:
+            raise ValueError(f"config {key}={value!r} does not apply to data set {name!r}; it is for image-file "
+                             "data sets (imagefolder, csv, isic2019, clothing1m)")
+        opts[key] = value
+    return opts
+
+
+def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | None, num_classes: int) -> NoisyLabels:
     """The training labels the run learns from: synthetic noise, instance-dependent noise, or a
     file of real noisy labels (aligned with the training split's order)."""
     if config.noise == "file":
@@ -308,5 +404,7 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     parts += [f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}" for k in ("meta_accuracy", "test_accuracy") if k in record]
     if "alpha_noisy" in record:
         parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
+    if record.get("skipped_steps"):
+        parts.append(f"{record['skipped_steps']} non-finite steps skipped")
     parts.append(f"{record['images_per_second']:.0f} img/s")
     return "  ".join(parts)

@@ -22,10 +22,27 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..methods import Method, StepOutput, create_method
+from .streams import StreamData
 
 
 class GracefulStop(KeyboardInterrupt):
     """Ctrl-C honoured at a step boundary: the trainer's state is consistent there."""
+
+
+class NonFiniteStep(ArithmeticError):
+    """Raised by the optimizer's step pre-hook when a gradient is NaN or infinite; the trainer
+    then skips the step (parameters, optimizer state and BatchNorm statistics unchanged)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps had a non-finite loss, meta-gradient or gradient."""
+
+
+def _refuse_non_finite(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    # One fused norm per device: a NaN or Inf anywhere makes the norm non-finite.
+    if grads and not all(bool(torch.isfinite(n)) for n in torch._foreach_norm(grads)):
+        raise NonFiniteStep
 
 
 @dataclass
@@ -40,22 +57,28 @@ class TensorData:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, inputs: Tensor, *, batch_size: int = 1024) -> Tensor:
-    """Eval-mode class probabilities (N, K) for inputs (N, ...); the model's mode is restored."""
+def predict_proba(model: nn.Module, inputs: Tensor | StreamData, *, batch_size: int = 1024) -> Tensor:
+    """Eval-mode class probabilities (N, K) for inputs (N, ...) or every example of a
+    :class:`StreamData` (evaluation transform); on the model's device. The model's mode is restored."""
     was_training = model.training
     model.eval()
-    out = torch.cat([torch.softmax(model(inputs[i:i + batch_size]).float(), dim=1)
-                     for i in range(0, inputs.shape[0], batch_size)])
+    if isinstance(inputs, StreamData):
+        dev = next(model.parameters()).device
+        chunks = inputs.eval_batches(min(batch_size, 256), dev)
+    else:
+        chunks = (inputs[i:i + batch_size] for i in range(0, inputs.shape[0], batch_size))
+    out = torch.cat([torch.softmax(model(x).float(), dim=1) for x in chunks])
     model.train(was_training)
     return out
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: TensorData | StreamData, *, batch_size: int = 1024) -> tuple[float, float]:
     """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`."""
-    probs = predict_proba(model, data.inputs, batch_size=batch_size)
-    acc = float((probs.argmax(1) == data.labels).float().mean())
-    nll = float(-torch.log(probs[torch.arange(len(data)), data.labels].clamp_min(1e-12)).mean())
+    probs = predict_proba(model, data if isinstance(data, StreamData) else data.inputs, batch_size=batch_size)
+    labels = data.labels.to(probs.device)
+    acc = float((probs.argmax(1) == labels).float().mean())
+    nll = float(-torch.log(probs[torch.arange(len(data)), labels].clamp_min(1e-12)).mean())
     return acc, nll
 
 
@@ -159,6 +182,13 @@ class Trainer:
     augment : callable (batch (B, C, H, W), *, generator) -> batch, or None
         Applied to every noisy and meta training batch on the device, drawing from the trainer's
         generator (e.g. :func:`l2b.data.augment_batch`, random crop and flip).
+    max_bad_steps : int
+        A step whose gradient is not finite (a NaN / Inf loss, meta-gradient or gradient) is
+        skipped: parameters, optimizer state and BatchNorm statistics stay as before it; the
+        schedule still advances. Skips are counted (``skipped_steps`` in the epoch record) and
+        logged; this many in a row raise :class:`TrainingDiverged` (the last checkpoint, written
+        at the end of the previous epoch, is left as it was).
+    log : callable receiving warning lines, or None.
     """
 
     def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -168,14 +198,17 @@ class Trainer:
                  callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
                  checkpoint: Callable[[dict[str, Any]], None] | None = None,
                  meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 augment: Callable[..., Tensor] | None = None):
+                 augment: Callable[..., Tensor] | None = None, max_bad_steps: int = 10,
+                 log: Callable[[str], None] | None = None):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
                                            clip_grad=method.clip_grad)
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
-        self.augment = augment
+        self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
+        optimizer.register_step_pre_hook(_refuse_non_finite)
+        self.bad_in_row = 0
         self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
         # Progress; everything below is in state_dict().
         self.epoch = 0  # completed epochs
@@ -200,6 +233,7 @@ class Trainer:
             "per_example": self.per_example.state_dict() if self.per_example is not None else None,
             "cursor": copy.deepcopy(self.cursor), "meta_sampler": copy.deepcopy(self.meta_sampler),
             "meta_index": None if self.meta_index is None else torch.from_numpy(self.meta_index.copy()),
+            "bad_in_row": self.bad_in_row,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -220,6 +254,7 @@ class Trainer:
             self.per_example.load_state_dict(state["per_example"])
         self.cursor, self.meta_sampler = state["cursor"], state["meta_sampler"]
         self.meta_index = None if state.get("meta_index") is None else state["meta_index"].numpy().copy()
+        self.bad_in_row = int(state.get("bad_in_row", 0))
 
     @contextlib.contextmanager
     def _deferred_interrupt(self):
@@ -253,6 +288,25 @@ class Trainer:
             s["pos"] = n_meta
             return self._next_meta(n_meta)
         return chunk
+
+    def _skip_step(self, buffers: dict[str, Tensor], c: dict[str, Any]) -> StepOutput:
+        """Undo what the refused step changed (BatchNorm statistics, gradients) and count it."""
+        with torch.no_grad():
+            for k, b in self.model.named_buffers():
+                b.copy_(buffers[k])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        c["skipped"] = c.get("skipped", 0) + 1
+        where = f"epoch {self.epoch + 1}, step {c['step'] + 1}"
+        if self.log is not None:
+            self.log(f"warning: {where}: non-finite loss or gradient, step skipped "
+                     f"({self.bad_in_row} in a row, at most {self.max_bad_steps})")
+        if self.bad_in_row >= self.max_bad_steps:
+            raise TrainingDiverged(
+                f"training stopped at {where}: {self.bad_in_row} consecutive steps had a non-finite loss, "
+                "meta-gradient or gradient (max_bad_steps); lower the learning rate, clip gradients "
+                "(clip_grad) or check the data for NaN / Inf values")
+        return StepOutput(loss=float("nan"))
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self, train: TensorData, meta: TensorData | None, *, epochs: int,
@@ -301,65 +355,100 @@ class Trainer:
         return FitResult(self.history, self.best_epoch, self.best_state, self.per_example,
                          time.perf_counter() - started)
 
-    def _run_epoch(self, train: TensorData, meta: TensorData | None, test: TensorData | None,
-                   noisy_mask: np.ndarray | None, clean_labels: np.ndarray | None) -> dict[str, Any]:
+    def _run_epoch(self, train: TensorData | StreamData, meta: TensorData | StreamData | None,
+                   test: TensorData | StreamData | None, noisy_mask: np.ndarray | None,
+                   clean_labels: np.ndarray | None) -> dict[str, Any]:
         n, pe = len(train), self.per_example
         warm = self.epoch < self.warmup_epochs
         method = self.warmup_method if warm else self.method
-        if self.cursor is None:  # a fresh epoch (a resumed one keeps its cursor and statistics)
-            if self.meta_selector is not None and not warm:
-                given = train.labels.cpu().numpy()
-                self.meta_index = self.meta_selector(predict_proba(self.model, train.inputs).cpu().numpy(), given)
-                self.meta_sampler = {"perm": None, "pos": 0}
+        stream = isinstance(train, StreamData)
+        fresh = self.cursor is None  # a resumed epoch keeps its cursor and statistics
+        if fresh and self.meta_selector is not None and not warm:
+            given = train.labels.cpu().numpy()
+            probs = predict_proba(self.model, train if stream else train.inputs)
+            self.meta_index = self.meta_selector(probs.cpu().numpy(), given)
+            self.meta_sampler = {"perm": None, "pos": 0}
+        selected = None
+        if self.meta_index is not None and not warm:
+            if stream:
+                meta = selected = train.subset(self.meta_index)
+            else:
+                dev_idx = torch.as_tensor(self.meta_index, device=train.inputs.device)
+                meta = selected = TensorData(train.inputs[dev_idx], train.labels[dev_idx])
+        if fresh:
             self.cursor = {"perm": torch.randperm(n, generator=self.generator),
                            "n_batches": batches_per_epoch(n, self.batch_size), "step": 0,
                            "losses": [], "zero_steps": 0, "meta_losses": [], "seconds": 0.0}
+            if stream:  # plan the whole epoch: the loader runs ahead of the steps
+                self.cursor["epoch_seed"] = int(torch.randint(2 ** 62, (1,), generator=self.generator))
+                self.cursor["meta_plan"] = ([self._next_meta(len(meta)) for _ in range(self.cursor["n_batches"])]
+                                            if method.needs_meta else None)
             pe.start_epoch()
-        selected = None
-        if self.meta_index is not None and not warm:
-            dev_idx = torch.as_tensor(self.meta_index, device=train.inputs.device)
-            meta = selected = TensorData(train.inputs[dev_idx], train.labels[dev_idx])
         c = self.cursor
         batches = torch.tensor_split(c["perm"], c["n_batches"])
+        dev = next(self.model.parameters()).device
+        loader = None
+        if stream:
+            meta_plan = c["meta_plan"] or [None] * c["n_batches"]
+            loader = train.planned_batches(list(zip(batches, meta_plan)), meta=meta if c["meta_plan"] else None,
+                                           epoch_seed=c["epoch_seed"], first_step=c["step"], device=dev)
         steps = tqdm(total=c["n_batches"], initial=c["step"], desc=f"epoch {self.epoch + 1}", unit="step",
                      leave=False, disable=not self.progress, mininterval=0.5)
-        while c["step"] < c["n_batches"]:
-            t0 = time.perf_counter()
-            idx = batches[c["step"]]
-            dev_idx = idx.to(train.inputs.device)
-            x, y = train.inputs[dev_idx], train.labels[dev_idx]
-            mx = my = None
-            if method.needs_meta:
-                m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
-                mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-            if self.augment is not None:
-                x = self.augment(x, generator=self.generator)
-                mx = None if mx is None else self.augment(mx, generator=self.generator)
-            out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
-                              generator=self.generator)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            c["losses"].append(out.loss)
-            c["zero_steps"] += int(out.stats.get("all_zero", 0))
-            if "meta_loss" in out.stats:
-                c["meta_losses"].append(out.stats["meta_loss"])
-            pe.record(idx.numpy(), out)
-            c["step"] += 1
-            c["seconds"] += time.perf_counter() - t0
-            steps.update(1)
-            steps.set_postfix(loss=f"{np.mean(c['losses']):.3f}",
-                              img_s=f"{c['step'] * self.batch_size / max(c['seconds'], 1e-9):.0f}", refresh=False)
-            if self._interrupt_requested:  # Ctrl-C arrived during the step: stop at its boundary
-                steps.close()
-                raise GracefulStop
-        steps.close()
+        try:
+            while c["step"] < c["n_batches"]:
+                t0 = time.perf_counter()
+                idx = batches[c["step"]]
+                mx = my = None
+                if stream:
+                    x, mx = next(loader)
+                    y = train.labels[idx].to(dev)
+                    if mx is not None:
+                        my = meta.labels[c["meta_plan"][c["step"]]].to(dev)
+                else:
+                    dev_idx = idx.to(train.inputs.device)
+                    x, y = train.inputs[dev_idx], train.labels[dev_idx]
+                    if method.needs_meta:
+                        m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
+                        mx, my = meta.inputs[m_idx], meta.labels[m_idx]
+                if self.augment is not None:
+                    x = self.augment(x, generator=self.generator)
+                    mx = None if mx is None else self.augment(mx, generator=self.generator)
+                buffers = {k: b.clone() for k, b in self.model.named_buffers()}
+                try:
+                    out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
+                                      generator=self.generator)
+                except NonFiniteStep:
+                    out = self._skip_step(buffers, c)
+                else:
+                    self.bad_in_row = 0
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if math.isfinite(out.loss):
+                    c["losses"].append(out.loss)
+                c["zero_steps"] += int(out.stats.get("all_zero", 0))
+                if "meta_loss" in out.stats:
+                    c["meta_losses"].append(out.stats["meta_loss"])
+                pe.record(idx.numpy(), out)
+                c["step"] += 1
+                c["seconds"] += time.perf_counter() - t0
+                steps.update(1)
+                steps.set_postfix(loss=f"{np.mean(c['losses']) if c['losses'] else math.nan:.3f}",
+                                  img_s=f"{c['step'] * self.batch_size / max(c['seconds'], 1e-9):.0f}", refresh=False)
+                if self._interrupt_requested:  # Ctrl-C arrived during the step: stop at its boundary
+                    raise GracefulStop
+        finally:
+            steps.close()
+            if loader is not None:
+                loader.close()  # stops the DataLoader workers
         pe.close_epoch()
         self.epoch += 1
         record: dict[str, Any] = {
             "epoch": self.epoch, "phase": "warmup" if warm else self.method.name,
-            "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(c["losses"])),
+            "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(c["losses"])) if c["losses"] else math.nan,
             "train_seconds": round(c["seconds"], 4), "images_per_second": round(n / max(c["seconds"], 1e-9), 1),
         }
+        if c.get("skipped"):
+            record["skipped_steps"] = c["skipped"]
         if c["meta_losses"]:
             record["meta_loss"] = float(np.mean(c["meta_losses"]))
             record["zero_weight_steps"] = c["zero_steps"]

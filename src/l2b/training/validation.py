@@ -1,0 +1,150 @@
+"""Checks made before training starts, and the loading of torch files that come from outside.
+
+:func:`validate_run_data` is what :func:`l2b.training.run.run_experiment` calls once the data, the
+noisy labels and the meta split exist and before the run directory is created: the clean meta set
+must hold every class (or, with ``allow_incomplete_meta``, a warning names the missing ones) and
+the in-memory inputs must be finite. :func:`load_untrusted_torch` reads a checkpoint or model file
+with ``torch.load(weights_only=True)`` and turns a refusal into one short ValueError naming the file.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IncompleteMetaSetWarning", "check_finite_inputs", "check_meta_set", "load_untrusted_torch",
+           "validate_run_data"]
+
+_SHOWN = 10  # missing classes named in a message; the rest are counted
+
+
+class IncompleteMetaSetWarning(UserWarning):
+    """The meta set lacks some class and ``allow_incomplete_meta`` let the run go on."""
+
+
+def _class_list(classes: np.ndarray, class_names: Sequence[str] | None) -> str:
+    def one(c: int) -> str:
+        return f"{c} ({class_names[c]!r})" if class_names is not None and c < len(class_names) else str(c)
+
+    shown = ", ".join(one(int(c)) for c in classes[:_SHOWN])
+    return shown + (f" and {len(classes) - _SHOWN} more" if len(classes) > _SHOWN else "")
+
+
+def check_meta_set(labels: np.ndarray, *, num_classes: int, allow_incomplete: bool = False,
+                   source: str = "meta set", class_names: Sequence[str] | None = None) -> None:
+    """Check that a clean meta set holds at least one example of every class.
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (M,) int
+        The trusted labels of the meta set.
+    num_classes : int
+        K; the classes are ``0 .. K-1``.
+    allow_incomplete : bool
+        Warn (:class:`IncompleteMetaSetWarning`) instead of raising.
+    source : str
+        Where the meta set came from (a file, a config key), named first in the message.
+    class_names : sequence of K str, optional
+        Shown beside the missing class indices.
+
+    Raises
+    ------
+    ValueError
+        When the meta set has fewer examples than classes or lacks a class, naming the source,
+        the size and the missing classes.
+    """
+    labels = np.asarray(labels)
+    missing = np.setdiff1d(np.arange(num_classes), labels)
+    if missing.size == 0:
+        return
+    size = (f"{len(labels)} examples for {num_classes} classes, fewer than one per class"
+            if len(labels) < num_classes else f"{len(labels)} examples")
+    message = (f"{source}: the meta set ({size}) has no example of class {_class_list(missing, class_names)} "
+               f"({missing.size} of {num_classes} classes missing)")
+    if allow_incomplete:
+        warnings.warn(f"{message}; training with it anyway (allow_incomplete_meta)", IncompleteMetaSetWarning,
+                      stacklevel=3)
+        return
+    raise ValueError(f"{message}; add examples of the missing classes, or accept the incomplete meta set with "
+                     "allow_incomplete_meta=True (--allow-incomplete-meta)")
+
+
+def check_finite_inputs(inputs: np.ndarray, *, name: str, chunk: int = 4096) -> None:
+    """Raise ValueError naming the data set and the first example whose input (N, ...) holds a
+    NaN or an infinity. Works through the examples in chunks (no full-size boolean copy)."""
+    x = np.asarray(inputs)
+    if x.dtype.kind not in "fc" or x.size == 0:
+        return
+    first, count = -1, 0
+    for start in range(0, len(x), chunk):
+        block = x[start:start + chunk]
+        bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+        if bad.size:
+            first = start + int(bad[0]) if first < 0 else first
+            count += bad.size
+    if count:
+        raise ValueError(f"data set {name!r}: input {first} has NaN or Inf values ({count} such examples)")
+
+
+def _in_memory_inputs(data: Any) -> np.ndarray | None:
+    """The ``.inputs`` array of an in-memory data set; None for data streamed from disk."""
+    try:
+        return data.inputs
+    except AttributeError:  # FileListDataset: decoded lazily, checked image by image when read
+        return None
+
+
+def validate_run_data(config: Any, train: Any, test: Any, meta_labels: np.ndarray) -> None:
+    """The checks :func:`~l2b.training.run.run_experiment` makes before creating the run directory.
+
+    - A non-empty meta set must hold every one of the training set's classes (an error naming
+      ``meta_file`` or ``num_meta`` and the missing classes; a warning with
+      ``config.allow_incomplete_meta``). An empty one (``meta_source="confident"``, or
+      ``num_meta=0``) is not checked.
+    - Every in-memory input of `train` and `test` must be finite (NaN or Inf: an error naming the
+      data set and the example).
+    """
+    if len(meta_labels):
+        source = (f"meta_file {config.meta_file}" if config.meta_source == "file"
+                  else f"config meta_source={config.meta_source!r} num_meta={config.num_meta}")
+        check_meta_set(meta_labels, num_classes=train.num_classes, allow_incomplete=config.allow_incomplete_meta,
+                       source=source, class_names=getattr(train, "class_names", None))
+    for data in (train, test):
+        inputs = _in_memory_inputs(data)
+        if inputs is not None:
+            check_finite_inputs(inputs, name=getattr(data, "name", "data"))
+
+
+def _refusal_reason(err: BaseException) -> str:
+    """The informative line of a ``torch.load`` error, without torch's advice to turn the
+    protection off."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return f"{type(err).__name__}: {(useful or lines or [''])[0]}".rstrip(": ")
+
+
+def load_untrusted_torch(path: str | os.PathLike, *, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, plain containers and numbers only.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the unpickler refuses the file (it names a function or class outside torch's
+        allow-list, as a crafted file would) or the file is torn or foreign. The message names
+        the file and `what` it should be, says that nothing in it was executed, and gives the
+        unpickler's reason in one line.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an unpickler refusal or a torn / foreign file
+        raise ValueError(f"{os.fspath(path)}: refused to load this {what}: it is not a torch file holding only "
+                         f"tensors and plain containers; nothing in it was executed ({_refusal_reason(err)})") from None
