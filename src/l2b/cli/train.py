@@ -20,7 +20,8 @@ from ..methods import list_methods
 from ..models import list_models
 from ..noise import NOISE_KINDS
 from ..training import TrainConfig, run_experiment
-from ..training.run import read_run_config
+from .. import distributed
+from ..training.run import read_run_config, resolve_device
 
 _D = TrainConfig()
 
@@ -159,15 +160,28 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     out = out or Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-"
                                  f"{config.noise}{config.noise_rate:g}-s{config.seed}")
-    if log:
-        log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {config.noise_rate:g}, "
-            f"{config.epochs} epochs, seed {config.seed} -> {out}")
+    # Under torchrun: one process per device, joined through torch.distributed (gloo on CPU, nccl on GPU).
+    ctx = distributed.setup_from_env(device=resolve_device(config.device))
     try:
-        summary = run_experiment(config, out_dir=out, progress=not args.quiet, log=log, resume=resume,
-                                 tensorboard=args.tensorboard)
-    except KeyboardInterrupt:
-        if (Path(out) / "checkpoint.pt").exists():
-            print(f"interrupted: resume with `l2b train --resume {out}`")
-        raise
+        if ctx is not None:
+            out = distributed.broadcast_object(out)  # rank 0's clock names the run directory
+            if not ctx.is_main:
+                log = None
+        if log:
+            where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
+            log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {config.noise_rate:g}, "
+                f"{config.epochs} epochs, seed {config.seed}{where} -> {out}")
+        try:
+            summary = run_experiment(config, out_dir=out, progress=not args.quiet and log is not None, log=log,
+                                     resume=resume, tensorboard=args.tensorboard, dist=ctx)
+        except KeyboardInterrupt:
+            if (Path(out) / "checkpoint.pt").exists() and (ctx is None or ctx.is_main):
+                print(f"interrupted: resume with `l2b train --resume {out}`")
+            raise
+    finally:
+        if ctx is not None:
+            distributed.shutdown()
+    if ctx is not None and not ctx.is_main:
+        return 0
     print(json.dumps(summary, indent=2))
     return 0

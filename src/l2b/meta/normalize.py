@@ -60,8 +60,13 @@ def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float 
             e = torch.exp(z - top)
             w = e / total(e)
     elif normalize == "sigmoid":
-        s = torch.sigmoid(flat)
-        w = s / total(s)
+        # sigmoid(r) / sum(sigmoid(r)), in the log domain: when every score is hugely negative the
+        # sigmoids underflow to zero and the plain ratio would be 0 / 0.
+        ls = torch.nn.functional.logsigmoid(flat)
+        local_top = torch.cat([ls, ls.new_full((1,), float("-inf"))]).max().reshape(1)
+        top = local_top if collective is None else collective.max(local_top)
+        e = torch.exp(ls - top)
+        w = e / total(e)
     else:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     return w.view_as(raw)

@@ -34,6 +34,7 @@ import torch
 import yaml
 
 from .. import __version__
+from ..distributed import DistContext, barrier
 from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset
 from ..data.augment import augment_batch
 from ..methods import create_method
@@ -43,6 +44,7 @@ from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_lab
 from .config import TrainConfig
 from .meta_sources import confident_meta_set, read_meta_file
 from .streams import StreamData
+from .validation import load_untrusted_torch, validate_run_data
 from .trainer import TensorData, Trainer, evaluate, predict_proba, sgd_with_cosine
 
 CHECKPOINT = "checkpoint.pt"
@@ -76,12 +78,7 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint without executing code from it (weights_only)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # an unpickler refusal or a torn / foreign file
-        raise ValueError(f"checkpoint {path} could not be loaded safely: {err}") from None
+    return load_untrusted_torch(path, what="checkpoint")
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -89,7 +86,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not an l2b run directory")
-    doc = yaml.safe_load(path.read_text())
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:  # safe_load builds no objects: a python/* tag is refused here
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError(f"{path} has no 'config' mapping")
     return TrainConfig.from_dict(doc["config"], source=str(path))
@@ -97,7 +97,7 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
 
 def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = True,
                    log: Callable[[str], None] | None = print, resume: bool = False,
-                   tensorboard: bool = False) -> dict[str, Any]:
+                   tensorboard: bool = False, dist: DistContext | None = None) -> dict[str, Any]:
     """Train one model as `config` says and return its summary.
 
     With ``tensorboard=True`` every epoch record's numbers are also written as TensorBoard scalars
@@ -112,10 +112,22 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
     test_accuracy_at_best_meta (the checkpoint selected on the clean meta set), seconds,
     train_seconds, zero_weight_steps, resumed (times), version, torch, device.
 
+    With `dist` (a :class:`l2b.distributed.DistContext`, e.g. from ``torchrun``), the run is one of
+    ``dist.world_size`` data-parallel processes (see :class:`~l2b.training.trainer.Trainer`);
+    ``batch_size`` and ``meta_batch_size`` are global. Every process reads the data and, when
+    resuming, the checkpoint; rank 0 alone logs and writes the run directory.
+
     The global torch RNG is forked and seeded with `config.seed` for the duration of the run (model
     initialisation, dropout), and restored afterwards; all other sampling uses explicit generators.
     """
-    device = resolve_device(config.device)
+    device = resolve_device(config.device) if dist is None else dist.device
+    main = dist is None or dist.is_main
+    if not main:
+        log, progress, tensorboard = None, False, False
+    world = 1 if dist is None else dist.world_size
+    if config.batch_size < 2 * world or config.meta_batch_size < world:
+        raise ValueError(f"config batch_size={config.batch_size} / meta_batch_size={config.meta_batch_size} are "
+                         f"global: with {world} processes they must be at least {2 * world} / {world}")
     method = create_method(config.method, **config.method_options())  # fails early on bad names / options
     if config.augment and config.data == "digits":
         raise ValueError("config augment=True is for image data sets; digits' 8x8 images are too small "
@@ -152,12 +164,11 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                          "(and a small image_size) or choose another noise")
     noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
-    from .validation import validate_run_data  # meta set covers every class, inputs finite
     validate_run_data(config, train, test, meta_labels)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
 
-    if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
+    if out is not None and main and not resume:  # only now: bad data must not leave a half-made run directory
         prepare_run_dir(out)
         run_info = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
                     "device": str(device)}
@@ -204,7 +215,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                                                batch_size=config.batch_size)
 
         def on_epoch(record: dict[str, Any]) -> None:
-            if out is not None:
+            if out is not None and main:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
             if writer is not None:
@@ -216,7 +227,7 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                 log(format_epoch(record, config.epochs))
 
         def save_checkpoint(state: dict[str, Any]) -> None:
-            if out is None:
+            if out is None or not main:
                 return
             payload = {"trainer": state, "config": config.to_dict(), "meta_index": torch.from_numpy(meta_idx),
                        "elapsed": elapsed_before + time.perf_counter() - started, "resumed": resumed,
@@ -234,15 +245,16 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           progress=progress, callbacks=(on_epoch,), checkpoint=save_checkpoint,
                           meta_selector=selector, augment=augment_batch if config.augment else None,
-                          max_bad_steps=config.max_bad_steps, log=log)
+                          max_bad_steps=config.max_bad_steps, log=log, dist=dist)
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
             # Keep exactly the epochs the checkpoint knows (a kill can fall between the two writes).
-            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
+            if main:
+                (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
             if log is not None:
                 where = f"epoch {trainer.epoch + 1}" + (f", step {trainer.cursor['step'] + 1}" if trainer.cursor else "")
                 log(f"resuming {out} at {where}")
-        if out is not None:
+        if out is not None and main:
             check_free_space(out, model, num_examples=len(train_t))
         try:
             result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=clean_train)
@@ -267,18 +279,20 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in result.history)),
         "resumed": resumed, "meta_source": config.meta_source,
         "skipped_files": int(getattr(train, "num_skipped", 0) + getattr(test, "num_skipped", 0)),
-        "version": __version__, "torch": str(torch.__version__), "device": str(device),
+        "version": __version__, "torch": str(torch.__version__), "device": str(device), "processes": world,
     }
     purity = [r["meta_purity"] for r in result.history if "meta_purity" in r]
     if purity:  # confident meta source: how clean the selected meta sets were, on average
         summary["meta_purity"] = float(np.mean(purity))
-    if out is not None:
+    if out is not None and main:
         try:
             _write_outputs(out, result, model, summary, train_idx, clean_train, noisy, meta_idx,
                            train_t if stream else train_t.inputs)
         except OSError as err:
             raise OSError(err.errno, f"could not write the outputs of {out} ({err.strerror or err}); its checkpoint "
                           f"is kept: free some space and finish with `l2b train --resume {out}`") from None
+    if dist is not None:
+        barrier()  # the run directory is complete before any process returns
     return summary
 
 

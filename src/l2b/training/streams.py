@@ -80,24 +80,28 @@ class StreamData:
             yield batch
 
     def planned_batches(self, plan: Sequence[tuple[Tensor, Tensor | None]], *, meta: "StreamData | None",
-                        epoch_seed: int, first_step: int, device: torch.device
-                        ) -> Iterator[tuple[Tensor, Tensor | None]]:
+                        epoch_seed: int, first_step: int, device: torch.device,
+                        shard: tuple[int, int] | None = None) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Decoded training batches for ``plan[first_step:]``, in order.
 
         plan : per step, (rows of this set (B,), rows of `meta` (M,) or None). Yields the noisy
         inputs (B, C, H, W) and the meta inputs (M, C, H, W) or None, on `device`, both with the
         training transform. The labels are the caller's: it indexes :attr:`labels` itself.
+        shard : (rank, world size): decode only this process's contiguous shard of each noisy
+        and each meta batch (``torch.tensor_split``), with the augmentation one process would use.
         """
         if meta is not None and meta.train_view is not self.train_view:
             raise ValueError("the meta set must be drawn from the same pool of files as the training set")
         requests, sizes = [], []
         for step in range(first_step, len(plan)):
             rows, meta_rows = plan[step]
-            files = list(self.index[rows.numpy()])
-            if meta_rows is not None:
-                files += list(meta.index[meta_rows.numpy()])
-            requests.append([(int(f), example_seed(epoch_seed, step, j)) for j, f in enumerate(files)])
-            sizes.append(len(rows))
+            noisy = [(int(f), example_seed(epoch_seed, step, j)) for j, f in enumerate(self.index[rows.numpy()])]
+            clean = [] if meta_rows is None else [(int(f), example_seed(epoch_seed, step, len(rows) + j))
+                                                  for j, f in enumerate(meta.index[meta_rows.numpy()])]
+            if shard is not None:
+                noisy, clean = _shard_list(noisy, *shard), _shard_list(clean, *shard)
+            requests.append(noisy + clean)
+            sizes.append(len(noisy))
         for (x, _labels), b in zip(self._loader(self.train_view, requests), sizes):
             x = x.to(device, non_blocking=self.pin_memory)
             yield x[:b], (x[b:] if x.shape[0] > b else None)
@@ -108,6 +112,12 @@ class StreamData:
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
         for x, _labels in self._loader(self.eval_view, batches):
             yield x.to(device, non_blocking=self.pin_memory)
+
+
+def _shard_list(items: list, rank: int, world_size: int) -> list:
+    """Contiguous shard `rank` of `items`, split as torch.tensor_split splits."""
+    bounds = np.array_split(np.arange(len(items)), world_size)[rank]
+    return items[bounds[0]:bounds[-1] + 1] if len(bounds) else []
 
 
 class _Guarded(Dataset):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..methods import Method, StepOutput, create_method
+from ..distributed import DistContext, broadcast_object, gather_cat, shard, wrap_ddp
 from .streams import StreamData
 
 
@@ -189,6 +190,16 @@ class Trainer:
         logged; this many in a row raise :class:`TrainingDiverged` (the last checkpoint, written
         at the end of the previous epoch, is left as it was).
     log : callable receiving warning lines, or None.
+    dist : l2b.distributed.DistContext or None
+        Data parallelism over ``dist.world_size`` processes (launched by torchrun). Every process
+        holds the whole data set and draws the same plan from the same `generator`; each takes
+        its contiguous shard of every noisy and meta batch, so `batch_size` and
+        `meta_batch_size` are global. The real step runs through DistributedDataParallel, the
+        meta-gradient on the unwrapped model with global reductions: the weights and updates equal
+        one process on the whole batch (for models without BatchNorm; with BatchNorm each process
+        normalises with its shard's statistics, as DDP does). Augmentation is drawn for the
+        whole batch, so it is the same as in one process. Per-example statistics are gathered to
+        every process; epoch records and the meta set chosen by `meta_selector` come from rank 0.
     """
 
     def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
@@ -199,7 +210,7 @@ class Trainer:
                  checkpoint: Callable[[dict[str, Any]], None] | None = None,
                  meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                  augment: Callable[..., Tensor] | None = None, max_bad_steps: int = 10,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, dist: DistContext | None = None):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
                                            clip_grad=method.clip_grad)
@@ -207,6 +218,8 @@ class Trainer:
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
+        self.dist = dist if dist is not None and dist.world_size > 1 else None
+        self.step_model = model if self.dist is None else wrap_ddp(model, self.dist)
         optimizer.register_step_pre_hook(_refuse_non_finite)
         self.bad_in_row = 0
         self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
@@ -289,6 +302,27 @@ class Trainer:
             return self._next_meta(n_meta)
         return chunk
 
+    def _mine(self, batch: Tensor) -> Tensor:
+        """This process's contiguous shard of a global batch (the whole batch in one process)."""
+        if self.dist is None:
+            return batch
+        rows = shard(torch.arange(batch.shape[0]), self.dist.rank, self.dist.world_size)
+        return batch[rows.to(batch.device)]
+
+    def _gathered(self, out: StepOutput) -> StepOutput:
+        """Every process's per-example weights and pseudo-labels, in global batch order."""
+        return StepOutput(loss=out.loss, stats=out.stats,
+                          alpha=None if out.alpha is None else gather_cat(out.alpha),
+                          beta=None if out.beta is None else gather_cat(out.beta),
+                          pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels))
+
+    def _stop_requested(self) -> bool:
+        """Ctrl-C seen by any process stops all of them at the same step boundary."""
+        if self.dist is None:
+            return self._interrupt_requested
+        flag = torch.tensor([float(self._interrupt_requested)], device=self.dist.device)
+        return bool(self.dist.sum(flag).item() > 0)
+
     def _skip_step(self, buffers: dict[str, Tensor], c: dict[str, Any]) -> StepOutput:
         """Undo what the refused step changed (BatchNorm statistics, gradients) and count it."""
         with torch.no_grad():
@@ -365,8 +399,11 @@ class Trainer:
         fresh = self.cursor is None  # a resumed epoch keeps its cursor and statistics
         if fresh and self.meta_selector is not None and not warm:
             given = train.labels.cpu().numpy()
-            probs = predict_proba(self.model, train if stream else train.inputs)
-            self.meta_index = self.meta_selector(probs.cpu().numpy(), given)
+            if self.dist is None or self.dist.is_main:
+                probs = predict_proba(self.model, train if stream else train.inputs)
+                self.meta_index = self.meta_selector(probs.cpu().numpy(), given)
+            if self.dist is not None:  # one choice for every process, whatever their float noise
+                self.meta_index = broadcast_object(self.meta_index)
             self.meta_sampler = {"perm": None, "pos": 0}
         selected = None
         if self.meta_index is not None and not warm:
@@ -391,7 +428,8 @@ class Trainer:
         if stream:
             meta_plan = c["meta_plan"] or [None] * c["n_batches"]
             loader = train.planned_batches(list(zip(batches, meta_plan)), meta=meta if c["meta_plan"] else None,
-                                           epoch_seed=c["epoch_seed"], first_step=c["step"], device=dev)
+                                           epoch_seed=c["epoch_seed"], first_step=c["step"], device=dev,
+                                           shard=None if self.dist is None else (self.dist.rank, self.dist.world_size))
         steps = tqdm(total=c["n_batches"], initial=c["step"], desc=f"epoch {self.epoch + 1}", unit="step",
                      leave=False, disable=not self.progress, mininterval=0.5)
         try:
@@ -399,24 +437,27 @@ class Trainer:
                 t0 = time.perf_counter()
                 idx = batches[c["step"]]
                 mx = my = None
-                if stream:
+                if stream:  # the loader serves this process's shards
                     x, mx = next(loader)
-                    y = train.labels[idx].to(dev)
+                    y = train.labels[self._mine(idx)].to(dev)
                     if mx is not None:
-                        my = meta.labels[c["meta_plan"][c["step"]]].to(dev)
+                        my = meta.labels[self._mine(c["meta_plan"][c["step"]])].to(dev)
                 else:
                     dev_idx = idx.to(train.inputs.device)
                     x, y = train.inputs[dev_idx], train.labels[dev_idx]
                     if method.needs_meta:
                         m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
                         mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-                if self.augment is not None:
-                    x = self.augment(x, generator=self.generator)
-                    mx = None if mx is None else self.augment(mx, generator=self.generator)
+                    if self.augment is not None:  # the whole batch, as one process would
+                        x = self.augment(x, generator=self.generator)
+                        mx = None if mx is None else self.augment(mx, generator=self.generator)
+                    if self.dist is not None:
+                        x, y = self._mine(x), self._mine(y)
+                        mx, my = (None, None) if mx is None else (self._mine(mx), self._mine(my))
                 buffers = {k: b.clone() for k, b in self.model.named_buffers()}
                 try:
-                    out = method.step(self.model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
-                                      generator=self.generator)
+                    out = method.step(self.step_model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
+                                      generator=self.generator, dist=self.dist)
                 except NonFiniteStep:
                     out = self._skip_step(buffers, c)
                 else:
@@ -428,13 +469,13 @@ class Trainer:
                 c["zero_steps"] += int(out.stats.get("all_zero", 0))
                 if "meta_loss" in out.stats:
                     c["meta_losses"].append(out.stats["meta_loss"])
-                pe.record(idx.numpy(), out)
+                pe.record(idx.numpy(), out if self.dist is None else self._gathered(out))
                 c["step"] += 1
                 c["seconds"] += time.perf_counter() - t0
                 steps.update(1)
                 steps.set_postfix(loss=f"{np.mean(c['losses']) if c['losses'] else math.nan:.3f}",
                                   img_s=f"{c['step'] * self.batch_size / max(c['seconds'], 1e-9):.0f}", refresh=False)
-                if self._interrupt_requested:  # Ctrl-C arrived during the step: stop at its boundary
+                if self._stop_requested():  # Ctrl-C arrived during the step: stop at its boundary
                     raise GracefulStop
         finally:
             steps.close()
@@ -461,6 +502,8 @@ class Trainer:
         if test is not None:
             record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
+        if self.dist is not None:  # rank 0's figures decide the best epoch everywhere
+            record = broadcast_object(record)
         if "meta_accuracy" in record:
             key = (record["meta_accuracy"], -record["meta_eval_loss"])
             if key > self.best_key:

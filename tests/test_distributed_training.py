@@ -1,0 +1,68 @@
+"""`l2b train` under torchrun: two CPU processes (gloo) train one run, rank 0 writes it, and a run
+killed mid-way resumes under torchrun to the result of an uninterrupted one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_resume import assert_same_run
+
+pytest.importorskip("torch.distributed")
+ARGS = ["--epochs", "4", "--warmup-epochs", "1", "--seed", "4", "--quiet"]
+
+
+def torchrun(*args, cwd, **popen):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "l2b", "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if popen:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, from /proc (torchrun starts its workers in new sessions)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def test_two_processes_train_one_run_and_resume_after_a_kill(tmp_path):
+    r = torchrun(*ARGS, "--out", "full", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["epochs"] == 4
+    assert len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) == 4  # written by rank 0 only
+    assert r.stdout.count('"method"') == 1  # one summary printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+    proc = torchrun(*ARGS, "--out", "killed", cwd=tmp_path, popen=True)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    for pid in [proc.pid, *descendants(proc.pid)]:  # the launcher and its workers (own sessions) at once
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it could be killed"
+    r = torchrun("--resume", "killed", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed"] == 1
+    assert_same_run(tmp_path / "full", tmp_path / "killed")
