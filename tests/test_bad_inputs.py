@@ -283,6 +283,16 @@ def test_run_meta_set_larger_than_a_class(tmp_path):
                 r"1500 needs", num_meta=1500)
 
 
+def test_run_meta_split_smaller_than_the_number_of_classes(tmp_path):
+    refused_run(tmp_path, ValueError, r"num_meta=5 is smaller than the number of classes \(10\).*"
+                r"--allow-incomplete-meta", num_meta=5)
+    cfg = TrainConfig(epochs=1, warmup_epochs=0, device="cpu", num_meta=5, allow_incomplete_meta=True,
+                      meta_batch_size=5)
+    with pytest.warns(IncompleteMetaSetWarning, match=r"num_meta=5: the meta set \(5 examples for 10 classes, "
+                      r"fewer than one per class\) has no example of class .*\(5 of 10 classes missing\)"):
+        run_experiment(cfg, out_dir=tmp_path / "run", progress=False, log=None)
+
+
 def _poisoned_digits(split: str, index: int, value: float):
     def load(*, test_fraction: float = 0.2, split_seed: int = 0):
         train, test = load_digits(test_fraction=test_fraction, split_seed=split_seed)

@@ -66,3 +66,24 @@ def test_two_processes_train_one_run_and_resume_after_a_kill(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["resumed"] == 1
     assert_same_run(tmp_path / "full", tmp_path / "killed")
+
+
+def test_two_processes_train_a_streamed_image_folder(tmp_path):
+    """Each process decodes only its shard of every planned batch; the run completes once."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        (tmp_path / "images" / f"c{c}").mkdir(parents=True)
+        for i in range(20):
+            a = np.clip(np.array(colour)[None, None] + rng.normal(0, 40, (12, 12, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(tmp_path / "images" / f"c{c}" / f"{i}.png")
+    r = torchrun("--data", "imagefolder", "--data-root", "images", "--lazy", "--image-size", "12", "--workers", "1",
+                 "--model", "small_cnn", "--epochs", "2", "--warmup-epochs", "1", "--num-meta", "6",
+                 "--meta-batch-size", "4", "--batch-size", "8", "--quiet", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["data"] == "imagefolder"
+    pe = np.load(tmp_path / "run" / "per_example.npz")
+    assert not np.isnan(pe["alpha"]).any()  # every example's weight gathered from its process

@@ -1,4 +1,5 @@
 """Checkpoints and resume: an interrupted run finishes exactly as an uninterrupted one."""
+import contextlib
 import json
 import os
 import signal
@@ -88,3 +89,47 @@ def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_pa
     monkeypatch.setattr(run_mod, "create_method", real_create)
     run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
     assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_sigkill_at_random_points_then_resume_each_time_matches_uninterrupted_run(tmp_path):
+    """The real CLI killed (SIGKILL) five times in one run, each time at a random moment after it
+    has written one more checkpoint than before (so the kills fall at different epochs, inside an
+    epoch or while a checkpoint is being written), and resumed after each kill. The finished run
+    must equal the uninterrupted one in every metric and per-example value."""
+    args = ["--epochs", "60", "--warmup-epochs", "3", "--threads", "1", "--quiet", "--seed", "7"]
+    assert l2b("train", *args, "--out", "full", cwd=tmp_path).returncode == 0
+    rng = np.random.default_rng(2026)
+    run, ckpt, kills, resumed_from = tmp_path / "cut", tmp_path / "cut" / "checkpoint.pt", 0, []
+    for attempt in range(12):
+        resume = ckpt.exists()
+        cmd = ["train", "--resume", "cut", "--quiet", "--threads", "1"] if resume else ["train", *args, "--out", "cut"]
+        if resume:
+            resumed_from.append(run_epochs(run))
+        last = ckpt.stat().st_ino if resume else None
+        proc = subprocess.Popen([sys.executable, "-m", "l2b", *cmd], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        if kills < 5:
+            deadline = time.time() + 300
+            while proc.poll() is None and time.time() < deadline:  # until a new checkpoint replaces the old
+                with contextlib.suppress(FileNotFoundError):
+                    if ckpt.stat().st_ino != last:
+                        break
+                time.sleep(0.002)
+            time.sleep(float(rng.uniform(0.0, 0.4)))  # then somewhere in the next epochs
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = proc.communicate(timeout=600)
+        if (run / "summary.json").exists():
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+    assert (run / "summary.json").exists() and kills == 5, (kills, resumed_from)
+    assert resumed_from == sorted(resumed_from) and len(set(resumed_from)) == 5, resumed_from
+    assert_same_run(tmp_path / "full", run)
+    print(f"{kills} kills survived; resumed from epochs {resumed_from}")  # shown with pytest -s
+
+
+def run_epochs(run) -> int:
+    from l2b.training.run import load_checkpoint
+
+    return int(load_checkpoint(run / "checkpoint.pt")["trainer"]["epoch"])

@@ -27,7 +27,7 @@ def stratified_holdout(labels: np.ndarray, *, fraction: float, seed: int) -> tup
 
 
 def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: int,
-                         seed: int) -> tuple[np.ndarray, np.ndarray]:
+                         seed: int, allow_incomplete: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Select `num_selected` indices spread as evenly as possible over the classes.
 
     Every class gets ``num_selected // num_classes`` examples; the remainder goes one each to
@@ -37,6 +37,9 @@ def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: 
     ----------
     labels : np.ndarray, shape (N,) int
         The labels the balance is computed on (the clean ones for a meta set).
+    allow_incomplete : bool
+        Accept fewer examples than classes (some classes then get none) and classes with too
+        few examples (they give all they have) instead of raising.
 
     Returns
     -------
@@ -47,15 +50,18 @@ def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: 
     ValueError
         If `num_selected` is smaller than the number of classes, or a class has too few examples.
     """
-    if num_selected < num_classes:
+    if num_selected < num_classes and not allow_incomplete:
         raise ValueError(f"num_meta={num_selected} is smaller than the number of classes ({num_classes}); "
-                         "the meta set needs at least one example of every class")
+                         "the meta set needs at least one example of every class (or allow_incomplete_meta=True, "
+                         "--allow-incomplete-meta)")
     rng = np.random.default_rng(seed)
     per_class = np.full(num_classes, num_selected // num_classes)
     per_class[rng.choice(num_classes, num_selected % num_classes, replace=False)] += 1
     chosen = []
     for c in range(num_classes):
         members = np.flatnonzero(labels == c)
+        if len(members) < per_class[c] and allow_incomplete:
+            per_class[c] = len(members)
         if len(members) < per_class[c]:
             raise ValueError(f"class {c} has {len(members)} examples, fewer than the {per_class[c]} the "
                              f"class-balanced meta set of {num_selected} needs")

@@ -396,7 +396,7 @@ def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int
         labels = clean[idx] if labels is None else labels[order]
     else:
         idx, _ = class_balanced_split(clean, num_selected=config.num_meta, num_classes=num_classes,
-                                      seed=config.seed + 1)
+                                      seed=config.seed + 1, allow_incomplete=config.allow_incomplete_meta)
         labels = clean[idx]
     return idx, labels, np.setdiff1d(np.arange(len(clean)), idx).astype(np.int64)
 
