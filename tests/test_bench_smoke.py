@@ -44,3 +44,34 @@ def test_quick_benchmark_writes_every_variant_with_positive_timings(tmp_path):
     assert "l2b-reverse / l2b-fused" in md and all(f"| {v} |" in md for v in VARIANTS)
     # the recorded results were not touched
     assert str(ROOT / "benchmarks" / "results") not in r.stdout
+
+
+def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
+    """A 2 x 2 x 2 grid on digits (2 epochs): one row per run, a rerun does nothing new, and the
+    table and plot are written. The cleanlab method joins when cleanlab is installed."""
+    import importlib.util
+
+    import yaml
+
+    methods = ["ce", "l2b"] + (["cleanlab"] if importlib.util.find_spec("cleanlab") else [])
+    grid = {"name": "t", "base": {"epochs": 2, "warmup_epochs": 1}, "seeds": [0, 1], "methods": methods,
+            "settings": [{"noise": "symmetric", "noise_rate": 0.4}, {"noise": "pair", "noise_rate": 0.3,
+                                                                     "label": "pair 30%"}],
+            "cleanlab_folds": 2}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), str(path), "--results", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "accuracy-t.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * len(methods)
+    assert {(x["setting"], x["method"], x["seed"]) for x in rows} == {
+        (s, m, seed) for s in ("symmetric 40%", "pair 30%") for m in methods for seed in (0, 1)}
+    for x in rows:
+        assert 0 <= x["test_accuracy_at_best_meta"] <= 1 and 0.25 < x["realised_noise_rate"] < 0.45
+        assert x["seconds"] > 0 and x["trainings"] == (3 if x["method"] == "cleanlab" else 1)
+    md = (tmp_path / "accuracy-t.md").read_text()
+    assert "| ce |" in md and "pair 30%" in md and (tmp_path / "accuracy-t.png").stat().st_size > 1000
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "runs to do" not in r.stdout  # nothing left: resumed, not rerun
+    assert len((tmp_path / "accuracy-t.jsonl").read_text().splitlines()) == len(rows)

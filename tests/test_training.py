@@ -84,3 +84,16 @@ def test_l2b_recovers_from_40_percent_noise_where_ce_does_not():
     acc = {m: run_experiment(TrainConfig(method=m, epochs=25, device="cpu", seed=0), progress=False,
                              log=None)["test_accuracy"] for m in ("ce", "l2b")}
     assert acc["l2b"] >= 0.88 and acc["l2b"] - acc["ce"] >= 0.10, acc
+
+
+def test_train_subset_is_class_balanced_and_keeps_the_noise_of_the_whole_split(tmp_path):
+    full = run_experiment(TrainConfig(epochs=1, warmup_epochs=0, device="cpu", noise_rate=0.4), log=None)
+    s = run_experiment(TrainConfig(epochs=1, warmup_epochs=0, device="cpu", noise_rate=0.4, train_subset=500,
+                                   num_meta=50), out_dir=tmp_path / "r", log=None)
+    pe = np.load(tmp_path / "r" / "per_example.npz")
+    assert len(pe["index"]) == 450 and np.bincount(pe["clean_label"], minlength=10).min() >= 40
+    assert abs(s["realised_noise_rate"] - full["realised_noise_rate"]) < 0.06
+    with pytest.raises(ValueError, match=r"train_subset=5000 is larger than the training split \(1438 examples\)"):
+        run_experiment(TrainConfig(train_subset=5000), log=None)
+    with pytest.raises(ValueError, match=r"width=16 must be a positive channel count, and is for model small_cnn"):
+        TrainConfig(width=16)

@@ -39,6 +39,8 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
     ("--skip-bad-files", "skip_bad_files", {"action": "store_true"},
      "leave undecodable image files out (counted and listed) instead of stopping at the first one"),
+    ("--train-subset", "train_subset", {"type": int},
+     "train on a class-balanced random subset of this many training examples (quick experiments on big sets)"),
     ("--noise", "noise", {"choices": NOISE_KINDS + ("instance", "file")},
      "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
      "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
@@ -60,6 +62,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
+    ("--width", "width", {"type": int}, "small_cnn's first-layer channels (unset: 32)"),
     ("--method", "method", {"choices": list_methods()}, "training method"),
     ("--engine", "engine", {"choices": ["forward", "fused", "reverse"]},
      "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "

@@ -21,14 +21,17 @@ class TrainConfig:
     ``image_size`` (side of the images the model sees; loader default when unset), ``lazy``
     (stream images from disk through a DataLoader with ``workers`` processes instead of holding
     them in memory; loader default when unset: ISIC2019 and Clothing1M stream) and
-    ``skip_bad_files`` (leave undecodable images out and count them instead of stopping); ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
+    ``skip_bad_files`` (leave undecodable images out and count them instead of stopping);
+    ``train_subset`` (train on a class-balanced random subset of this many examples of the
+    training split, drawn with ``split_seed`` before the meta split; the noise is generated on
+    the whole split first, so real noisy-label files stay aligned); ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
     ``num_meta`` (size of the meta set), ``meta_source``: ``split`` (a class-balanced clean subset
     taken out of the training split), ``file`` (the training examples listed in ``meta_file``,
     lines ``index[,label]``, taken out of the training split; without a label column the data
     set's own labels count as trusted), ``confident`` (no clean data: after warm-up, rebuilt every
     epoch from examples the model predicts confidently and in agreement with their given label,
     see :func:`l2b.training.meta_sources.confident_meta_set`).
-    Model and method: ``model``, ``hidden`` (MLP widths), ``method`` and its options; ``augment``
+    Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's first layer), ``method`` and its options; ``augment``
     (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
     ``allow_incomplete_meta``: accept a meta set that lacks some class (a warning instead of an
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
@@ -43,6 +46,7 @@ class TrainConfig:
     lazy: bool | None = None
     workers: int = 2
     skip_bad_files: bool = False
+    train_subset: int | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
     noise: str = "symmetric"
@@ -55,6 +59,7 @@ class TrainConfig:
     allow_incomplete_meta: bool = False
     model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
+    width: int | None = None
     method: str = "l2b"
     engine: str = "forward"
     normalize: str = "org"
@@ -86,6 +91,9 @@ class TrainConfig:
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
             ("workers", self.workers >= 0, "must be non-negative"),
+            ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
+            ("width", self.width is None or (self.width >= 1 and self.model == "small_cnn"),
+             "must be a positive channel count, and is for model small_cnn only"),
             ("max_bad_steps", self.max_bad_steps >= 1, "must be at least 1"),
             ("lr", self.lr > 0, "must be positive"),
             ("momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
@@ -138,7 +146,9 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.models.create_model` beyond the shapes."""
-        return {"hidden": self.hidden} if self.model == "mlp" else {}
+        if self.model == "mlp":
+            return {"hidden": self.hidden}
+        return {"width": self.width} if self.width is not None else {}
 
     def method_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.methods.create_method`."""

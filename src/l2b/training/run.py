@@ -17,6 +17,7 @@ Run directory layout::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import inspect
 import json
@@ -163,6 +164,8 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         raise ValueError(f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
                          "(and a small image_size) or choose another noise")
     noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
+    if config.train_subset is not None:
+        train, noisy = _train_subset(config, train, noisy)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
     validate_run_data(config, train, test, meta_labels)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), meta_idx):
@@ -335,6 +338,20 @@ def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) ->
     if free < need:
         raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
                       f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)")
+
+
+def _train_subset(config: TrainConfig, train, noisy: NoisyLabels):
+    """The class-balanced subset of `config.train_subset` training examples (drawn with
+    split_seed, on the clean labels) and their noisy labels, generated on the whole split."""
+    if config.train_subset > len(train):
+        raise ValueError(f"config train_subset={config.train_subset} is larger than the training split "
+                         f"({len(train)} examples)")
+    idx, _ = class_balanced_split(train.labels, num_selected=config.train_subset, num_classes=train.num_classes,
+                                  seed=config.split_seed, allow_incomplete=True)
+    labels = noisy.labels[idx]
+    mask = labels != train.labels[idx]
+    return train.subset(idx), dataclasses.replace(noisy, labels=labels, noise_mask=mask,
+                                                  noise_rate=float(mask.mean()))
 
 
 IMAGE_OPTIONS = ("image_size", "lazy", "skip_bad_files")

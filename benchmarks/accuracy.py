@@ -1,0 +1,280 @@
+"""Accuracy grid: data set x noise x method x seed, from one grid file; resumable.
+
+    python benchmarks/accuracy.py benchmarks/grids/digits.yaml --workers 2   # run (or continue) a grid
+    python benchmarks/accuracy.py benchmarks/grids/digits.yaml --render      # only redraw table and plot
+
+A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every run), ``settings``
+(a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
+``methods`` and ``seeds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
+and ``cleanlab``: out-of-fold probabilities from ``cleanlab_folds``-fold cross-validation
+(stratified on the noisy labels) of the same network trained with cross-entropy for the same
+epochs, ``cleanlab.filter.find_label_issues`` (its defaults) on them, then the same network
+retrained with cross-entropy on the examples it keeps: ``cleanlab_folds`` + 1 trainings.
+
+Every run uses the data, noise and meta split ``l2b train`` would make for its config and seed
+(methods without a meta-gradient use the clean meta set only to select the checkpoint). Each
+finished run appends one row to ``benchmarks/results/accuracy-<name>.jsonl``; a rerun skips the
+rows already there, so an interrupted grid continues where it stopped. Per row: final test
+accuracy, test accuracy of the checkpoint selected on the clean meta set, the realised noise
+rate, label-issue precision / recall (l2b's rule on the run's model; cleanlab's own flags), wall
+and training seconds, and the number of trainings. Test accuracy is read once per run, at the
+end; nothing is selected on it.
+
+After the runs: ``accuracy-<name>.md`` (mean +- std over seeds per setting and method) and
+``accuracy-<name>.png``. Needs cleanlab only for the ``cleanlab`` method
+(``pip install cleanlab pandas``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALIASES = {"l2b-mixup": {"method": "l2b", "mixup": True}}
+
+
+def load_grid(path: Path) -> dict[str, Any]:
+    grid = yaml.safe_load(path.read_text())
+    for key in ("name", "base", "settings", "methods", "seeds"):
+        if key not in grid:
+            raise SystemExit(f"{path}: missing key {key!r}")
+    return grid
+
+
+def setting_label(setting: dict[str, Any]) -> str:
+    if "label" in setting:
+        return str(setting["label"])
+    return f"{setting.get('noise', 'symmetric')} {setting.get('noise_rate', 0.4):.0%}"
+
+
+def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for setting in grid["settings"]:
+        for seed in grid["seeds"]:
+            for method in grid["methods"]:
+                out.append({"setting": setting_label(setting), "method": method, "seed": int(seed),
+                            "overrides": {k: v for k, v in setting.items() if k != "label"}})
+    return out
+
+
+def key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return row["setting"], row["method"], int(row["seed"])
+
+
+def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """One run in this (worker) process, on one torch thread."""
+    import torch
+
+    from l2b.reports import detection_scores, load_per_example
+    from l2b.training import TrainConfig, run_experiment
+
+    torch.set_num_threads(1)
+    values = {**grid["base"], **cell["overrides"], "seed": cell["seed"], "device": "cpu"}
+    started = time.perf_counter()
+    row: dict[str, Any] = {"setting": cell["setting"], "method": cell["method"], "seed": cell["seed"]}
+    if cell["method"] == "cleanlab":
+        cfg = TrainConfig.from_dict({**values, "method": "ce"})
+        row.update(cleanlab_pipeline(cfg, int(grid.get("cleanlab_folds", 5))))
+    else:
+        cfg = TrainConfig.from_dict({**values, **ALIASES.get(cell["method"], {"method": cell["method"]})})
+        with tempfile.TemporaryDirectory() as tmp:
+            s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
+            d = detection_scores(load_per_example(Path(tmp) / "run")) or {}
+        row.update(test_accuracy=s["test_accuracy"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"],
+                   best_meta_epoch=s["best_meta_epoch"], realised_noise_rate=s["realised_noise_rate"],
+                   precision=d.get("precision"), recall=d.get("recall"), train_seconds=s["train_seconds"],
+                   trainings=1)
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    row["config"] = cfg.to_dict()
+    return row
+
+
+def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
+    """K-fold CV probabilities -> find_label_issues -> CE retrained on the kept examples."""
+    import torch
+    from cleanlab.filter import find_label_issues
+    from sklearn.model_selection import StratifiedKFold
+
+    from l2b.data import load_dataset
+    from l2b.methods import create_method
+    from l2b.models import create_model
+    from l2b.training.run import _make_noise, _meta_split, _train_subset, dataset_options
+    from l2b.training.trainer import TensorData, Trainer, evaluate, predict_proba, sgd_with_cosine
+
+    train, test = load_dataset(cfg.data, **dataset_options(cfg))
+    noisy = _make_noise(cfg, train.labels, train.inputs, train.num_classes)
+    if cfg.train_subset is not None:
+        train, noisy = _train_subset(cfg, train, noisy)
+    meta_idx, meta_labels, train_idx = _meta_split(cfg, train.labels, train.num_classes)
+    x = torch.as_tensor(train.inputs[train_idx])
+    given, clean = noisy.labels[train_idx], train.labels[train_idx]
+    meta = TensorData(torch.as_tensor(train.inputs[meta_idx]), torch.as_tensor(meta_labels))
+    test_t = TensorData(torch.as_tensor(test.inputs), torch.as_tensor(test.labels))
+    seconds = 0.0
+
+    def fit(rows: np.ndarray, seed: int):
+        nonlocal seconds
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
+                                 **cfg.model_options())
+            opt, sched = sgd_with_cosine(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, epochs=cfg.epochs,
+                                         num_examples=len(rows), batch_size=cfg.batch_size)
+            trainer = Trainer(model, create_method("ce", clip_grad=cfg.clip_grad), opt, sched,
+                              num_classes=train.num_classes, batch_size=cfg.batch_size,
+                              meta_batch_size=cfg.meta_batch_size, generator=torch.Generator().manual_seed(seed),
+                              progress=False)
+            result = trainer.fit(TensorData(x[rows], torch.as_tensor(given[rows])), meta, epochs=cfg.epochs)
+        seconds += time.perf_counter() - t0
+        return model, result
+
+    oof = np.zeros((len(given), train.num_classes), dtype=np.float64)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    for k, (fit_rows, held) in enumerate(cv.split(np.zeros(len(given)), given)):
+        model, result = fit(fit_rows, cfg.seed * 1000 + k)
+        model.load_state_dict(result.best_state)
+        oof[held] = predict_proba(model, x[held]).double().numpy()
+    oof /= oof.sum(1, keepdims=True)
+    flag = find_label_issues(labels=given, pred_probs=oof, n_jobs=1)  # its process pool fails in a worker
+    noisy_mask = given != clean
+    kept = np.flatnonzero(~flag)
+    model, result = fit(kept, cfg.seed * 1000 + folds)
+    final = result.history[-1]["test_accuracy"] if "test_accuracy" in result.history[-1] else evaluate(model, test_t)[0]
+    model.load_state_dict(result.best_state)
+    tp = int((flag & noisy_mask).sum())
+    return {"test_accuracy": final, "test_accuracy_at_best_meta": evaluate(model, test_t)[0],
+            "best_meta_epoch": result.best_epoch, "realised_noise_rate": float(noisy_mask.mean()),
+            "precision": tp / flag.sum() if flag.sum() else None, "recall": tp / noisy_mask.sum(),
+            "kept": int(len(kept)), "train_seconds": round(seconds, 2), "trainings": folds + 1}
+
+
+def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command: str) -> None:
+    settings = [setting_label(s) for s in grid["settings"]]
+    methods = grid["methods"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["setting"], r["method"]), []).append(r)
+
+    def stat(setting: str, method: str, field: str) -> tuple[float, float, int]:
+        v = np.array([r[field] for r in by.get((setting, method), []) if r.get(field) is not None], dtype=float)
+        if not len(v):
+            return np.nan, np.nan, 0
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+    def cell(setting, method, field, scale=100.0):
+        m, s, n = stat(setting, method, field)
+        return "—" if n == 0 else (f"{scale * m:.1f} ± {scale * s:.1f}" if n > 1 else f"{scale * m:.1f}")
+
+    base = grid["base"]
+    lines = [f"# Accuracy grid: {grid['name']}", "", f"Command: `{command}`  ",
+             f"Protocol: {grid.get('protocol', '')}  ",
+             f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}; cleanlab: "
+             f"{grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.", ""]
+    for field, title in (("test_accuracy_at_best_meta", "Test accuracy (%) of the checkpoint selected on the clean "
+                          "meta set"), ("test_accuracy", "Test accuracy (%) after the last epoch")):
+        lines += [f"## {title}", "", "| method | " + " | ".join(settings) + " |",
+                  "|---|" + "---|" * len(settings)]
+        for m in methods:
+            best = [m == max(methods, key=lambda k: stat(s, k, field)[0] if stat(s, k, field)[2] else -1)
+                    for s in settings]
+            cells_ = [cell(s, m, field) for s in settings]
+            lines.append(f"| {m} | " + " | ".join(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best))
+                         + " |")
+        lines.append("")
+    lines += ["## Label-issue detection: precision / recall (%)", "", "| method | " + " | ".join(settings) + " |",
+              "|---|" + "---|" * len(settings)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(
+            f"{100 * stat(s, m, 'precision')[0]:.0f} / {100 * stat(s, m, 'recall')[0]:.0f}"
+            if stat(s, m, "precision")[2] else "—" for s in settings) + " |")
+    lines += ["", "## Cost: mean wall seconds per run (one CPU thread; trainings per run)", "",
+              "| method | trainings | " + " | ".join(settings) + " |", "|---|---|" + "---|" * len(settings)]
+    for m in methods:
+        n_train = next((r["trainings"] for r in rows if r["method"] == m), "—")
+        lines.append(f"| {m} | {n_train} | " + " | ".join(
+            f"{stat(s, m, 'seconds')[0]:.1f}" if stat(s, m, "seconds")[2] else "—" for s in settings) + " |")
+    noise = [f"{s}: {100 * stat(s, methods[0], 'realised_noise_rate')[0]:.1f} %" for s in settings
+             if stat(s, methods[0], "realised_noise_rate")[2]]
+    lines += ["", f"Realised noise rates: {', '.join(noise)}. Bold: best mean in the column. Runs: {len(rows)}."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings) + 2), 4))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        stats = [stat(s, m, "test_accuracy_at_best_meta") for s in settings]
+        ax.bar(np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width, [100 * v[0] for v in stats], width,
+               yerr=[100 * v[1] for v in stats], label=m, capsize=2)
+    ax.set_xticks(np.arange(len(settings)), settings)
+    ax.set_ylabel("test accuracy (%), checkpoint chosen on meta set")
+    lo = min((100 * stat(s, m, "test_accuracy_at_best_meta")[0] for s in settings for m in methods
+              if stat(s, m, "test_accuracy_at_best_meta")[2]), default=0)
+    ax.set_ylim(max(0, lo - 10), 100)
+    ax.set_title(f"{grid['name']}: mean ± std over seeds {grid['seeds']}")
+    ax.legend(fontsize=8, ncol=min(4, len(methods)), loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("grid", type=Path)
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel, one torch thread each")
+    p.add_argument("--render", action="store_true", help="only redraw the table and plot from the rows")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config key (YAML value), e.g. --set data_root=/data/cifar")
+    args = p.parse_args(argv)
+    grid = load_grid(args.grid)
+    for item in args.set:
+        k, _, v = item.partition("=")
+        grid["base"][k] = yaml.safe_load(v)
+    out = args.results / f"accuracy-{grid['name']}"
+    rows_path = out.with_suffix(".jsonl")
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
+    done = {key(r) for r in rows}
+    todo = [c for c in cells(grid) if key(c) not in done]
+    command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
+    if not args.render and todo:
+        if "cleanlab" in grid["methods"]:
+            import cleanlab  # noqa: F401  - fail before hours of runs, not after
+        print(f"{len(todo)} runs to do ({len(done)} already in {rows_path}), {args.workers} worker(s)", flush=True)
+        args.results.mkdir(parents=True, exist_ok=True)
+        env = {"machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_cell, grid, c): c for c in todo}
+            for n, fut in enumerate(as_completed(futures), 1):
+                row = fut.result()
+                import torch
+                row.update(env, torch=str(torch.__version__), date=time.strftime("%Y-%m-%d %H:%M"))
+                with open(rows_path, "a") as f:  # one line per finished run: the grid resumes from here
+                    f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                print(f"[{n}/{len(todo)}] {row['setting']:>18} {row['method']:>15} seed {row['seed']}: "
+                      f"best-meta {row['test_accuracy_at_best_meta']:.4f} final {row['test_accuracy']:.4f} "
+                      f"({row['seconds']:.0f} s)", flush=True)
+    render(grid, rows, out, command)
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
