@@ -58,11 +58,10 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tm
     assert r.returncode == 2 and "not an l2b run directory" in r.stderr
 
 
-def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_path, monkeypatch):
+def interrupt_at_method_step(monkeypatch, n: int):
+    """Make run_experiment's method send this process SIGINT (Ctrl-C) during its n-th step
+    (warm-up epochs use their own CE method and do not count); returns the real create_method."""
     import l2b.training.run as run_mod
-
-    cfg = TrainConfig(epochs=4, warmup_epochs=1, device="cpu", seed=5, mixup=True)
-    run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
 
     real_create = run_mod.create_method
     calls = {"n": 0}
@@ -73,7 +72,7 @@ def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_pa
 
         def step(*a, **kw):
             calls["n"] += 1
-            if calls["n"] == 7:  # inside epoch 2 (21 steps per epoch), during a step
+            if calls["n"] == n:
                 os.kill(os.getpid(), signal.SIGINT)
             return real_step(*a, **kw)
 
@@ -81,7 +80,16 @@ def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_pa
         return method
 
     monkeypatch.setattr(run_mod, "create_method", interrupting_create)
-    # Warm-up steps use their own CE method: count only the L2B steps of epochs 2+.
+    return real_create
+
+
+def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_path, monkeypatch):
+    import l2b.training.run as run_mod
+
+    cfg = TrainConfig(epochs=4, warmup_epochs=1, device="cpu", seed=5, mixup=True)
+    run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
+
+    real_create = interrupt_at_method_step(monkeypatch, 7)  # inside epoch 2 (21 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None)
     ckpt = run_mod.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")

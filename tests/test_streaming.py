@@ -1,8 +1,6 @@
 """Training on image files streamed from disk (lazy data sets): the CLI, workers, resume, the
 inference commands, and the real loaders' layouts (ISIC2019, Clothing1M) end to end."""
 import json
-import os
-import signal
 import subprocess
 import sys
 
@@ -13,7 +11,7 @@ from PIL import Image
 from l2b.data import BadImageError
 from l2b.training import TrainConfig, run_experiment
 from test_data_formats import _clothing, _isic
-from test_resume import assert_same_run
+from test_resume import assert_same_run, interrupt_at_method_step
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
@@ -77,23 +75,7 @@ def test_streamed_run_interrupted_mid_epoch_resumes_to_the_same_result(folder, t
 
     cfg = config(folder, workers=2, mixup=True)
     run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
-    real_create = run_mod.create_method
-    calls = {"n": 0}
-
-    def interrupting_create(name, **opts):
-        method = real_create(name, **opts)
-        real_step = method.step
-
-        def step(*a, **kw):
-            calls["n"] += 1
-            if calls["n"] == 3:  # the third L2B step: inside epoch 2 (5 steps per epoch)
-                os.kill(os.getpid(), signal.SIGINT)
-            return real_step(*a, **kw)
-
-        method.step = step
-        return method
-
-    monkeypatch.setattr(run_mod, "create_method", interrupting_create)
+    real_create = interrupt_at_method_step(monkeypatch, 3)  # the third L2B step: epoch 2 (5 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None)
     ckpt = run_mod.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")

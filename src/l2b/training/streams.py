@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.files import BadImageError, FileListDataset, collate_images
+from ..data.files import BadImageError, FileListDataset, _worker_init, collate_images
 
 _SEED_MASK = 2 ** 62 - 1
 
@@ -152,7 +152,3 @@ class _Planned(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
-
-
-def _worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)  # one decoding process per worker; torch's own threads would oversubscribe
