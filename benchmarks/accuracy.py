@@ -216,7 +216,7 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(settings) + 2), 4.6))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
         stats = [stat(s, m, "test_accuracy_at_best_meta") for s in settings]
@@ -228,7 +228,7 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
               if stat(s, m, "test_accuracy_at_best_meta")[2]), default=0)
     ax.set_ylim(max(0, lo - 10), 100)
     ax.set_title(f"{grid['name']}: mean ± std over seeds {grid['seeds']}")
-    ax.legend(fontsize=8, ncol=min(4, len(methods)), loc="lower left")
+    ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
     plt.close(fig)
