@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..distributed import shard as shard_indices
 from ..data.files import BadImageError, FileListDataset, _worker_init, collate_images
 
 _SEED_MASK = 2 ** 62 - 1
@@ -99,7 +100,8 @@ class StreamData:
             clean = [] if meta_rows is None else [(int(f), example_seed(epoch_seed, step, len(rows) + j))
                                                   for j, f in enumerate(meta.index[meta_rows.numpy()])]
             if shard is not None:
-                noisy, clean = _shard_list(noisy, *shard), _shard_list(clean, *shard)
+                noisy = [noisy[i] for i in shard_indices(range(len(noisy)), *shard).tolist()]
+                clean = [clean[i] for i in shard_indices(range(len(clean)), *shard).tolist()]
             requests.append(noisy + clean)
             sizes.append(len(noisy))
         for (x, _labels), b in zip(self._loader(self.train_view, requests), sizes):
@@ -112,12 +114,6 @@ class StreamData:
         batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
         for x, _labels in self._loader(self.eval_view, batches):
             yield x.to(device, non_blocking=self.pin_memory)
-
-
-def _shard_list(items: list, rank: int, world_size: int) -> list:
-    """Contiguous shard `rank` of `items`, split as torch.tensor_split splits."""
-    bounds = np.array_split(np.arange(len(items)), world_size)[rank]
-    return items[bounds[0]:bounds[-1] + 1] if len(bounds) else []
 
 
 class _Guarded(Dataset):
