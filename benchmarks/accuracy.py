@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -101,65 +102,107 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
-    """K-fold CV probabilities -> find_label_issues -> CE retrained on the kept examples."""
-    import torch
-    from cleanlab.filter import find_label_issues
-    from sklearn.model_selection import StratifiedKFold
+@dataclass
+class NoisySplit:
+    """A config's data exactly as ``run_experiment`` prepares them: the loaded (train, test)
+    sets, the training and meta indices into `train`, the meta labels, and the given (noisy)
+    and clean labels of the training indices."""
 
+    train: Any
+    test: Any
+    train_idx: np.ndarray
+    meta_idx: np.ndarray
+    meta_labels: np.ndarray
+    given: np.ndarray
+    clean: np.ndarray
+
+
+def noisy_split(cfg) -> NoisySplit:
     from l2b.data import load_dataset
-    from l2b.methods import create_method
-    from l2b.models import create_model
     from l2b.training.run import _make_noise, _meta_split, _train_subset, dataset_options
-    from l2b.training.trainer import TensorData, Trainer, evaluate, predict_proba, sgd_with_cosine
 
     train, test = load_dataset(cfg.data, **dataset_options(cfg))
     noisy = _make_noise(cfg, train.labels, train.inputs, train.num_classes)
     if cfg.train_subset is not None:
         train, noisy = _train_subset(cfg, train, noisy)
     meta_idx, meta_labels, train_idx = _meta_split(cfg, train.labels, train.num_classes)
-    x = torch.as_tensor(train.inputs[train_idx])
-    given, clean = noisy.labels[train_idx], train.labels[train_idx]
-    meta = TensorData(torch.as_tensor(train.inputs[meta_idx]), torch.as_tensor(meta_labels))
-    test_t = TensorData(torch.as_tensor(test.inputs), torch.as_tensor(test.labels))
+    return NoisySplit(train, test, train_idx, meta_idx, meta_labels, noisy.labels[train_idx], train.labels[train_idx])
+
+
+def train_ce(cfg, data: NoisySplit, rows: np.ndarray, seed: int):
+    """The config's network trained with cross-entropy on training rows `rows` (positions in
+    ``data.train_idx``) with their given labels, the checkpoint selected on the clean meta set.
+    Returns (model with the selected weights, FitResult, seconds)."""
+    import torch
+
+    from l2b.methods import create_method
+    from l2b.models import create_model
+    from l2b.training.trainer import TensorData, Trainer, sgd_with_cosine
+
+    started = time.perf_counter()
+    train = data.train
+    meta = TensorData(torch.as_tensor(train.inputs[data.meta_idx]), torch.as_tensor(data.meta_labels))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
+                             **cfg.model_options())
+        opt, sched = sgd_with_cosine(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                     weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, epochs=cfg.epochs,
+                                     num_examples=len(rows), batch_size=cfg.batch_size)
+        trainer = Trainer(model, create_method("ce", clip_grad=cfg.clip_grad), opt, sched,
+                          num_classes=train.num_classes, batch_size=cfg.batch_size,
+                          meta_batch_size=cfg.meta_batch_size, generator=torch.Generator().manual_seed(seed),
+                          progress=False)
+        rows_idx = data.train_idx[rows]
+        result = trainer.fit(TensorData(torch.as_tensor(train.inputs[rows_idx]), torch.as_tensor(data.given[rows])),
+                             meta, epochs=cfg.epochs)
+    return model, result, time.perf_counter() - started
+
+
+def cross_validated_probs(cfg, data: NoisySplit, folds: int) -> tuple[np.ndarray, float]:
+    """Out-of-fold class probabilities (N, K) float32 of the CE-trained network over the
+    training rows (K-fold, stratified on the given labels; each fold's checkpoint selected on
+    the clean meta set), and the seconds the K trainings took."""
+    import torch
+    from sklearn.model_selection import StratifiedKFold
+
+    from l2b.training.trainer import predict_proba
+
+    x = torch.as_tensor(data.train.inputs[data.train_idx])
+    probs = np.zeros((len(data.given), data.train.num_classes), dtype=np.float32)
     seconds = 0.0
-
-    def fit(rows: np.ndarray, seed: int):
-        nonlocal seconds
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
-                                 **cfg.model_options())
-            opt, sched = sgd_with_cosine(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, epochs=cfg.epochs,
-                                         num_examples=len(rows), batch_size=cfg.batch_size)
-            trainer = Trainer(model, create_method("ce", clip_grad=cfg.clip_grad), opt, sched,
-                              num_classes=train.num_classes, batch_size=cfg.batch_size,
-                              meta_batch_size=cfg.meta_batch_size, generator=torch.Generator().manual_seed(seed),
-                              progress=False)
-            result = trainer.fit(TensorData(x[rows], torch.as_tensor(given[rows])), meta, epochs=cfg.epochs)
-        seconds += time.perf_counter() - t0
-        return model, result
-
-    oof = np.zeros((len(given), train.num_classes), dtype=np.float64)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
-    for k, (fit_rows, held) in enumerate(cv.split(np.zeros(len(given)), given)):
-        model, result = fit(fit_rows, cfg.seed * 1000 + k)
+    for k, (fit_rows, held) in enumerate(cv.split(np.zeros(len(data.given)), data.given)):
+        model, result, took = train_ce(cfg, data, fit_rows, cfg.seed * 1000 + k)
         model.load_state_dict(result.best_state)
-        oof[held] = predict_proba(model, x[held]).double().numpy()
+        probs[held] = predict_proba(model, x[held]).numpy()
+        seconds += took
+    return probs, seconds
+
+
+def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
+    """K-fold CV probabilities -> find_label_issues -> CE retrained on the kept examples."""
+    import torch
+    from cleanlab.filter import find_label_issues
+
+    from l2b.training.trainer import TensorData, evaluate
+
+    data = noisy_split(cfg)
+    oof, seconds = cross_validated_probs(cfg, data, folds)
+    oof = oof.astype(np.float64)
     oof /= oof.sum(1, keepdims=True)
-    flag = find_label_issues(labels=given, pred_probs=oof, n_jobs=1)  # its process pool fails in a worker
-    noisy_mask = given != clean
+    flag = find_label_issues(labels=data.given, pred_probs=oof, n_jobs=1)  # its process pool fails in a worker
+    noisy_mask = data.given != data.clean
     kept = np.flatnonzero(~flag)
-    model, result = fit(kept, cfg.seed * 1000 + folds)
-    final = result.history[-1]["test_accuracy"] if "test_accuracy" in result.history[-1] else evaluate(model, test_t)[0]
+    model, result, took = train_ce(cfg, data, kept, cfg.seed * 1000 + folds)
+    test_t = TensorData(torch.as_tensor(data.test.inputs), torch.as_tensor(data.test.labels))
+    final = evaluate(model, test_t)[0]  # the last epoch's weights
     model.load_state_dict(result.best_state)
     tp = int((flag & noisy_mask).sum())
     return {"test_accuracy": final, "test_accuracy_at_best_meta": evaluate(model, test_t)[0],
             "best_meta_epoch": result.best_epoch, "realised_noise_rate": float(noisy_mask.mean()),
             "precision": tp / flag.sum() if flag.sum() else None, "recall": tp / noisy_mask.sum(),
-            "kept": int(len(kept)), "train_seconds": round(seconds, 2), "trainings": folds + 1}
+            "kept": int(len(kept)), "train_seconds": round(seconds + took, 2), "trainings": folds + 1}
 
 
 def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command: str) -> None:

@@ -36,63 +36,19 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from l2b import __version__
-from l2b.data import class_balanced_split, load_dataset
-from l2b.methods import create_method
-from l2b.models import create_model
-from l2b.noise import make_noise
 from l2b.reports import detection_scores, load_per_example
-from l2b.training import TensorData, TrainConfig, Trainer, run_experiment
-from l2b.training.trainer import predict_proba
+from l2b.training import TrainConfig, run_experiment
+
+from accuracy import cross_validated_probs, noisy_split  # benchmarks/accuracy.py: one CV implementation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIP = "pip install --no-deps cleanlab && pip install pandas termcolor"
-
-
-def noisy_training_set(cfg: TrainConfig):
-    """The noisy training examples, meta set and truth exactly as run_experiment builds them."""
-    opts = {"root": cfg.data_root} if getattr(cfg, "data_root", None) is not None else {}
-    train, _ = load_dataset(cfg.data, test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, **opts)
-    noisy = make_noise(cfg.noise, train.labels, rate=cfg.noise_rate, num_classes=train.num_classes, seed=cfg.seed)
-    meta_idx, train_idx = class_balanced_split(train.labels, num_selected=cfg.num_meta,
-                                               num_classes=train.num_classes, seed=cfg.seed + 1)
-    return train, train_idx, meta_idx, noisy.labels[train_idx], train.labels[train_idx]
-
-
-def cross_validated_probs(cfg: TrainConfig, folds: int) -> tuple[np.ndarray, float]:
-    """Out-of-fold class probabilities (N, K) of the CE-trained MLP, and the training seconds."""
-    from sklearn.model_selection import StratifiedKFold
-
-    train, train_idx, meta_idx, given, _ = noisy_training_set(cfg)
-    x = torch.as_tensor(train.inputs[train_idx])
-    meta = TensorData(torch.as_tensor(train.inputs[meta_idx]), torch.as_tensor(train.labels[meta_idx]))
-    probs = np.zeros((len(given), train.num_classes), dtype=np.float32)
-    seconds = 0.0
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
-    for k, (fit_idx, held_idx) in enumerate(cv.split(np.zeros(len(given)), given)):
-        started = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 1000 + k)
-            model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
-                                 hidden=cfg.hidden)
-            optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                        weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-            steps = max(1, -(-len(fit_idx) // cfg.batch_size))
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
-            trainer = Trainer(model, create_method("ce"), optimizer, scheduler, num_classes=train.num_classes,
-                              batch_size=cfg.batch_size, meta_batch_size=cfg.meta_batch_size, warmup_epochs=0,
-                              generator=torch.Generator().manual_seed(cfg.seed * 1000 + k), progress=False)
-            fit = trainer.fit(TensorData(x[fit_idx], torch.as_tensor(given[fit_idx])), meta, epochs=cfg.epochs)
-            model.load_state_dict(fit.best_state)
-            probs[held_idx] = predict_proba(model, x[held_idx]).numpy()
-        seconds += time.perf_counter() - started
-    return probs, seconds
 
 
 def scores(flag: np.ndarray, noisy: np.ndarray, quality: np.ndarray) -> dict[str, float]:
@@ -141,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             row[method] = {k: d[k] for k in ("flagged", "precision", "recall", "f1", "average_precision")}
             row[method].update(trainings=1, seconds=s["seconds"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"])
         cfg = TrainConfig(method="ce", **base)
-        _, train_idx, _, given, clean = noisy_training_set(cfg)
+        data = noisy_split(cfg)  # the run's own noise and meta split (checked just below)
+        train_idx, given, clean = data.train_idx, data.given, data.clean
         pe = per["l2b"]
         assert np.array_equal(pe["index"], train_idx) and np.array_equal(pe["given_label"], given), \
             "the benchmark's noisy set differs from the run's"
         noisy = given != clean
-        oof, cv_seconds = cross_validated_probs(cfg, args.folds)
+        oof, cv_seconds = cross_validated_probs(cfg, data, args.folds)
         flag = find_label_issues(labels=given, pred_probs=oof)
         row["cleanlab-cv"] = scores(flag, noisy, get_label_quality_scores(given, oof))
         row["cleanlab-cv"].update(trainings=args.folds, seconds=round(cv_seconds, 3),
