@@ -43,7 +43,7 @@ def load(args: argparse.Namespace):
     model, config = load_trained_model(args.run_dir, device=resolve_device(args.device),
                                        num_classes=train.num_classes, in_shape=shape)
     data = load_inputs(args.data, config, example_shape=shape, num_classes=train.num_classes,
-                       split=args.split, owner=f"the model of {args.run_dir}")
+                       split=args.split, owner=f"the model of {args.run_dir}", run_data=(train, test))
     return model, config, data
 
 

@@ -106,7 +106,7 @@ class InputData:
 
 
 def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: Sequence[int], num_classes: int,
-                split: str | None = None, owner: str = "the model") -> InputData:
+                split: str | None = None, owner: str = "the model", run_data: tuple | None = None) -> InputData:
     """Data for a trained model: a registered data set's split, or an .npz file.
 
     Parameters
@@ -117,13 +117,15 @@ def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: 
         not allowed with an .npz file.
     example_shape, num_classes : what the model expects; checked against the data.
     owner : names the model in error messages (e.g. "the model of runs/x").
+    run_data : (train, test) of the run's own data set when the caller has loaded them already
+        (:func:`load_run_data`), so they are not loaded a second time.
     """
     if split not in (None, "test", "train"):
         raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     text = None if data is None else str(data)
     if text is None or (text in DATASETS and not Path(text).is_file()):
         name = config.data if text is None else text
-        train, test = load_run_data(config, name)
+        train, test = run_data if run_data is not None and name == config.data else load_run_data(config, name)
         part = split or "test"
         ds = test if part == "test" else train
         if ds.num_classes != num_classes:
