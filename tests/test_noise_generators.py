@@ -21,11 +21,7 @@ from l2b.noise import (
     make_noise,
     transition_noise,
 )
-
-
-def _balanced(num_classes: int, per_class: int, seed: int = 0) -> np.ndarray:
-    labels = np.repeat(np.arange(num_classes, dtype=np.int64), per_class)
-    return np.random.default_rng(seed).permutation(labels)
+from test_noise import _balanced
 
 
 def _random_transition(k: int, seed: int) -> np.ndarray:
