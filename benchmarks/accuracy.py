@@ -5,7 +5,8 @@
 
 A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every run), ``settings``
 (a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
-``methods`` and ``seeds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
+``methods`` and ``seeds``, and optionally ``method_seeds`` (method -> its own, usually shorter,
+seed list, for costly methods) and ``cleanlab_folds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
 and ``cleanlab``: out-of-fold probabilities from ``cleanlab_folds``-fold cross-validation
 (stratified on the noisy labels) of the same network trained with cross-entropy for the same
 epochs, ``cleanlab.filter.find_label_issues`` (its defaults) on them, then the same network
@@ -60,14 +61,24 @@ def setting_label(setting: dict[str, Any]) -> str:
     return f"{setting.get('noise', 'symmetric')} {setting.get('noise_rate', 0.4):.0%}"
 
 
+def method_seeds(grid: dict[str, Any], method: str) -> list[int]:
+    """The seeds ``method`` runs with: ``seeds``, or its entry in the optional ``method_seeds``."""
+    return [int(x) for x in grid.get("method_seeds", {}).get(method, grid["seeds"])]
+
+
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run of the grid, seed-major (all settings at a method's first seed, then its second...),
+    methods with a reduced ``method_seeds`` list after the others of the same round, so that a grid
+    stopped early holds whole rounds of the main methods first."""
     out = []
-    for setting in grid["settings"]:
-        for seed in grid["seeds"]:
-            for method in grid["methods"]:
-                out.append({"setting": setting_label(setting), "method": method, "seed": int(seed),
-                            "overrides": {k: v for k, v in setting.items() if k != "label"}})
-    return out
+    extra = set(grid.get("method_seeds", {}))
+    for i, setting in enumerate(grid["settings"]):
+        for j, method in enumerate(grid["methods"]):
+            for r, seed in enumerate(method_seeds(grid, method)):
+                out.append({"setting": setting_label(setting), "method": method, "seed": seed,
+                            "overrides": {k: v for k, v in setting.items() if k != "label"},
+                            "order": (r, method in extra, i, j)})
+    return sorted(out, key=lambda c: c["order"])
 
 
 def key(row: dict[str, Any]) -> tuple[str, str, int]:
@@ -208,6 +219,9 @@ def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
 def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command: str) -> None:
     settings = [setting_label(s) for s in grid["settings"]]
     methods = grid["methods"]
+    unknown = set(grid.get("method_seeds", {})) - set(methods)
+    if unknown:
+        raise SystemExit(f"method_seeds names methods not in the grid: {sorted(unknown)}")
     by = {}
     for r in rows:
         by.setdefault((r["setting"], r["method"]), []).append(r)
@@ -220,13 +234,19 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
 
     def cell(setting, method, field, scale=100.0):
         m, s, n = stat(setting, method, field)
-        return "—" if n == 0 else (f"{scale * m:.1f} ± {scale * s:.1f}" if n > 1 else f"{scale * m:.1f}")
+        if n == 0:
+            return "—"
+        text = f"{scale * m:.1f} ± {scale * s:.1f}" if n > 1 else f"{scale * m:.1f}"
+        return text + (f" (n={n})" if n < len(method_seeds(grid, method)) else "")
 
     base = grid["base"]
     lines = [f"# Accuracy grid: {grid['name']}", "", f"Command: `{command}`  ",
              f"Protocol: {grid.get('protocol', '')}  ",
-             f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}; cleanlab: "
-             f"{grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.", ""]
+             f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}"
+             + "".join(f"; {m}: seeds {method_seeds(grid, m)}" for m in grid.get("method_seeds", {}))
+             + f"; cleanlab pipeline: {grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.",
+             "Cells: mean ± std (ddof 1) over the seeds run; a single value is one seed; n < seeds "
+             "planned is marked (n=…).", ""]
     for field, title in (("test_accuracy_at_best_meta", "Test accuracy (%) of the checkpoint selected on the clean "
                           "meta set"), ("test_accuracy", "Test accuracy (%) after the last epoch")):
         lines += [f"## {title}", "", "| method | " + " | ".join(settings) + " |",
@@ -270,7 +290,8 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
     lo = min((100 * stat(s, m, "test_accuracy_at_best_meta")[0] for s in settings for m in methods
               if stat(s, m, "test_accuracy_at_best_meta")[2]), default=0)
     ax.set_ylim(max(0, lo - 10), 100)
-    ax.set_title(f"{grid['name']}: mean ± std over seeds {grid['seeds']}")
+    ax.set_title(f"{grid['name']}: mean ± std over seeds {grid['seeds']}"
+                 + (" (fewer for some methods)" if grid.get("method_seeds") else ""))
     ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)

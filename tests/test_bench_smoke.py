@@ -1,9 +1,11 @@
-"""The step-cost benchmark runs end to end in --quick mode and writes complete results."""
+"""The benchmark scripts run end to end on tiny inputs and write complete results."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "step_cost.py"
@@ -57,16 +59,17 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     grid = {"name": "t", "base": {"epochs": 2, "warmup_epochs": 1}, "seeds": [0, 1], "methods": methods,
             "settings": [{"noise": "symmetric", "noise_rate": 0.4}, {"noise": "pair", "noise_rate": 0.3,
                                                                      "label": "pair 30%"}],
-            "cleanlab_folds": 2}
+            "cleanlab_folds": 2, "method_seeds": {"l2b": [1]}}
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), str(path), "--results", str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(x) for x in (tmp_path / "accuracy-t.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 * len(methods)
+    assert len(rows) == 4 * len(methods) - 2
     assert {(x["setting"], x["method"], x["seed"]) for x in rows} == {
-        (s, m, seed) for s in ("symmetric 40%", "pair 30%") for m in methods for seed in (0, 1)}
+        (s, m, seed) for s in ("symmetric 40%", "pair 30%") for m in methods for seed in (0, 1)
+        if m != "l2b" or seed == 1}
     for x in rows:
         assert 0 <= x["test_accuracy_at_best_meta"] <= 1 and 0.25 < x["realised_noise_rate"] < 0.45
         assert x["seconds"] > 0 and x["trainings"] == (3 if x["method"] == "cleanlab" else 1)
@@ -75,3 +78,32 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "runs to do" not in r.stdout  # nothing left: resumed, not rerun
     assert len((tmp_path / "accuracy-t.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_accuracy_grid_order_and_seed_counts(tmp_path):
+    """Cells run seed-major with reduced-seed methods last in their round; the table marks a
+    cell with fewer seeds than planned, and a method_seeds entry for an unknown method is refused."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import accuracy
+    finally:
+        sys.path.pop(0)
+    grid = {"name": "t", "base": {}, "seeds": [0, 1], "methods": ["ce", "cleanlab", "l2b"],
+            "settings": [{"noise_rate": 0.2}, {"noise_rate": 0.4}], "method_seeds": {"cleanlab": [0]}}
+    order = [(c["seed"], c["method"], c["setting"]) for c in accuracy.cells(grid)]
+    assert order == [(0, "ce", "symmetric 20%"), (0, "l2b", "symmetric 20%"),
+                     (0, "ce", "symmetric 40%"), (0, "l2b", "symmetric 40%"),
+                     (0, "cleanlab", "symmetric 20%"), (0, "cleanlab", "symmetric 40%"),
+                     (1, "ce", "symmetric 20%"), (1, "l2b", "symmetric 20%"),
+                     (1, "ce", "symmetric 40%"), (1, "l2b", "symmetric 40%")]
+    row = {"test_accuracy": 0.5, "test_accuracy_at_best_meta": 0.5, "realised_noise_rate": 0.2,
+           "precision": None, "recall": None, "seconds": 1.0, "trainings": 1}
+    rows = [{**row, "setting": s, "method": m, "seed": seed} for seed, m, s in order if (m, seed) != ("l2b", 1)]
+    rows[0]["test_accuracy_at_best_meta"] = 0.7  # ce, seed 0, 20 %: mean 60.0, std 14.1 over 2 seeds
+    accuracy.render(grid, rows, tmp_path / "accuracy-t", "cmd")
+    md = (tmp_path / "accuracy-t.md").read_text()
+    assert "| ce | **60.0 ± 14.1** | **50.0 ± 0.0** |" in md  # bold: the first best mean
+    assert "| cleanlab | 50.0 | 50.0 |" in md  # one seed planned, one run: no mark
+    assert "| l2b | 50.0 (n=1) | 50.0 (n=1) |" in md
+    with pytest.raises(SystemExit, match="method_seeds names methods not in the grid: \\['bootstrap-hard'\\]"):
+        accuracy.render({**grid, "method_seeds": {"bootstrap-hard": [0]}}, rows, tmp_path / "x", "cmd")

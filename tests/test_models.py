@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings(
 SMALL_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
     "mlp": ((64,), 4),
     "small_cnn": ((3, 16, 16), 2),
+    "fast_cnn": ((3, 16, 16), 2),
     "preact_resnet18": ((3, 32, 32), 2),
     "resnet18": ((3, 64, 64), 2),
     "resnet50": ((3, 64, 64), 2),
@@ -53,7 +54,8 @@ def test_logits_shape(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "in_shape"),
     [("small_cnn", (1, 8, 8)), ("small_cnn", (5, 28, 28)), ("preact_resnet18", (1, 8, 8)),
-     ("preact_resnet18", (4, 12, 20)), ("resnet18", (1, 32, 32)), ("mlp", (2, 3, 5))],
+     ("preact_resnet18", (4, 12, 20)), ("resnet18", (1, 32, 32)), ("mlp", (2, 3, 5)),
+     ("fast_cnn", (1, 8, 8)), ("fast_cnn", (1, 28, 28))],
 )
 def test_other_channel_counts_and_sizes(name: str, in_shape: tuple[int, ...]) -> None:
     model = create_model(name, num_classes=3, in_shape=in_shape)
@@ -63,7 +65,7 @@ def test_other_channel_counts_and_sizes(name: str, in_shape: tuple[int, ...]) ->
 @pytest.mark.parametrize(
     ("name", "num_classes", "expected"),
     [("preact_resnet18", 10, 11.2e6), ("resnet18", 1000, 11.7e6), ("resnet50", 1000, 25.6e6),
-     ("wrn28_10", 10, 36.5e6)],
+     ("wrn28_10", 10, 36.5e6), ("fast_cnn", 10, 0.30e6)],
 )
 def test_parameter_counts(name: str, num_classes: int, expected: float) -> None:
     model = create_model(name, num_classes=num_classes, in_shape=(3, 224, 224))
@@ -88,6 +90,8 @@ def test_unknown_kwarg_names_the_model() -> None:
 def test_invalid_shapes_and_classes() -> None:
     with pytest.raises(ValueError, match="small_cnn"):
         create_model("small_cnn", num_classes=10, in_shape=(64,))
+    with pytest.raises(ValueError, match=r"fast_cnn.*at least 8x8.*got 4x16"):
+        create_model("fast_cnn", num_classes=10, in_shape=(3, 4, 16))
     with pytest.raises(ValueError, match="num_classes"):
         create_model("mlp", num_classes=0, in_shape=(64,))
     with pytest.raises(ValueError, match="in_shape"):
@@ -162,7 +166,8 @@ def test_forward_mode_jvp_through_functional_call(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs"), [("mlp", {}), ("mlp", {"batchnorm": False}), ("small_cnn", {"width": 4})]
+    ("name", "kwargs"), [("mlp", {}), ("mlp", {"batchnorm": False}), ("small_cnn", {"width": 4}),
+                          ("fast_cnn", {"width": 4})]
 )
 def test_jvp_matches_reverse_mode(name: str, kwargs: dict) -> None:
     # <u, J v> from forward mode must equal <J^T u, v> from reverse mode.

@@ -95,5 +95,5 @@ def test_train_subset_is_class_balanced_and_keeps_the_noise_of_the_whole_split(t
     assert abs(s["realised_noise_rate"] - full["realised_noise_rate"]) < 0.06
     with pytest.raises(ValueError, match=r"train_subset=5000 is larger than the training split \(1438 examples\)"):
         run_experiment(TrainConfig(train_subset=5000), log=None)
-    with pytest.raises(ValueError, match=r"width=16 must be a positive channel count, and is for model small_cnn"):
+    with pytest.raises(ValueError, match=r"width=16 must be a positive channel count, and is for models small_cnn and fast_cnn"):
         TrainConfig(width=16)

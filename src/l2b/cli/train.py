@@ -62,7 +62,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
-    ("--width", "width", {"type": int}, "small_cnn's first-layer channels (unset: 32)"),
+    ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
     ("--method", "method", {"choices": list_methods()}, "training method"),
     ("--engine", "engine", {"choices": ["forward", "fused", "reverse"]},
      "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "

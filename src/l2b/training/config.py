@@ -31,7 +31,7 @@ class TrainConfig:
     set's own labels count as trusted), ``confident`` (no clean data: after warm-up, rebuilt every
     epoch from examples the model predicts confidently and in agreement with their given label,
     see :func:`l2b.training.meta_sources.confident_meta_set`).
-    Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's first layer), ``method`` and its options; ``augment``
+    Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's and fast_cnn's first layer), ``method`` and its options; ``augment``
     (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
     ``allow_incomplete_meta``: accept a meta set that lacks some class (a warning instead of an
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
@@ -92,8 +92,8 @@ class TrainConfig:
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
             ("workers", self.workers >= 0, "must be non-negative"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
-            ("width", self.width is None or (self.width >= 1 and self.model == "small_cnn"),
-             "must be a positive channel count, and is for model small_cnn only"),
+            ("width", self.width is None or (self.width >= 1 and self.model in ("small_cnn", "fast_cnn")),
+             "must be a positive channel count, and is for models small_cnn and fast_cnn only"),
             ("max_bad_steps", self.max_bad_steps >= 1, "must be at least 1"),
             ("lr", self.lr > 0, "must be positive"),
             ("momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
