@@ -107,3 +107,35 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
     assert "| l2b | 50.0 (n=1) | 50.0 (n=1) |" in md
     with pytest.raises(SystemExit, match="method_seeds names methods not in the grid: \\['bootstrap-hard'\\]"):
         accuracy.render({**grid, "method_seeds": {"bootstrap-hard": [0]}}, rows, tmp_path / "x", "cmd")
+
+
+def test_weight_separation_table(tmp_path):
+    """The weight-separation table has one row per part, weights that average 1 per example, and
+    refuses a run without weights by name."""
+    def train(method: str) -> Path:
+        out = tmp_path / method
+        r = subprocess.run([sys.executable, "-m", "l2b", "train", "--method", method, "--epochs", "3",
+                            "--warmup-epochs", "1", "--quiet", "--threads", "1", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return out
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import weight_separation
+    finally:
+        sys.path.pop(0)
+    run = train("l2b")
+    rows = weight_separation.separation(run)
+    assert [r["part"] for r in rows] == ["clean", "mislabelled"]
+    n = sum(r["examples"] for r in rows)
+    assert abs(sum(r["examples"] * (r["alpha"] + r["beta"]) for r in rows) / n - 1) < 0.05
+    for r in rows:
+        assert 0 <= r["no_weight"] <= r["alpha_zero"] <= 1 and 0 <= r["pseudo_correct"] <= 1
+        assert 0 < r["ap_alpha"] <= 1 and 0 < r["ap_model"] <= 1 and abs(r["noise_rate"] - 0.4) < 0.01
+    out = tmp_path / "sep.md"
+    assert weight_separation.main([str(run), "--out", str(out)]) == 0
+    assert f"| {run}: mislabelled |" in out.read_text()
+    ce = train("ce")
+    with pytest.raises(SystemExit, match=f"{ce}: no per-example weights"):
+        weight_separation.main([str(ce)])
