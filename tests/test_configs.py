@@ -27,9 +27,9 @@ def test_shipped_configs_cover_the_paper_and_cpu_settings():
             "clothing1m-resnet50"} <= names
     paper = TrainConfig.from_dict(yaml.safe_load(config_path("cifar10-sym40-paper").read_text()))
     assert (paper.model, paper.batch_size, paper.lr, paper.epochs, paper.clip_grad, paper.warmup_epochs,
-            paper.num_meta) == ("preact_resnet18", 512, 0.15, 300, 0.25, 10, 1000)
+            paper.num_meta, paper.augment) == ("preact_resnet18", 512, 0.15, 300, 0.25, 10, 1000, True)
     c100 = TrainConfig.from_dict(yaml.safe_load(config_path("cifar100-sym40-paper").read_text()))
-    assert (c100.batch_size, c100.clip_grad) == (256, 0.8)
+    assert (c100.batch_size, c100.clip_grad, c100.augment) == (256, 0.8, True)
     assert TrainConfig.from_dict(yaml.safe_load(config_path("digits-l2b").read_text())) == TrainConfig()
 
 
