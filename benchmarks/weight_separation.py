@@ -7,9 +7,9 @@ Markdown table of the last epoch's weights, split by whether the given label is 
 alpha (weight on the given label) and beta (weight on the pseudo-label), both scaled so that
 alpha + beta averages 1 over a batch; the share of examples with no weight at all and with
 alpha = 0; how often the pseudo-label is the true label; and, for the whole run, the average
-precision (AP) of ranking examples as mislabelled two ways (chance = the noise rate): by the last
-epoch's alpha, lowest first (what the weights say), and by 1 - label quality, the selected
-model's probability of the given label (what the trained network says).
+precision (AP) of ranking examples as mislabelled (chance = the noise rate): by alpha, lowest
+first, of the last epoch and averaged over the meta epochs (what the weights say), and by
+1 - label quality, the selected model's probability of the given label (what the network says).
 """
 from __future__ import annotations
 
@@ -35,7 +35,10 @@ def separation(run_dir: Path) -> list[dict[str, float | str]]:
     from sklearn.metrics import average_precision_score
 
     ap = (detection_scores(pe) or {}).get("average_precision", float("nan"))
-    ap_alpha = float(average_precision_score(noisy, -alpha)) if 0 < noisy.sum() < len(noisy) else float("nan")
+    def ap_by(score: np.ndarray) -> float:  # ranking mislabelled examples by low score
+        return float(average_precision_score(noisy, -score)) if 0 < noisy.sum() < len(noisy) else float("nan")
+
+    ap_alpha, ap_alpha_mean = ap_by(alpha), ap_by(np.asarray(pe["alpha_mean"], float))
     rows = []
     for part, mask in (("clean", ~noisy), ("mislabelled", noisy)):
         if not mask.any():
@@ -46,16 +49,18 @@ def separation(run_dir: Path) -> list[dict[str, float | str]]:
                      "alpha_zero": float(np.mean(alpha[mask] == 0)),
                      "pseudo_correct": float(np.mean(pe["pseudo_label"][mask] == clean[mask])),
                      "noise_rate": float(noisy.mean()), "ap_alpha": ap_alpha,
+                     "ap_alpha_mean": ap_alpha_mean,
                      "ap_model": float(ap)})
     return rows
 
 
 def table(runs: dict[str, list[dict]]) -> str:
     lines = ["| run | examples | mean α | mean β | no weight | α = 0 | pseudo-label right | "
-             "AP by α | AP by the model | chance |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "AP by α: last epoch / mean | AP by the model | chance |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in runs.items():
         for r in rows:
-            ap = (f"{r['ap_alpha']:.2f} | {r['ap_model']:.2f} | {r['noise_rate']:.2f}" if r["part"] == "clean"
+            ap = (f"{r['ap_alpha']:.2f} / {r['ap_alpha_mean']:.2f} | {r['ap_model']:.2f} | {r['noise_rate']:.2f}"
+                  if r["part"] == "clean"
                   else " | | ")
             lines.append(f"| {name}: {r['part']} | {r['examples']} | {r['alpha']:.2f} | {r['beta']:.2f} | "
                          f"{100 * r['no_weight']:.0f} % | {100 * r['alpha_zero']:.0f} % | "

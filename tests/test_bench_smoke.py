@@ -132,7 +132,7 @@ def test_weight_separation_table(tmp_path):
     assert abs(sum(r["examples"] * (r["alpha"] + r["beta"]) for r in rows) / n - 1) < 0.05
     for r in rows:
         assert 0 <= r["no_weight"] <= r["alpha_zero"] <= 1 and 0 <= r["pseudo_correct"] <= 1
-        assert 0 < r["ap_alpha"] <= 1 and 0 < r["ap_model"] <= 1 and abs(r["noise_rate"] - 0.4) < 0.01
+        assert 0 < r["ap_alpha"] <= 1 and 0 < r["ap_alpha_mean"] <= 1 and 0 < r["ap_model"] <= 1 and abs(r["noise_rate"] - 0.4) < 0.01
     out = tmp_path / "sep.md"
     assert weight_separation.main([str(run), "--out", str(out)]) == 0
     assert f"| {run}: mislabelled |" in out.read_text()
