@@ -104,7 +104,7 @@ class FastCNN(nn.Module):
                        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
             c_in = c_out
         # Global average pool: airbench max-pools here, but on a 9k-image CIFAR-10 subset average
-        # pooling trained faster (58 % vs 49 % clean test accuracy after 5 epochs, one run each).
+        # pooling trained faster (meta-set accuracy 59.7 % vs 47.8 % after 5 clean epochs, one run each).
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(4 * width, num_classes)
