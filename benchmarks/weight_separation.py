@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from l2b.reports import detection_scores, load_per_example
+from sklearn.metrics import average_precision_score
+
+from l2b.reports import detection_scores, load_per_example, noise_mask
 
 
 def separation(run_dir: Path) -> list[dict[str, float | str]]:
@@ -28,13 +30,12 @@ def separation(run_dir: Path) -> list[dict[str, float | str]]:
     alpha, beta = np.asarray(pe["alpha"], float), np.asarray(pe["beta"], float)
     if np.all(np.isnan(alpha)):
         raise SystemExit(f"{run_dir}: no per-example weights (not a meta-gradient run)")
-    clean, given = np.asarray(pe["clean_label"]), np.asarray(pe["given_label"])
-    if np.any(clean < 0):
+    noisy = noise_mask(pe)
+    if noisy is None:
         raise SystemExit(f"{run_dir}: true labels unknown, so clean and mislabelled cannot be told apart")
-    noisy = clean != given
-    from sklearn.metrics import average_precision_score
+    clean = np.asarray(pe["clean_label"])
+    ap = detection_scores(pe)["average_precision"]
 
-    ap = (detection_scores(pe) or {}).get("average_precision", float("nan"))
     def ap_by(score: np.ndarray) -> float:  # ranking mislabelled examples by low score
         return float(average_precision_score(noisy, -score)) if 0 < noisy.sum() < len(noisy) else float("nan")
 
