@@ -52,6 +52,9 @@ def load_grid(path: Path) -> dict[str, Any]:
     for key in ("name", "base", "settings", "methods", "seeds"):
         if key not in grid:
             raise SystemExit(f"{path}: missing key {key!r}")
+    unknown = set(grid.get("method_seeds", {})) - set(grid["methods"])
+    if unknown:  # checked before hours of runs, not when rendering after them
+        raise SystemExit(f"{path}: method_seeds names methods not in the grid: {sorted(unknown)}")
     return grid
 
 
@@ -219,9 +222,6 @@ def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
 def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command: str) -> None:
     settings = [setting_label(s) for s in grid["settings"]]
     methods = grid["methods"]
-    unknown = set(grid.get("method_seeds", {})) - set(methods)
-    if unknown:
-        raise SystemExit(f"method_seeds names methods not in the grid: {sorted(unknown)}")
     by = {}
     for r in rows:
         by.setdefault((r["setting"], r["method"]), []).append(r)

@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on tiny inputs and write complete results."""
+import importlib
 import json
 import os
 import subprocess
@@ -80,14 +81,22 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     assert len((tmp_path / "accuracy-t.jsonl").read_text().splitlines()) == len(rows)
 
 
-def test_accuracy_grid_order_and_seed_counts(tmp_path):
-    """Cells run seed-major with reduced-seed methods last in their round; the table marks a
-    cell with fewer seeds than planned, and a method_seeds entry for an unknown method is refused."""
+def _bench_module(name: str):
+    """Import benchmarks/<name>.py (the folder is not a package)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import accuracy
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_accuracy_grid_order_and_seed_counts(tmp_path):
+    """Cells run seed-major with reduced-seed methods last in their round; the table marks a
+    cell with fewer seeds than planned, and a grid file whose method_seeds names an unknown
+    method is refused when loaded."""
+    import yaml
+
+    accuracy = _bench_module("accuracy")
     grid = {"name": "t", "base": {}, "seeds": [0, 1], "methods": ["ce", "cleanlab", "l2b"],
             "settings": [{"noise_rate": 0.2}, {"noise_rate": 0.4}], "method_seeds": {"cleanlab": [0]}}
     order = [(c["seed"], c["method"], c["setting"]) for c in accuracy.cells(grid)]
@@ -105,8 +114,10 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
     assert "| ce | **60.0 ± 14.1** | **50.0 ± 0.0** |" in md  # bold: the first best mean
     assert "| cleanlab | 50.0 | 50.0 |" in md  # one seed planned, one run: no mark
     assert "| l2b | 50.0 (n=1) | 50.0 (n=1) |" in md
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**grid, "method_seeds": {"bootstrap-hard": [0]}}))
     with pytest.raises(SystemExit, match="method_seeds names methods not in the grid: \\['bootstrap-hard'\\]"):
-        accuracy.render({**grid, "method_seeds": {"bootstrap-hard": [0]}}, rows, tmp_path / "x", "cmd")
+        accuracy.load_grid(bad)
 
 
 def test_weight_separation_table(tmp_path):
@@ -120,11 +131,7 @@ def test_weight_separation_table(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         return out
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import weight_separation
-    finally:
-        sys.path.pop(0)
+    weight_separation = _bench_module("weight_separation")
     run = train("l2b")
     rows = weight_separation.separation(run)
     assert [r["part"] for r in rows] == ["clean", "mislabelled"]
