@@ -37,7 +37,30 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-class SmallCNN(nn.Module):
+class _PooledCNN(nn.Module):
+    """``features`` (ending in a global pool and a flatten to ``(N, dim)``) -> linear head.
+
+    The parameter names (``features.*``, ``classifier.*``) are what saved checkpoints hold.
+    """
+
+    def __init__(self, features: list[nn.Module], dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Linear(dim, num_classes)
+        self.num_classes = num_classes
+        init_conv_bn(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
+        return self.classifier(self.features(x))
+
+
+def _check_width(width: int) -> None:
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width!r}")
+
+
+class SmallCNN(_PooledCNN):
     """conv3x3(w) BN ReLU -> conv3x3(2w) BN ReLU maxpool2 -> conv3x3(4w) BN ReLU -> GAP -> linear.
 
     Input ``(N, C, H, W)``, any C, H and W (the max-pool floors odd sizes; H, W >= 2);
@@ -45,10 +68,8 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, in_chans: int, num_classes: int, width: int = 32) -> None:
-        super().__init__()
-        if width < 1:
-            raise ValueError(f"width must be positive, got {width!r}")
-        self.features = nn.Sequential(
+        _check_width(width)
+        features = [
             *_conv_bn_relu(in_chans, width),
             *_conv_bn_relu(width, 2 * width),
             nn.MaxPool2d(2),
@@ -56,14 +77,8 @@ class SmallCNN(nn.Module):
             # Global pooling makes the head independent of the input resolution.
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(1),
-        )
-        self.classifier = nn.Linear(4 * width, num_classes)
-        self.num_classes = num_classes
-        init_conv_bn(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
-        return self.classifier(self.features(x))
+        ]
+        super().__init__(features, 4 * width, num_classes)
 
 
 @register_model("small_cnn")
@@ -80,7 +95,7 @@ def small_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -
     return SmallCNN(c, num_classes, width=width)
 
 
-class FastCNN(nn.Module):
+class FastCNN(_PooledCNN):
     """A conv stem and three pooling blocks, for CIFAR-sized images on small compute.
 
     stem: conv3x3(w) BN GELU; block k (widths w, 2w, 4w): conv3x3 -> maxpool2 -> BN GELU ->
@@ -92,9 +107,7 @@ class FastCNN(nn.Module):
     """
 
     def __init__(self, in_chans: int, num_classes: int, width: int = 32) -> None:
-        super().__init__()
-        if width < 1:
-            raise ValueError(f"width must be positive, got {width!r}")
+        _check_width(width)
         layers: list[nn.Module] = [nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(width), nn.GELU()]
         c_in = width
@@ -106,14 +119,7 @@ class FastCNN(nn.Module):
         # Global average pool: airbench max-pools here, but on a 9k-image CIFAR-10 subset average
         # pooling trained faster (meta-set accuracy 59.7 % vs 47.8 % after 5 clean epochs, one run each).
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(4 * width, num_classes)
-        self.num_classes = num_classes
-        init_conv_bn(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
-        return self.classifier(self.features(x))
+        super().__init__(layers, 4 * width, num_classes)
 
 
 @register_model("fast_cnn")
