@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -116,71 +115,39 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@dataclass
-class NoisySplit:
-    """A config's data exactly as ``run_experiment`` prepares them: the loaded (train, test)
-    sets, the training and meta indices into `train`, the meta labels, and the given (noisy)
-    and clean labels of the training indices."""
-
-    train: Any
-    test: Any
-    train_idx: np.ndarray
-    meta_idx: np.ndarray
-    meta_labels: np.ndarray
-    given: np.ndarray
-    clean: np.ndarray
-
-
-def noisy_split(cfg) -> NoisySplit:
-    from l2b.data import load_dataset
-    from l2b.training.run import _make_noise, _meta_split, _train_subset, dataset_options
-
-    train, test = load_dataset(cfg.data, **dataset_options(cfg))
-    noisy = _make_noise(cfg, train.labels, train.inputs, train.num_classes)
-    if cfg.train_subset is not None:
-        train, noisy = _train_subset(cfg, train, noisy)
-    meta_idx, meta_labels, train_idx = _meta_split(cfg, train.labels, train.num_classes)
-    return NoisySplit(train, test, train_idx, meta_idx, meta_labels, noisy.labels[train_idx], train.labels[train_idx])
-
-
-def train_ce(cfg, data: NoisySplit, rows: np.ndarray, seed: int):
+def train_ce(cfg, data, rows: np.ndarray, seed: int):
     """The config's network trained with cross-entropy on training rows `rows` (positions in
-    ``data.train_idx``) with their given labels, the checkpoint selected on the clean meta set.
-    Returns (model with the selected weights, FitResult, seconds)."""
+    ``data.train_idx``; `data` from ``l2b.prepare_data(cfg)``) with their given labels, the
+    checkpoint selected on the clean meta set. Built as ``l2b train`` builds its run
+    (``l2b.training.build_model`` / ``build_trainer``), with `seed` for the initialisation and the
+    trainer's generator. Returns (model with the selected weights, FitResult, seconds)."""
     import torch
 
-    from l2b.methods import create_method
-    from l2b.models import create_model
-    from l2b.training.trainer import TensorData, Trainer, sgd_with_cosine
+    from l2b.training import TensorData, build_model, build_trainer
 
     started = time.perf_counter()
     train = data.train
     meta = TensorData(torch.as_tensor(train.inputs[data.meta_idx]), torch.as_tensor(data.meta_labels))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = create_model(cfg.model, num_classes=train.num_classes, in_shape=train.example_shape,
-                             **cfg.model_options())
-        opt, sched = sgd_with_cosine(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                     weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, epochs=cfg.epochs,
-                                     num_examples=len(rows), batch_size=cfg.batch_size)
-        trainer = Trainer(model, create_method("ce", clip_grad=cfg.clip_grad), opt, sched,
-                          num_classes=train.num_classes, batch_size=cfg.batch_size,
-                          meta_batch_size=cfg.meta_batch_size, generator=torch.Generator().manual_seed(seed),
-                          progress=False)
-        rows_idx = data.train_idx[rows]
-        result = trainer.fit(TensorData(torch.as_tensor(train.inputs[rows_idx]), torch.as_tensor(data.given[rows])),
-                             meta, epochs=cfg.epochs)
+    model = build_model(cfg, num_classes=data.num_classes, in_shape=data.example_shape, seed=seed)
+    # seed - 2: the trainer's generator is then seeded with `seed` itself, as when the recorded
+    # cleanlab rows were made, so they regenerate exactly.
+    trainer = build_trainer(model, method="ce", method_options={"clip_grad": cfg.clip_grad},
+                            optim=cfg.optimization().replace(warmup_epochs=0), seed=seed - 2,
+                            num_examples=len(rows), num_classes=data.num_classes, progress=False)
+    rows_idx = data.train_idx[rows]
+    result = trainer.fit(TensorData(torch.as_tensor(train.inputs[rows_idx]), torch.as_tensor(data.given[rows])),
+                         meta, epochs=cfg.epochs)
     return model, result, time.perf_counter() - started
 
 
-def cross_validated_probs(cfg, data: NoisySplit, folds: int) -> tuple[np.ndarray, float]:
+def cross_validated_probs(cfg, data, folds: int) -> tuple[np.ndarray, float]:
     """Out-of-fold class probabilities (N, K) float32 of the CE-trained network over the
     training rows (K-fold, stratified on the given labels; each fold's checkpoint selected on
     the clean meta set), and the seconds the K trainings took."""
     import torch
     from sklearn.model_selection import StratifiedKFold
 
-    from l2b.training.trainer import predict_proba
+    from l2b.training import predict_proba
 
     x = torch.as_tensor(data.train.inputs[data.train_idx])
     probs = np.zeros((len(data.given), data.train.num_classes), dtype=np.float32)
@@ -199,9 +166,10 @@ def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
     import torch
     from cleanlab.filter import find_label_issues
 
-    from l2b.training.trainer import TensorData, evaluate
+    from l2b import prepare_data
+    from l2b.training import TensorData, evaluate
 
-    data = noisy_split(cfg)
+    data = prepare_data(cfg)
     oof, seconds = cross_validated_probs(cfg, data, folds)
     oof = oof.astype(np.float64)
     oof /= oof.sum(1, keepdims=True)

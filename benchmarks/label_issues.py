@@ -41,11 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import l2b
 from l2b import __version__
 from l2b.reports import detection_scores, load_per_example
 from l2b.training import TrainConfig, run_experiment
 
-from accuracy import cross_validated_probs, noisy_split  # benchmarks/accuracy.py: one CV implementation
+from accuracy import cross_validated_probs  # benchmarks/accuracy.py: one CV implementation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIP = "pip install --no-deps cleanlab && pip install pandas termcolor"
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             row[method] = {k: d[k] for k in ("flagged", "precision", "recall", "f1", "average_precision")}
             row[method].update(trainings=1, seconds=s["seconds"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"])
         cfg = TrainConfig(method="ce", **base)
-        data = noisy_split(cfg)  # the run's own noise and meta split (checked just below)
+        data = l2b.prepare_data(cfg)  # the run's own noise and meta split (checked just below)
         train_idx, given, clean = data.train_idx, data.given, data.clean
         pe = per["l2b"]
         assert np.array_equal(pe["index"], train_idx) and np.array_equal(pe["given_label"], given), \

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-import l2b.training.run as run_mod
+import l2b.rundir as rundir
+
+import l2b.training.setup as setup_mod  # where a run builds its method
 from l2b.cli.main import main
 from l2b.methods import create_method
 from l2b.models import create_model
 from l2b.training import TrainConfig, run_experiment
-from l2b.training.trainer import TensorData, Trainer, TrainingDiverged, sgd_with_cosine
+from l2b.training import TensorData, Trainer
+from l2b.training.optim import sgd_with_cosine
+from l2b.training.trainer import TrainingDiverged
 
 SMALL = TrainConfig(epochs=3, warmup_epochs=1, device="cpu", seed=2)
 
@@ -60,7 +64,7 @@ def test_a_skipped_step_changes_nothing_that_a_step_would():
     with pytest.raises(Exception) as info:
         trainer.method.step(trainer.model, trainer.optimizer, x, y, meta.inputs[:8], meta.labels[:8], num_classes=3)
     assert type(info.value).__name__ == "NonFiniteStep"
-    trainer._skip_step(buffers, {"step": 0})
+    trainer._skip_step(buffers, 0)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, before[k]), k
     for a, s in zip(momentum, trainer.optimizer.state.values()):
@@ -76,7 +80,7 @@ def test_consecutive_non_finite_steps_stop_the_run_with_a_clear_message():
 
 def test_diverged_run_keeps_its_last_good_checkpoint_and_the_cli_says_why(tmp_path, monkeypatch, capsys):
     """NaN losses from epoch 2 on: the run stops, the checkpoint of epoch 1 is intact and loadable."""
-    real_create = run_mod.create_method
+    real_create = setup_mod.create_method
 
     def poisoned(name, **opts):
         method = real_create(name, **opts)
@@ -89,18 +93,18 @@ def test_diverged_run_keeps_its_last_good_checkpoint_and_the_cli_says_why(tmp_pa
         method.loss = loss
         return method
 
-    monkeypatch.setattr(run_mod, "create_method", poisoned)  # the method after warm-up only
+    monkeypatch.setattr(setup_mod, "create_method", poisoned)  # the method after warm-up only
     code = main(["train", "--epochs", "3", "--warmup-epochs", "1", "--max-bad-steps", "4", "--quiet",
                  "--out", str(tmp_path / "run")])
     assert code == 1
     err = capsys.readouterr().err
     assert "training stopped at epoch 2, step 4: 4 consecutive steps" in err
-    ckpt = run_mod.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    ckpt = rundir.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert ckpt["trainer"]["epoch"] == 1 and ckpt["trainer"]["cursor"] is None
     assert all(torch.isfinite(v).all() for v in ckpt["trainer"]["model"].values() if v.is_floating_point())
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
     # Once the cause is gone, the run continues from that checkpoint.
-    monkeypatch.setattr(run_mod, "create_method", real_create)
+    monkeypatch.setattr(setup_mod, "create_method", real_create)
     assert main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 0
 
 
@@ -115,13 +119,13 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(run_mod.torch, "save", failing_save)
+    monkeypatch.setattr(rundir.torch, "save", failing_save)
     with pytest.raises(OSError, match=r"could not write the checkpoint .*checkpoint.pt \(No space left on device\); "
                                       r"the previous checkpoint, if any, is unchanged"):
         run_experiment(SMALL, out_dir=tmp_path / "run", progress=False, log=None)
-    monkeypatch.setattr(run_mod.torch, "save", real_save)
+    monkeypatch.setattr(rundir.torch, "save", real_save)
     run = tmp_path / "run"
-    assert run_mod.load_checkpoint(run / "checkpoint.pt")["trainer"]["epoch"] == 1
+    assert rundir.load_checkpoint(run / "checkpoint.pt")["trainer"]["epoch"] == 1
     assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []  # no torn temporary file left
     summary = run_experiment(SMALL, out_dir=run, progress=False, log=None, resume=True)
     full = run_experiment(SMALL, out_dir=tmp_path / "full", progress=False, log=None)
@@ -132,7 +136,7 @@ def test_disk_full_while_writing_outputs_keeps_the_checkpoint(tmp_path, monkeypa
     def full(*a, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(run_mod.np, "savez_compressed", full)
+    monkeypatch.setattr(np, "savez_compressed", full)
     with pytest.raises(OSError, match=r"could not write the outputs of .* its checkpoint is kept"):
         run_experiment(SMALL, out_dir=tmp_path / "run", progress=False, log=None)
     monkeypatch.undo()
@@ -146,7 +150,7 @@ def test_too_little_free_space_is_reported_before_training(tmp_path, monkeypatch
     import shutil
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(run_mod.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda p: usage._replace(free=4096))
     with pytest.raises(OSError, match=r"only 0.0 MiB free on the disk of .*run; this run needs about"):
         run_experiment(SMALL, out_dir=tmp_path / "run", progress=False, log=None)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -13,7 +13,7 @@ import torch
 from l2b.cli.main import main
 from l2b.data import load_digits
 from l2b.training.inference import load_trained_model
-from l2b.training.trainer import TensorData, evaluate
+from l2b.training import TensorData, evaluate
 
 
 def l2b(*args, cwd):

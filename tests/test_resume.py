@@ -61,9 +61,10 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tm
 def interrupt_at_method_step(monkeypatch, n: int):
     """Make run_experiment's method send this process SIGINT (Ctrl-C) during its n-th step
     (warm-up epochs use their own CE method and do not count); returns the real create_method."""
-    import l2b.training.run as run_mod
+    import l2b.rundir as rundir
+    import l2b.training.setup as setup_mod  # where a run builds its method
 
-    real_create = run_mod.create_method
+    real_create = setup_mod.create_method
     calls = {"n": 0}
 
     def interrupting_create(name, **opts):
@@ -79,12 +80,13 @@ def interrupt_at_method_step(monkeypatch, n: int):
         method.step = step
         return method
 
-    monkeypatch.setattr(run_mod, "create_method", interrupting_create)
+    monkeypatch.setattr(setup_mod, "create_method", interrupting_create)
     return real_create
 
 
 def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_path, monkeypatch):
-    import l2b.training.run as run_mod
+    import l2b.rundir as rundir
+    import l2b.training.setup as setup_mod  # where a run builds its method
 
     cfg = TrainConfig(epochs=4, warmup_epochs=1, device="cpu", seed=5, mixup=True)
     run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
@@ -92,9 +94,9 @@ def test_ctrl_c_mid_epoch_checkpoints_the_step_and_resume_continues_there(tmp_pa
     real_create = interrupt_at_method_step(monkeypatch, 7)  # inside epoch 2 (21 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None)
-    ckpt = run_mod.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    ckpt = rundir.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert ckpt["trainer"]["epoch"] == 1 and ckpt["trainer"]["cursor"]["step"] == 7
-    monkeypatch.setattr(run_mod, "create_method", real_create)
+    monkeypatch.setattr(setup_mod, "create_method", real_create)
     run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
     assert_same_run(tmp_path / "full", tmp_path / "cut")
 
@@ -138,6 +140,6 @@ def test_sigkill_at_random_points_then_resume_each_time_matches_uninterrupted_ru
 
 
 def run_epochs(run) -> int:
-    from l2b.training.run import load_checkpoint
+    from l2b.rundir import load_checkpoint
 
     return int(load_checkpoint(run / "checkpoint.pt")["trainer"]["epoch"])

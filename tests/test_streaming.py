@@ -71,17 +71,18 @@ def test_workers_do_not_change_the_result(folder, tmp_path):
 
 
 def test_streamed_run_interrupted_mid_epoch_resumes_to_the_same_result(folder, tmp_path, monkeypatch):
-    import l2b.training.run as run_mod
+    import l2b.rundir as rundir
+    import l2b.training.setup as setup_mod  # where a run builds its method
 
     cfg = config(folder, workers=2, mixup=True)
     run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
     real_create = interrupt_at_method_step(monkeypatch, 3)  # the third L2B step: epoch 2 (5 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None)
-    ckpt = run_mod.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    ckpt = rundir.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     cursor = ckpt["trainer"]["cursor"]
     assert ckpt["trainer"]["epoch"] == 1 and cursor["step"] == 3 and len(cursor["meta_plan"]) == cursor["n_batches"]
-    monkeypatch.setattr(run_mod, "create_method", real_create)
+    monkeypatch.setattr(setup_mod, "create_method", real_create)
     run_experiment(cfg, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
     assert_same_run(tmp_path / "full", tmp_path / "cut")
 

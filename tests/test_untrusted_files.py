@@ -22,7 +22,7 @@ from l2b.data import load_dataset, load_digits
 from l2b.noise import load_noisy_labels
 from l2b.training import TrainConfig, run_experiment
 from l2b.training.inference import load_trained_model
-from l2b.training.run import load_checkpoint
+from l2b.rundir import load_checkpoint
 
 
 class SystemPayload:

@@ -10,7 +10,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # After __version__: the training modules import it.
 from .api import fit  # noqa: E402
-from .training import Trainer, TrainConfig, run_experiment  # noqa: E402
+from .training import Trainer, TrainConfig, prepare_data, run_experiment  # noqa: E402
 
 __all__ = ["MetaWeights", "TrainConfig", "Trainer", "__version__", "fit", "meta_weights", "normalize_scores",
-           "run_experiment"]
+           "prepare_data", "run_experiment"]

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from .methods import create_method
-from .training.run import resolve_device
-from .training.trainer import FitResult, TensorData, Trainer, batches_per_epoch, sgd_with_cosine
+from .training.batches import TensorData
+from .training.optim import Optimization, batches_per_epoch
+from .training.setup import build_trainer, resolve_device, seeded
+from .training.trainer import FitResult
 
 __all__ = ["fit"]
 
@@ -26,6 +28,7 @@ __all__ = ["fit"]
 def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, method: str = "l2b",
         epochs: int = 40, batch_size: int = 64, meta_batch_size: int = 100, lr: float = 0.1,
         momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False, warmup_epochs: int = 5,
+        max_bad_steps: int = 10,
         device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None,
         clean_labels: Any = None, callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
         progress: bool = False, **method_options: Any) -> FitResult:
@@ -57,15 +60,20 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
         Epochs in all, of which the first `warmup_epochs` use plain cross-entropy.
     batch_size, meta_batch_size : int
         Every epoch covers every training example once in ceil(N / batch_size) nearly equal batches;
-        meta batches are drawn from reshuffled passes over the meta set. With BatchNorm, batches
-        need at least two examples.
+        meta batches are drawn from reshuffled passes over the meta set. Both at least 2 (as in
+        ``l2b train``: the settings are checked by :class:`l2b.training.Optimization`).
     lr, momentum, weight_decay, nesterov : SGD settings; the learning rate follows a cosine
         schedule from `lr` to 0 over all steps.
+    max_bad_steps : int
+        Steps with a non-finite gradient are skipped; this many in a row stop the call
+        (:class:`~l2b.training.trainer.TrainingDiverged`).
     device : "cpu", "cuda", "cuda:1", "auto", ...
     seed : int
-        Seeds batch order, meta batches, mixup and the global torch RNG (dropout) for the duration
-        of the call. The caller's global RNG state is saved and restored (``torch.random.fork_rng``);
-        numpy's and Python's global RNGs are not used.
+        Seeds batch order, meta batches, mixup (the trainer's generator, ``seed + 2``, as in
+        ``l2b train``) and the global torch RNG (dropout) for the duration of the call. The
+        caller's global RNG state is saved and restored (``torch.random.fork_rng``); numpy's and
+        Python's global RNGs are not used. The same settings, data, initial weights and seed give
+        ``l2b train``'s run bit for bit (see :mod:`l2b.training.setup`).
     num_classes : int or None
         K; by default the width of the model's output, read off one forward pass in eval mode.
     clean_labels : (N,) or None
@@ -94,12 +102,13 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (none with requires_grad=True)")
-    _check_settings(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
-                    meta_batch_size=meta_batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    seed=seed)
+    optim = Optimization(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
+                         meta_batch_size=meta_batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         nesterov=nesterov, max_bad_steps=max_bad_steps)
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative int")
     algo = create_method(method, **method_options)
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     float_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
@@ -124,9 +133,7 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
             raise ValueError(f"the meta set has {len(meta_t)} example; method {method!r} needs at least 2")
 
     model.to(dev)
-    devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(int(seed), dev):
         k = _output_width(model, train_t.inputs[:2])
         if num_classes is not None and num_classes != k:
             raise ValueError(f"num_classes={num_classes} but the model returns {k} logits per example")
@@ -140,36 +147,12 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
                 raise ValueError(f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the "
                                  "training labels")
 
-        optimizer, scheduler = sgd_with_cosine(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                               nesterov=nesterov, epochs=epochs, num_examples=len(train_t),
-                                               batch_size=batch_size)
-        trainer = Trainer(model, algo, optimizer, scheduler, num_classes=k, batch_size=batch_size,
-                          meta_batch_size=meta_batch_size, warmup_epochs=warmup_epochs,
-                          generator=torch.Generator().manual_seed(seed), progress=progress,
-                          callbacks=tuple(callbacks))
+        trainer = build_trainer(model, method=algo, optim=optim, seed=int(seed), num_examples=len(train_t),
+                                num_classes=k, progress=progress, callbacks=tuple(callbacks))
         result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
     model.load_state_dict(result.best_state)
     model.eval()
     return result
-
-
-def _check_settings(**values: Any) -> None:
-    v = values
-    checks = [
-        ("epochs", _is_int(v["epochs"]) and v["epochs"] >= 1, "must be an int >= 1"),
-        ("warmup_epochs", _is_int(v["warmup_epochs"]) and 0 <= v["warmup_epochs"] <= v["epochs"],
-         f"must be an int in [0, epochs={v['epochs']}]"),
-        ("batch_size", _is_int(v["batch_size"]) and v["batch_size"] >= 1, "must be an int >= 1"),
-        ("meta_batch_size", _is_int(v["meta_batch_size"]) and v["meta_batch_size"] >= 1, "must be an int >= 1"),
-        ("lr", isinstance(v["lr"], (int, float)) and v["lr"] > 0, "must be positive"),
-        ("momentum", isinstance(v["momentum"], (int, float)) and 0 <= v["momentum"] < 1, "must be in [0, 1)"),
-        ("weight_decay", isinstance(v["weight_decay"], (int, float)) and v["weight_decay"] >= 0,
-         "must be non-negative"),
-        ("seed", _is_int(v["seed"]) and v["seed"] >= 0, "must be a non-negative int"),
-    ]
-    for key, ok, why in checks:
-        if not ok:
-            raise ValueError(f"{key}={v[key]!r} {why}")
 
 
 def _is_int(x: Any) -> bool:

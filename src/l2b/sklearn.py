@@ -24,7 +24,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 from .api import fit as _fit
 from .methods import create_method
 from .models import create_model
-from .training.run import format_epoch, resolve_device
+from .training.optim import Optimization
+from .training.progress import format_epoch
+from .training.setup import resolve_device, seeded
 from .training.trainer import predict_proba as _predict_proba
 
 __all__ = ["L2BClassifier"]
@@ -180,8 +182,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"the meta set has {len(meta[1])} sample; method {self.method!r} needs at least 2")
 
         dev = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, dev):
             model = create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden)
         callbacks = (lambda r: print(format_epoch(r, self.epochs), flush=True),) if self.verbose else ()
         result = _fit(model, train, meta, method=self.method, epochs=self.epochs,
@@ -225,20 +226,14 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             hidden = tuple(hidden)
         except TypeError:
             raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints") from None
-        checks = [
-            ("hidden", all(is_int(h) and h >= 1 for h in hidden), "must be a tuple of positive ints"),
-            ("epochs", is_int(self.epochs) and self.epochs >= 1, "must be an int >= 1"),
-            ("warmup_epochs", is_int(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
-             f"must be an int in [0, epochs={self.epochs}]"),
-            ("batch_size", is_int(self.batch_size) and self.batch_size >= 2,
-             "must be an int >= 2 (BatchNorm needs two examples)"),
-            ("meta_batch_size", is_int(self.meta_batch_size) and self.meta_batch_size >= 2, "must be an int >= 2"),
-            ("num_meta", self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0),
-             "must be None or a non-negative int"),
-        ]
-        for key, ok, why in checks:
-            if not ok:
-                raise ValueError(f"{key}={getattr(self, key)!r} {why}")
+        if not all(is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints")
+        if not (self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0)):
+            raise ValueError(f"num_meta={self.num_meta!r} must be None or a non-negative int")
+        # The optimisation settings are checked where l2b train and l2b.fit check them.
+        Optimization(epochs=self.epochs, warmup_epochs=self.warmup_epochs, batch_size=self.batch_size,
+                     meta_batch_size=self.meta_batch_size, lr=self.lr, momentum=self.momentum,
+                     weight_decay=self.weight_decay)
         create_method(self.method)  # ValueError naming the known methods
         return tuple(int(h) for h in hidden)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from ..training.inference import as_model_inputs, example_shape, load_inputs, load_run_data, load_trained_model
+from ..rundir import read_run_config
+from ..training import TensorData, evaluate, resolve_device
+from ..training.inference import as_model_inputs, example_shape, load_inputs, load_trained_model
+from ..training.prepare import load_run_data
 from ..training.streams import StreamData
-from ..training.run import read_run_config, resolve_device
-from ..training.trainer import TensorData, evaluate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

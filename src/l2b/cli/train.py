@@ -15,20 +15,23 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..configs import config_path, list_configs
+from ..data import DATASETS
+from ..meta import ENGINES, NORMALIZATIONS
 from ..methods import list_methods
 from ..models import list_models
 from ..noise import NOISE_KINDS
-from ..training import TrainConfig, run_experiment
-from .. import distributed
-from ..training.run import read_run_config, resolve_device
+from ..rundir import CHECKPOINT, read_run_config
+from ..training import TrainConfig, resolve_device, run_experiment
+from ..training.config import META_SOURCES
+from ..training.setup import DEVICE_HELP
 
 _D = TrainConfig()
 
 # (flag, config key, argparse keywords, help). Defaults come from TrainConfig and are shown in --help.
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--data", "data", {}, "data set name (registered: digits, cifar10, cifar100, mnist, fashion-mnist, "
-                            "imagefolder, csv, isic2019, clothing1m)"),
+    ("--data", "data", {}, f"data set name (registered: {', '.join(DATASETS)})"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
     ("--image-size", "image_size", {"type": int},
      "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
@@ -52,7 +55,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--noise-label", "noise_label", {}, "which label set of --noise-file, e.g. worse_label, aggre_label, "
                                          "random_label1, noisy_label"),
     ("--num-meta", "num_meta", {"type": int}, "size of the meta set"),
-    ("--meta-source", "meta_source", {"choices": ["split", "file", "confident"]},
+    ("--meta-source", "meta_source", {"choices": META_SOURCES},
      "'split': a clean class-balanced subset taken out of the training split; 'file': the training "
      "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
      "epoch after warm-up from examples the model predicts confidently and in agreement with their label"),
@@ -64,11 +67,11 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
     ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
     ("--method", "method", {"choices": list_methods()}, "training method"),
-    ("--engine", "engine", {"choices": ["forward", "fused", "reverse"]},
+    ("--engine", "engine", {"choices": ENGINES},
      "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "
      "step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x the memory), "
      "'reverse' (the published double backward)"),
-    ("--normalize", "normalize", {"choices": ["org", "softmax", "sigmoid"]}, "weight normalisation"),
+    ("--normalize", "normalize", {"choices": NORMALIZATIONS}, "weight normalisation"),
     ("--temperature", "temperature", {"type": float}, "softmax temperature"),
     ("--bootstrap-beta", "bootstrap_beta", {"type": float},
      "weight of the observed label for bootstrap methods (unset: 0.95 soft, 0.8 hard)"),
@@ -86,7 +89,7 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--nesterov", "nesterov", {"action": "store_true"}, "Nesterov momentum"),
     ("--clip-grad", "clip_grad", {"type": float}, "clip the gradient norm to this value (unset: no clipping)"),
     ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
-    ("--device", "device", {}, "'auto', 'cpu', 'cuda', 'cuda:1', ..."),
+    ("--device", "device", {}, DEVICE_HELP),
     ("--max-bad-steps", "max_bad_steps", {"type": int},
      "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run"),
 ]
@@ -161,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else (1 if config.model == "mlp" else None)
     if threads is not None:
         torch.set_num_threads(threads)
+    rate = "" if config.noise_rate is None else f"{config.noise_rate:g}"  # None: labels from a file
     out = out or Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-"
-                                 f"{config.noise}{config.noise_rate:g}-s{config.seed}")
+                                 f"{config.noise}{rate}-s{config.seed}")
     # Under torchrun: one process per device, joined through torch.distributed (gloo on CPU, nccl on GPU).
     ctx = distributed.setup_from_env(device=resolve_device(config.device))
     try:
@@ -172,13 +176,13 @@ def run(args: argparse.Namespace) -> int:
                 log = None
         if log:
             where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
-            log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {config.noise_rate:g}, "
+            log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {rate or config.noise_file}, "
                 f"{config.epochs} epochs, seed {config.seed}{where} -> {out}")
         try:
             summary = run_experiment(config, out_dir=out, progress=not args.quiet and log is not None, log=log,
                                      resume=resume, tensorboard=args.tensorboard, dist=ctx)
         except KeyboardInterrupt:
-            if (Path(out) / "checkpoint.pt").exists() and (ctx is None or ctx.is_main):
+            if (Path(out) / CHECKPOINT).exists() and (ctx is None or ctx.is_main):
                 print(f"interrupted: resume with `l2b train --resume {out}`")
             raise
     finally:

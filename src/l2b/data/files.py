@@ -307,7 +307,8 @@ def collate_images(batch: list) -> list:
     return [out, *rest]
 
 
-def _worker_init(worker_id: int) -> None:
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker set-up: one torch thread per decoding process."""
     torch.set_num_threads(1)  # decoding is per process; torch's own thread pool would oversubscribe
 
 
@@ -348,7 +349,7 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0
     extra = {}
     if num_workers > 0:
         extra["persistent_workers"] = True if persistent_workers is None else persistent_workers
-        extra["worker_init_fn"] = _worker_init
+        extra["worker_init_fn"] = worker_init
         if prefetch_factor is not None:
             extra["prefetch_factor"] = prefetch_factor
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,

@@ -37,7 +37,10 @@ from .normalize import normalize_scores
 from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
-ENGINES = ("forward", "reverse")
+# The one list of engine names. ``fused`` computes the weights as ``forward`` does; it differs
+# only inside a training step, where its dual forward is also the real step's forward
+# (see l2b.methods.meta), so meta_weights treats it as ``forward``.
+ENGINES = ("forward", "fused", "reverse")
 ROWS = {"l2b": 2, "l2rw": 1}
 
 
@@ -253,9 +256,10 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
         weight decay define the virtual step. It is read, never stepped.
     method : {"l2b", "l2rw"}
         ``l2b`` weighs observed and pseudo-label costs jointly; ``l2rw`` only the observed one.
-    engine : {"forward", "reverse"}
+    engine : {"forward", "fused", "reverse"}
         ``forward`` (default) is the exact forward-mode formulation; ``reverse`` the published
-        double-backward one, kept as the reference.
+        double-backward one, kept as the reference; ``fused`` is ``forward`` here (it differs
+        only inside a training step, see :class:`l2b.methods.L2B`).
     normalize : {"org", "softmax", "sigmoid"}
         See :func:`l2b.meta.normalize_scores`; applied jointly over all 2B (L2B) or B (L2RW) scores.
     temperature : float
@@ -275,7 +279,7 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
     was_training = model.training
     model.train()
     try:
-        fn = _forward_engine if engine == "forward" else _reverse_engine
+        fn = _reverse_engine if engine == "reverse" else _forward_engine
         raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows,
                                             collective)
     finally:

@@ -1,5 +1,7 @@
 """Training methods behind a registry: each is one optimizer step returning a StepOutput."""
 from . import meta, simple  # noqa: F401  (registers the methods)
-from .base import Method, StepOutput, create_method, list_methods, mixup, register_method
+from .base import (Method, NonFiniteStep, StepOutput, create_method, list_methods, method_class, method_options,
+                   mixup, register_method)
 
-__all__ = ["Method", "StepOutput", "create_method", "list_methods", "mixup", "register_method"]
+__all__ = ["Method", "NonFiniteStep", "StepOutput", "create_method", "list_methods", "method_class",
+           "method_options", "mixup", "register_method"]

@@ -10,7 +10,8 @@ single process makes on the concatenated batches (see :meth:`Method.step`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+import inspect
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -33,15 +34,43 @@ def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
     return add
 
 
-def list_methods() -> list[str]:
-    return sorted(_REGISTRY)
+def list_methods(*, sort: bool = True) -> list[str]:
+    """Names of all registered methods, sorted (or in the order they were registered)."""
+    return sorted(_REGISTRY) if sort else list(_REGISTRY)
+
+
+def method_class(name: str) -> type["Method"]:
+    """The registered class of method `name` (ValueError naming the known methods otherwise)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
+    return _REGISTRY[name]
+
+
+def method_options(name: str) -> dict[str, Any]:
+    """The keyword options method `name` accepts, with their defaults (see :meth:`Method.option_defaults`)."""
+    return method_class(name).option_defaults()
 
 
 def create_method(name: str, **options) -> "Method":
     """Build a registered method; options are its keyword-only constructor arguments."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
-    return _REGISTRY[name](**options)
+    cls = method_class(name)
+    unknown = sorted(set(options) - set(cls.option_defaults()))
+    if unknown:
+        raise ValueError(f"method {name!r} has no option(s) {', '.join(unknown)}; its options: "
+                         f"{', '.join(cls.option_defaults())}")
+    return cls(**options)
+
+
+class NonFiniteStep(ArithmeticError):
+    """A step's gradient is NaN or infinite: :meth:`Method.step` raises it before the optimizer
+    step, so parameters and optimizer state are unchanged (the trainer then skips the step)."""
+
+
+def _check_finite_gradients(params) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    # One fused norm per device: a NaN or Inf anywhere makes the norm non-finite.
+    if grads and not all(bool(torch.isfinite(n)) for n in torch._foreach_norm(grads)):
+        raise NonFiniteStep
 
 
 @dataclass
@@ -156,6 +185,22 @@ class Method:
 
     name: str = "?"
     needs_meta: bool = False
+    #: option -> its allowed values, for options with a fixed set (the CLI's choices come from here)
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every keyword-only option of the method's constructors (its own and its bases'), with
+        its default: the registry entry that configs and the CLI check their keys against."""
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                    out[p.name] = p.default
+        return out
 
     def __init__(self, *, mixup: bool = False, mixup_alpha: float = 32.0, clip_grad: float | None = None):
         if mixup_alpha <= 0:
@@ -165,6 +210,26 @@ class Method:
         self.mixup = mixup
         self.mixup_alpha = mixup_alpha
         self.clip_grad = clip_grad
+
+    # -- the trainer's contract beyond the step (defaults: nothing to do, nothing to save) ------
+    def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
+        """Called by the trainer before the first step of every epoch this method trains (not
+        again when a checkpointed epoch resumes: what it computes belongs in :meth:`state_dict`).
+
+        `train` is the training set as a batch source (``len``, ``labels`` (N,) given labels,
+        ``eval_batches``), `epoch` the 0-based epoch. Returns scalars for the epoch's record. A
+        method that works on the whole training set between epochs (DivideMix's per-example
+        losses and their two-component split) does it here.
+        """
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own state (per-example statistics, a split), saved in every checkpoint;
+        tensors and plain containers only."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
 
     def loss(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, targets: Tensor,
              meta_inputs: Tensor | None, meta_labels: Tensor | None, *,
@@ -182,13 +247,20 @@ class Method:
     def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor,
              meta_inputs: Tensor | None = None, meta_labels: Tensor | None = None, *,
              num_classes: int, generator: torch.Generator | None = None,
-             dist: Collective | None = None) -> StepOutput:
+             dist: Collective | None = None, index: Tensor | None = None) -> StepOutput:
         """One training step: (mixup), loss, backward, (clip), optimizer step.
+
+        Raises :class:`NonFiniteStep` before the optimizer step when the gradient is not finite
+        (the parameters and the optimizer state are then unchanged; BatchNorm statistics may
+        have moved, which the trainer restores).
 
         Parameters
         ----------
         inputs : Tensor, shape (B, ...);  labels : Tensor, shape (B,) int64, the observed labels.
         meta_inputs : Tensor, shape (M, ...);  meta_labels : Tensor, shape (M,), for meta methods.
+        index : Tensor, shape (B_global,), or None
+            The batch's positions in the training set (the whole global batch under data
+            parallelism), for methods that keep per-example state; the base step ignores it.
         dist : Collective or None
             Data parallelism (e.g. :class:`l2b.distributed.DistContext`): `model` is wrapped in
             DistributedDataParallel (refused otherwise when world_size > 1), the batches are this
@@ -213,6 +285,7 @@ class Method:
         loss, out = self.loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist=dist)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _check_finite_gradients(p for group in optimizer.param_groups for p in group["params"])
         if self.clip_grad is not None:
             # under DDP, .grad already holds the replicas' average: the single-process gradient
             out.stats["grad_norm"] = float(nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad))

@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
 
 from ..meta import (ENGINES, NORMALIZATIONS, ROWS, MetaWeights, dual_forward, meta_tangents, meta_weights,
                     scores_from_jvp, weights_from_scores)
 from .base import Method, StepOutput, register_method, unwrap_model
-
-STEP_ENGINES = ("forward", "fused", "reverse")
 
 
 class _MetaMethod(Method):
@@ -35,13 +31,16 @@ class _MetaMethod(Method):
 
     needs_meta = True
     rows: str
+    choices = {"engine": ENGINES, "normalize": NORMALIZATIONS}
 
     def __init__(self, *, engine: str = "forward", normalize: str = "org", temperature: float = 1.0, **common):
         super().__init__(**common)
-        if engine not in STEP_ENGINES:
-            raise ValueError(f"engine must be one of {STEP_ENGINES}, got {engine!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
 
     def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):

@@ -36,6 +36,10 @@ class _Bootstrap(Method):
 
     default_beta: float
 
+    @classmethod
+    def option_defaults(cls):
+        return {**super().option_defaults(), "beta": cls.default_beta}
+
     def __init__(self, *, beta: float | None = None, **common):
         super().__init__(**common)
         beta = self.default_beta if beta is None else float(beta)

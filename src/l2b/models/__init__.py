@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import cnn, mlp, resnet  # noqa: F401
 from .cnn import SmallCNN
 from .mlp import MLP
-from .registry import create_model, list_models, register_model
+from .registry import create_model, list_models, model_options, register_model
 from .resnet import PreActResNet, ResNet
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "SmallCNN",
     "create_model",
     "list_models",
+    "model_options",
     "register_model",
 ]

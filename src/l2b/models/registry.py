@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "model_options", "register_model"]
 
 ModelFactory = Callable[..., nn.Module]
 _F = TypeVar("_F", bound=ModelFactory)
@@ -51,9 +51,25 @@ def register_model(name: str) -> Callable[[_F], _F]:
     return decorator
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+def list_models(*, sort: bool = True) -> list[str]:
+    """Names of all registered models, sorted (or in the order they were registered)."""
+    return sorted(_REGISTRY) if sort else list(_REGISTRY)
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The options model ``name`` accepts beyond the shapes, with their defaults.
+
+    Raises
+    ------
+    ValueError
+        Unknown model name (the message lists the known names).
+    """
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models()) or '(none)'}")
+    params = inspect.signature(factory).parameters
+    return {n: params[n].default for n in sorted(_model_options(factory))
+            if params[n].default is not inspect.Parameter.empty}
 
 
 def create_model(

@@ -31,8 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-PER_EXAMPLE = "per_example.npz"
-LABEL_ISSUES = "label_issues.csv"
+from ..rundir import LABEL_ISSUES, PER_EXAMPLE
+
 # cleanlab's get_label_issues() columns (given_label, predicted_label, label_quality,
 # is_label_issue) after the example's index, then l2b's own.
 COLUMNS = ("index", "given_label", "predicted_label", "label_quality", "is_label_issue", "alpha_share")

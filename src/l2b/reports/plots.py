@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from ..rundir import CONFIG, METRICS, SUMMARY, read_run_doc
 from .issues import detection_scores, label_issues, load_per_example, noise_mask
 
 DPI = 120
@@ -54,25 +54,23 @@ def load_run(run_dir: str | Path) -> Run:
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} not found")
-    for name in ("summary.json", "metrics.jsonl"):
+    for name in (SUMMARY, METRICS):
         if not (run / name).is_file():
             raise FileNotFoundError(f"{run / name} not found: {run} is not a finished l2b run")
     try:
-        summary = json.loads((run / "summary.json").read_text())
+        summary = json.loads((run / SUMMARY).read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{run / 'summary.json'} is not valid JSON: {err}") from None
+        raise ValueError(f"{run / SUMMARY} is not valid JSON: {err}") from None
     metrics = []
-    for n, line in enumerate((run / "metrics.jsonl").read_text().splitlines(), 1):
+    for n, line in enumerate((run / METRICS).read_text().splitlines(), 1):
         if line.strip():
             try:
                 metrics.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{run / 'metrics.jsonl'} line {n} is not valid JSON: {err}") from None
+                raise ValueError(f"{run / METRICS} line {n} is not valid JSON: {err}") from None
     config: dict[str, Any] = {}
-    if (run / "config.yaml").is_file():
-        doc = yaml.safe_load((run / "config.yaml").read_text())
-        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
-            config = doc["config"]
+    if (run / CONFIG).is_file():
+        config = read_run_doc(run)["config"]
     return Run(run, summary, metrics, config, load_per_example(run))
 
 

@@ -1,6 +1,11 @@
-"""The training loop and the experiment runner."""
+"""From a config to a trained model: data preparation, set-up, the training loop and the runner."""
+from .batches import TensorData
 from .config import TrainConfig
-from .run import resolve_device, run_experiment
-from .trainer import FitResult, TensorData, Trainer, evaluate
+from .optim import Optimization
+from .prepare import PreparedData, prepare_data
+from .run import run_experiment
+from .setup import build_model, build_trainer, resolve_device
+from .trainer import FitResult, Trainer, evaluate, predict_proba
 
-__all__ = ["FitResult", "TensorData", "TrainConfig", "Trainer", "evaluate", "resolve_device", "run_experiment"]
+__all__ = ["FitResult", "Optimization", "PreparedData", "TensorData", "TrainConfig", "Trainer", "build_model",
+           "build_trainer", "evaluate", "predict_proba", "prepare_data", "resolve_device", "run_experiment"]

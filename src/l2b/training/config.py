@@ -5,6 +5,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..methods import create_method, list_methods, method_options
+from ..models import list_models, model_options
+from .optim import Optimization
 
 META_SOURCES = ("split", "file", "confident")
 
@@ -37,7 +40,15 @@ class TrainConfig:
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
     counted; this many in a row stop the run (its last checkpoint kept).
     Optimisation: SGD(lr, momentum, weight_decay, nesterov), cosine schedule over all steps,
-    ``warmup_epochs`` of plain cross-entropy before any other method starts.
+    ``warmup_epochs`` of plain cross-entropy before any other method starts (checked by
+    :class:`~l2b.training.optim.Optimization`, as :func:`l2b.fit` checks them).
+
+    Options of one method or model (:data:`OPTION_KEYS`: ``engine``, ``normalize``,
+    ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``; ``hidden``,
+    ``width``) are checked against that method's or model's registry entry: one that does not
+    apply (``engine`` for ``ce``, ``hidden`` for ``resnet18``) is an error naming the key; one that
+    applies and is unset takes the entry's default. ``noise_rate`` does not apply to
+    ``noise: file`` and defaults to 0.4 otherwise.
     """
 
     data: str = "digits"
@@ -50,7 +61,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     noise: str = "symmetric"
-    noise_rate: float = 0.4
+    noise_rate: float | None = None
     noise_file: str | None = None
     noise_label: str | None = None
     num_meta: int = 100
@@ -58,12 +69,12 @@ class TrainConfig:
     meta_file: str | None = None
     allow_incomplete_meta: bool = False
     model: str = "mlp"
-    hidden: tuple[int, ...] = (256,)
+    hidden: tuple[int, ...] | None = None
     width: int | None = None
     method: str = "l2b"
-    engine: str = "forward"
-    normalize: str = "org"
-    temperature: float = 1.0
+    engine: str | None = None
+    normalize: str | None = None
+    temperature: float | None = None
     bootstrap_beta: float | None = None
     augment: bool = False
     mixup: bool = False
@@ -82,24 +93,19 @@ class TrainConfig:
     max_bad_steps: int = 10
 
     def __post_init__(self) -> None:
+        self._resolve_options()
+        try:
+            self.optimization()
+        except ValueError as err:
+            raise ValueError(f"config {err}") from None
         checks = [
-            ("noise_rate", 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
-            ("epochs", self.epochs >= 1, "must be at least 1"),
-            ("warmup_epochs", 0 <= self.warmup_epochs <= self.epochs, f"must be in [0, epochs={self.epochs}]"),
-            ("batch_size", self.batch_size >= 2, "must be at least 2 (BatchNorm needs two examples)"),
-            ("meta_batch_size", self.meta_batch_size >= 2, "must be at least 2"),
+            ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
             ("workers", self.workers >= 0, "must be non-negative"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
-            ("width", self.width is None or (self.width >= 1 and self.model in ("small_cnn", "fast_cnn")),
-             "must be a positive channel count, and is for models small_cnn and fast_cnn only"),
-            ("max_bad_steps", self.max_bad_steps >= 1, "must be at least 1"),
-            ("lr", self.lr > 0, "must be positive"),
-            ("momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be non-negative"),
+            ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
             ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),
-            ("temperature", self.temperature > 0, "must be positive"),
             ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
             ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
             ("noise_file", (self.noise_file is not None) == (self.noise == "file"),
@@ -113,54 +119,143 @@ class TrainConfig:
         for key, ok, why in checks:
             if not ok:
                 raise ValueError(f"config {key}={getattr(self, key)!r} {why}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        try:  # the method's own checks of its option values (engine names, temperature, beta ...)
+            create_method(self.method, **self.method_options())
+        except ValueError as err:
+            raise ValueError(f"config method {self.method!r}: {err}") from None
+
+    def _resolve_options(self) -> None:
+        """Check every method, model and noise option against the registry entry it belongs to:
+        an option that does not apply is refused by name; one that applies and is unset takes the
+        entry's default, so the recorded config says what ran."""
+        try:
+            accepted = {"method": method_options(self.method), "model": model_options(self.model)}
+        except ValueError as err:
+            raise ValueError(f"config {err}") from None
+        for key, (kind, option) in OPTION_KEYS.items():
+            value = getattr(self, key)
+            if option in accepted[kind]:
+                if value is None and accepted[kind][option] is not None:
+                    object.__setattr__(self, key, accepted[kind][option])
+            elif value is not None and not _same(value, _FIELD_DEFAULTS[key]):  # mixup=False: off, not set
+                takers = [n for n in (list_methods if kind == "method" else list_models)(sort=False) if _takes(n, kind, option)]
+                raise ValueError(f"config {key}={value!r} {OPTION_MEANING[key]}, and is for {kind}s "
+                                 f"{' and '.join(takers)} only; it does not apply to {kind} {getattr(self, kind)!r}")
+        if self.noise == "file":
+            if self.noise_rate is not None:
+                raise ValueError(f"config noise_rate={self.noise_rate!r} does not apply to noise 'file': the rate "
+                                 f"is what the file's labels give (recorded as realised_noise_rate); remove it")
+        elif self.noise_rate is None:
+            object.__setattr__(self, "noise_rate", DEFAULT_NOISE_RATE)
+        if self.hidden is not None:
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config", recorded: bool = False) -> "TrainConfig":
         """Build from a plain mapping (a YAML file, say), checking key names and value types.
 
-        Raises ValueError naming the source, the key and the value for an unknown key or a value
-        of the wrong type; range checks follow in ``__post_init__``.
+        Raises ValueError naming the source, the key and the value for an unknown key, a value
+        of the wrong type, or an option that does not apply to the chosen method, model or noise;
+        range checks follow in ``__post_init__``.
+
+        ``recorded=True`` reads a config that l2b itself wrote (a run directory's config.yaml or
+        checkpoint): versions before options were checked recorded every key, so keys that do not
+        apply to the run's method, model or noise are dropped there instead of refused.
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
                              f"{', '.join(fields)}")
-        defaults = cls()
         clean: dict[str, Any] = {}
         for key, value in values.items():
-            clean[key] = _coerce(key, value, getattr(defaults, key), fields[key].type, source)
+            clean[key] = _coerce(key, value, fields[key].type, source)
+        if recorded:
+            clean = _applicable(clean)
         try:
             return cls(**clean)
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`. Options filled in from the old method's, model's or noise's
+        defaults are reset when that choice changes, so they follow the new one (or go away)."""
+        values = self.to_dict()
+        for kind in ("method", "model"):
+            if kind in changes and changes[kind] != values[kind]:
+                old = (method_options if kind == "method" else model_options)(values[kind])
+                for key, (k, option) in OPTION_KEYS.items():
+                    if k != kind or key in changes or option not in old:
+                        continue
+                    if _same(values[key], old[option]) or not _takes(changes[kind], kind, option):
+                        values[key] = _FIELD_DEFAULTS[key]  # then filled from the new entry, if it takes it
+        if "noise" in changes and "noise_rate" not in changes and (changes["noise"] == "file"):
+            values["noise_rate"] = None
+        values.update(changes)
+        return TrainConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"] = None if self.hidden is None else list(self.hidden)
         return d
+
+    def optimization(self) -> Optimization:
+        """The optimisation settings, as :func:`l2b.fit` and the estimator take them."""
+        return Optimization(**{k: getattr(self, k) for k in Optimization.field_names()})
 
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.models.create_model` beyond the shapes."""
-        if self.model == "mlp":
-            return {"hidden": self.hidden}
-        return {"width": self.width} if self.width is not None else {}
+        return {option: getattr(self, key) for key, (kind, option) in OPTION_KEYS.items()
+                if kind == "model" and getattr(self, key) is not None}
 
     def method_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.methods.create_method`."""
-        opts: dict[str, Any] = {"mixup": self.mixup, "mixup_alpha": self.mixup_alpha, "clip_grad": self.clip_grad}
-        if self.method in ("l2b", "l2rw"):
-            opts.update(engine=self.engine, normalize=self.normalize, temperature=self.temperature)
-        if self.method.startswith("bootstrap") and self.bootstrap_beta is not None:
-            opts["beta"] = self.bootstrap_beta
-        return opts
+        return {option: getattr(self, key) for key, (kind, option) in OPTION_KEYS.items()
+                if kind == "method" and getattr(self, key) is not None}
 
 
-def _coerce(key: str, value: Any, default: Any, annotation: str, source: str) -> Any:
+# Config keys that belong to one registry entry: key -> (which choice, the entry's option name).
+# A key applies when the chosen method / model accepts that option (l2b.methods.method_options,
+# l2b.models.model_options); the CLI and the checks above read this table.
+OPTION_KEYS: dict[str, tuple[str, str]] = {
+    "engine": ("method", "engine"), "normalize": ("method", "normalize"), "temperature": ("method", "temperature"),
+    "bootstrap_beta": ("method", "beta"), "mixup": ("method", "mixup"), "mixup_alpha": ("method", "mixup_alpha"),
+    "clip_grad": ("method", "clip_grad"),
+    "hidden": ("model", "hidden"), "width": ("model", "width"),
+}
+OPTION_MEANING = {
+    "engine": "is the meta-gradient engine", "normalize": "is the weight normalisation",
+    "temperature": "is the softmax normalisation's temperature", "bootstrap_beta": "is the observed label's weight",
+    "mixup": "turns on mixup", "mixup_alpha": "is mixup's Beta parameter", "clip_grad": "clips the gradient norm",
+    "hidden": "are the hidden layer widths", "width": "must be a positive channel count",
+}
+DEFAULT_NOISE_RATE = 0.4
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+
+def _takes(name: str, kind: str, option: str) -> bool:
+    try:
+        return option in (method_options if kind == "method" else model_options)(name)
+    except ValueError:
+        return False
+
+
+def _applicable(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without the option keys that do not apply to their method, model or noise."""
+    out = dict(values)
+    for key, (kind, option) in OPTION_KEYS.items():
+        name = out.get(kind, getattr(_DEFAULTS, kind))
+        if key in out and not _takes(name, kind, option):
+            del out[key]
+    if out.get("noise") == "file":
+        out.pop("noise_rate", None)
+    return out
+
+
+def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
     """Check one config value against its field's type (as declared by its annotation)."""
     optional = "None" in str(annotation)
     if value is None:
@@ -195,3 +290,7 @@ def _coerce(key: str, value: Any, default: Any, annotation: str, source: str) ->
             raise bad()
         return tuple(value)
     return value
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_DEFAULTS = TrainConfig()

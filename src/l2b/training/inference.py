@@ -17,24 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DATASETS, ArrayDataset, FileListDataset, load_dataset
-from ..models import create_model
+from ..data import DATASETS, FileListDataset
+from ..rundir import CONFIG, MODEL, read_run_config
 from .config import TrainConfig
+from .prepare import load_run_data
+from .setup import build_model, resolve_device
 from .streams import StreamData
-from .run import dataset_options, read_run_config, resolve_device
 from .validation import load_untrusted_torch
 
-__all__ = ["InputData", "as_model_inputs", "build_model", "example_shape", "load_inputs", "load_npz", "load_run_data", "load_trained_model"]
-
-MODEL_FILE = "model.pt"
-
-
-def load_run_data(config: TrainConfig, name: str | None = None):
-    """(train, test) of the data set `name` (default: the run's own), split as the run split it:
-    same ``test_fraction`` and ``split_seed``, and for its own data set the run's ``data_root``
-    and image options (so a streamed data set comes back as FileListDatasets)."""
-    name = config.data if name is None else name
-    return load_dataset(name, **dataset_options(config, name))
+__all__ = ["InputData", "as_model_inputs", "example_shape", "load_inputs", "load_npz", "load_trained_model"]
 
 
 def as_model_inputs(inputs: np.ndarray | StreamData, device: torch.device) -> torch.Tensor | StreamData:
@@ -47,13 +38,6 @@ def example_shape(train, test) -> tuple[int, ...]:
     if isinstance(test, FileListDataset):
         return tuple(test[0][0].shape)
     return tuple(train.example_shape)
-
-
-def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int]) -> nn.Module:
-    """The untrained network `config` describes, for examples of shape `in_shape`. Built under a
-    forked torch RNG: the caller's global RNG state is unchanged."""
-    with torch.random.fork_rng(devices=[]):
-        return create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
 
 
 def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu", num_classes: int | None = None,
@@ -72,7 +56,7 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    path = run_dir / MODEL_FILE
+    path = run_dir / MODEL
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not finished "
                                 f"(continue it with `l2b train --resume {run_dir}`)")
@@ -86,7 +70,7 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path} does not fit the {config.model!r} model that {run_dir / 'config.yaml'} describes "
+        raise ValueError(f"{path} does not fit the {config.model!r} model that {run_dir / CONFIG} describes "
                          f"(input shape {tuple(in_shape)}, {num_classes} classes): {err}") from None
     return model.to(dev).eval(), config
 

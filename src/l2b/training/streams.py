@@ -8,7 +8,7 @@ how far the loader had prefetched when the run was interrupted.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.files import BadImageError, FileListDataset, collate_images, worker_init
 from ..distributed import shard as shard_indices
-from ..data.files import BadImageError, FileListDataset, _worker_init, collate_images
+from .batches import Batch, EpochCursor, take_shard
 
 _SEED_MASK = 2 ** 62 - 1
 
@@ -74,7 +75,7 @@ class StreamData:
         extra = {"prefetch_factor": 4} if self.workers > 0 else {}
         loader = DataLoader(_Guarded(dataset), batch_sampler=_Planned(batches), num_workers=self.workers,
                             collate_fn=_collate, pin_memory=self.pin_memory,
-                            worker_init_fn=_worker_init if self.workers > 0 else None, **extra)
+                            worker_init_fn=worker_init if self.workers > 0 else None, **extra)
         for batch in loader:
             if isinstance(batch, BadImageError):
                 raise BadImageError(batch.path, batch.reason)
@@ -107,6 +108,33 @@ class StreamData:
         for (x, _labels), b in zip(self._loader(self.train_view, requests), sizes):
             x = x.to(device, non_blocking=self.pin_memory)
             yield x[:b], (x[b:] if x.shape[0] > b else None)
+
+    def plan_epoch(self, cursor: EpochCursor, *, generator: torch.Generator,
+                   next_meta: Callable[[], Tensor] | None) -> None:
+        """Fix the epoch's augmentation seed and, when the method needs meta batches, the meta rows
+        of every step (drawn from `generator` in that order): the loader runs ahead of the steps."""
+        cursor.epoch_seed = int(torch.randint(2 ** 62, (1,), generator=generator))
+        cursor.meta_plan = None if next_meta is None else [next_meta() for _ in range(cursor.n_batches)]
+
+    def batches(self, cursor: EpochCursor, meta: StreamData | None, *, generator: torch.Generator,
+                next_meta: Callable[[], Tensor] | None, augment: Callable[..., Tensor] | None,
+                shard: tuple[int, int] | None, device: torch.device) -> Iterator[Batch]:
+        """The planned batches from ``cursor.step`` on, decoded by DataLoader workers (this
+        process's shards only). Augmentation is the loader's, seeded per example from the plan,
+        so `augment`, `generator` and `next_meta` are not used here."""
+        rows = cursor.rows
+        meta_plan = cursor.meta_plan if meta is not None else None
+        plan = list(zip(rows, meta_plan or [None] * cursor.n_batches))
+        loader = self.planned_batches(plan, meta=meta if meta_plan else None, epoch_seed=cursor.epoch_seed,
+                                      first_step=cursor.step, device=device, shard=shard)
+        try:
+            for step in range(cursor.step, cursor.n_batches):
+                x, mx = next(loader)
+                y = take_shard(self.labels[rows[step]], shard).to(device)
+                my = None if mx is None else take_shard(meta.labels[meta_plan[step]], shard).to(device)
+                yield Batch(rows[step], x, y, mx, my)
+        finally:
+            loader.close()  # stops the DataLoader workers
 
     def eval_batches(self, batch_size: int, device: torch.device) -> Iterator[Tensor]:
         """Every example once, in order, with the evaluation transform: inputs (b, C, H, W)."""

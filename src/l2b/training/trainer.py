@@ -1,9 +1,13 @@
-"""The training loop: in-memory tensors, one method step per batch, evaluation every epoch.
+"""The training loop: one method step per batch, evaluation and selection every epoch.
 
-The trainer knows nothing about which method it runs: it logs what each step returns. All of its
-state (model, optimizer, scheduler, RNG states, position inside an epoch, history, best epoch,
-per-example statistics) is one plain dict (:meth:`Trainer.state_dict`), so a run can be
-checkpointed at any step boundary and resumed to the same result.
+The trainer knows nothing about which method it runs: it logs what each step returns, calls the
+method's epoch hook and checkpoints the method's state without reading them. All of its state
+(model, optimizer, scheduler, RNG states, position inside an epoch, history, best epoch,
+per-example statistics, the method's own state) is one plain dict (:meth:`Trainer.state_dict`),
+so a run can be checkpointed at any step boundary and resumed to the same result.
+
+Data come from a batch source (:mod:`l2b.training.batches`): tensors in memory or image files
+streamed from disk behind one interface, so the loop has one path for both.
 """
 from __future__ import annotations
 
@@ -13,59 +17,45 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..methods import Method, StepOutput, create_method
-from ..distributed import DistContext, broadcast_object, gather_cat, shard, wrap_ddp
+from ..distributed import DistContext, broadcast_object, gather_cat, wrap_ddp
+from ..methods import Method, NonFiniteStep, StepOutput, create_method
+from .batches import Batch, EpochCursor, TensorData
+from .optim import batches_per_epoch
 from .streams import StreamData
+
+__all__ = ["FitResult", "GracefulStop", "NonFiniteStep", "PerExample", "Trainer", "TrainingDiverged", "evaluate",
+           "predict_proba"]
+
+Source = TensorData | StreamData
 
 
 class GracefulStop(KeyboardInterrupt):
     """Ctrl-C honoured at a step boundary: the trainer's state is consistent there."""
 
 
-class NonFiniteStep(ArithmeticError):
-    """Raised by the optimizer's step pre-hook when a gradient is NaN or infinite; the trainer
-    then skips the step (parameters, optimizer state and BatchNorm statistics unchanged)."""
-
-
 class TrainingDiverged(RuntimeError):
     """Too many consecutive steps had a non-finite loss, meta-gradient or gradient."""
 
 
-def _refuse_non_finite(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    # One fused norm per device: a NaN or Inf anywhere makes the norm non-finite.
-    if grads and not all(bool(torch.isfinite(n)) for n in torch._foreach_norm(grads)):
-        raise NonFiniteStep
-
-
-@dataclass
-class TensorData:
-    """A labelled set held on the training device: inputs (N, ...), labels (N,) int64."""
-
-    inputs: Tensor
-    labels: Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
 @torch.no_grad()
-def predict_proba(model: nn.Module, inputs: Tensor | StreamData, *, batch_size: int = 1024) -> Tensor:
-    """Eval-mode class probabilities (N, K) for inputs (N, ...) or every example of a
-    :class:`StreamData` (evaluation transform); on the model's device. The model's mode is restored."""
+def predict_proba(model: nn.Module, inputs: Tensor | Source, *, batch_size: int = 1024) -> Tensor:
+    """Eval-mode class probabilities (N, K) for inputs (N, ...) or every example of a batch source
+    (a stream uses its evaluation transform); on the model's device. The model's mode is restored."""
     was_training = model.training
     model.eval()
     if isinstance(inputs, StreamData):
-        dev = next(model.parameters()).device
-        chunks = inputs.eval_batches(min(batch_size, 256), dev)
+        chunks = inputs.eval_batches(min(batch_size, 256), next(model.parameters()).device)
+    elif isinstance(inputs, TensorData):
+        chunks = inputs.eval_batches(batch_size)
     else:
         chunks = (inputs[i:i + batch_size] for i in range(0, inputs.shape[0], batch_size))
     out = torch.cat([torch.softmax(model(x).float(), dim=1) for x in chunks])
@@ -74,9 +64,9 @@ def predict_proba(model: nn.Module, inputs: Tensor | StreamData, *, batch_size: 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData | StreamData, *, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: Source, *, batch_size: int = 1024) -> tuple[float, float]:
     """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`."""
-    probs = predict_proba(model, data if isinstance(data, StreamData) else data.inputs, batch_size=batch_size)
+    probs = predict_proba(model, data, batch_size=batch_size)
     labels = data.labels.to(probs.device)
     acc = float((probs.argmax(1) == labels).float().mean())
     nll = float(-torch.log(probs[torch.arange(len(data)), labels].clamp_min(1e-12)).mean())
@@ -139,26 +129,12 @@ class FitResult:
     seconds: float
 
 
-def batches_per_epoch(num_examples: int, batch_size: int) -> int:
-    """How many nearly equal batches the trainer cuts an epoch of `num_examples` into."""
-    return max(1, math.ceil(num_examples / batch_size))
-
-
-def sgd_with_cosine(params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool, epochs: int,
-                    num_examples: int, batch_size: int
-                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    """SGD and a cosine schedule stepped once per batch, annealed to zero over the whole run."""
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    steps = epochs * batches_per_epoch(num_examples, batch_size)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 class Trainer:
-    """Train `model` with `method` on in-memory tensors.
+    """Train `model` with `method` on a batch source (tensors in memory or streamed image files).
 
     Parameters
     ----------
@@ -190,6 +166,9 @@ class Trainer:
         logged; this many in a row raise :class:`TrainingDiverged` (the last checkpoint, written
         at the end of the previous epoch, is left as it was).
     log : callable receiving warning lines, or None.
+
+    The method's hooks (:meth:`l2b.methods.Method.start_epoch`, ``state_dict``) are called for
+    every method alike: before an epoch's first step, and with every checkpoint.
     dist : l2b.distributed.DistContext or None
         Data parallelism over ``dist.world_size`` processes (launched by torchrun). Every process
         holds the whole data set and draws the same plan from the same `generator`; each takes
@@ -220,22 +199,24 @@ class Trainer:
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
         self.dist = dist if dist is not None and dist.world_size > 1 else None
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist)
-        optimizer.register_step_pre_hook(_refuse_non_finite)
+        self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
+        self.device = next(model.parameters()).device
+        self.interrupt_requested = False  # set by the first Ctrl-C, honoured at the next step boundary
+        # Progress; everything below is in state_dict().
         self.bad_in_row = 0
         self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
-        # Progress; everything below is in state_dict().
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
         self.best_key: tuple[float, float] = (-math.inf, -math.inf)  # (meta accuracy, -meta loss)
         self.best_epoch, self.best_state = -1, {}
         self.per_example: PerExample | None = None
-        self.cursor: dict[str, Any] | None = None  # position inside an unfinished epoch
+        self.cursor: EpochCursor | None = None  # position inside an unfinished epoch
         self.meta_sampler: dict[str, Any] = {"perm": None, "pos": 0}  # reshuffled passes over the meta set
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly from the current step boundary."""
-        dev = next(self.model.parameters()).device
+        dev = self.device
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -244,13 +225,14 @@ class Trainer:
             "epoch": self.epoch, "history": copy.deepcopy(self.history),
             "best_key": list(self.best_key), "best_epoch": self.best_epoch, "best_state": self.best_state,
             "per_example": self.per_example.state_dict() if self.per_example is not None else None,
-            "cursor": copy.deepcopy(self.cursor), "meta_sampler": copy.deepcopy(self.meta_sampler),
+            "cursor": None if self.cursor is None else self.cursor.state_dict(),
+            "meta_sampler": copy.deepcopy(self.meta_sampler),
             "meta_index": None if self.meta_index is None else torch.from_numpy(self.meta_index.copy()),
-            "bad_in_row": self.bad_in_row,
+            "bad_in_row": self.bad_in_row, "method": self.method.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        dev = next(self.model.parameters()).device
+        dev = self.device
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -265,23 +247,25 @@ class Trainer:
         if state["per_example"] is not None:
             self.per_example = PerExample(len(state["per_example"]["alpha"]))
             self.per_example.load_state_dict(state["per_example"])
-        self.cursor, self.meta_sampler = state["cursor"], state["meta_sampler"]
+        self.cursor = None if state["cursor"] is None else EpochCursor.from_state(state["cursor"])
+        self.meta_sampler = state["meta_sampler"]
         self.meta_index = None if state.get("meta_index") is None else state["meta_index"].numpy().copy()
         self.bad_in_row = int(state.get("bad_in_row", 0))
+        self.method.load_state_dict(state.get("method") or {})
 
     @contextlib.contextmanager
     def _deferred_interrupt(self):
         """Turn the first Ctrl-C into a request honoured at the next step boundary, so the
         checkpoint written on interrupt is consistent; a second Ctrl-C interrupts at once."""
-        self._interrupt_requested = False
+        self.interrupt_requested = False
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum, frame):
-            if self._interrupt_requested:
+            if self.interrupt_requested:
                 raise KeyboardInterrupt
-            self._interrupt_requested = True
+            self.interrupt_requested = True
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -289,62 +273,9 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    # -- sampling ------------------------------------------------------------------------------
-    def _next_meta(self, n_meta: int) -> Tensor:
-        """The next meta batch's indices, from reshuffled passes over the meta set."""
-        s = self.meta_sampler
-        if s["perm"] is None or s["pos"] >= n_meta:
-            s["perm"], s["pos"] = torch.randperm(n_meta, generator=self.generator), 0
-        chunk = s["perm"][s["pos"]:s["pos"] + self.meta_batch_size]
-        s["pos"] += self.meta_batch_size
-        if len(chunk) < 2 <= n_meta:  # a 1-example tail would break BatchNorm: start a new pass
-            s["pos"] = n_meta
-            return self._next_meta(n_meta)
-        return chunk
-
-    def _mine(self, batch: Tensor) -> Tensor:
-        """This process's contiguous shard of a global batch (the whole batch in one process)."""
-        if self.dist is None:
-            return batch
-        rows = shard(torch.arange(batch.shape[0]), self.dist.rank, self.dist.world_size)
-        return batch[rows.to(batch.device)]
-
-    def _gathered(self, out: StepOutput) -> StepOutput:
-        """Every process's per-example weights and pseudo-labels, in global batch order."""
-        return StepOutput(loss=out.loss, stats=out.stats,
-                          alpha=None if out.alpha is None else gather_cat(out.alpha),
-                          beta=None if out.beta is None else gather_cat(out.beta),
-                          pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels))
-
-    def _stop_requested(self) -> bool:
-        """Ctrl-C seen by any process stops all of them at the same step boundary."""
-        if self.dist is None:
-            return self._interrupt_requested
-        flag = torch.tensor([float(self._interrupt_requested)], device=self.dist.device)
-        return bool(self.dist.sum(flag).item() > 0)
-
-    def _skip_step(self, buffers: dict[str, Tensor], c: dict[str, Any]) -> StepOutput:
-        """Undo what the refused step changed (BatchNorm statistics, gradients) and count it."""
-        with torch.no_grad():
-            for k, b in self.model.named_buffers():
-                b.copy_(buffers[k])
-        self.optimizer.zero_grad(set_to_none=True)
-        self.bad_in_row += 1
-        c["skipped"] = c.get("skipped", 0) + 1
-        where = f"epoch {self.epoch + 1}, step {c['step'] + 1}"
-        if self.log is not None:
-            self.log(f"warning: {where}: non-finite loss or gradient, step skipped "
-                     f"({self.bad_in_row} in a row, at most {self.max_bad_steps})")
-        if self.bad_in_row >= self.max_bad_steps:
-            raise TrainingDiverged(
-                f"training stopped at {where}: {self.bad_in_row} consecutive steps had a non-finite loss, "
-                "meta-gradient or gradient (max_bad_steps); lower the learning rate, clip gradients "
-                "(clip_grad) or check the data for NaN / Inf values")
-        return StepOutput(loss=float("nan"))
-
-    # -- loop ----------------------------------------------------------------------------------
-    def fit(self, train: TensorData, meta: TensorData | None, *, epochs: int,
-            test: TensorData | None = None, clean_labels: np.ndarray | None = None) -> FitResult:
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, train: Source, meta: Source | None, *, epochs: int, test: Source | None = None,
+            clean_labels: np.ndarray | None = None) -> FitResult:
         """Train until `epochs` epochs are complete (continuing from a loaded state, if any);
         select the best epoch on the clean meta set.
 
@@ -359,10 +290,9 @@ class Trainer:
             raise ValueError("pass either a meta set or a meta_selector, not both")
         if self.method.needs_meta and (meta is None or len(meta) == 0) and self.meta_selector is None:
             raise ValueError(f"method {self.method.name!r} needs a clean meta set (num_meta > 0)")
-        n = len(train)
-        has_meta = meta is not None and len(meta) > 0
+        meta = meta if meta is not None and len(meta) > 0 else None
         if self.per_example is None:
-            self.per_example = PerExample(n)
+            self.per_example = PerExample(len(train))
         noisy_mask = None if clean_labels is None else clean_labels != train.labels.cpu().numpy()
         started = time.perf_counter()
         bar = tqdm(total=epochs, initial=self.epoch, desc=self.method.name, unit="epoch",
@@ -370,7 +300,7 @@ class Trainer:
         with self._deferred_interrupt():
             try:
                 while self.epoch < epochs:
-                    record = self._run_epoch(train, meta if has_meta else None, test, noisy_mask, clean_labels)
+                    record = self._run_epoch(train, meta, test, noisy_mask, clean_labels)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['train_loss']:.3f}", meta=record.get("meta_accuracy"),
                                     test=record.get("test_accuracy"))
@@ -389,114 +319,164 @@ class Trainer:
         return FitResult(self.history, self.best_epoch, self.best_state, self.per_example,
                          time.perf_counter() - started)
 
-    def _run_epoch(self, train: TensorData | StreamData, meta: TensorData | StreamData | None,
-                   test: TensorData | StreamData | None, noisy_mask: np.ndarray | None,
-                   clean_labels: np.ndarray | None) -> dict[str, Any]:
-        n, pe = len(train), self.per_example
+    def _run_epoch(self, train: Source, meta: Source | None, test: Source | None,
+                   noisy_mask: np.ndarray | None, clean_labels: np.ndarray | None) -> dict[str, Any]:
+        """One epoch from wherever the cursor stands: start it (unless resumed), step through its
+        batches, then evaluate, select and record it."""
         warm = self.epoch < self.warmup_epochs
         method = self.warmup_method if warm else self.method
-        stream = isinstance(train, StreamData)
-        fresh = self.cursor is None  # a resumed epoch keeps its cursor and statistics
-        if fresh and self.meta_selector is not None and not warm:
+        if self.cursor is None:  # a resumed epoch keeps its cursor, meta set and statistics
+            self._start_epoch(train, meta, method, warm)
+        meta = self._epoch_meta_set(train, meta, warm)
+        cursor = self.cursor
+        batches = train.batches(cursor, meta if method.needs_meta else None, generator=self.generator,
+                                next_meta=self._meta_draw(meta, method), augment=self.augment, shard=self.shard,
+                                device=self.device)
+        bar = tqdm(total=cursor.n_batches, initial=cursor.step, desc=f"epoch {self.epoch + 1}", unit="step",
+                   leave=False, disable=not self.progress, mininterval=0.5)
+        try:
+            t0 = time.perf_counter()  # each step's time includes fetching its batch
+            for batch in batches:
+                out = self._step(method, batch)
+                self._account(batch, out, time.perf_counter() - t0)
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(cursor.losses) if cursor.losses else math.nan:.3f}",
+                                img_s=f"{cursor.step * self.batch_size / max(cursor.seconds, 1e-9):.0f}",
+                                refresh=False)
+                if self._stop_requested():  # Ctrl-C arrived during the step: stop at its boundary
+                    raise GracefulStop
+                t0 = time.perf_counter()
+        finally:
+            bar.close()
+            batches.close()  # a streamed source stops its DataLoader workers
+        return self._end_epoch(train, meta, test, noisy_mask, clean_labels, warm)
+
+    # -- the parts of an epoch, in the order they run -------------------------------------------
+    def _start_epoch(self, train: Source, meta: Source | None, method: Method, warm: bool) -> None:
+        """Choose the meta set (meta_selector mode), run the method's epoch hook, plan the epoch."""
+        if self.meta_selector is not None and not warm:
             given = train.labels.cpu().numpy()
             if self.dist is None or self.dist.is_main:
-                probs = predict_proba(self.model, train if stream else train.inputs)
-                self.meta_index = self.meta_selector(probs.cpu().numpy(), given)
+                self.meta_index = self.meta_selector(predict_proba(self.model, train).cpu().numpy(), given)
             if self.dist is not None:  # one choice for every process, whatever their float noise
                 self.meta_index = broadcast_object(self.meta_index)
             self.meta_sampler = {"perm": None, "pos": 0}
-        selected = None
+        stats = method.start_epoch(self.model, train, epoch=self.epoch, device=self.device)
+        n_batches = batches_per_epoch(len(train), self.batch_size)
+        self.cursor = EpochCursor(perm=torch.randperm(len(train), generator=self.generator), n_batches=n_batches,
+                                  stats=dict(stats))
+        train.plan_epoch(self.cursor, generator=self.generator,
+                         next_meta=self._meta_draw(self._epoch_meta_set(train, meta, warm), method))
+        self.per_example.start_epoch()
+
+    def _epoch_meta_set(self, train: Source, meta: Source | None, warm: bool) -> Source | None:
+        """The clean meta set, or after warm-up the one `meta_selector` chose from the training set."""
         if self.meta_index is not None and not warm:
-            if stream:
-                meta = selected = train.subset(self.meta_index)
-            else:
-                dev_idx = torch.as_tensor(self.meta_index, device=train.inputs.device)
-                meta = selected = TensorData(train.inputs[dev_idx], train.labels[dev_idx])
-        if fresh:
-            self.cursor = {"perm": torch.randperm(n, generator=self.generator),
-                           "n_batches": batches_per_epoch(n, self.batch_size), "step": 0,
-                           "losses": [], "zero_steps": 0, "meta_losses": [], "seconds": 0.0}
-            if stream:  # plan the whole epoch: the loader runs ahead of the steps
-                self.cursor["epoch_seed"] = int(torch.randint(2 ** 62, (1,), generator=self.generator))
-                self.cursor["meta_plan"] = ([self._next_meta(len(meta)) for _ in range(self.cursor["n_batches"])]
-                                            if method.needs_meta else None)
-            pe.start_epoch()
-        c = self.cursor
-        batches = torch.tensor_split(c["perm"], c["n_batches"])
-        dev = next(self.model.parameters()).device
-        loader = None
-        if stream:
-            meta_plan = c["meta_plan"] or [None] * c["n_batches"]
-            loader = train.planned_batches(list(zip(batches, meta_plan)), meta=meta if c["meta_plan"] else None,
-                                           epoch_seed=c["epoch_seed"], first_step=c["step"], device=dev,
-                                           shard=None if self.dist is None else (self.dist.rank, self.dist.world_size))
-        steps = tqdm(total=c["n_batches"], initial=c["step"], desc=f"epoch {self.epoch + 1}", unit="step",
-                     leave=False, disable=not self.progress, mininterval=0.5)
+            return train.subset(self.meta_index)
+        return meta
+
+    def _meta_draw(self, meta: Source | None, method: Method) -> Callable[[], Tensor] | None:
+        """What draws the next meta batch's rows, for methods that take meta batches."""
+        if meta is None or not method.needs_meta:
+            return None
+        return lambda: self._next_meta(len(meta))
+
+    def _next_meta(self, n_meta: int) -> Tensor:
+        """The next meta batch's rows, from reshuffled passes over the meta set."""
+        s = self.meta_sampler
+        if s["perm"] is None or s["pos"] >= n_meta:
+            s["perm"], s["pos"] = torch.randperm(n_meta, generator=self.generator), 0
+        chunk = s["perm"][s["pos"]:s["pos"] + self.meta_batch_size]
+        s["pos"] += self.meta_batch_size
+        if len(chunk) < 2 <= n_meta:  # a 1-example tail would break BatchNorm: start a new pass
+            s["pos"] = n_meta
+            return self._next_meta(n_meta)
+        return chunk
+
+    def _step(self, method: Method, batch: Batch) -> StepOutput:
+        """The method's step; one whose gradient is not finite is undone and counted instead."""
+        buffers = {k: b.clone() for k, b in self.model.named_buffers()}
         try:
-            while c["step"] < c["n_batches"]:
-                t0 = time.perf_counter()
-                idx = batches[c["step"]]
-                mx = my = None
-                if stream:  # the loader serves this process's shards
-                    x, mx = next(loader)
-                    y = train.labels[self._mine(idx)].to(dev)
-                    if mx is not None:
-                        my = meta.labels[self._mine(c["meta_plan"][c["step"]])].to(dev)
-                else:
-                    dev_idx = idx.to(train.inputs.device)
-                    x, y = train.inputs[dev_idx], train.labels[dev_idx]
-                    if method.needs_meta:
-                        m_idx = self._next_meta(len(meta)).to(meta.inputs.device)
-                        mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-                    if self.augment is not None:  # the whole batch, as one process would
-                        x = self.augment(x, generator=self.generator)
-                        mx = None if mx is None else self.augment(mx, generator=self.generator)
-                    if self.dist is not None:
-                        x, y = self._mine(x), self._mine(y)
-                        mx, my = (None, None) if mx is None else (self._mine(mx), self._mine(my))
-                buffers = {k: b.clone() for k, b in self.model.named_buffers()}
-                try:
-                    out = method.step(self.step_model, self.optimizer, x, y, mx, my, num_classes=self.num_classes,
-                                      generator=self.generator, dist=self.dist)
-                except NonFiniteStep:
-                    out = self._skip_step(buffers, c)
-                else:
-                    self.bad_in_row = 0
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                if math.isfinite(out.loss):
-                    c["losses"].append(out.loss)
-                c["zero_steps"] += int(out.stats.get("all_zero", 0))
-                if "meta_loss" in out.stats:
-                    c["meta_losses"].append(out.stats["meta_loss"])
-                pe.record(idx.numpy(), out if self.dist is None else self._gathered(out))
-                c["step"] += 1
-                c["seconds"] += time.perf_counter() - t0
-                steps.update(1)
-                steps.set_postfix(loss=f"{np.mean(c['losses']) if c['losses'] else math.nan:.3f}",
-                                  img_s=f"{c['step'] * self.batch_size / max(c['seconds'], 1e-9):.0f}", refresh=False)
-                if self._stop_requested():  # Ctrl-C arrived during the step: stop at its boundary
-                    raise GracefulStop
-        finally:
-            steps.close()
-            if loader is not None:
-                loader.close()  # stops the DataLoader workers
+            out = method.step(self.step_model, self.optimizer, batch.inputs, batch.labels, batch.meta_inputs,
+                              batch.meta_labels, num_classes=self.num_classes, generator=self.generator,
+                              dist=self.dist, index=batch.index)
+        except NonFiniteStep:
+            out = self._skip_step(buffers, self.cursor.step)
+            self.cursor.skipped += 1
+        else:
+            self.bad_in_row = 0
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return out
+
+    def _skip_step(self, buffers: dict[str, Tensor], step: int) -> StepOutput:
+        """Undo what the refused step changed (BatchNorm statistics, gradients) and count it."""
+        with torch.no_grad():
+            for k, b in self.model.named_buffers():
+                b.copy_(buffers[k])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        where = f"epoch {self.epoch + 1}, step {step + 1}"
+        if self.log is not None:
+            self.log(f"warning: {where}: non-finite loss or gradient, step skipped "
+                     f"({self.bad_in_row} in a row, at most {self.max_bad_steps})")
+        if self.bad_in_row >= self.max_bad_steps:
+            raise TrainingDiverged(
+                f"training stopped at {where}: {self.bad_in_row} consecutive steps had a non-finite loss, "
+                "meta-gradient or gradient (max_bad_steps); lower the learning rate, clip gradients "
+                "(clip_grad) or check the data for NaN / Inf values")
+        return StepOutput(loss=float("nan"))
+
+    def _account(self, batch: Batch, out: StepOutput, seconds: float) -> None:
+        """Add one finished step to the cursor and the per-example statistics."""
+        c = self.cursor
+        if math.isfinite(out.loss):
+            c.losses.append(out.loss)
+        c.zero_steps += int(out.stats.get("all_zero", 0))
+        if "meta_loss" in out.stats:
+            c.meta_losses.append(out.stats["meta_loss"])
+        self.per_example.record(batch.index.numpy(), out if self.dist is None else self._gathered(out))
+        c.step += 1
+        c.seconds += seconds
+
+    def _gathered(self, out: StepOutput) -> StepOutput:
+        """Every process's per-example weights and pseudo-labels, in global batch order."""
+        return StepOutput(loss=out.loss, stats=out.stats,
+                          alpha=None if out.alpha is None else gather_cat(out.alpha),
+                          beta=None if out.beta is None else gather_cat(out.beta),
+                          pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels))
+
+    def _stop_requested(self) -> bool:
+        """Ctrl-C seen by any process stops all of them at the same step boundary."""
+        if self.dist is None:
+            return self.interrupt_requested
+        flag = torch.tensor([float(self.interrupt_requested)], device=self.dist.device)
+        return bool(self.dist.sum(flag).item() > 0)
+
+    def _end_epoch(self, train: Source, meta: Source | None, test: Source | None, noisy_mask: np.ndarray | None,
+                   clean_labels: np.ndarray | None, warm: bool) -> dict[str, Any]:
+        """Close the epoch: its record (losses, speed, meta and test figures, diagnostics) and
+        the best-epoch selection on the clean meta set."""
+        c, pe = self.cursor, self.per_example
         pe.close_epoch()
         self.epoch += 1
         record: dict[str, Any] = {
             "epoch": self.epoch, "phase": "warmup" if warm else self.method.name,
-            "lr": self.optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(c["losses"])) if c["losses"] else math.nan,
-            "train_seconds": round(c["seconds"], 4), "images_per_second": round(n / max(c["seconds"], 1e-9), 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": float(np.mean(c.losses)) if c.losses else math.nan,
+            "train_seconds": round(c.seconds, 4), "images_per_second": round(len(train) / max(c.seconds, 1e-9), 1),
         }
-        if c.get("skipped"):
-            record["skipped_steps"] = c["skipped"]
-        if c["meta_losses"]:
-            record["meta_loss"] = float(np.mean(c["meta_losses"]))
-            record["zero_weight_steps"] = c["zero_steps"]
-        if selected is not None:
-            record["meta_size"] = len(selected)
+        if c.skipped:
+            record["skipped_steps"] = c.skipped
+        if c.meta_losses:
+            record["meta_loss"] = float(np.mean(c.meta_losses))
+            record["zero_weight_steps"] = c.zero_steps
+        record.update(c.stats)
+        if self.meta_index is not None and not warm:  # a chosen meta set is no clean data to select on
+            record["meta_size"] = len(meta)
             if clean_labels is not None:  # how clean the pseudo-clean meta set really is
-                record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == train.labels.cpu().numpy()[self.meta_index]))
+                given = train.labels.cpu().numpy()[self.meta_index]
+                record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == given))
         elif meta is not None:
             record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
         if test is not None:

@@ -1,0 +1,157 @@
+"""The run directory: its file names, atomic writes, the checkpoint and the recorded config.
+
+Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_experiment`)::
+
+    config.yaml        the resolved config, the package and torch versions
+    metrics.jsonl      one JSON record per completed epoch
+    checkpoint.pt      everything needed to resume (written atomically after every epoch and on Ctrl-C;
+                       removed once the run has finished)
+    summary.json       the final figures
+    label_issues.csv   the training examples ranked by label quality, suspected label issues flagged
+                       (see l2b.reports.issues)
+    per_example.npz    per training example: index, clean / given label, last-epoch and mean alpha and
+                       beta, pseudo-label, class probabilities of the selected model; the meta indices
+                       and the noise transition matrix
+    model.pt           the state dict of the epoch selected on the clean meta set
+    tensorboard/       TensorBoard scalars, with ``--tensorboard``
+
+Every module that reads or writes a run directory takes the names from here. This module imports
+nothing else from l2b at import time, so that the reports (which only read run directories) can
+use it without importing the training code; the two readers that need the config class or the
+safe torch loader import them when called.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import yaml
+
+if TYPE_CHECKING:
+    from .training.config import TrainConfig
+
+__all__ = ["CHECKPOINT", "CONFIG", "LABEL_ISSUES", "METRICS", "MODEL", "PER_EXAMPLE", "SUMMARY", "TENSORBOARD",
+           "append_metrics", "atomic_write_bytes", "check_free_space", "load_checkpoint", "prepare_run_dir",
+           "read_run_config", "read_run_doc", "save_checkpoint", "write_metrics", "write_run_config",
+           "write_summary"]
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+LABEL_ISSUES = "label_issues.csv"
+PER_EXAMPLE = "per_example.npz"
+MODEL = "model.pt"
+TENSORBOARD = "tensorboard"
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through `write(file)` to a temporary file beside `path`, then rename over it: a
+    crash leaves either the old file or the new one, never a torn one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def prepare_run_dir(out: Path) -> None:
+    """Create the run directory and prove it writable, before any training starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".l2b-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write to the run directory {out}: {err.strerror or err}") from None
+
+
+def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) -> None:
+    """Refuse to start when the disk of `out` cannot hold two checkpoints (the old one stays
+    until the new one is complete) plus the final outputs."""
+    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    # model, momentum, best state; per-example statistics; model.pt and per_example.npz at the end.
+    checkpoint = 3 * state_bytes + 64 * num_examples + (1 << 20)
+    need = 2 * checkpoint + state_bytes + 64 * num_examples
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
+                      f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)")
+
+
+# -- the recorded config ----------------------------------------------------------------------
+
+def write_run_config(out: Path, config: TrainConfig, run_info: dict[str, Any]) -> None:
+    """config.yaml: the resolved config under ``config``, versions and device under ``run``."""
+    (out / CONFIG).write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info}, sort_keys=False))
+
+
+def read_run_doc(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed config.yaml of a run directory (a mapping with a ``config`` mapping)."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not an l2b run directory")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:  # safe_load builds no objects: a python/* tag is refused here
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise ValueError(f"{path} has no 'config' mapping")
+    return doc
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run directory was started with (from its config.yaml)."""
+    from .training.config import TrainConfig
+
+    doc = read_run_doc(run_dir)
+    return TrainConfig.from_dict(doc["config"], source=str(Path(run_dir) / CONFIG), recorded=True)
+
+
+# -- metrics and summary ----------------------------------------------------------------------
+
+def append_metrics(out: Path, record: dict[str, Any]) -> None:
+    with open(out / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_metrics(out: Path, records: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl with exactly these records (on resume: the epochs the checkpoint knows)."""
+    (out / METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+# -- the checkpoint ---------------------------------------------------------------------------
+
+def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
+    """Write checkpoint.pt atomically; a failure leaves the previous checkpoint as it was."""
+    path = out / CHECKPOINT
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    except OSError as err:
+        raise OSError(err.errno, f"could not write the checkpoint {path} ({err.strerror or err}); "
+                      "the previous checkpoint, if any, is unchanged: free some space and continue with "
+                      f"`l2b train --resume {out}`") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (weights_only)."""
+    from .training.validation import load_untrusted_torch
+
+    return load_untrusted_torch(path, what="checkpoint")

@@ -1,0 +1,100 @@
+"""The one place that builds a training run: device, model, optimizer, schedule, method, trainer, seeds.
+
+``l2b train`` (:func:`l2b.training.run_experiment`), :func:`l2b.fit`, the scikit-learn estimator
+(through :func:`l2b.fit`) and the benchmarks all build their trainer with :func:`build_trainer`,
+so the same settings and seed give the same run everywhere, bit for bit.
+
+Seeds, from one ``seed``:
+
+- ``seed``: the synthetic noise (:func:`~l2b.training.prepare_data`) and the model's
+  initialisation (:func:`build_model`, under a forked global torch RNG);
+- ``seed + 1``: the class-balanced meta split (:func:`~l2b.training.prepare_data`);
+- ``seed + 2``: the trainer's generator, from which every batch order, meta batch, augmentation
+  and mixup draw (:func:`build_trainer`).
+
+During training the global torch RNG is forked and seeded with ``seed`` (:func:`seeded`); no
+shipped model draws from it, and the caller's global state is left as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..methods import Method, create_method
+from ..models import create_model
+from .config import TrainConfig
+from .optim import Optimization
+from .trainer import Trainer
+
+__all__ = ["build_model", "build_trainer", "resolve_device", "seeded", "trainer_generator"]
+
+DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'auto' picks CUDA when available, else CPU; anything else is passed to torch.device."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """The global torch RNG forked (restored on exit) and seeded with `seed`."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def trainer_generator(seed: int) -> torch.Generator:
+    """The CPU generator every sampling decision of a run draws from."""
+    return torch.Generator().manual_seed(seed + 2)
+
+
+def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int],
+                device: torch.device | None = None, seed: int | None = None) -> nn.Module:
+    """The untrained network `config` describes, for examples of shape `in_shape`.
+
+    Initialised under a forked global torch RNG seeded with `seed` (default: ``config.seed``),
+    as ``l2b train`` initialises it; the caller's global RNG state is unchanged.
+    """
+    dev = torch.device("cpu") if device is None else device
+    with seeded(config.seed if seed is None else seed, dev):
+        model = create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
+    return model.to(dev)
+
+
+def build_trainer(model: nn.Module, *, method: str | Method, optim: Optimization, seed: int, num_examples: int,
+                  num_classes: int, method_options: dict[str, Any] | None = None, **trainer_options: Any) -> Trainer:
+    """A ready :class:`Trainer` for `model` (already on its device).
+
+    Parameters
+    ----------
+    method : a registered method's name (built with `method_options`) or a built one.
+    optim : the optimisation settings: SGD over the trainable parameters (``requires_grad``),
+        its cosine schedule over every step of ``optim.epochs`` epochs of `num_examples`
+        examples, the batch sizes, warm-up epochs and ``max_bad_steps``.
+    seed : the run's seed; the trainer's generator is :func:`trainer_generator` (``seed + 2``).
+    trainer_options : passed to :class:`Trainer` (progress, callbacks, checkpoint, meta_selector,
+        augment, log, dist).
+    """
+    if isinstance(method, str):
+        method = create_method(method, **(method_options or {}))
+    elif method_options:
+        raise ValueError("method_options apply to a method given by name, not to a built one")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters (none with requires_grad=True)")
+    optimizer, scheduler = optim.optimizer(params, num_examples=num_examples)
+    return Trainer(model, method, optimizer, scheduler, num_classes=num_classes, batch_size=optim.batch_size,
+                   meta_batch_size=optim.meta_batch_size, warmup_epochs=optim.warmup_epochs,
+                   max_bad_steps=optim.max_bad_steps, generator=trainer_generator(seed), **trainer_options)
