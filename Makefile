@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install l2b, train L2B on the embedded digits data (40 % noise)
 #   make test   create .venv, install l2b with test extras, run the test suite
+# (make lint: ruff check and ruff format --check, as CI runs them before the tests)
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch must be installed before anything that depends on torch, or pip pulls
@@ -11,7 +12,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.l2b-installed
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_cost.py

@@ -6,7 +6,8 @@
 A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every run), ``settings``
 (a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
 ``methods`` and ``seeds``, and optionally ``method_seeds`` (method -> its own, usually shorter,
-seed list, for costly methods) and ``cleanlab_folds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
+seed list, for costly methods) and ``cleanlab_folds``. Methods are registered l2b methods,
+``l2b-mixup`` (l2b with mixup)
 and ``cleanlab``: out-of-fold probabilities from ``cleanlab_folds``-fold cross-validation
 (stratified on the noisy labels) of the same network trained with cross-entropy for the same
 epochs, ``cleanlab.filter.find_label_issues`` (its defaults) on them, then the same network
@@ -25,6 +26,7 @@ After the runs: ``accuracy-<name>.md`` (mean +- std over seeds per setting and m
 ``accuracy-<name>.png``. Needs cleanlab only for the ``cleanlab`` method
 (``pip install cleanlab pandas``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,9 +79,15 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
     for i, setting in enumerate(grid["settings"]):
         for j, method in enumerate(grid["methods"]):
             for r, seed in enumerate(method_seeds(grid, method)):
-                out.append({"setting": setting_label(setting), "method": method, "seed": seed,
-                            "overrides": {k: v for k, v in setting.items() if k != "label"},
-                            "order": (r, method in extra, i, j)})
+                out.append(
+                    {
+                        "setting": setting_label(setting),
+                        "method": method,
+                        "seed": seed,
+                        "overrides": {k: v for k, v in setting.items() if k != "label"},
+                        "order": (r, method in extra, i, j),
+                    }
+                )
     return sorted(out, key=lambda c: c["order"])
 
 
@@ -106,10 +114,16 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
             d = detection_scores(load_per_example(Path(tmp) / "run")) or {}
-        row.update(test_accuracy=s["test_accuracy"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"],
-                   best_meta_epoch=s["best_meta_epoch"], realised_noise_rate=s["realised_noise_rate"],
-                   precision=d.get("precision"), recall=d.get("recall"), train_seconds=s["train_seconds"],
-                   trainings=1)
+        row.update(
+            test_accuracy=s["test_accuracy"],
+            test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"],
+            best_meta_epoch=s["best_meta_epoch"],
+            realised_noise_rate=s["realised_noise_rate"],
+            precision=d.get("precision"),
+            recall=d.get("recall"),
+            train_seconds=s["train_seconds"],
+            trainings=1,
+        )
     row["seconds"] = round(time.perf_counter() - started, 2)
     row["config"] = cfg.to_dict()
     return row
@@ -131,12 +145,20 @@ def train_ce(cfg, data, rows: np.ndarray, seed: int):
     model = build_model(cfg, num_classes=data.num_classes, in_shape=data.example_shape, seed=seed)
     # seed - 2: the trainer's generator is then seeded with `seed` itself, as when the recorded
     # cleanlab rows were made, so they regenerate exactly.
-    trainer = build_trainer(model, method="ce", method_options={"clip_grad": cfg.clip_grad},
-                            optim=cfg.optimization().replace(warmup_epochs=0), seed=seed - 2,
-                            num_examples=len(rows), num_classes=data.num_classes, progress=False)
+    trainer = build_trainer(
+        model,
+        method="ce",
+        method_options={"clip_grad": cfg.clip_grad},
+        optim=cfg.optimization().replace(warmup_epochs=0),
+        seed=seed - 2,
+        num_examples=len(rows),
+        num_classes=data.num_classes,
+        progress=False,
+    )
     rows_idx = data.train_idx[rows]
-    result = trainer.fit(TensorData(torch.as_tensor(train.inputs[rows_idx]), torch.as_tensor(data.given[rows])),
-                         meta, epochs=cfg.epochs)
+    result = trainer.fit(
+        TensorData(torch.as_tensor(train.inputs[rows_idx]), torch.as_tensor(data.given[rows])), meta, epochs=cfg.epochs
+    )
     return model, result, time.perf_counter() - started
 
 
@@ -181,10 +203,17 @@ def cleanlab_pipeline(cfg, folds: int) -> dict[str, Any]:
     final = evaluate(model, test_t)[0]  # the last epoch's weights
     model.load_state_dict(result.best_state)
     tp = int((flag & noisy_mask).sum())
-    return {"test_accuracy": final, "test_accuracy_at_best_meta": evaluate(model, test_t)[0],
-            "best_meta_epoch": result.best_epoch, "realised_noise_rate": float(noisy_mask.mean()),
-            "precision": tp / flag.sum() if flag.sum() else None, "recall": tp / noisy_mask.sum(),
-            "kept": int(len(kept)), "train_seconds": round(seconds + took, 2), "trainings": folds + 1}
+    return {
+        "test_accuracy": final,
+        "test_accuracy_at_best_meta": evaluate(model, test_t)[0],
+        "best_meta_epoch": result.best_epoch,
+        "realised_noise_rate": float(noisy_mask.mean()),
+        "precision": tp / flag.sum() if flag.sum() else None,
+        "recall": tp / noisy_mask.sum(),
+        "kept": int(len(kept)),
+        "train_seconds": round(seconds + took, 2),
+        "trainings": folds + 1,
+    }
 
 
 def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command: str) -> None:
@@ -208,42 +237,72 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
         return text + (f" (n={n})" if n < len(method_seeds(grid, method)) else "")
 
     base = grid["base"]
-    lines = [f"# Accuracy grid: {grid['name']}", "", f"Command: `{command}`  ",
-             f"Protocol: {grid.get('protocol', '')}  ",
-             f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}"
-             + "".join(f"; {m}: seeds {method_seeds(grid, m)}" for m in grid.get("method_seeds", {}))
-             + f"; cleanlab pipeline: {grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.",
-             "Cells: mean ± std (ddof 1) over the seeds run; a single value is one seed; n < seeds "
-             "planned is marked (n=…).", ""]
-    for field, title in (("test_accuracy_at_best_meta", "Test accuracy (%) of the checkpoint selected on the clean "
-                          "meta set"), ("test_accuracy", "Test accuracy (%) after the last epoch")):
-        lines += [f"## {title}", "", "| method | " + " | ".join(settings) + " |",
-                  "|---|" + "---|" * len(settings)]
+    lines = [
+        f"# Accuracy grid: {grid['name']}",
+        "",
+        f"Command: `{command}`  ",
+        f"Protocol: {grid.get('protocol', '')}  ",
+        f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}"
+        + "".join(f"; {m}: seeds {method_seeds(grid, m)}" for m in grid.get("method_seeds", {}))
+        + f"; cleanlab pipeline: {grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.",
+        "Cells: mean ± std (ddof 1) over the seeds run; a single value is one seed; n < seeds planned is marked (n=…).",
+        "",
+    ]
+    for field, title in (
+        ("test_accuracy_at_best_meta", "Test accuracy (%) of the checkpoint selected on the clean meta set"),
+        ("test_accuracy", "Test accuracy (%) after the last epoch"),
+    ):
+        lines += [f"## {title}", "", "| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
         for m in methods:
-            best = [m == max(methods, key=lambda k: stat(s, k, field)[0] if stat(s, k, field)[2] else -1)
-                    for s in settings]
+            best = [
+                m == max(methods, key=lambda k: stat(s, k, field)[0] if stat(s, k, field)[2] else -1) for s in settings
+            ]
             cells_ = [cell(s, m, field) for s in settings]
-            lines.append(f"| {m} | " + " | ".join(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best))
-                         + " |")
+            lines.append(
+                f"| {m} | " + " | ".join(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best)) + " |"
+            )
         lines.append("")
-    lines += ["## Label-issue detection: precision / recall (%)", "", "| method | " + " | ".join(settings) + " |",
-              "|---|" + "---|" * len(settings)]
+    lines += [
+        "## Label-issue detection: precision / recall (%)",
+        "",
+        "| method | " + " | ".join(settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(
-            f"{100 * stat(s, m, 'precision')[0]:.0f} / {100 * stat(s, m, 'recall')[0]:.0f}"
-            if stat(s, m, "precision")[2] else "—" for s in settings) + " |")
-    lines += ["", "## Cost: mean wall seconds per run (one CPU thread; trainings per run)", "",
-              "| method | trainings | " + " | ".join(settings) + " |", "|---|---|" + "---|" * len(settings)]
+        lines.append(
+            f"| {m} | "
+            + " | ".join(
+                f"{100 * stat(s, m, 'precision')[0]:.0f} / {100 * stat(s, m, 'recall')[0]:.0f}"
+                if stat(s, m, "precision")[2]
+                else "—"
+                for s in settings
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "## Cost: mean wall seconds per run (one CPU thread; trainings per run)",
+        "",
+        "| method | trainings | " + " | ".join(settings) + " |",
+        "|---|---|" + "---|" * len(settings),
+    ]
     for m in methods:
         n_train = next((r["trainings"] for r in rows if r["method"] == m), "—")
-        lines.append(f"| {m} | {n_train} | " + " | ".join(
-            f"{stat(s, m, 'seconds')[0]:.1f}" if stat(s, m, "seconds")[2] else "—" for s in settings) + " |")
-    noise = [f"{s}: {100 * stat(s, methods[0], 'realised_noise_rate')[0]:.1f} %" for s in settings
-             if stat(s, methods[0], "realised_noise_rate")[2]]
+        lines.append(
+            f"| {m} | {n_train} | "
+            + " | ".join(f"{stat(s, m, 'seconds')[0]:.1f}" if stat(s, m, "seconds")[2] else "—" for s in settings)
+            + " |"
+        )
+    noise = [
+        f"{s}: {100 * stat(s, methods[0], 'realised_noise_rate')[0]:.1f} %"
+        for s in settings
+        if stat(s, methods[0], "realised_noise_rate")[2]
+    ]
     lines += ["", f"Realised noise rates: {', '.join(noise)}. Bold: best mean in the column. Runs: {len(rows)}."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -251,15 +310,30 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
         stats = [stat(s, m, "test_accuracy_at_best_meta") for s in settings]
-        ax.bar(np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width, [100 * v[0] for v in stats], width,
-               yerr=[100 * v[1] for v in stats], label=m, capsize=2)
+        ax.bar(
+            np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width,
+            [100 * v[0] for v in stats],
+            width,
+            yerr=[100 * v[1] for v in stats],
+            label=m,
+            capsize=2,
+        )
     ax.set_xticks(np.arange(len(settings)), settings)
     ax.set_ylabel("test accuracy (%), checkpoint chosen on meta set")
-    lo = min((100 * stat(s, m, "test_accuracy_at_best_meta")[0] for s in settings for m in methods
-              if stat(s, m, "test_accuracy_at_best_meta")[2]), default=0)
+    lo = min(
+        (
+            100 * stat(s, m, "test_accuracy_at_best_meta")[0]
+            for s in settings
+            for m in methods
+            if stat(s, m, "test_accuracy_at_best_meta")[2]
+        ),
+        default=0,
+    )
     ax.set_ylim(max(0, lo - 10), 100)
-    ax.set_title(f"{grid['name']}: mean ± std over seeds {grid['seeds']}"
-                 + (" (fewer for some methods)" if grid.get("method_seeds") else ""))
+    ax.set_title(
+        f"{grid['name']}: mean ± std over seeds {grid['seeds']}"
+        + (" (fewer for some methods)" if grid.get("method_seeds") else "")
+    )
     ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
@@ -272,8 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one torch thread each")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the rows")
     p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a base config key (YAML value), e.g. --set data_root=/data/cifar")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base config key (YAML value), e.g. --set data_root=/data/cifar",
+    )
     args = p.parse_args(argv)
     grid = load_grid(args.grid)
     for item in args.set:
@@ -296,13 +375,17 @@ def main(argv: list[str] | None = None) -> int:
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()
                 import torch
+
                 row.update(env, torch=str(torch.__version__), date=time.strftime("%Y-%m-%d %H:%M"))
                 with open(rows_path, "a") as f:  # one line per finished run: the grid resumes from here
                     f.write(json.dumps(row) + "\n")
                 rows.append(row)
-                print(f"[{n}/{len(todo)}] {row['setting']:>18} {row['method']:>15} seed {row['seed']}: "
-                      f"best-meta {row['test_accuracy_at_best_meta']:.4f} final {row['test_accuracy']:.4f} "
-                      f"({row['seconds']:.0f} s)", flush=True)
+                print(
+                    f"[{n}/{len(todo)}] {row['setting']:>18} {row['method']:>15} seed {row['seed']}: "
+                    f"best-meta {row['test_accuracy_at_best_meta']:.4f} final {row['test_accuracy']:.4f} "
+                    f"({row['seconds']:.0f} s)",
+                    flush=True,
+                )
     render(grid, rows, out, command)
     print(out.with_suffix(".md").read_text())
     return 0

@@ -13,6 +13,7 @@ checkpoint chosen on the meta set. Test accuracy is never used to choose anythin
 
 Writes benchmarks/results/digits_accuracy[-<non-default options>].{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,14 +48,26 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for method in args.methods:
         for seed in args.seeds:
-            cfg = TrainConfig(method=method, seed=seed, noise=args.noise, noise_rate=args.noise_rate,
-                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              warmup_epochs=args.warmup_epochs, meta_source=args.meta_source, device="cpu")
+            cfg = TrainConfig(
+                method=method,
+                seed=seed,
+                noise=args.noise,
+                noise_rate=args.noise_rate,
+                epochs=args.epochs,
+                lr=args.lr,
+                batch_size=args.batch_size,
+                warmup_epochs=args.warmup_epochs,
+                meta_source=args.meta_source,
+                device="cpu",
+            )
             s = run_experiment(cfg, out_dir=None, progress=False, log=None)
             rows.append(s)
-            print(f"{method:15s} seed {seed}: test {s['test_accuracy']:.4f}  "
-                  f"at best meta {s['test_accuracy_at_best_meta']:.4f}  {s['train_seconds']:.1f}s"
-                  + (f"  meta purity {s['meta_purity']:.4f}" if "meta_purity" in s else ""), flush=True)
+            print(
+                f"{method:15s} seed {seed}: test {s['test_accuracy']:.4f}  "
+                f"at best meta {s['test_accuracy_at_best_meta']:.4f}  {s['train_seconds']:.1f}s"
+                + (f"  meta purity {s['meta_purity']:.4f}" if "meta_purity" in s else ""),
+                flush=True,
+            )
 
     table = []
     for method in args.methods:
@@ -62,33 +75,74 @@ def main(argv: list[str] | None = None) -> None:
         final = np.array([s["test_accuracy"] for s in r])
         sel = np.array([s["test_accuracy_at_best_meta"] for s in r])
         secs = np.array([s["train_seconds"] for s in r])
-        table.append({"method": method, "test_mean": final.mean(), "test_std": final.std(ddof=1) if len(r) > 1 else 0.0,
-                      "best_meta_mean": sel.mean(), "best_meta_std": sel.std(ddof=1) if len(r) > 1 else 0.0,
-                      "train_seconds_mean": secs.mean(), "per_seed": final.tolist(),
-                      "meta_purity_mean": (float(np.mean([s["meta_purity"] for s in r])) if all("meta_purity" in s for s in r)
-                                           else None)})
+        table.append(
+            {
+                "method": method,
+                "test_mean": final.mean(),
+                "test_std": final.std(ddof=1) if len(r) > 1 else 0.0,
+                "best_meta_mean": sel.mean(),
+                "best_meta_std": sel.std(ddof=1) if len(r) > 1 else 0.0,
+                "train_seconds_mean": secs.mean(),
+                "per_seed": final.tolist(),
+                "meta_purity_mean": (
+                    float(np.mean([s["meta_purity"] for s in r])) if all("meta_purity" in s for s in r) else None
+                ),
+            }
+        )
 
     d = TrainConfig()
     parts = [f"{args.noise}{args.noise_rate:g}"] if (args.noise, args.noise_rate) != ("symmetric", 0.4) else []
-    parts += [f"{k}{v:g}" for k, v, dv in (("lr", args.lr, d.lr), ("bs", args.batch_size, d.batch_size),
-                                           ("warmup", args.warmup_epochs, d.warmup_epochs)) if v != dv]
+    parts += [
+        f"{k}{v:g}"
+        for k, v, dv in (
+            ("lr", args.lr, d.lr),
+            ("bs", args.batch_size, d.batch_size),
+            ("warmup", args.warmup_epochs, d.warmup_epochs),
+        )
+        if v != dv
+    ]
     parts += [f"meta-{args.meta_source}"] if args.meta_source != d.meta_source else []
     tag = f"-{args.tag}" if args.tag else "".join(f"-{p}" for p in parts)
     cmd = "python benchmarks/digits_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    env = {"version": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
-           "machine": platform.machine(), "processor": platform.processor(), "threads": torch.get_num_threads()}
+    env = {
+        "version": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"digits_accuracy{tag}.json").write_text(json.dumps(
-        {"command": cmd.strip(), "environment": env, "noise": args.noise, "noise_rate": args.noise_rate,
-         "epochs": args.epochs, "seeds": args.seeds, "table": table, "runs": rows}, indent=2) + "\n")
-    lines = [f"Digits, {args.noise} noise {args.noise_rate:.0%}, {args.epochs} epochs, seeds {args.seeds} "
-             f"(mean ± std); command: `{cmd.strip()}`", "",
-             "| method | test accuracy (final epoch) | test accuracy (checkpoint chosen on meta set) | train s/run "
-             "| purity of the selected meta sets |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {t['method']} | {t['test_mean']:.4f} ± {t['test_std']:.4f} | "
-              f"{t['best_meta_mean']:.4f} ± {t['best_meta_std']:.4f} | {t['train_seconds_mean']:.1f} | "
-              f"{'n/a' if t['meta_purity_mean'] is None else format(t['meta_purity_mean'], '.4f')} |" for t in table]
+    (RESULTS / f"digits_accuracy{tag}.json").write_text(
+        json.dumps(
+            {
+                "command": cmd.strip(),
+                "environment": env,
+                "noise": args.noise,
+                "noise_rate": args.noise_rate,
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "table": table,
+                "runs": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    lines = [
+        f"Digits, {args.noise} noise {args.noise_rate:.0%}, {args.epochs} epochs, seeds {args.seeds} "
+        f"(mean ± std); command: `{cmd.strip()}`",
+        "",
+        "| method | test accuracy (final epoch) | test accuracy (checkpoint chosen on meta set) | train s/run "
+        "| purity of the selected meta sets |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t['method']} | {t['test_mean']:.4f} ± {t['test_std']:.4f} | "
+        f"{t['best_meta_mean']:.4f} ± {t['best_meta_std']:.4f} | {t['train_seconds_mean']:.1f} | "
+        f"{'n/a' if t['meta_purity_mean'] is None else format(t['meta_purity_mean'], '.4f')} |"
+        for t in table
+    ]
     (RESULTS / f"digits_accuracy{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

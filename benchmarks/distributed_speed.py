@@ -11,6 +11,7 @@ hits both alike. Reported per run: ``train_seconds`` from the run's summary (the
 only: no interpreter start, data loading or evaluation) and the wall time of the whole command.
 Writes --out (JSON) and the same path with .md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,24 @@ import torch
 
 
 def run_once(model: str, procs: int, args: argparse.Namespace, out: Path) -> dict[str, float]:
-    train = ["-m", "l2b", "train", "--model", model, "--method", args.method, "--epochs", str(args.epochs),
-             "--warmup-epochs", "1", "--batch-size", str(args.batch_size), "--quiet", "--out", str(out)]
+    train = [
+        "-m",
+        "l2b",
+        "train",
+        "--model",
+        model,
+        "--method",
+        args.method,
+        "--epochs",
+        str(args.epochs),
+        "--warmup-epochs",
+        "1",
+        "--batch-size",
+        str(args.batch_size),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     if procs == 1:
         cmd = [sys.executable, *train, "--threads", "1"]
     else:
@@ -41,8 +58,7 @@ def run_once(model: str, procs: int, args: argparse.Namespace, out: Path) -> dic
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
-    return {"train_seconds": summary["train_seconds"], "wall_seconds": wall,
-            "test_accuracy": summary["test_accuracy"]}
+    return {"train_seconds": summary["train_seconds"], "wall_seconds": wall, "test_accuracy": summary["test_accuracy"]}
 
 
 def main() -> None:
@@ -64,29 +80,55 @@ def main() -> None:
                     runs[procs].append(run_once(model, procs, args, Path(tmp) / f"{model}-{procs}-{rep}"))
                     print(model, procs, runs[procs][-1], flush=True)
             one, many = (statistics.median(r["train_seconds"] for r in runs[n]) for n in (1, args.procs))
-            rows.append({"model": model, "procs": args.procs, "train_seconds_1": one,
-                         f"train_seconds_{args.procs}": many, "speedup": one / many,
-                         "wall_seconds_1": statistics.median(r["wall_seconds"] for r in runs[1]),
-                         f"wall_seconds_{args.procs}": statistics.median(r["wall_seconds"] for r in runs[args.procs]),
-                         "runs": {str(k): v for k, v in runs.items()}})
-    record = {"command": " ".join(["python", *sys.argv]), "machine": platform.platform(),
-              "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "torch": torch.__version__, "method": args.method,
-              "epochs": args.epochs, "batch_size": args.batch_size, "reps": args.reps, "rows": rows,
-              "date": time.strftime("%Y-%m-%d")}
+            rows.append(
+                {
+                    "model": model,
+                    "procs": args.procs,
+                    "train_seconds_1": one,
+                    f"train_seconds_{args.procs}": many,
+                    "speedup": one / many,
+                    "wall_seconds_1": statistics.median(r["wall_seconds"] for r in runs[1]),
+                    f"wall_seconds_{args.procs}": statistics.median(r["wall_seconds"] for r in runs[args.procs]),
+                    "runs": {str(k): v for k, v in runs.items()},
+                }
+            )
+    record = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "method": args.method,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "reps": args.reps,
+        "rows": rows,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     n = args.procs
-    lines = [f"# Training speed, 1 vs {n} processes (digits, {args.method}, {args.epochs} epochs, global batch "
-             f"{args.batch_size})", "", f"Command: `{record['command']}`  ",
-             f"Machine: {record['machine']}, {record['cpus']} CPUs, torch {record['torch']}, {record['date']}", "",
-             f"| model | train s, 1 process | train s, {n} processes | speed-up | wall s, 1 | wall s, {n} |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Training speed, 1 vs {n} processes (digits, {args.method}, {args.epochs} epochs, global batch "
+        f"{args.batch_size})",
+        "",
+        f"Command: `{record['command']}`  ",
+        f"Machine: {record['machine']}, {record['cpus']} CPUs, torch {record['torch']}, {record['date']}",
+        "",
+        f"| model | train s, 1 process | train s, {n} processes | speed-up | wall s, 1 | wall s, {n} |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['train_seconds_1']:.2f} | {r[f'train_seconds_{n}']:.2f} | "
-                     f"{r['speedup']:.2f}x | {r['wall_seconds_1']:.1f} | {r[f'wall_seconds_{n}']:.1f} |")
-    lines += ["", f"Medians of {args.reps} interleaved repetitions; train s = the summary's train_seconds (steps "
-              "only); wall s = the whole command, interpreter and process-group start included."]
+        lines.append(
+            f"| {r['model']} | {r['train_seconds_1']:.2f} | {r[f'train_seconds_{n}']:.2f} | "
+            f"{r['speedup']:.2f}x | {r['wall_seconds_1']:.1f} | {r[f'wall_seconds_{n}']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Medians of {args.reps} interleaved repetitions; train s = the summary's train_seconds (steps "
+        "only); wall s = the whole command, interpreter and process-group start included.",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

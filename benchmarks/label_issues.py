@@ -28,6 +28,7 @@ Average precision ranks by 1 - P(given label) for l2b's rule and by cleanlab's
 
 Writes benchmarks/results/label_issues.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,13 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accuracy import cross_validated_probs  # benchmarks/accuracy.py: one CV implementation
 
 import l2b
 from l2b import __version__
 from l2b.reports import detection_scores, load_per_example
 from l2b.training import TrainConfig, run_experiment
-
-from accuracy import cross_validated_probs  # benchmarks/accuracy.py: one CV implementation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PIP = "pip install --no-deps cleanlab && pip install pandas termcolor"
@@ -58,9 +58,13 @@ def scores(flag: np.ndarray, noisy: np.ndarray, quality: np.ndarray) -> dict[str
     tp = int((flag & noisy).sum())
     p = tp / flag.sum() if flag.sum() else float("nan")
     r = tp / noisy.sum()
-    return {"flagged": int(flag.sum()), "precision": p, "recall": r,
-            "f1": 2 * p * r / (p + r) if p + r > 0 else float("nan"),
-            "average_precision": float(average_precision_score(noisy, 1.0 - quality))}
+    return {
+        "flagged": int(flag.sum()),
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r > 0 else float("nan"),
+        "average_precision": float(average_precision_score(noisy, 1.0 - quality)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--out-prefix", type=Path, default=RESULTS / "label_issues",
-                   help="result files are <prefix>.json and <prefix>.md")
+    p.add_argument(
+        "--out-prefix",
+        type=Path,
+        default=RESULTS / "label_issues",
+        help="result files are <prefix>.json and <prefix>.md",
+    )
     args = p.parse_args(argv)
     try:
         import cleanlab
@@ -91,24 +99,31 @@ def main(argv: list[str] | None = None) -> int:
         per = {}
         for method in ("l2b", "ce"):
             with tempfile.TemporaryDirectory() as tmp:
-                s = run_experiment(TrainConfig(method=method, **base), out_dir=Path(tmp) / "run", progress=False,
-                                   log=None)
+                s = run_experiment(
+                    TrainConfig(method=method, **base), out_dir=Path(tmp) / "run", progress=False, log=None
+                )
                 per[method] = load_per_example(Path(tmp) / "run")
             d = detection_scores(per[method], threshold=args.threshold)
             row[method] = {k: d[k] for k in ("flagged", "precision", "recall", "f1", "average_precision")}
-            row[method].update(trainings=1, seconds=s["seconds"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"])
+            row[method].update(
+                trainings=1, seconds=s["seconds"], test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"]
+            )
         cfg = TrainConfig(method="ce", **base)
         data = l2b.prepare_data(cfg)  # the run's own noise and meta split (checked just below)
         train_idx, given, clean = data.train_idx, data.given, data.clean
         pe = per["l2b"]
-        assert np.array_equal(pe["index"], train_idx) and np.array_equal(pe["given_label"], given), \
+        assert np.array_equal(pe["index"], train_idx) and np.array_equal(pe["given_label"], given), (
             "the benchmark's noisy set differs from the run's"
+        )
         noisy = given != clean
         oof, cv_seconds = cross_validated_probs(cfg, data, args.folds)
         flag = find_label_issues(labels=given, pred_probs=oof)
         row["cleanlab-cv"] = scores(flag, noisy, get_label_quality_scores(given, oof))
-        row["cleanlab-cv"].update(trainings=args.folds, seconds=round(cv_seconds, 3),
-                                  out_of_fold_accuracy_vs_true=float((oof.argmax(1) == clean).mean()))
+        row["cleanlab-cv"].update(
+            trainings=args.folds,
+            seconds=round(cv_seconds, 3),
+            out_of_fold_accuracy_vs_true=float((oof.argmax(1) == clean).mean()),
+        )
         probs = pe["pred_prob"].astype(np.float64)
         probs /= probs.sum(1, keepdims=True)
         flag = find_label_issues(labels=given, pred_probs=probs)
@@ -117,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         row["noisy"] = int(noisy.sum())
         row["examples"] = int(len(noisy))
         rows.append(row)
-        print(f"seed {seed}: " + "  ".join(f"{k} P {row[k]['precision']:.3f} R {row[k]['recall']:.3f}"
-                                            for k in DETECTORS), flush=True)
+        print(
+            f"seed {seed}: "
+            + "  ".join(f"{k} P {row[k]['precision']:.3f} R {row[k]['recall']:.3f}" for k in DETECTORS),
+            flush=True,
+        )
 
     table = []
     for k in DETECTORS:
@@ -130,35 +148,71 @@ def main(argv: list[str] | None = None) -> int:
         table.append(entry)
 
     cmd = "python benchmarks/label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    env = {"version": __version__, "torch": str(torch.__version__), "cleanlab": cleanlab.__version__,
-           "python": platform.python_version(), "machine": platform.machine(), "threads": torch.get_num_threads(),
-           "cpus": os.cpu_count(), "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()]}
+    env = {
+        "version": __version__,
+        "torch": str(torch.__version__),
+        "cleanlab": cleanlab.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
     out = args.out_prefix
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"command": cmd.strip(), "environment": env, "noise": args.noise, "noise_rate": args.noise_rate,
-         "epochs": args.epochs, "folds": args.folds, "threshold": args.threshold, "seeds": args.seeds,
-         "table": table, "per_seed": rows}, indent=2) + "\n")
-    compute = {"l2b": "1 L2B training (all N examples)", "ce": "1 CE training (all N examples)",
-               "cleanlab-cv": f"{args.folds} CE trainings, each on {args.folds - 1}/{args.folds} of N",
-               "cleanlab-on-l2b": "none beyond the L2B run"}
-    what = {"l2b": "l2b rule on the L2B run", "ce": "l2b rule on a CE run",
-            "cleanlab-cv": f"cleanlab find_label_issues, {args.folds}-fold CV CE probabilities",
-            "cleanlab-on-l2b": "cleanlab find_label_issues on the L2B run's probabilities"}
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": cmd.strip(),
+                "environment": env,
+                "noise": args.noise,
+                "noise_rate": args.noise_rate,
+                "epochs": args.epochs,
+                "folds": args.folds,
+                "threshold": args.threshold,
+                "seeds": args.seeds,
+                "table": table,
+                "per_seed": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    compute = {
+        "l2b": "1 L2B training (all N examples)",
+        "ce": "1 CE training (all N examples)",
+        "cleanlab-cv": f"{args.folds} CE trainings, each on {args.folds - 1}/{args.folds} of N",
+        "cleanlab-on-l2b": "none beyond the L2B run",
+    }
+    what = {
+        "l2b": "l2b rule on the L2B run",
+        "ce": "l2b rule on a CE run",
+        "cleanlab-cv": f"cleanlab find_label_issues, {args.folds}-fold CV CE probabilities",
+        "cleanlab-on-l2b": "cleanlab find_label_issues on the L2B run's probabilities",
+    }
     pm = lambda e, m: f"{e[m]['mean']:.3f} ± {e[m]['std']:.3f}"  # noqa: E731
-    lines = [f"Label-issue detection on digits, {args.noise} noise {args.noise_rate:.0%} "
-             f"({rows[0]['noisy']} of {rows[0]['examples']} training labels wrong for seed {rows[0]['seed']}), "
-             f"{args.epochs} epochs, seeds {args.seeds} (mean ± std), cleanlab {cleanlab.__version__}; "
-             f"command: `{cmd.strip()}`", "",
-             "| detector | precision | recall | F1 | average precision | compute | seconds (1 thread) |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {what[e['detector']]} | {pm(e, 'precision')} | {pm(e, 'recall')} | {pm(e, 'f1')} | "
-              f"{pm(e, 'average_precision')} | {compute[e['detector']]} | {e['seconds']['mean']:.1f} |" for e in table]
-    lines += ["", "Precision: share of flagged examples whose given label is truly wrong; recall: share of the truly "
-              "wrong labels flagged. Seconds are wall time on a machine shared with other jobs "
-              f"({env['cpus']} CPUs, load average {env['load_average_1_5_15min_at_end'][1]} over the last 5 "
-              "minutes at the end; compare them with each other, not across runs of this script); the L2B and "
-              "CE runs include per-epoch evaluation and writing their run directory."]
+    lines = [
+        f"Label-issue detection on digits, {args.noise} noise {args.noise_rate:.0%} "
+        f"({rows[0]['noisy']} of {rows[0]['examples']} training labels wrong for seed {rows[0]['seed']}), "
+        f"{args.epochs} epochs, seeds {args.seeds} (mean ± std), cleanlab {cleanlab.__version__}; "
+        f"command: `{cmd.strip()}`",
+        "",
+        "| detector | precision | recall | F1 | average precision | compute | seconds (1 thread) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {what[e['detector']]} | {pm(e, 'precision')} | {pm(e, 'recall')} | {pm(e, 'f1')} | "
+        f"{pm(e, 'average_precision')} | {compute[e['detector']]} | {e['seconds']['mean']:.1f} |"
+        for e in table
+    ]
+    lines += [
+        "",
+        "Precision: share of flagged examples whose given label is truly wrong; recall: share of the truly "
+        "wrong labels flagged. Seconds are wall time on a machine shared with other jobs "
+        f"({env['cpus']} CPUs, load average {env['load_average_1_5_15min_at_end'][1]} over the last 5 "
+        "minutes at the end; compare them with each other, not across runs of this script); the L2B and "
+        "CE runs include per-epoch evaluation and writing their run directory.",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -18,6 +18,7 @@ What is measured
 
 Writes --out (Markdown: the command, the machine, the tables).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,8 +102,13 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--model-reps", type=int, default=3)
     ap.add_argument("--models", nargs="*", default=["small_cnn", "preact_resnet18"])
-    ap.add_argument("--threads", type=int, nargs="*", default=None,
-                    help="torch thread counts for the augmentation part (default: torch's own)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=None,
+        help="torch thread counts for the augmentation part (default: torch's own)",
+    )
     ap.add_argument("--quick", action="store_true", help="one epoch, few repetitions, small_cnn only")
     ap.add_argument("--out", default="benchmarks/results/loader_throughput.md")
     args = ap.parse_args(argv)
@@ -112,34 +118,52 @@ def main(argv=None) -> None:
     from l2b.data import augment_batch
     from l2b.data import transforms as T
 
-    lines = ["# Loader and augmentation throughput", "",
-             f"Command: `python {' '.join(['benchmarks/loader_throughput.py', *sys.argv[1:]])}`", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-             f"({torch.get_num_threads()} intra-op threads), Python {platform.python_version()}, "
-             f"load average at start {os.getloadavg()[0]:.1f}.", ""]
+    lines = [
+        "# Loader and augmentation throughput",
+        "",
+        f"Command: `python {' '.join(['benchmarks/loader_throughput.py', *sys.argv[1:]])}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} intra-op threads), Python {platform.python_version()}, "
+        f"load average at start {os.getloadavg()[0]:.1f}.",
+        "",
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         paths = make_jpegs(Path(tmp), args.images, args.size)
         avg_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
         print(f"wrote {len(paths)} JPEGs ({avg_kb:.0f} KiB each) in {time.perf_counter() - t0:.1f} s", flush=True)
-        pipelines = {"train: random_resized_crop(224) + flip + to_tensor + normalize": T.train_transform(224),
-                     "eval: resize(256) + center_crop(224) + to_tensor + normalize": T.eval_transform(224)}
-        lines += [f"## FileListDataset + make_loader ({len(paths)} generated {args.size}x{args.size} JPEGs, "
-                  f"{avg_kb:.0f} KiB each, batch {args.batch_size}, page-cached, {args.epochs} timed epoch(s) "
-                  "after one warm-up epoch)", "", "| pipeline | workers | images/s |", "|---|---|---|"]
+        pipelines = {
+            "train: random_resized_crop(224) + flip + to_tensor + normalize": T.train_transform(224),
+            "eval: resize(256) + center_crop(224) + to_tensor + normalize": T.eval_transform(224),
+        }
+        lines += [
+            f"## FileListDataset + make_loader ({len(paths)} generated {args.size}x{args.size} JPEGs, "
+            f"{avg_kb:.0f} KiB each, batch {args.batch_size}, page-cached, {args.epochs} timed epoch(s) "
+            "after one warm-up epoch)",
+            "",
+            "| pipeline | workers | images/s |",
+            "|---|---|---|",
+        ]
         for label, transform in pipelines.items():
             for w in args.workers:
                 rate = loader_rate(paths, transform, workers=w, batch_size=args.batch_size, epochs=args.epochs)
                 print(f"{label} workers={w}: {rate:.0f} images/s", flush=True)
                 lines.append(f"| {label} | {w} | {rate:.0f} |")
 
-    lines += ["", f"## augment_batch on (B, 3, 32, 32) float32, CPU (median of {args.reps} calls), "
-              f"against one training step on the same batch (median of {args.model_reps})", "",
-              "| torch threads | B | augment ms/batch | augment images/s | "
-              + " | ".join(f"{m} step ms" for m in args.models)
-              + " | " + " | ".join(f"augment / {m} step" for m in args.models) + " |",
-              "|---" * (4 + 2 * len(args.models)) + "|"]
+    lines += [
+        "",
+        f"## augment_batch on (B, 3, 32, 32) float32, CPU (median of {args.reps} calls), "
+        f"against one training step on the same batch (median of {args.model_reps})",
+        "",
+        "| torch threads | B | augment ms/batch | augment images/s | "
+        + " | ".join(f"{m} step ms" for m in args.models)
+        + " | "
+        + " | ".join(f"augment / {m} step" for m in args.models)
+        + " |",
+        "|---" * (4 + 2 * len(args.models)) + "|",
+    ]
     default_threads = torch.get_num_threads()
     for threads in args.threads or [default_threads]:
         torch.set_num_threads(threads)
@@ -148,11 +172,18 @@ def main(argv=None) -> None:
             gen = torch.Generator().manual_seed(0)
             aug = median_seconds(lambda: augment_batch(x, generator=gen), args.reps)
             steps = [model_step_seconds(m, b, args.model_reps) for m in args.models]
-            print(f"threads={threads} augment B={b}: {aug * 1e3:.2f} ms ({b / aug:.0f} images/s); steps "
-                  + ", ".join(f"{m} {s * 1e3:.0f} ms" for m, s in zip(args.models, steps)), flush=True)
-            lines.append(f"| {threads} | {b} | {aug * 1e3:.2f} | {b / aug:.0f} | "
-                         + " | ".join(f"{s * 1e3:.0f}" for s in steps)
-                         + " | " + " | ".join(f"{100 * aug / s:.2g} %" for s in steps) + " |")
+            print(
+                f"threads={threads} augment B={b}: {aug * 1e3:.2f} ms ({b / aug:.0f} images/s); steps "
+                + ", ".join(f"{m} {s * 1e3:.0f} ms" for m, s in zip(args.models, steps)),
+                flush=True,
+            )
+            lines.append(
+                f"| {threads} | {b} | {aug * 1e3:.2f} | {b / aug:.0f} | "
+                + " | ".join(f"{s * 1e3:.0f}" for s in steps)
+                + " | "
+                + " | ".join(f"{100 * aug / s:.2g} %" for s in steps)
+                + " |"
+            )
     torch.set_num_threads(default_threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

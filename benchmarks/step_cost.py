@@ -47,6 +47,7 @@ benchmarks/results/step_cost-{device}, where {device} becomes "cpu" or "cuda-<gp
 Results are saved after every configuration, so an interrupted run keeps what it measured;
 --from-json re-draws the plot and the tables from a saved JSON without measuring again.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,12 @@ VARIANTS: dict[str, tuple[str, str | None]] = {
 }
 PARTS_KEY = "l2b-fused (by parts)"
 PARTS = ("meta_fwd_bwd", "dual_forward", "weights", "real_bwd_step")
-PART_LABELS = {"meta_fwd_bwd": "meta fwd+bwd (meta_tangents)", "dual_forward": "dual forward",
-               "weights": "weights + weighted loss", "real_bwd_step": "real backward + optimizer step"}
+PART_LABELS = {
+    "meta_fwd_bwd": "meta fwd+bwd (meta_tangents)",
+    "dual_forward": "dual forward",
+    "weights": "weights + weighted loss",
+    "real_bwd_step": "real backward + optimizer step",
+}
 CL = "+cl"  # suffix of a channels-last variant (--channels-last both)
 MEMORY_TAG = "MEMORY_PROBE_RESULT "
 
@@ -138,7 +143,7 @@ def make_model(cfg: Config, device: torch.device, channels_last: bool):
 
 
 def split_variant(name: str) -> tuple[str, bool]:
-    return (name[:-len(CL)], True) if name.endswith(CL) else (name, False)
+    return (name[: -len(CL)], True) if name.endswith(CL) else (name, False)
 
 
 def make_runner(name: str, cfg: Config, device: torch.device):
@@ -156,6 +161,7 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     def run():
         method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
         return None
+
     return run
 
 
@@ -173,8 +179,9 @@ def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:
     t2 = time.perf_counter()
     raw, pseudo = scores_from_jvp(logits.detach(), zdot, y, rows=2)
     mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=2, normalize="org", temperature=1.0)
-    loss = ((mw.alpha * F.cross_entropy(logits, y, reduction="none")).sum()
-            + (mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")).sum())
+    loss = (mw.alpha * F.cross_entropy(logits, y, reduction="none")).sum() + (
+        mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")
+    ).sum()
     sync()
     t3 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
@@ -194,6 +201,7 @@ def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:
 
 def _maxrss_mib() -> float:
     import resource
+
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
 
@@ -245,11 +253,19 @@ def memory_probe(args) -> None:
         secs.append(time.perf_counter() - t0)
         peaks.append(_maxrss_mib())
         hwms.append(_proc_status_mib("VmHWM"))
-    out = {"variant": variant, "threads": torch.get_num_threads(), "peak_reset": reset,
-           "maxrss_before_reset_mib": maxrss_before_reset, "maxrss_before_mib": before,
-           "maxrss_after_each_step_mib": peaks, "maxrss_growth_mib": max(peaks) - before,
-           "rss_before_mib": rss_before, "vmhwm_before_mib": hwm_before, "vmhwm_after_each_step_mib": hwms,
-           "step_seconds": secs}
+    out = {
+        "variant": variant,
+        "threads": torch.get_num_threads(),
+        "peak_reset": reset,
+        "maxrss_before_reset_mib": maxrss_before_reset,
+        "maxrss_before_mib": before,
+        "maxrss_after_each_step_mib": peaks,
+        "maxrss_growth_mib": max(peaks) - before,
+        "rss_before_mib": rss_before,
+        "vmhwm_before_mib": hwm_before,
+        "vmhwm_after_each_step_mib": hwms,
+        "step_seconds": secs,
+    }
     # ru_maxrss is the larger of the address space's high-water mark (VmHWM, which the reset
     # lowers) and that of threads that have exited (which it does not lower: torch's import
     # leaves such a mark). So when the reset worked, the step's peak is read from VmHWM.
@@ -261,15 +277,29 @@ def memory_probe(args) -> None:
 
 
 def probe_memory_cpu(cfg: Config, variant: str, threads: int, steps: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-probe", cfg.model, str(cfg.classes),
-           str(cfg.batch), str(cfg.meta_batch), variant, "--threads", str(threads), "--image-size", str(cfg.image_size), "--memory-steps", str(steps)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_memory-probe",
+        cfg.model,
+        str(cfg.classes),
+        str(cfg.batch),
+        str(cfg.meta_batch),
+        variant,
+        "--threads",
+        str(threads),
+        "--image-size",
+        str(cfg.image_size),
+        "--memory-steps",
+        str(steps),
+    ]
     env = dict(os.environ)
     src = str(ROOT.parent / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in r.stdout.splitlines():
         if line.startswith(MEMORY_TAG):
-            return json.loads(line[len(MEMORY_TAG):])
+            return json.loads(line[len(MEMORY_TAG) :])
     raise RuntimeError(f"memory probe failed for {cfg.label} {variant}:\n{r.stderr[-3000:]}")
 
 
@@ -282,8 +312,11 @@ def probe_memory_cuda(step, device) -> dict:
     step()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
-    return {"allocated_before_mib": base / 2**20, "max_allocated_mib": peak / 2**20,
-            "peak_growth_mib": (peak - base) / 2**20}
+    return {
+        "allocated_before_mib": base / 2**20,
+        "max_allocated_mib": peak / 2**20,
+        "peak_growth_mib": (peak - base) / 2**20,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,8 +329,17 @@ def summarize(xs: list[float]) -> dict:
     return {"median_s": statistics.median(xs), "min_s": min(xs), "iqr_s": float(q75 - q25), "n": len(xs)}
 
 
-def measure_config(cfg: Config, variants: list[str], device: torch.device, reps: int, warmup: int,
-                   memory: bool, memory_steps: int, threads: int, log) -> dict:
+def measure_config(
+    cfg: Config,
+    variants: list[str],
+    device: torch.device,
+    reps: int,
+    warmup: int,
+    memory: bool,
+    memory_steps: int,
+    threads: int,
+    log,
+) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     entries = variants + [PARTS_KEY]
     runners = {}
@@ -317,7 +359,7 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     orders = []
     for r in range(reps):
-        order = entries[r % len(entries):] + entries[:r % len(entries)]
+        order = entries[r % len(entries) :] + entries[: r % len(entries)]
         orders.append(order)
         for name in order:
             gc.collect()
@@ -332,13 +374,24 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
                     parts[p].append(out[p])
         log(f"  [{cfg.label}] rep {r + 1}/{reps}: " + "  ".join(f"{n} {times[n][-1]:.3f}" for n in variants))
 
-    result = {"config": cfg.__dict__, "reps": reps, "warmup": warmup, "orders": orders,
-              "warmup_seconds": warm, "seconds": times, "cpu_seconds": cpu, "variants": {}}
+    result = {
+        "config": cfg.__dict__,
+        "reps": reps,
+        "warmup": warmup,
+        "orders": orders,
+        "warmup_seconds": warm,
+        "seconds": times,
+        "cpu_seconds": cpu,
+        "variants": {},
+    }
     for name in variants:
         s = summarize(times[name])
         _, cl = split_variant(name)
-        ce_med = statistics.median(times["ce" + (CL if cl else "")]) if ("ce" + (CL if cl else "")) in times \
+        ce_med = (
+            statistics.median(times["ce" + (CL if cl else "")])
+            if ("ce" + (CL if cl else "")) in times
             else statistics.median(times["ce"])
+        )
         s["ratio_to_ce"] = s["median_s"] / ce_med
         s["cpu_median_s"] = statistics.median(cpu[name])
         s["cpu_ratio_to_ce"] = s["cpu_median_s"] / statistics.median(cpu[_ce_of(name) if _ce_of(name) in cpu else "ce"])
@@ -349,11 +402,13 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
         rev, fused = "l2b-reverse" + suffix, "l2b-fused" + suffix
         if rev in result["variants"] and fused in result["variants"]:
             result["l2b_reverse_over_fused" + suffix.replace("+", "_")] = (
-                result["variants"][rev]["median_s"] / result["variants"][fused]["median_s"])
+                result["variants"][rev]["median_s"] / result["variants"][fused]["median_s"]
+            )
     for name in variants:
-        if name.endswith(CL) and name[:-len(CL)] in result["variants"]:
+        if name.endswith(CL) and name[: -len(CL)] in result["variants"]:
             result["variants"][name]["channels_last_speedup"] = (
-                result["variants"][name[:-len(CL)]]["median_s"] / result["variants"][name]["median_s"])
+                result["variants"][name[: -len(CL)]]["median_s"] / result["variants"][name]["median_s"]
+            )
     bd = {p: statistics.median(parts[p]) for p in PARTS}
     bd["sum_of_part_medians_s"] = sum(bd[p] for p in PARTS)
     bd["by_parts_step_median_s"] = statistics.median(times[PARTS_KEY])
@@ -361,8 +416,11 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
         bd["l2b_fused_step_median_s"] = result["variants"]["l2b-fused"]["median_s"]
     bd["seconds"] = parts
     result["fused_breakdown"] = bd
-    log(f"  [{cfg.label}] fused breakdown: " + "  ".join(f"{p} {bd[p]:.3f}s" for p in PARTS)
-        + f"  (sum {bd['sum_of_part_medians_s']:.3f}s)")
+    log(
+        f"  [{cfg.label}] fused breakdown: "
+        + "  ".join(f"{p} {bd[p]:.3f}s" for p in PARTS)
+        + f"  (sum {bd['sum_of_part_medians_s']:.3f}s)"
+    )
 
     if memory and device.type == "cuda":
         for name in variants:
@@ -385,8 +443,10 @@ def measure_config(cfg: Config, variants: list[str], device: torch.device, reps:
     for name in variants:
         s = result["variants"][name]
         mem = f"  peak {s['memory']['peak_growth_mib']:8.1f} MiB (x{s['memory']['ratio_to_ce']:.2f})" if memory else ""
-        log(f"  [{cfg.label}] {name:22s} median {s['median_s']:.4f}s  min {s['min_s']:.4f}s  "
-            f"IQR {s['iqr_s']:.4f}s  x{s['ratio_to_ce']:.2f} ce (CPU time x{s['cpu_ratio_to_ce']:.2f}){mem}")
+        log(
+            f"  [{cfg.label}] {name:22s} median {s['median_s']:.4f}s  min {s['min_s']:.4f}s  "
+            f"IQR {s['iqr_s']:.4f}s  x{s['ratio_to_ce']:.2f} ce (CPU time x{s['cpu_ratio_to_ce']:.2f}){mem}"
+        )
     return result
 
 
@@ -422,11 +482,20 @@ def _loadavg() -> list[float] | None:
 
 def environment(device: torch.device) -> dict:
     import l2b
-    env = {"torch": str(torch.__version__), "l2b": getattr(l2b, "__version__", "?"),
-           "python": platform.python_version(), "platform": platform.platform(),
-           "machine": platform.machine(), "processor": platform.processor(), "cpu_name": cpu_name(),
-           "cpu_count": os.cpu_count(), "torch_num_threads": torch.get_num_threads(),
-           "device": str(device), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+    env = {
+        "torch": str(torch.__version__),
+        "l2b": getattr(l2b, "__version__", "?"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_name": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_num_threads": torch.get_num_threads(),
+        "device": str(device),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
     env["loadavg_at_start"] = _loadavg()
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
@@ -442,22 +511,51 @@ def machine_label(env: dict) -> str:
 
 
 def write_csv(path: Path, data: dict) -> None:
-    fields = ["device", "model", "classes", "batch", "meta_batch", "variant", "reps", "warmup", "median_s", "min_s",
-              "iqr_s", "ratio_to_ce", "min_ratio_to_ce", "cpu_median_s", "cpu_ratio_to_ce", "images_per_s", "peak_mem_mib", "mem_ratio_to_ce", "channels_last_speedup"] + \
-        [f"breakdown_{p}_s" for p in PARTS]
+    fields = [
+        "device",
+        "model",
+        "classes",
+        "batch",
+        "meta_batch",
+        "variant",
+        "reps",
+        "warmup",
+        "median_s",
+        "min_s",
+        "iqr_s",
+        "ratio_to_ce",
+        "min_ratio_to_ce",
+        "cpu_median_s",
+        "cpu_ratio_to_ce",
+        "images_per_s",
+        "peak_mem_mib",
+        "mem_ratio_to_ce",
+        "channels_last_speedup",
+    ] + [f"breakdown_{p}_s" for p in PARTS]
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for res in data["results"]:
             c = res["config"]
             for name, s in res["variants"].items():
-                row = {"device": data["device_kind"], "model": c["model"], "classes": c["classes"],
-                       "batch": c["batch"], "meta_batch": c["meta_batch"], "variant": name, "reps": res["reps"],
-                       "warmup": res["warmup"], "median_s": f"{s['median_s']:.6f}", "min_s": f"{s['min_s']:.6f}",
-                       "iqr_s": f"{s['iqr_s']:.6f}", "ratio_to_ce": f"{s['ratio_to_ce']:.4f}",
-                       "min_ratio_to_ce": f"{s['min_ratio_to_ce']:.4f}", "cpu_median_s": f"{s['cpu_median_s']:.6f}",
-                       "cpu_ratio_to_ce": f"{s['cpu_ratio_to_ce']:.4f}",
-                       "images_per_s": f"{s['images_per_s']:.2f}"}
+                row = {
+                    "device": data["device_kind"],
+                    "model": c["model"],
+                    "classes": c["classes"],
+                    "batch": c["batch"],
+                    "meta_batch": c["meta_batch"],
+                    "variant": name,
+                    "reps": res["reps"],
+                    "warmup": res["warmup"],
+                    "median_s": f"{s['median_s']:.6f}",
+                    "min_s": f"{s['min_s']:.6f}",
+                    "iqr_s": f"{s['iqr_s']:.6f}",
+                    "ratio_to_ce": f"{s['ratio_to_ce']:.4f}",
+                    "min_ratio_to_ce": f"{s['min_ratio_to_ce']:.4f}",
+                    "cpu_median_s": f"{s['cpu_median_s']:.6f}",
+                    "cpu_ratio_to_ce": f"{s['cpu_ratio_to_ce']:.4f}",
+                    "images_per_s": f"{s['images_per_s']:.2f}",
+                }
                 if "memory" in s:
                     row["peak_mem_mib"] = f"{s['memory']['peak_growth_mib']:.1f}"
                     row["mem_ratio_to_ce"] = f"{s['memory']['ratio_to_ce']:.4f}"
@@ -482,8 +580,11 @@ def _load_line(res_by: dict) -> str:
     loads = [(k, r.get("loadavg_after")) for k, r in res_by.items()]
     if not any(v for _, v in loads):
         return ""
-    return (" Machine load (1-minute load average) when each configuration finished: "
-            + ", ".join(f"B={b} M={m}: {v[0]:.1f}" for (b, m), v in loads if v) + ".")
+    return (
+        " Machine load (1-minute load average) when each configuration finished: "
+        + ", ".join(f"B={b} M={m}: {v[0]:.1f}" for (b, m), v in loads if v)
+        + "."
+    )
 
 
 def _ce_of(variant: str) -> str:
@@ -502,13 +603,18 @@ def _fmt_s(s: float) -> str:
 def write_md(path: Path, data: dict) -> None:
     env = data["environment"]
     cuda = data["device"] == "cuda"
-    L = [f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})", "",
-         f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
-         *[f"Earlier command (its configurations are kept): `{r['command']}`  " for r in data.get("earlier_runs", [])],
-         f"Command: `{data['command']}`  ",
-         f"One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random {_shape(data)} images. Cells: median seconds "
-         "per step over the repetitions, and in parentheses the ratio to ce's median in the same configuration "
-         "(all variants interleaved in one process). B = batch, M = meta batch.", ""]
+    L = [
+        f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})",
+        "",
+        f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
+        *[f"Earlier command (its configurations are kept): `{r['command']}`  " for r in data.get("earlier_runs", [])],
+        f"Command: `{data['command']}`  ",
+        f"One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random {_shape(data)} images. "
+        "Cells: median seconds "
+        "per step over the repetitions, and in parentheses the ratio to ce's median in the same configuration "
+        "(all variants interleaved in one process). B = batch, M = meta batch.",
+        "",
+    ]
     if data.get("notes"):
         L += [f"Note: {n}  " for n in data["notes"]] + [""]
     for (model, classes), res_by in _groups(data).items():
@@ -517,9 +623,13 @@ def write_md(path: Path, data: dict) -> None:
         variants = list(any_res["variants"])
         reps = sorted({r["reps"] for r in res_by.values()})
         warm = sorted({r["warmup"] for r in res_by.values()})
-        L += [f"## {model}, {classes} classes", "",
-              f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} warm-up step(s) per variant."
-              + _load_line(res_by), ""]
+        L += [
+            f"## {model}, {classes} classes",
+            "",
+            f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} "
+            "warm-up step(s) per variant." + _load_line(res_by),
+            "",
+        ]
         head = [f"B={b} M={m}" for b, m in keys]
         L += ["| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
         for v in variants:
@@ -528,49 +638,95 @@ def write_md(path: Path, data: dict) -> None:
                 s = res_by[k]["variants"].get(v)
                 cells.append("" if s is None else f"{_fmt_s(s['median_s'])} (×{s['ratio_to_ce']:.2f})")
             L.append(f"| {v} | " + " | ".join(cells) + " |")
-        L.append("| **l2b-reverse / l2b-fused** | " + " | ".join(
-            f"**{res_by[k]['l2b_reverse_over_fused']:.2f}**" if "l2b_reverse_over_fused" in res_by[k] else ""
-            for k in keys) + " |")
+        L.append(
+            "| **l2b-reverse / l2b-fused** | "
+            + " | ".join(
+                f"**{res_by[k]['l2b_reverse_over_fused']:.2f}**" if "l2b_reverse_over_fused" in res_by[k] else ""
+                for k in keys
+            )
+            + " |"
+        )
         if cuda:
-            L.append("| images/s of l2b-fused (ce) | " + " | ".join(
-                f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} ({res_by[k]['variants']['ce']['images_per_s']:.0f})"
-                if "l2b-fused" in res_by[k]["variants"] else "" for k in keys) + " |")
-        L += ["", "Load-robust views of the same steps: fastest step in seconds (ratio of mins to ce's min), median "
-              "process CPU time (user + system, all threads; ratio to ce's), interquartile range of the step time. "
-              "Other processes stretch wall time; they stretch CPU time much less, except for threads spinning "
-              "while they wait for each other.", "",
-              "| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
+            L.append(
+                "| images/s of l2b-fused (ce) | "
+                + " | ".join(
+                    f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} "
+                    f"({res_by[k]['variants']['ce']['images_per_s']:.0f})"
+                    if "l2b-fused" in res_by[k]["variants"]
+                    else ""
+                    for k in keys
+                )
+                + " |"
+            )
+        L += [
+            "",
+            "Load-robust views of the same steps: fastest step in seconds (ratio of mins to ce's min), median "
+            "process CPU time (user + system, all threads; ratio to ce's), interquartile range of the step time. "
+            "Other processes stretch wall time; they stretch CPU time much less, except for threads spinning "
+            "while they wait for each other.",
+            "",
+            "| variant | " + " | ".join(head) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
         for v in variants:
             cells = []
             for k in keys:
                 s = res_by[k]["variants"].get(v)
-                cells.append("" if s is None else
-                             f"min {_fmt_s(s['min_s'])} (×{s['min_ratio_to_ce']:.2f}) · CPU {_fmt_s(s['cpu_median_s'])} "
-                             f"(×{s['cpu_ratio_to_ce']:.2f}) · IQR {_fmt_s(s['iqr_s'])}")
+                cells.append(
+                    ""
+                    if s is None
+                    else f"min {_fmt_s(s['min_s'])} (×{s['min_ratio_to_ce']:.2f}) · CPU {_fmt_s(s['cpu_median_s'])} "
+                    f"(×{s['cpu_ratio_to_ce']:.2f}) · IQR {_fmt_s(s['iqr_s'])}"
+                )
             L.append(f"| {v} | " + " | ".join(cells) + " |")
         mem_keys = [k for k in keys if all("memory" in s for s in res_by[k]["variants"].values())]
         if mem_keys:
-            what = ("peak of torch.cuda.max_memory_allocated over one step minus the memory allocated before it"
-                    if cuda else "growth of the peak resident size over the first "
-                    f"{'/'.join(str(n) for n in sorted({res_by[k].get('memory_steps') or data['args']['memory_steps'] for k in mem_keys}))}"
-                    " step(s) in a fresh process, after one throw-away step on 2 images and a reset of the peak")
-            L += ["", f"Peak working memory of a step, MiB ({what}), and ratio to ce:", "",
-                  "| variant | " + " | ".join(f"B={b} M={m}" for b, m in mem_keys) + " |",
-                  "|---|" + "---|" * len(mem_keys)]
+            what = (
+                "peak of torch.cuda.max_memory_allocated over one step minus the memory allocated before it"
+                if cuda
+                else "growth of the peak resident size over the first "
+                + "/".join(
+                    str(n)
+                    for n in sorted({res_by[k].get("memory_steps") or data["args"]["memory_steps"] for k in mem_keys})
+                )
+                + " step(s) in a fresh process, after one throw-away step on 2 images and a reset of the peak"
+            )
+            L += [
+                "",
+                f"Peak working memory of a step, MiB ({what}), and ratio to ce:",
+                "",
+                "| variant | " + " | ".join(f"B={b} M={m}" for b, m in mem_keys) + " |",
+                "|---|" + "---|" * len(mem_keys),
+            ]
             for v in variants:
-                L.append(f"| {v} | " + " | ".join(
-                    f"{res_by[k]['variants'][v]['memory']['peak_growth_mib']:.0f} "
-                    f"(×{res_by[k]['variants'][v]['memory']['ratio_to_ce']:.2f})" for k in mem_keys) + " |")
-        L += ["", "l2b-fused written out by hand with the l2b.meta building blocks: median seconds of each part "
-              "(share of their sum).", "",
-              "| B, M | " + " | ".join(PART_LABELS[p] for p in PARTS) + " | sum of parts | by-parts step | l2b-fused step |",
-              "|---|" + "---|" * (len(PARTS) + 3)]
+                L.append(
+                    f"| {v} | "
+                    + " | ".join(
+                        f"{res_by[k]['variants'][v]['memory']['peak_growth_mib']:.0f} "
+                        f"(×{res_by[k]['variants'][v]['memory']['ratio_to_ce']:.2f})"
+                        for k in mem_keys
+                    )
+                    + " |"
+                )
+        L += [
+            "",
+            "l2b-fused written out by hand with the l2b.meta building blocks: median seconds of each part "
+            "(share of their sum).",
+            "",
+            "| B, M | "
+            + " | ".join(PART_LABELS[p] for p in PARTS)
+            + " | sum of parts | by-parts step | l2b-fused step |",
+            "|---|" + "---|" * (len(PARTS) + 3),
+        ]
         for k in keys:
             bd = res_by[k]["fused_breakdown"]
             tot = bd["sum_of_part_medians_s"]
-            L.append(f"| {k[0]}, {k[1]} | " + " | ".join(f"{_fmt_s(bd[p])} ({bd[p] / tot:.0%})" for p in PARTS)
-                     + f" | {_fmt_s(tot)} | {_fmt_s(bd['by_parts_step_median_s'])} | "
-                     + (f"{_fmt_s(bd['l2b_fused_step_median_s'])} |" if "l2b_fused_step_median_s" in bd else " |"))
+            L.append(
+                f"| {k[0]}, {k[1]} | "
+                + " | ".join(f"{_fmt_s(bd[p])} ({bd[p] / tot:.0%})" for p in PARTS)
+                + f" | {_fmt_s(tot)} | {_fmt_s(bd['by_parts_step_median_s'])} | "
+                + (f"{_fmt_s(bd['l2b_fused_step_median_s'])} |" if "l2b_fused_step_median_s" in bd else " |")
+            )
         L.append("")
     path.write_text("\n".join(L) + "\n")
 
@@ -587,6 +743,7 @@ STYLE = {  # variant -> (colour, line style, marker)
 
 def write_png(path: Path, data: dict) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -594,8 +751,7 @@ def write_png(path: Path, data: dict) -> None:
 
     groups = _groups(data)
     n = len(groups)
-    fig, axes = plt.subplots(2, n, figsize=(5.6 * n + 0.6, 8.2), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2]})
+    fig, axes = plt.subplots(2, n, figsize=(5.6 * n + 0.6, 8.2), squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
     handles: dict[str, Line2D] = {}
     extra_meta = False
     for col, ((model, classes), res_by) in enumerate(groups.items()):
@@ -614,11 +770,17 @@ def write_png(path: Path, data: dict) -> None:
             lo = [res_by[k]["variants"][v]["median_s"] - np.percentile(res_by[k]["seconds"][v], 25) for k in main]
             hi = [np.percentile(res_by[k]["seconds"][v], 75) - res_by[k]["variants"][v]["median_s"] for k in main]
             if xs:
-                h = ax.errorbar(xs, med, yerr=[lo, hi], color=color, ls=ls, marker=mk, ms=6, lw=1.8, capsize=3,
-                                label=v)
+                h = ax.errorbar(xs, med, yerr=[lo, hi], color=color, ls=ls, marker=mk, ms=6, lw=1.8, capsize=3, label=v)
                 handles.setdefault(v, h.lines[0])
-                axr.plot(xs, [res_by[k]["variants"][v]["ratio_to_ce"] for k in main], color=color, ls=ls,
-                         marker=mk, ms=6, lw=1.8)
+                axr.plot(
+                    xs,
+                    [res_by[k]["variants"][v]["ratio_to_ce"] for k in main],
+                    color=color,
+                    ls=ls,
+                    marker=mk,
+                    ms=6,
+                    lw=1.8,
+                )
             for k in extra:
                 extra_meta = True
                 s = res_by[k]["variants"][v]
@@ -652,8 +814,11 @@ def write_png(path: Path, data: dict) -> None:
     ncol = min(len(labels), 4 if n > 1 else 2)
     fig.legend(hs, labels, loc="lower center", ncol=ncol, fontsize=10, frameon=False)
     env = data["environment"]
-    fig.suptitle(f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
-                 f"{machine_label(env)}; torch {env['torch']}", fontsize=12)
+    fig.suptitle(
+        f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
+        f"{machine_label(env)}; torch {env['torch']}",
+        fontsize=12,
+    )
     nrows_legend = -(-len(labels) // ncol)
     fig.tight_layout(rect=(0, 0.032 * nrows_legend + 0.01, 1, 1))
     fig.savefig(path, dpi=120)
@@ -686,49 +851,112 @@ def _model_int(items: list[str], flag: str) -> dict[str, int]:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
-                   help="where to run (auto: cuda when available); default auto")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="auto",
+        help="where to run (auto: cuda when available); default auto",
+    )
     p.add_argument("--models", nargs="+", default=None, help="default: small_cnn preact_resnet18")
     p.add_argument("--classes", nargs="+", type=int, default=[10], help="numbers of classes; default 10")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=None,
-                   help="batch sizes, meta batch = batch; default 64 128 256 (and 512 on CUDA)")
-    p.add_argument("--extra-meta", nargs="*", default=None, metavar="B:M",
-                   help="extra (batch, meta batch) pairs, run when B is among the batch sizes; default 128:32; "
-                        "give the flag with no value for none")
-    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
-                   help="variants to time (ce is always added: it is the baseline); default all")
+    p.add_argument(
+        "--batch-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="batch sizes, meta batch = batch; default 64 128 256 (and 512 on CUDA)",
+    )
+    p.add_argument(
+        "--extra-meta",
+        nargs="*",
+        default=None,
+        metavar="B:M",
+        help="extra (batch, meta batch) pairs, run when B is among the batch sizes; default 128:32; "
+        "give the flag with no value for none",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=list(VARIANTS),
+        help="variants to time (ce is always added: it is the baseline); default all",
+    )
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default 2)")
-    p.add_argument("--model-reps", nargs="*", default=[], metavar="MODEL=N",
-                   help="per-model override of --reps, e.g. preact_resnet18=3")
-    p.add_argument("--model-warmup", nargs="*", default=[], metavar="MODEL=N",
-                   help="per-model override of --warmup, e.g. preact_resnet18=1")
-    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
-                   help="measure peak memory per variant (default on; off with --quick)")
+    p.add_argument(
+        "--model-reps",
+        nargs="*",
+        default=[],
+        metavar="MODEL=N",
+        help="per-model override of --reps, e.g. preact_resnet18=3",
+    )
+    p.add_argument(
+        "--model-warmup",
+        nargs="*",
+        default=[],
+        metavar="MODEL=N",
+        help="per-model override of --warmup, e.g. preact_resnet18=1",
+    )
+    p.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure peak memory per variant (default on; off with --quick)",
+    )
     p.add_argument("--memory-steps", type=int, default=3, help="steps of each CPU memory subprocess (default 3)")
-    p.add_argument("--memory-batch-sizes", nargs="+", type=int, default=None,
-                   help="measure memory only for configurations with these batch sizes (default: all)")
-    p.add_argument("--channels-last", choices=["off", "on", "both"], default="off",
-                   help="memory format of model and inputs; 'both' times every variant in both formats, "
-                        "interleaved (variants with the suffix +cl); default off")
-    p.add_argument("--image-size", type=int, default=32,
-                   help="height and width of the random 3-channel images (default 32; smaller only to make "
-                        "tests faster)")
+    p.add_argument(
+        "--memory-batch-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="measure memory only for configurations with these batch sizes (default: all)",
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=["off", "on", "both"],
+        default="off",
+        help="memory format of model and inputs; 'both' times every variant in both formats, "
+        "interleaved (variants with the suffix +cl); default off",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=32,
+        help="height and width of the random 3-channel images (default 32; smaller only to make tests faster)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: small_cnn, batch 16, reps 2, warm-up 1, no extra meta batch, no memory "
-                        "unless --memory; explicit flags still win")
-    p.add_argument("--out-prefix", default=None,
-                   help="output path without extension; '{device}' is replaced by the device kind; "
-                        "default benchmarks/results/step_cost-{device}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: small_cnn, batch 16, reps 2, warm-up 1, no extra meta batch, no memory "
+        "unless --memory; explicit flags still win",
+    )
+    p.add_argument(
+        "--out-prefix",
+        default=None,
+        help="output path without extension; '{device}' is replaced by the device kind; "
+        "default benchmarks/results/step_cost-{device}",
+    )
     p.add_argument("--note", action="append", default=[], help="free text stored in the results (repeatable)")
-    p.add_argument("--append", action="store_true",
-                   help="keep the configurations already in <out-prefix>.json (from an earlier run, whose "
-                        "command is kept too) and measure only the missing ones")
-    p.add_argument("--from-json", default=None, metavar="PATH",
-                   help="do not measure: redraw .md and .png (and .csv) next to the given .json")
-    p.add_argument("--_memory-probe", nargs=5, default=None, help=argparse.SUPPRESS,
-                   metavar=("MODEL", "CLASSES", "BATCH", "META", "VARIANT"))
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the configurations already in <out-prefix>.json (from an earlier run, whose "
+        "command is kept too) and measure only the missing ones",
+    )
+    p.add_argument(
+        "--from-json",
+        default=None,
+        metavar="PATH",
+        help="do not measure: redraw .md and .png (and .csv) next to the given .json",
+    )
+    p.add_argument(
+        "--_memory-probe",
+        nargs=5,
+        default=None,
+        help=argparse.SUPPRESS,
+        metavar=("MODEL", "CLASSES", "BATCH", "META", "VARIANT"),
+    )
     return p.parse_args(argv)
 
 
@@ -765,13 +993,19 @@ def main(argv: list[str] | None = None) -> None:
         extra.append((int(b), int(m)))
     reps = args.reps if args.reps is not None else (2 if q else 5)
     warmup = args.warmup if args.warmup is not None else (1 if q else 2)
-    model_reps, model_warm = _model_int(args.model_reps, "--model-reps"), _model_int(args.model_warmup, "--model-warmup")
+    model_reps, model_warm = (
+        _model_int(args.model_reps, "--model-reps"),
+        _model_int(args.model_warmup, "--model-warmup"),
+    )
     memory = args.memory if args.memory is not None else not q
     base_variants = list(args.variants or VARIANTS)
     if "ce" not in base_variants:
         base_variants.insert(0, "ce")
-    variants = {"off": base_variants, "on": [v + CL for v in base_variants],
-                "both": base_variants + [v + CL for v in base_variants]}[args.channels_last]
+    variants = {
+        "off": base_variants,
+        "on": [v + CL for v in base_variants],
+        "both": base_variants + [v + CL for v in base_variants],
+    }[args.channels_last]
     if reps < 1 or warmup < 0:
         raise SystemExit("--reps must be >= 1 and --warmup >= 0")
 
@@ -783,15 +1017,33 @@ def main(argv: list[str] | None = None) -> None:
             for b in batches:
                 configs.append(Config(model, k, b, b, args.image_size))
                 configs += [Config(model, k, b, m, args.image_size) for eb, m in extra if eb == b]
-    data = {"command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
-            "argv": argv, "device": device.type, "device_kind": kind, "environment": environment(device),
-            "args": {"models": models, "classes": args.classes, "batch_sizes": batches, "extra_meta": extra,
-                     "reps": reps, "warmup": warmup, "model_reps": model_reps, "model_warmup": model_warm,
-                     "memory": memory, "memory_steps": args.memory_steps,
-                     "memory_batch_sizes": args.memory_batch_sizes, "channels_last": args.channels_last,
-                     "variants": variants, "seed": SEED, "optimizer": dict(OPTIM, name="SGD"),
-                     "in_shape": [3, args.image_size, args.image_size]},
-            "notes": list(args.note), "results": []}
+    data = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
+        "argv": argv,
+        "device": device.type,
+        "device_kind": kind,
+        "environment": environment(device),
+        "args": {
+            "models": models,
+            "classes": args.classes,
+            "batch_sizes": batches,
+            "extra_meta": extra,
+            "reps": reps,
+            "warmup": warmup,
+            "model_reps": model_reps,
+            "model_warmup": model_warm,
+            "memory": memory,
+            "memory_steps": args.memory_steps,
+            "memory_batch_sizes": args.memory_batch_sizes,
+            "channels_last": args.channels_last,
+            "variants": variants,
+            "seed": SEED,
+            "optimizer": dict(OPTIM, name="SGD"),
+            "in_shape": [3, args.image_size, args.image_size],
+        },
+        "notes": list(args.note),
+        "results": [],
+    }
     if args.append and Path(str(prefix) + ".json").exists():
         prev = json.loads(Path(str(prefix) + ".json").read_text())
         if prev.get("device_kind") != kind:
@@ -807,13 +1059,18 @@ def main(argv: list[str] | None = None) -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.0f}s] {msg}", flush=True)
 
-    log(f"device {kind} ({machine_label(data['environment'])}), torch {torch.__version__}, "
-        f"{len(configs)} configurations x {len(variants)} variants -> {prefix}.*")
+    log(
+        f"device {kind} ({machine_label(data['environment'])}), torch {torch.__version__}, "
+        f"{len(configs)} configurations x {len(variants)} variants -> {prefix}.*"
+    )
     for i, cfg in enumerate(configs):
         r = model_reps.get(cfg.model, reps)
         w = model_warm.get(cfg.model, warmup)
         mem = memory and (args.memory_batch_sizes is None or cfg.batch in args.memory_batch_sizes)
-        log(f"configuration {i + 1}/{len(configs)}: {cfg.label}, {w} warm-up + {r} reps, memory {'on' if mem else 'off'}")
+        log(
+            f"configuration {i + 1}/{len(configs)}: {cfg.label}, {w} warm-up + {r} reps, "
+            f"memory {'on' if mem else 'off'}"
+        )
         res = measure_config(cfg, variants, device, r, w, mem, args.memory_steps, threads, log)
         res["elapsed_s"] = time.perf_counter() - start
         res["command"] = data["command"]

@@ -11,6 +11,7 @@ precision (AP) of ranking examples as mislabelled (chance = the noise rate): by 
 first, of the last epoch and averaged over the meta epochs (what the weights say), and by
 1 - label quality, the selected model's probability of the given label (what the network says).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from sklearn.metrics import average_precision_score
 
 from l2b.reports import detection_scores, load_per_example, noise_mask
@@ -45,27 +45,42 @@ def separation(run_dir: Path) -> list[dict[str, float | str]]:
         if not mask.any():
             continue
         w = alpha[mask] + beta[mask]
-        rows.append({"part": part, "examples": int(mask.sum()), "alpha": float(alpha[mask].mean()),
-                     "beta": float(beta[mask].mean()), "no_weight": float(np.mean(w == 0)),
-                     "alpha_zero": float(np.mean(alpha[mask] == 0)),
-                     "pseudo_correct": float(np.mean(pe["pseudo_label"][mask] == clean[mask])),
-                     "noise_rate": float(noisy.mean()), "ap_alpha": ap_alpha,
-                     "ap_alpha_mean": ap_alpha_mean,
-                     "ap_model": float(ap)})
+        rows.append(
+            {
+                "part": part,
+                "examples": int(mask.sum()),
+                "alpha": float(alpha[mask].mean()),
+                "beta": float(beta[mask].mean()),
+                "no_weight": float(np.mean(w == 0)),
+                "alpha_zero": float(np.mean(alpha[mask] == 0)),
+                "pseudo_correct": float(np.mean(pe["pseudo_label"][mask] == clean[mask])),
+                "noise_rate": float(noisy.mean()),
+                "ap_alpha": ap_alpha,
+                "ap_alpha_mean": ap_alpha_mean,
+                "ap_model": float(ap),
+            }
+        )
     return rows
 
 
 def table(runs: dict[str, list[dict]]) -> str:
-    lines = ["| run | examples | mean α | mean β | no weight | α = 0 | pseudo-label right | "
-             "AP by α: last epoch / mean | AP by the model | chance |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | examples | mean α | mean β | no weight | α = 0 | pseudo-label right | "
+        "AP by α: last epoch / mean | AP by the model | chance |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, rows in runs.items():
         for r in rows:
-            ap = (f"{r['ap_alpha']:.2f} / {r['ap_alpha_mean']:.2f} | {r['ap_model']:.2f} | {r['noise_rate']:.2f}"
-                  if r["part"] == "clean"
-                  else " | | ")
-            lines.append(f"| {name}: {r['part']} | {r['examples']} | {r['alpha']:.2f} | {r['beta']:.2f} | "
-                         f"{100 * r['no_weight']:.0f} % | {100 * r['alpha_zero']:.0f} % | "
-                         f"{100 * r['pseudo_correct']:.0f} % | {ap} |")
+            ap = (
+                f"{r['ap_alpha']:.2f} / {r['ap_alpha_mean']:.2f} | {r['ap_model']:.2f} | {r['noise_rate']:.2f}"
+                if r["part"] == "clean"
+                else " | | "
+            )
+            lines.append(
+                f"| {name}: {r['part']} | {r['examples']} | {r['alpha']:.2f} | {r['beta']:.2f} | "
+                f"{100 * r['no_weight']:.0f} % | {100 * r['alpha_zero']:.0f} % | "
+                f"{100 * r['pseudo_correct']:.0f} % | {ap} |"
+            )
     return "\n".join(lines) + "\n"
 
 

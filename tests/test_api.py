@@ -1,4 +1,5 @@
 """`l2b.fit` on a user-defined module and in-memory arrays."""
+
 import random
 
 import numpy as np
@@ -43,8 +44,16 @@ def test_l2b_beats_cross_entropy_through_40_percent_noise(digits):
         for method in ("ce", "l2b"):
             torch.manual_seed(seed)
             net = Net()
-            result = l2b.fit(net, (x[rest], noisy), (x[meta_idx], y[meta_idx]), test=(xt, yt), method=method,
-                             epochs=40, warmup_epochs=5, seed=seed)
+            result = l2b.fit(
+                net,
+                (x[rest], noisy),
+                (x[meta_idx], y[meta_idx]),
+                test=(xt, yt),
+                method=method,
+                epochs=40,
+                warmup_epochs=5,
+                seed=seed,
+            )
             with torch.no_grad():
                 acc[method].append(float((net(torch.as_tensor(xt)).argmax(1).numpy() == yt).mean()))
             if method == "ce":
@@ -61,9 +70,16 @@ def test_trains_in_place_loads_the_selected_epoch_and_calls_back(digits):
     x, y, meta_idx, rest, xt, yt = digits
     records = []
     net = Net()
-    result = l2b.fit(net, (torch.as_tensor(x[rest]), torch.as_tensor(y[rest])),
-                     TensorData(torch.as_tensor(x[meta_idx]), torch.as_tensor(y[meta_idx])),
-                     test=(xt, yt), epochs=4, warmup_epochs=1, batch_size=128, callbacks=(records.append,))
+    result = l2b.fit(
+        net,
+        (torch.as_tensor(x[rest]), torch.as_tensor(y[rest])),
+        TensorData(torch.as_tensor(x[meta_idx]), torch.as_tensor(y[meta_idx])),
+        test=(xt, yt),
+        epochs=4,
+        warmup_epochs=1,
+        batch_size=128,
+        callbacks=(records.append,),
+    )
     assert [r["epoch"] for r in records] == [1, 2, 3, 4] and records == result.history
     assert [r["phase"] for r in records] == ["warmup", "l2b", "l2b", "l2b"]
     assert all({"train_loss", "lr", "meta_accuracy", "test_accuracy"} <= r.keys() for r in records)
@@ -102,22 +118,25 @@ def test_global_rng_state_is_untouched_and_the_seed_decides(digits):
     assert not all(torch.equal(v, other[k]) for k, v in nets[0].state_dict().items())
 
 
-@pytest.mark.parametrize("case, match", [
-    ("length", "train has 100 inputs but 99 labels"),
-    ("range", "train label 10 at index 0 is outside \\[0, 10\\)"),
-    ("negative", "meta label -1 at index 0 is outside"),
-    ("float_labels", "labels must be integer class indices"),
-    ("no_meta", "method 'l2b' needs a clean meta set"),
-    ("meta_shape", "meta inputs have example shape \\(32,\\) but train inputs have \\(64,\\)"),
-    ("nan", "train input 3 has NaN or Inf"),
-    ("not_pair", "train must be a pair \\(inputs, labels\\)"),
-    ("epochs", "epochs=0 must be"),
-    ("warmup", "warmup_epochs=9 must be"),
-    ("method", "unknown method 'nope'"),
-    ("num_classes", "num_classes=5 but the model returns 10 logits"),
-    ("bad_output", "the model must return logits of shape \\(B, K\\)"),
-    ("bn_batch", "some batches hold a single example, which BatchNorm cannot train on"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("length", "train has 100 inputs but 99 labels"),
+        ("range", "train label 10 at index 0 is outside \\[0, 10\\)"),
+        ("negative", "meta label -1 at index 0 is outside"),
+        ("float_labels", "labels must be integer class indices"),
+        ("no_meta", "method 'l2b' needs a clean meta set"),
+        ("meta_shape", "meta inputs have example shape \\(32,\\) but train inputs have \\(64,\\)"),
+        ("nan", "train input 3 has NaN or Inf"),
+        ("not_pair", "train must be a pair \\(inputs, labels\\)"),
+        ("epochs", "epochs=0 must be"),
+        ("warmup", "warmup_epochs=9 must be"),
+        ("method", "unknown method 'nope'"),
+        ("num_classes", "num_classes=5 but the model returns 10 logits"),
+        ("bad_output", "the model must return logits of shape \\(B, K\\)"),
+        ("bn_batch", "some batches hold a single example, which BatchNorm cannot train on"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(digits, case, match):
     x, y, meta_idx, rest, _, _ = digits
     xs, ys = x[:100], y[:100]
@@ -146,8 +165,13 @@ def test_bad_inputs_raise_clear_errors(digits, case, match):
         train, kw = (xs[:3], ys[:3]), {"batch_size": 2}
     else:
         train = (xs, ys)
-        kw = {"epochs": {"epochs": 0}, "warmup": {"epochs": 3, "warmup_epochs": 9}, "method": {"method": "nope"},
-              "num_classes": {"num_classes": 5}, "bad_output": {}}[case]
+        kw = {
+            "epochs": {"epochs": 0},
+            "warmup": {"epochs": 3, "warmup_epochs": 9},
+            "method": {"method": "nope"},
+            "num_classes": {"num_classes": 5},
+            "bad_output": {},
+        }[case]
         if case == "bad_output":
             model = nn.Sequential(nn.Linear(64, 1), nn.Flatten(0))  # (B,), not (B, K)
     with pytest.raises(ValueError, match=match):

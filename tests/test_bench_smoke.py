@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on tiny inputs and write complete results."""
+
 import importlib
 import json
 import os
@@ -20,9 +21,25 @@ def test_quick_benchmark_writes_every_variant_with_positive_timings(tmp_path):
     prefix = tmp_path / "step_cost-{device}"
     # 8x8 images (instead of 32x32) and one thread keep the smoke test well under 30 s even on a
     # busy 2-core machine (two threads competing with other processes stall on each other).
-    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--image-size", "8",
-                        "--threads", "1", "--out-prefix", str(prefix)],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--device",
+            "cpu",
+            "--image-size",
+            "8",
+            "--threads",
+            "1",
+            "--out-prefix",
+            str(prefix),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     stem = tmp_path / "step_cost-cpu"
     data = json.loads(stem.with_suffix(".json").read_text())
@@ -57,10 +74,18 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     import yaml
 
     methods = ["ce", "l2b"] + (["cleanlab"] if importlib.util.find_spec("cleanlab") else [])
-    grid = {"name": "t", "base": {"epochs": 2, "warmup_epochs": 1}, "seeds": [0, 1], "methods": methods,
-            "settings": [{"noise": "symmetric", "noise_rate": 0.4}, {"noise": "pair", "noise_rate": 0.3,
-                                                                     "label": "pair 30%"}],
-            "cleanlab_folds": 2, "method_seeds": {"l2b": [1]}}
+    grid = {
+        "name": "t",
+        "base": {"epochs": 2, "warmup_epochs": 1},
+        "seeds": [0, 1],
+        "methods": methods,
+        "settings": [
+            {"noise": "symmetric", "noise_rate": 0.4},
+            {"noise": "pair", "noise_rate": 0.3, "label": "pair 30%"},
+        ],
+        "cleanlab_folds": 2,
+        "method_seeds": {"l2b": [1]},
+    }
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), str(path), "--results", str(tmp_path)]
@@ -69,8 +94,12 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "accuracy-t.jsonl").read_text().splitlines()]
     assert len(rows) == 4 * len(methods) - 2
     assert {(x["setting"], x["method"], x["seed"]) for x in rows} == {
-        (s, m, seed) for s in ("symmetric 40%", "pair 30%") for m in methods for seed in (0, 1)
-        if m != "l2b" or seed == 1}
+        (s, m, seed)
+        for s in ("symmetric 40%", "pair 30%")
+        for m in methods
+        for seed in (0, 1)
+        if m != "l2b" or seed == 1
+    }
     for x in rows:
         assert 0 <= x["test_accuracy_at_best_meta"] <= 1 and 0.25 < x["realised_noise_rate"] < 0.45
         assert x["seconds"] > 0 and x["trainings"] == (3 if x["method"] == "cleanlab" else 1)
@@ -97,16 +126,36 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
     import yaml
 
     accuracy = _bench_module("accuracy")
-    grid = {"name": "t", "base": {}, "seeds": [0, 1], "methods": ["ce", "cleanlab", "l2b"],
-            "settings": [{"noise_rate": 0.2}, {"noise_rate": 0.4}], "method_seeds": {"cleanlab": [0]}}
+    grid = {
+        "name": "t",
+        "base": {},
+        "seeds": [0, 1],
+        "methods": ["ce", "cleanlab", "l2b"],
+        "settings": [{"noise_rate": 0.2}, {"noise_rate": 0.4}],
+        "method_seeds": {"cleanlab": [0]},
+    }
     order = [(c["seed"], c["method"], c["setting"]) for c in accuracy.cells(grid)]
-    assert order == [(0, "ce", "symmetric 20%"), (0, "l2b", "symmetric 20%"),
-                     (0, "ce", "symmetric 40%"), (0, "l2b", "symmetric 40%"),
-                     (0, "cleanlab", "symmetric 20%"), (0, "cleanlab", "symmetric 40%"),
-                     (1, "ce", "symmetric 20%"), (1, "l2b", "symmetric 20%"),
-                     (1, "ce", "symmetric 40%"), (1, "l2b", "symmetric 40%")]
-    row = {"test_accuracy": 0.5, "test_accuracy_at_best_meta": 0.5, "realised_noise_rate": 0.2,
-           "precision": None, "recall": None, "seconds": 1.0, "trainings": 1}
+    assert order == [
+        (0, "ce", "symmetric 20%"),
+        (0, "l2b", "symmetric 20%"),
+        (0, "ce", "symmetric 40%"),
+        (0, "l2b", "symmetric 40%"),
+        (0, "cleanlab", "symmetric 20%"),
+        (0, "cleanlab", "symmetric 40%"),
+        (1, "ce", "symmetric 20%"),
+        (1, "l2b", "symmetric 20%"),
+        (1, "ce", "symmetric 40%"),
+        (1, "l2b", "symmetric 40%"),
+    ]
+    row = {
+        "test_accuracy": 0.5,
+        "test_accuracy_at_best_meta": 0.5,
+        "realised_noise_rate": 0.2,
+        "precision": None,
+        "recall": None,
+        "seconds": 1.0,
+        "trainings": 1,
+    }
     rows = [{**row, "setting": s, "method": m, "seed": seed} for seed, m, s in order if (m, seed) != ("l2b", 1)]
     rows[0]["test_accuracy_at_best_meta"] = 0.7  # ce, seed 0, 20 %: mean 60.0, std 14.1 over 2 seeds
     accuracy.render(grid, rows, tmp_path / "accuracy-t", "cmd")
@@ -123,11 +172,31 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
 def test_weight_separation_table(tmp_path):
     """The weight-separation table has one row per part, weights that average 1 per example, and
     refuses a run without weights by name."""
+
     def train(method: str) -> Path:
         out = tmp_path / method
-        r = subprocess.run([sys.executable, "-m", "l2b", "train", "--method", method, "--epochs", "3",
-                            "--warmup-epochs", "1", "--quiet", "--threads", "1", "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "l2b",
+                "train",
+                "--method",
+                method,
+                "--epochs",
+                "3",
+                "--warmup-epochs",
+                "1",
+                "--quiet",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         return out
 
@@ -139,7 +208,12 @@ def test_weight_separation_table(tmp_path):
     assert abs(sum(r["examples"] * (r["alpha"] + r["beta"]) for r in rows) / n - 1) < 0.05
     for r in rows:
         assert 0 <= r["no_weight"] <= r["alpha_zero"] <= 1 and 0 <= r["pseudo_correct"] <= 1
-        assert 0 < r["ap_alpha"] <= 1 and 0 < r["ap_alpha_mean"] <= 1 and 0 < r["ap_model"] <= 1 and abs(r["noise_rate"] - 0.4) < 0.01
+        assert (
+            0 < r["ap_alpha"] <= 1
+            and 0 < r["ap_alpha_mean"] <= 1
+            and 0 < r["ap_model"] <= 1
+            and abs(r["noise_rate"] - 0.4) < 0.01
+        )
     out = tmp_path / "sep.md"
     assert weight_separation.main([str(run), "--out", str(out)]) == 0
     assert f"| {run}: mislabelled |" in out.read_text()

@@ -1,20 +1,21 @@
 """The real command line, run as a user would."""
+
 import json
 import subprocess
 import sys
 
 
 def l2b(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "l2b", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "l2b", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_default_train_run_completes_and_writes_its_files(tmp_path):
     r = l2b("train", "--out", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "run"
-    assert {"config.yaml", "metrics.jsonl", "summary.json", "per_example.npz", "model.pt"} <= \
-        {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "per_example.npz", "model.pt"} <= {
+        p.name for p in run.iterdir()
+    }
     summary = json.loads((run / "summary.json").read_text())
     assert summary["method"] == "l2b" and summary["epochs"] == 40 and summary["noise_rate"] == 0.4
     assert summary["test_accuracy"] > 0.85

@@ -1,4 +1,5 @@
 """Shipped configs, config files with command-line overrides, TensorBoard logging."""
+
 import json
 import subprocess
 import sys
@@ -23,11 +24,25 @@ def test_every_shipped_config_is_valid(name):
 
 def test_shipped_configs_cover_the_paper_and_cpu_settings():
     names = set(list_configs())
-    assert {"digits-l2b", "digits-ce", "cifar10-sym40-paper", "cifar100-sym40-paper", "isic2019-resnet50",
-            "clothing1m-resnet50"} <= names
+    assert {
+        "digits-l2b",
+        "digits-ce",
+        "cifar10-sym40-paper",
+        "cifar100-sym40-paper",
+        "isic2019-resnet50",
+        "clothing1m-resnet50",
+    } <= names
     paper = TrainConfig.from_dict(yaml.safe_load(config_path("cifar10-sym40-paper").read_text()))
-    assert (paper.model, paper.batch_size, paper.lr, paper.epochs, paper.clip_grad, paper.warmup_epochs,
-            paper.num_meta, paper.augment) == ("preact_resnet18", 512, 0.15, 300, 0.25, 10, 1000, True)
+    assert (
+        paper.model,
+        paper.batch_size,
+        paper.lr,
+        paper.epochs,
+        paper.clip_grad,
+        paper.warmup_epochs,
+        paper.num_meta,
+        paper.augment,
+    ) == ("preact_resnet18", 512, 0.15, 300, 0.25, 10, 1000, True)
     c100 = TrainConfig.from_dict(yaml.safe_load(config_path("cifar100-sym40-paper").read_text()))
     assert (c100.batch_size, c100.clip_grad, c100.augment) == (256, 0.8, True)
     assert TrainConfig.from_dict(yaml.safe_load(config_path("digits-l2b").read_text())) == TrainConfig()
@@ -41,21 +56,23 @@ def test_file_then_command_line_then_frozen_config(tmp_path):
     assert (cfg["method"], cfg["epochs"], cfg["warmup_epochs"], cfg["hidden"]) == ("l2rw", 9, 2, [32, 16])
     assert cfg["lr"] == TrainConfig().lr  # untouched keys keep their defaults
     # A run directory's config.yaml is itself a valid --config.
-    r = l2b("train", "--epochs", "2", "--warmup-epochs", "1", "--threads", "1", "--quiet", "--out", "run",
-            cwd=tmp_path)
+    r = l2b("train", "--epochs", "2", "--warmup-epochs", "1", "--threads", "1", "--quiet", "--out", "run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = l2b("train", "--config", "run/config.yaml", "--print-config", cwd=tmp_path)
     assert yaml.safe_load(r.stdout)["epochs"] == 2
 
 
-@pytest.mark.parametrize("text,message", [
-    ("epoch: 3\n", "unknown key(s) 'epoch'"),
-    ("epochs: three\n", "epochs='three' should be of type int"),
-    ("noise_rate: 1.2\n", "noise_rate=1.2 must be in [0, 1]"),
-    ("mixup: 1\n", "mixup=1 should be of type bool"),
-    ("- a\n- b\n", "must hold a mapping of config keys"),
-    ("epochs: [\n", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("epoch: 3\n", "unknown key(s) 'epoch'"),
+        ("epochs: three\n", "epochs='three' should be of type int"),
+        ("noise_rate: 1.2\n", "noise_rate=1.2 must be in [0, 1]"),
+        ("mixup: 1\n", "mixup=1 should be of type bool"),
+        ("- a\n- b\n", "must hold a mapping of config keys"),
+        ("epochs: [\n", "is not valid YAML"),
+    ],
+)
 def test_bad_config_files_name_the_file_key_and_value(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     r = l2b("train", "--config", "bad.yaml", "--print-config", cwd=tmp_path)
@@ -68,8 +85,16 @@ def test_bad_data_fails_before_creating_the_run_directory(tmp_path):
     r = l2b("train", "--data", "svhn", "--out", "run", cwd=tmp_path)
     assert r.returncode == 2 and "unknown data set 'svhn'" in r.stderr
     assert not (tmp_path / "run").exists()
-    r = l2b("train", "--config", "cifar10-sym40-paper", "--data-root", str(tmp_path / "nowhere"), "--out", "run",
-            cwd=tmp_path)
+    r = l2b(
+        "train",
+        "--config",
+        "cifar10-sym40-paper",
+        "--data-root",
+        str(tmp_path / "nowhere"),
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
 
@@ -77,8 +102,20 @@ def test_bad_data_fails_before_creating_the_run_directory(tmp_path):
 def test_tensorboard_scalars_are_written(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    r = l2b("train", "--epochs", "3", "--warmup-epochs", "1", "--tensorboard", "--threads", "1", "--quiet",
-            "--out", "run", cwd=tmp_path)
+    r = l2b(
+        "train",
+        "--epochs",
+        "3",
+        "--warmup-epochs",
+        "1",
+        "--tensorboard",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     acc.Reload()

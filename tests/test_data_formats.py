@@ -1,6 +1,7 @@
 """On-disk data formats: CIFAR pickles (and the restricted unpickler), idx files, ImageFolder
 trees, path/label lists, ISIC2019's one-hot CSV and Clothing1M's key/label files. Every test
 writes its own tiny files."""
+
 from __future__ import annotations
 
 import gzip
@@ -27,6 +28,7 @@ Image = pytest.importorskip("PIL.Image")
 # helpers
 # ----------------------------------------------------------------------------------------------
 
+
 def _write_pickle(path: Path, obj, protocol: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -35,8 +37,12 @@ def _write_pickle(path: Path, obj, protocol: int = 2) -> None:
 
 def _cifar_batch(n: int, num_classes: int, seed: int, label_key: str = "labels", **extra) -> dict:
     rng = np.random.default_rng(seed)
-    batch = {"batch_label": "test", "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-             label_key: [int(v) for v in np.arange(n) % num_classes], "filenames": [f"{i}.png" for i in range(n)]}
+    batch = {
+        "batch_label": "test",
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        label_key: [int(v) for v in np.arange(n) % num_classes],
+        "filenames": [f"{i}.png" for i in range(n)],
+    }
     batch.update(extra)
     return batch
 
@@ -65,8 +71,10 @@ def _write_mnist(root: Path, *, gz: bool, n_train: int = 20, n_test: int = 10) -
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for stem, n in (("train", n_train), ("t10k", n_test)):
-        files = {f"{stem}-images-idx3-ubyte": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-                 f"{stem}-labels-idx1-ubyte": (np.arange(n) % 10).astype(np.uint8)}
+        files = {
+            f"{stem}-images-idx3-ubyte": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            f"{stem}-labels-idx1-ubyte": (np.arange(n) % 10).astype(np.uint8),
+        }
         for name, arr in files.items():
             data = _idx_bytes(arr)
             if gz:
@@ -78,6 +86,7 @@ def _write_mnist(root: Path, *, gz: bool, n_train: int = 20, n_test: int = 10) -
 # ----------------------------------------------------------------------------------------------
 # CIFAR and the restricted unpickler
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar10_batches(tmp_path, protocol):
@@ -107,8 +116,10 @@ def test_cifar100_fine_and_coarse(tmp_path):
         batch = _cifar_batch(n, 100, n, label_key="fine_labels")
         batch["coarse_labels"] = [int(v) % 20 for v in batch["fine_labels"]]
         _write_pickle(folder / split, batch)
-    _write_pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
-                                    "coarse_label_names": [f"g{i}" for i in range(20)]})
+    _write_pickle(
+        folder / "meta",
+        {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"g{i}" for i in range(20)]},
+    )
     train, test = load_cifar100(root=tmp_path)
     assert (len(train), len(test), train.num_classes) == (8, 4, 100) and train.class_names[3] == "f3"
     coarse, _ = load_cifar100(root=tmp_path, label_type="coarse")
@@ -175,6 +186,7 @@ def test_forbidden_global_refused_without_running(tmp_path):
 # idx (MNIST / Fashion-MNIST)
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_idx(tmp_path, gz):
     _write_mnist(tmp_path, gz=gz)
@@ -221,6 +233,7 @@ def test_malformed_idx(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # ImageFolder
 # ----------------------------------------------------------------------------------------------
+
 
 def _image_tree(root: Path, per_class: int = 5, classes=("cat", "dog", "eel")) -> None:
     for c, name in enumerate(classes):
@@ -280,6 +293,7 @@ def test_imagefolder_corrupt_image(tmp_path):
 # path,label lists
 # ----------------------------------------------------------------------------------------------
 
+
 def test_csv_lists(tmp_path):
     for i in range(6):
         _save_image(tmp_path / "img" / f"{i}.png", seed=i, fmt="PNG")
@@ -292,18 +306,20 @@ def test_csv_lists(tmp_path):
     sub = tmp_path / "lists"
     sub.mkdir()
     (sub / "all.csv").write_text("".join(f"../img/{i}.png,{'ab'[i % 2]}\n" for i in range(6)))
-    train, test = load_dataset("csv", train_list=str(sub / "all.csv"), test_fraction=0.34, split_seed=0,
-                               image_size=8)
+    train, test = load_dataset("csv", train_list=str(sub / "all.csv"), test_fraction=0.34, split_seed=0, image_size=8)
     assert train.class_names == ("a", "b") and (len(train), len(test)) == (4, 2)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("path,label\nimg/0.png,1\nimg/1.png\n", r"train.csv line 3: expected at least 2 columns"),
-    ("path,label\nimg/0.png,1\nimg/9.png,0\n", r"train.csv line 3: unknown path 'img/9.png'"),
-    ("path,label\nimg/0.png,1\nimg/1.png,cat\n", r"train.csv line 3: bad label 'cat'"),
-    ("path,label\nimg/0.png,1\nimg/1.png,-1\n", r"train.csv line 3: bad label '-1'"),
-    ("file,klass\nimg/0.png,1\n", None),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("path,label\nimg/0.png,1\nimg/1.png\n", r"train.csv line 3: expected at least 2 columns"),
+        ("path,label\nimg/0.png,1\nimg/9.png,0\n", r"train.csv line 3: unknown path 'img/9.png'"),
+        ("path,label\nimg/0.png,1\nimg/1.png,cat\n", r"train.csv line 3: bad label 'cat'"),
+        ("path,label\nimg/0.png,1\nimg/1.png,-1\n", r"train.csv line 3: bad label '-1'"),
+        ("file,klass\nimg/0.png,1\n", None),
+    ],
+)
 def test_csv_list_errors(tmp_path, content, message):
     for i in range(2):
         _save_image(tmp_path / "img" / f"{i}.png", seed=i, fmt="PNG")
@@ -359,8 +375,15 @@ def test_isic2019(tmp_path):
     np.testing.assert_array_equal(test.labels, [4, 5, 6, 7])
     x, _ = test[0]
     assert x.shape == (3, 224, 224)
-    arrays_train, arrays_test = load_dataset("isic2019", root=str(tmp_path), lazy=False, image_size=8,
-                                             drop_unused_classes=False, test_fraction=0.2, split_seed=0)
+    arrays_train, arrays_test = load_dataset(
+        "isic2019",
+        root=str(tmp_path),
+        lazy=False,
+        image_size=8,
+        drop_unused_classes=False,
+        test_fraction=0.2,
+        split_seed=0,
+    )
     assert arrays_train.inputs.shape == (12, 3, 8, 8) and arrays_train.num_classes == 9
     # only a training list: the test split is the rest; no list: stratified split
     (tmp_path / "test.txt").unlink()
@@ -401,6 +424,7 @@ def test_isic2019_errors(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Clothing1M
 # ----------------------------------------------------------------------------------------------
+
 
 def _clothing(root: Path) -> None:
     keys = [f"images/{i % 3}/{i:02d}/{i}.jpg" for i in range(20)]
@@ -464,8 +488,19 @@ def _python2_cifar_pickle(data: np.ndarray, labels: list[int]) -> bytes:
     out += P.GLOBAL + b"numpy\nndarray\n" + integer(0) + P.TUPLE1 + text(b"b") + P.TUPLE3 + P.REDUCE
     out += P.MARK + integer(1) + integer(data.shape[0]) + integer(data.shape[1]) + P.TUPLE2
     out += P.GLOBAL + b"numpy\ndtype\n" + text(b"u1") + integer(0) + integer(1) + P.TUPLE3 + P.REDUCE
-    out += (P.MARK + integer(3) + text(b"|") + P.NONE + P.NONE + P.NONE + integer(-1) + integer(-1) + integer(0)
-            + P.TUPLE + P.BUILD)
+    out += (
+        P.MARK
+        + integer(3)
+        + text(b"|")
+        + P.NONE
+        + P.NONE
+        + P.NONE
+        + integer(-1)
+        + integer(-1)
+        + integer(0)
+        + P.TUPLE
+        + P.BUILD
+    )
     out += P.NEWFALSE + P.BINSTRING + struct.pack("<i", len(raw)) + raw + P.TUPLE + P.BUILD
     out += text(b"labels") + P.EMPTY_LIST + P.MARK + b"".join(integer(v) for v in labels) + P.APPENDS
     return out + P.SETITEMS + P.STOP

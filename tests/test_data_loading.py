@@ -1,4 +1,5 @@
 """Batched augmentation (augment_batch), per-image transforms, FileListDataset and make_loader."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,6 +19,7 @@ Image = pytest.importorskip("PIL.Image")
 # augment_batch
 # ----------------------------------------------------------------------------------------------
 
+
 def _batch(n=64, c=3, h=8, w=8, seed=0):
     return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed)) + 0.5  # never 0: padding shows
 
@@ -28,9 +30,13 @@ def _explain(x, out, p, mode):
     padded = F.pad(x, (p, p, p, p), mode="constant" if mode == "zeros" else "reflect")
     found = []
     for i in range(n):
-        matches = [(dy, dx, fl) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for fl in (False, True)
-                   if torch.equal(out[i], (lambda win: win.flip(-1) if fl else win)(
-                       padded[i, :, dy:dy + h, dx:dx + w]))]
+        matches = [
+            (dy, dx, fl)
+            for dy in range(2 * p + 1)
+            for dx in range(2 * p + 1)
+            for fl in (False, True)
+            if torch.equal(out[i], (lambda win: win.flip(-1) if fl else win)(padded[i, :, dy : dy + h, dx : dx + w]))
+        ]
         assert matches, f"example {i} is not a padded crop (or its mirror) of the input"
         found.append(matches[0])
     return found
@@ -95,6 +101,7 @@ def test_augment_batch_device_agnostic():
 # per-image transforms
 # ----------------------------------------------------------------------------------------------
 
+
 def _pil(w=40, h=30, seed=0):
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
@@ -119,13 +126,14 @@ def test_transforms():
     a, b = train(img, torch.Generator().manual_seed(5)), train(img, torch.Generator().manual_seed(5))
     assert a.shape == (3, 24, 24) and torch.equal(a, b)
     boxes = {T.RandomResizedCrop(24).box(40, 30, torch.Generator().manual_seed(s)) for s in range(20)}
-    assert len(boxes) > 10 and all(0 <= l < r <= 40 and 0 <= t < bt <= 30 for l, t, r, bt in boxes)
+    assert len(boxes) > 10 and all(0 <= l < r <= 40 and 0 <= t < bt <= 30 for l, t, r, bt in boxes)  # noqa: E741
     assert T.eval_transform(16)(img).shape == (3, 16, 16)
 
 
 # ----------------------------------------------------------------------------------------------
 # FileListDataset and make_loader
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def image_files(tmp_path) -> tuple[list[Path], np.ndarray]:
@@ -139,8 +147,9 @@ def image_files(tmp_path) -> tuple[list[Path], np.ndarray]:
 
 def test_file_list_dataset(image_files):
     paths, labels = image_files
-    ds = FileListDataset(paths, labels, transform=T.compose(T.resize((8, 8)), T.to_tensor()), name="t",
-                         class_names=("a", "b", "c"))
+    ds = FileListDataset(
+        paths, labels, transform=T.compose(T.resize((8, 8)), T.to_tensor()), name="t", class_names=("a", "b", "c")
+    )
     assert len(ds) == 12 and ds.num_classes == 3 and ds.path(4) == str(paths[4])
     x, y = ds[4]
     assert x.shape == (3, 8, 8) and y == 1
@@ -160,8 +169,9 @@ def _epochs(loader, n=2):
 
 def test_make_loader_seeded_with_and_without_workers(image_files):
     paths, labels = image_files
-    ds = FileListDataset(paths, labels, transform=T.compose(T.random_resized_crop(8), T.horizontal_flip(),
-                                                            T.to_tensor()))
+    ds = FileListDataset(
+        paths, labels, transform=T.compose(T.random_resized_crop(8), T.horizontal_flip(), T.to_tensor())
+    )
     ref = _epochs(make_loader(ds, batch_size=5, shuffle=True, seed=11))
     again = _epochs(make_loader(ds, batch_size=5, shuffle=True, seed=11))
     workers = _epochs(make_loader(ds, batch_size=5, shuffle=True, seed=11, num_workers=2))

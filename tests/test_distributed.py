@@ -6,6 +6,7 @@ DistributedDataParallel for three steps of SGD with momentum and weight decay. T
 one process on the concatenated batches. Everything the workers need to report is written to
 tmp_path and compared in the test process.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,10 @@ from l2b import distributed as l2b_dist
 from l2b.meta import normalize_scores, weights_from_scores
 from l2b.methods import create_method, mixup
 
-pytestmark = pytest.mark.skipif(not (torch_dist.is_available() and torch_dist.is_gloo_available()),
-                                reason="needs torch.distributed with the gloo backend")
+pytestmark = pytest.mark.skipif(
+    not (torch_dist.is_available() and torch_dist.is_gloo_available()),
+    reason="needs torch.distributed with the gloo backend",
+)
 
 WORLD, D, K, B, M, STEPS = 2, 5, 3, 7, 5, 3
 # name -> create_method arguments; every one runs 3 steps on both sides
@@ -83,16 +86,18 @@ def _check_collectives(ctx: l2b_dist.DistContext) -> dict:
     logits, pseudo = torch.zeros(len(cols), K, dtype=torch.float64), torch.zeros(len(cols), dtype=torch.long)
     some = torch.full((2, len(cols)), -1.0 if r == 0 else 0.5, dtype=torch.float64)
     none = torch.full((2, len(cols)), -1.0, dtype=torch.float64)
-    res["all_zero_some"] = weights_from_scores(some, pseudo, logits, 0.0, rows=2, normalize="org", temperature=1.0,
-                                               collective=ctx).all_zero
-    res["all_zero_none"] = weights_from_scores(none, pseudo, logits, 0.0, rows=2, normalize="org", temperature=1.0,
-                                               collective=ctx).all_zero
+    res["all_zero_some"] = weights_from_scores(
+        some, pseudo, logits, 0.0, rows=2, normalize="org", temperature=1.0, collective=ctx
+    ).all_zero
+    res["all_zero_none"] = weights_from_scores(
+        none, pseudo, logits, 0.0, rows=2, normalize="org", temperature=1.0, collective=ctx
+    ).all_zero
     return res
 
 
 def _check_refusals(ctx: l2b_dist.DistContext) -> dict:
     """The error messages of the misuses step() refuses."""
-    (x, y, mx, my), = batches(1)[:1]
+    ((x, y, mx, my),) = batches(1)[:1]
     cols, mcols = l2b_dist.shard(torch.arange(B), ctx.rank, WORLD), l2b_dist.shard(torch.arange(M), ctx.rank, WORLD)
     msgs = {}
     plain = make_model()
@@ -118,8 +123,13 @@ def _check_refusals(ctx: l2b_dist.DistContext) -> dict:
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    ctx = l2b_dist.setup(rank=rank, world_size=WORLD, device="cpu", init_method=f"file://{init_file}",
-                         timeout=datetime.timedelta(seconds=60))
+    ctx = l2b_dist.setup(
+        rank=rank,
+        world_size=WORLD,
+        device="cpu",
+        init_method=f"file://{init_file}",
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         results: dict = {"collectives": _check_collectives(ctx), "refusals": _check_refusals(ctx)}
         for seed, (key, cfg) in enumerate(CONFIGS.items()):
@@ -132,16 +142,25 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             for x, y, mx, my in batches(seed):
                 cols = l2b_dist.shard(torch.arange(B), rank, WORLD)
                 mcols = l2b_dist.shard(torch.arange(M), rank, WORLD)
-                out = method.step(model, opt, x[cols], y[cols], mx[mcols], my[mcols], num_classes=K,
-                                  generator=gen, dist=ctx)
-                steps.append({"loss": out.loss, "stats": dict(out.stats),
-                              "alpha": None if out.alpha is None else l2b_dist.gather_cat(out.alpha),
-                              "beta": None if out.beta is None else l2b_dist.gather_cat(out.beta),
-                              "pseudo": None if out.pseudo_labels is None else l2b_dist.gather_cat(out.pseudo_labels),
-                              "local_size": len(cols)})
-            results[key] = {"steps": steps, "params": copy.deepcopy(model.module.state_dict()),
-                            "momentum": [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()],
-                            "generator": gen.get_state()}
+                out = method.step(
+                    model, opt, x[cols], y[cols], mx[mcols], my[mcols], num_classes=K, generator=gen, dist=ctx
+                )
+                steps.append(
+                    {
+                        "loss": out.loss,
+                        "stats": dict(out.stats),
+                        "alpha": None if out.alpha is None else l2b_dist.gather_cat(out.alpha),
+                        "beta": None if out.beta is None else l2b_dist.gather_cat(out.beta),
+                        "pseudo": None if out.pseudo_labels is None else l2b_dist.gather_cat(out.pseudo_labels),
+                        "local_size": len(cols),
+                    }
+                )
+            results[key] = {
+                "steps": steps,
+                "params": copy.deepcopy(model.module.state_dict()),
+                "momentum": [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()],
+                "generator": gen.get_state(),
+            }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         l2b_dist.shutdown()
@@ -167,8 +186,12 @@ def _reference(key: str, seed: int) -> dict:
             x, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         out = method.step(model, opt, x, targets, mx, my, num_classes=K, generator=gen)
         steps.append(out)
-    return {"steps": steps, "params": model.state_dict(),
-            "momentum": [opt.state[p]["momentum_buffer"] for p in model.parameters()], "generator": gen.get_state()}
+    return {
+        "steps": steps,
+        "params": model.state_dict(),
+        "momentum": [opt.state[p]["momentum_buffer"] for p in model.parameters()],
+        "generator": gen.get_state(),
+    }
 
 
 @pytest.fixture(scope="module")

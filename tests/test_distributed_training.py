@@ -1,5 +1,6 @@
 """`l2b train` under torchrun: two CPU processes (gloo) train one run, rank 0 writes it, and a run
 killed mid-way resumes under torchrun to the result of an uninterrupted one."""
+
 import json
 import os
 import signal
@@ -8,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from test_resume import assert_same_run
 
 pytest.importorskip("torch.distributed")
@@ -16,12 +16,23 @@ ARGS = ["--epochs", "4", "--warmup-epochs", "1", "--seed", "4", "--quiet"]
 
 
 def torchrun(*args, cwd, **popen):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "l2b", "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "l2b",
+        "train",
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if popen:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -79,9 +90,33 @@ def test_two_processes_train_a_streamed_image_folder(tmp_path):
         for i in range(20):
             a = np.clip(np.array(colour)[None, None] + rng.normal(0, 40, (12, 12, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(a).save(tmp_path / "images" / f"c{c}" / f"{i}.png")
-    r = torchrun("--data", "imagefolder", "--data-root", "images", "--lazy", "--image-size", "12", "--workers", "1",
-                 "--model", "small_cnn", "--epochs", "2", "--warmup-epochs", "1", "--num-meta", "6",
-                 "--meta-batch-size", "4", "--batch-size", "8", "--quiet", "--out", "run", cwd=tmp_path)
+    r = torchrun(
+        "--data",
+        "imagefolder",
+        "--data-root",
+        "images",
+        "--lazy",
+        "--image-size",
+        "12",
+        "--workers",
+        "1",
+        "--model",
+        "small_cnn",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--num-meta",
+        "6",
+        "--meta-batch-size",
+        "4",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["data"] == "imagefolder"

@@ -3,6 +3,7 @@
 Each test checks what the user is promised: a clear message, finished work kept, and a run that
 can be continued with ``--resume`` once the cause is gone.
 """
+
 import errno
 import json
 
@@ -11,13 +12,11 @@ import pytest
 import torch
 
 import l2b.rundir as rundir
-
 import l2b.training.setup as setup_mod  # where a run builds its method
 from l2b.cli.main import main
 from l2b.methods import create_method
 from l2b.models import create_model
-from l2b.training import TrainConfig, run_experiment
-from l2b.training import TensorData, Trainer
+from l2b.training import TensorData, TrainConfig, Trainer, run_experiment
 from l2b.training.optim import sgd_with_cosine
 from l2b.training.trainer import TrainingDiverged
 
@@ -27,11 +26,29 @@ SMALL = TrainConfig(epochs=3, warmup_epochs=1, device="cpu", seed=2)
 def _trainer(method="l2b", max_bad_steps=3, log=None, n=64):
     torch.manual_seed(0)
     model = create_model("mlp", num_classes=3, in_shape=(4,), hidden=(16,))  # BatchNorm inside
-    opt, sched = sgd_with_cosine(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False,
-                                 epochs=2, num_examples=n, batch_size=16)
-    trainer = Trainer(model, create_method(method), opt, sched, num_classes=3, batch_size=16, meta_batch_size=8,
-                      generator=torch.Generator().manual_seed(0), progress=False, max_bad_steps=max_bad_steps,
-                      log=log)
+    opt, sched = sgd_with_cosine(
+        model.parameters(),
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        nesterov=False,
+        epochs=2,
+        num_examples=n,
+        batch_size=16,
+    )
+    trainer = Trainer(
+        model,
+        create_method(method),
+        opt,
+        sched,
+        num_classes=3,
+        batch_size=16,
+        meta_batch_size=8,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        max_bad_steps=max_bad_steps,
+        log=log,
+    )
     g = torch.Generator().manual_seed(1)
     train = TensorData(torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g))
     meta = TensorData(torch.randn(12, 4, generator=g), torch.arange(12) % 3)
@@ -94,8 +111,20 @@ def test_diverged_run_keeps_its_last_good_checkpoint_and_the_cli_says_why(tmp_pa
         return method
 
     monkeypatch.setattr(setup_mod, "create_method", poisoned)  # the method after warm-up only
-    code = main(["train", "--epochs", "3", "--warmup-epochs", "1", "--max-bad-steps", "4", "--quiet",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--epochs",
+            "3",
+            "--warmup-epochs",
+            "1",
+            "--max-bad-steps",
+            "4",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "training stopped at epoch 2, step 4: 4 consecutive steps" in err
@@ -120,8 +149,11 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
         return real_save(obj, f, *a, **kw)
 
     monkeypatch.setattr(rundir.torch, "save", failing_save)
-    with pytest.raises(OSError, match=r"could not write the checkpoint .*checkpoint.pt \(No space left on device\); "
-                                      r"the previous checkpoint, if any, is unchanged"):
+    with pytest.raises(
+        OSError,
+        match=r"could not write the checkpoint .*checkpoint.pt \(No space left on device\); "
+        r"the previous checkpoint, if any, is unchanged",
+    ):
         run_experiment(SMALL, out_dir=tmp_path / "run", progress=False, log=None)
     monkeypatch.setattr(rundir.torch, "save", real_save)
     run = tmp_path / "run"

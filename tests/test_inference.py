@@ -1,6 +1,7 @@
 """`l2b evaluate` and `l2b predict` on a short digits run: through the real command line in a
 subprocess where it matters (and is affordable: each start imports torch), else through the same
 entry point in-process."""
+
 import csv
 import json
 import subprocess
@@ -12,13 +13,14 @@ import torch
 
 from l2b.cli.main import main
 from l2b.data import load_digits
-from l2b.training.inference import load_trained_model
 from l2b.training import TensorData, evaluate
+from l2b.training.inference import load_trained_model
 
 
 def l2b(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "l2b", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "l2b", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def l2b_inprocess(*args, capsys):
@@ -51,8 +53,7 @@ def test_evaluate_defaults_to_the_runs_test_split(run, capsys):
     code, stdout, err = l2b_inprocess("evaluate", root / "run", "--data", root / "test.npz", capsys=capsys)
     assert code == 0, err  # the same examples from a file
     assert json.loads(stdout)["accuracy"] == pytest.approx(out["accuracy"], abs=1e-6)
-    code, stdout, err = l2b_inprocess("evaluate", root / "run", "--data", "digits", "--split", "train",
-                                      capsys=capsys)
+    code, stdout, err = l2b_inprocess("evaluate", root / "run", "--data", "digits", "--split", "train", capsys=capsys)
     assert code == 0, err
     assert json.loads(stdout)["examples"] == 1438 and json.loads(stdout)["split"] == "train"
 
@@ -69,8 +70,9 @@ def test_predict_writes_index_label_and_probabilities(run, capsys):
     assert body.shape == (359, 12) and np.array_equal(body[:, 0], np.arange(359))
     assert np.allclose(body[:, 2:].sum(1), 1, atol=1e-4)
     assert np.array_equal(body[:, 1], body[:, 2:].argmax(1))
-    code, stdout, err = l2b_inprocess("predict", root / "run", "--data", root / "unlabelled.npz", "--out",
-                                      root / "u.csv", capsys=capsys)
+    code, stdout, err = l2b_inprocess(
+        "predict", root / "run", "--data", root / "unlabelled.npz", "--out", root / "u.csv", capsys=capsys
+    )
     assert code == 0, err
     assert "accuracy" not in json.loads(stdout) and json.loads(stdout)["examples"] == 7
     with open(root / "u.csv", newline="") as f:
@@ -89,11 +91,13 @@ def test_shape_mismatch_and_other_errors_are_clear(run, capsys):
     code, _, err = l2b_inprocess("evaluate", root / "nowhere", capsys=capsys)
     assert code == 2 and "not an l2b run directory" in err, err
     np.savez(root / "nokey.npz", x=np.zeros((2, 1, 8, 8)))
-    code, _, err = l2b_inprocess("predict", root / "run", "--data", root / "nokey.npz", "--out", root / "y.csv",
-                                 capsys=capsys)
+    code, _, err = l2b_inprocess(
+        "predict", root / "run", "--data", root / "nokey.npz", "--out", root / "y.csv", capsys=capsys
+    )
     assert code == 2 and "nokey.npz has no 'inputs' array (it holds: x)" in err, err
-    code, _, err = l2b_inprocess("evaluate", root / "run", "--data", root / "test.npz", "--split", "train",
-                                 capsys=capsys)
+    code, _, err = l2b_inprocess(
+        "evaluate", root / "run", "--data", root / "test.npz", "--split", "train", capsys=capsys
+    )
     assert code == 2 and "applies to registered data sets" in err, err
 
 

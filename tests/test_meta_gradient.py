@@ -3,6 +3,7 @@
 The independent reference for both engines is a finite difference through a *real*
 torch.optim.SGD step taken on a copy of the model and optimizer.
 """
+
 import copy
 
 import pytest
@@ -24,9 +25,15 @@ SGD_VARIANTS = {
 
 def bn_cnn(num_classes: int = 5) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, padding=1, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Flatten(), nn.Linear(8 * 3 * 3, num_classes))
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1, stride=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 3 * 3, num_classes),
+    )
 
 
 def tiny_mlp(num_classes: int = 3) -> nn.Module:
@@ -66,8 +73,9 @@ def finite_difference_scores(model, opt, x, y, mx, my, h=1e-5):
         m2, o2 = copy.deepcopy((model, opt))
         m2.train()
         logits = m2(x)
-        c = torch.stack([F.cross_entropy(logits, y, reduction="none"),
-                         F.cross_entropy(logits, pseudo, reduction="none")])
+        c = torch.stack(
+            [F.cross_entropy(logits, y, reduction="none"), F.cross_entropy(logits, pseudo, reduction="none")]
+        )
         o2.zero_grad()
         (eps * c).sum().backward()
         o2.step()
@@ -103,8 +111,12 @@ def test_forward_equals_reverse_on_batchnorm_cnn(variant):
 def test_forward_equals_reverse_with_probability_targets_and_param_groups():
     torch.manual_seed(1)
     model = bn_cnn(4).double()
-    opt = torch.optim.SGD([{"params": list(model[:3].parameters()), "lr": 0.02},
-                           {"params": list(model[3:].parameters())}], lr=0.1, momentum=0.9, weight_decay=1e-3)
+    opt = torch.optim.SGD(
+        [{"params": list(model[:3].parameters()), "lr": 0.02}, {"params": list(model[3:].parameters())}],
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-3,
+    )
     gen = torch.Generator().manual_seed(3)
     for _ in range(2):
         x, y, _, _ = make_batches(gen, (3, 6, 6), 4)
@@ -138,8 +150,7 @@ def test_first_step_without_momentum_buffers_matches_finite_differences():
     assert not opt.state  # buffers are created by the first step: no dampening then
     fd = finite_difference_scores(model, opt, x, y, mx, my)
     for engine in ("forward", "reverse"):
-        torch.testing.assert_close(meta_weights(model, x, y, mx, my, opt, engine=engine).raw, fd,
-                                   rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(meta_weights(model, x, y, mx, my, opt, engine=engine).raw, fd, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("engine", ["forward", "reverse"])

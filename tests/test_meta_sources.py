@@ -1,4 +1,5 @@
 """Meta-set sources: a clean split, a user's file, or none at all (confident selection)."""
+
 import json
 
 import numpy as np
@@ -33,10 +34,14 @@ def test_read_meta_file_formats_and_errors(tmp_path):
     f.write_text("4\n1\n")
     idx, lab = read_meta_file(str(f), num_examples=5, num_classes=3)
     assert idx.tolist() == [4, 1] and lab is None
-    for text, message in [("7\n", "line 1: index 7 is outside the training set"),
-                          ("1,9\n", "line 1: label 9 is outside"), ("1\n1\n", "listed more than once"),
-                          ("a,b\n1,2\n", "header must be"), ("1,x\n", "is not 'index\\[,label\\]'"),
-                          ("", "no meta examples")]:
+    for text, message in [
+        ("7\n", "line 1: index 7 is outside the training set"),
+        ("1,9\n", "line 1: label 9 is outside"),
+        ("1\n1\n", "listed more than once"),
+        ("a,b\n1,2\n", "header must be"),
+        ("1,x\n", "is not 'index\\[,label\\]'"),
+        ("", "no meta examples"),
+    ]:
         f.write_text(text)
         with pytest.raises(ValueError, match=message):
             read_meta_file(str(f), num_examples=5, num_classes=3)
@@ -45,8 +50,14 @@ def test_read_meta_file_formats_and_errors(tmp_path):
 def test_meta_file_source_takes_the_listed_examples_out_of_training(tmp_path):
     listed = [5, 17, 40, 3, 99, 123, 200, 301, 450, 600, 777, 900]
     (tmp_path / "meta.txt").write_text("\n".join(map(str, listed)) + "\n")
-    cfg = TrainConfig(meta_source="file", meta_file=str(tmp_path / "meta.txt"), epochs=2, warmup_epochs=1,
-                      device="cpu", allow_incomplete_meta=True)
+    cfg = TrainConfig(
+        meta_source="file",
+        meta_file=str(tmp_path / "meta.txt"),
+        epochs=2,
+        warmup_epochs=1,
+        device="cpu",
+        allow_incomplete_meta=True,
+    )
     with pytest.warns(IncompleteMetaSetWarning, match=r"meta\.txt: .*no example of class 1 \('1'\), 4 \('4'\), 7"):
         run_experiment(cfg, out_dir=tmp_path / "run", progress=False, log=None)  # the 12 listed lack 3 classes
     per = np.load(tmp_path / "run" / "per_example.npz")

@@ -1,4 +1,5 @@
 """Training steps: registry, every method's step, mixup, clipping."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -53,8 +54,9 @@ def test_l2b_real_step_minimises_the_weighted_costs():
     model.load_state_dict(state)  # back to the step's starting point
     with torch.no_grad():
         logits = model.train()(x)
-    expected = (out.alpha * F.cross_entropy(logits, y, reduction="none")).sum() + \
-        (out.beta * F.cross_entropy(logits, out.pseudo_labels, reduction="none")).sum()
+    expected = (out.alpha * F.cross_entropy(logits, y, reduction="none")).sum() + (
+        out.beta * F.cross_entropy(logits, out.pseudo_labels, reduction="none")
+    ).sum()
     assert out.loss == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -105,9 +107,11 @@ def test_gradient_clipping_reports_the_norm_and_bounds_the_update():
 def test_fused_forward_and_reverse_steps_give_the_same_update(name, use_mixup):
     """All step engines: same weights, same new parameters, same BatchNorm statistics (float64)."""
     import copy
+
     torch.manual_seed(0)
-    base = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(5 * 16, K)).double()
+    base = nn.Sequential(
+        nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 16, K)
+    ).double()
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(12, 2, 4, 4, generator=g, dtype=torch.float64), torch.randint(0, K, (12,), generator=g)
     mx, my = torch.randn(9, 2, 4, 4, generator=g, dtype=torch.float64), torch.randint(0, K, (9,), generator=g)
@@ -116,8 +120,10 @@ def test_fused_forward_and_reverse_steps_give_the_same_update(name, use_mixup):
         model = copy.deepcopy(base)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         method = create_method(name, engine=engine, mixup=use_mixup)
-        outs = [method.step(model, opt, x, y, mx, my, num_classes=K, generator=torch.Generator().manual_seed(s))
-                for s in range(3)]  # later steps have momentum buffers
+        outs = [
+            method.step(model, opt, x, y, mx, my, num_classes=K, generator=torch.Generator().manual_seed(s))
+            for s in range(3)
+        ]  # later steps have momentum buffers
         results[engine] = (outs, model.state_dict())
     ref_outs, ref_state = results["reverse"]
     for engine in ("fused", "forward"):

@@ -1,4 +1,5 @@
 """Tests for l2b.models: registry behaviour, output shapes, parameter counts, forward-mode AD."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,7 @@ from torch.func import functional_call
 from l2b.models import create_model, list_models, register_model
 
 # torch itself triggers this when forward AD first loads its JVP decompositions; not our code.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 # Small inputs per model so the whole file stays fast on a CPU: (in_shape, batch size).
 SMALL_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
@@ -53,9 +52,16 @@ def test_logits_shape(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "in_shape"),
-    [("small_cnn", (1, 8, 8)), ("small_cnn", (5, 28, 28)), ("preact_resnet18", (1, 8, 8)),
-     ("preact_resnet18", (4, 12, 20)), ("resnet18", (1, 32, 32)), ("mlp", (2, 3, 5)),
-     ("fast_cnn", (1, 8, 8)), ("fast_cnn", (1, 28, 28))],
+    [
+        ("small_cnn", (1, 8, 8)),
+        ("small_cnn", (5, 28, 28)),
+        ("preact_resnet18", (1, 8, 8)),
+        ("preact_resnet18", (4, 12, 20)),
+        ("resnet18", (1, 32, 32)),
+        ("mlp", (2, 3, 5)),
+        ("fast_cnn", (1, 8, 8)),
+        ("fast_cnn", (1, 28, 28)),
+    ],
 )
 def test_other_channel_counts_and_sizes(name: str, in_shape: tuple[int, ...]) -> None:
     model = create_model(name, num_classes=3, in_shape=in_shape)
@@ -64,8 +70,13 @@ def test_other_channel_counts_and_sizes(name: str, in_shape: tuple[int, ...]) ->
 
 @pytest.mark.parametrize(
     ("name", "num_classes", "expected"),
-    [("preact_resnet18", 10, 11.2e6), ("resnet18", 1000, 11.7e6), ("resnet50", 1000, 25.6e6),
-     ("wrn28_10", 10, 36.5e6), ("fast_cnn", 10, 0.30e6)],
+    [
+        ("preact_resnet18", 10, 11.2e6),
+        ("resnet18", 1000, 11.7e6),
+        ("resnet50", 1000, 25.6e6),
+        ("wrn28_10", 10, 36.5e6),
+        ("fast_cnn", 10, 0.30e6),
+    ],
 )
 def test_parameter_counts(name: str, num_classes: int, expected: float) -> None:
     model = create_model(name, num_classes=num_classes, in_shape=(3, 224, 224))
@@ -166,8 +177,8 @@ def test_forward_mode_jvp_through_functional_call(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs"), [("mlp", {}), ("mlp", {"batchnorm": False}), ("small_cnn", {"width": 4}),
-                          ("fast_cnn", {"width": 4})]
+    ("name", "kwargs"),
+    [("mlp", {}), ("mlp", {"batchnorm": False}), ("small_cnn", {"width": 4}), ("fast_cnn", {"width": 4})],
 )
 def test_jvp_matches_reverse_mode(name: str, kwargs: dict) -> None:
     # <u, J v> from forward mode must equal <J^T u, v> from reverse mode.

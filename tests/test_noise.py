@@ -1,4 +1,5 @@
 """Tests for l2b.noise (synthetic label noise)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,7 @@ GENERATORS = {
     "flip": lambda y, rate, seed: symmetric_noise(y, rate=rate, seed=seed),
     "uniform": lambda y, rate, seed: symmetric_noise(y, rate=rate, seed=seed, convention="uniform"),
     "pair": lambda y, rate, seed: pair_noise(y, rate=rate, seed=seed),
-    "asym": lambda y, rate, seed: asymmetric_noise(
-        y, rate=rate, mapping={0: 2, 2: 0, 7: 1}, seed=seed
-    ),
+    "asym": lambda y, rate, seed: asymmetric_noise(y, rate=rate, mapping={0: 2, 2: 0, 7: 1}, seed=seed),
     "cifar10": lambda y, rate, seed: cifar10_asymmetric_noise(y, rate=rate, seed=seed),
 }
 
@@ -228,9 +227,7 @@ def test_empirical_transition_counts_and_empty_rows():
     clean = np.array([0, 0, 0, 0, 2, 2])
     noisy = np.array([0, 1, 1, 0, 2, 0])
     t = empirical_transition(clean, noisy, num_classes=4)
-    expected = np.array(
-        [[0.5, 0.5, 0, 0], [0, 1, 0, 0], [0.5, 0, 0.5, 0], [0, 0, 0, 1]], dtype=float
-    )
+    expected = np.array([[0.5, 0.5, 0, 0], [0, 1, 0, 0], [0.5, 0, 0.5, 0], [0, 0, 0, 1]], dtype=float)
     np.testing.assert_allclose(t, expected)
     assert empirical_transition(clean, noisy).shape == (3, 3)
 

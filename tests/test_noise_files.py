@@ -2,6 +2,7 @@
 
 Every file is tiny and written by the test itself into ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import json
@@ -189,9 +190,7 @@ def test_npz(tmp_path):
     np.savez(tmp_path / "sets.npz", worse_label=WORSE, aggre_label=AGGRE)
     path = tmp_path / "sets.npz"
     np.testing.assert_array_equal(load_noisy_labels(path, key="aggre_label"), AGGRE)
-    with pytest.raises(
-        ValueError, match=r"'random_label1' not found.*\['aggre_label', 'worse_label'\]"
-    ):
+    with pytest.raises(ValueError, match=r"'random_label1' not found.*\['aggre_label', 'worse_label'\]"):
         load_noisy_labels(path, key="random_label1")
 
 
@@ -294,17 +293,13 @@ def test_json_syntax_error(tmp_path):
 
 def test_wrong_length_names_file_key_and_value(tmp_path):
     path = _cifar10n_like(tmp_path / "c10n.pt")
-    with pytest.raises(
-        ValueError, match=r"c10n\.pt.*key='worse_label'.*num_examples=50000.*got 12"
-    ):
+    with pytest.raises(ValueError, match=r"c10n\.pt.*key='worse_label'.*num_examples=50000.*got 12"):
         load_noisy_labels(path, key="worse_label", num_examples=50000)
 
 
 def test_out_of_range_names_file_key_and_value(tmp_path):
     path = _cifar10n_like(tmp_path / "c10n.pt")
-    with pytest.raises(
-        ValueError, match=r"c10n\.pt.*key='worse_label'.*num_classes=8.*label 8 at position 8"
-    ):
+    with pytest.raises(ValueError, match=r"c10n\.pt.*key='worse_label'.*num_classes=8.*label 8 at position 8"):
         load_noisy_labels(path, key="worse_label", num_classes=8)
     (tmp_path / "a.txt").write_text("0\n1\n7\n")
     with pytest.raises(ValueError, match=r"a\.txt.*num_classes=3.*label 7 at position 2"):

@@ -1,4 +1,5 @@
 """Tests for the CIFAR-100, transition-matrix and instance-dependent noise generators."""
+
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_noise import _balanced
 
 from l2b.noise import (
     CIFAR100_ASYMMETRIC_MAP,
@@ -21,7 +23,6 @@ from l2b.noise import (
     make_noise,
     transition_noise,
 )
-from test_noise import _balanced
 
 
 def _random_transition(k: int, seed: int) -> np.ndarray:
@@ -58,9 +59,7 @@ NEW_GENERATORS = {
     ),
     "transition": (
         "y10",
-        lambda y, x, rate, seed: transition_noise(
-            y % 5, transition=(1 - rate) * np.eye(5) + rate * T5, seed=seed
-        ),
+        lambda y, x, rate, seed: transition_noise(y % 5, transition=(1 - rate) * np.eye(5) + rate * T5, seed=seed),
     ),
     "instance": (
         "y10",
@@ -175,9 +174,7 @@ def test_cifar100_asymmetric_exact(y100):
     for c in range(100):
         sel = y100 == c
         assert res.noise_mask[sel].sum() == 35
-        np.testing.assert_array_equal(
-            np.unique(res.labels[sel & res.noise_mask]), [CIFAR100_ASYMMETRIC_MAP[c]]
-        )
+        np.testing.assert_array_equal(np.unique(res.labels[sel & res.noise_mask]), [CIFAR100_ASYMMETRIC_MAP[c]])
     assert res.transition[4, 30] == pytest.approx(0.35)
     assert res.transition[4, 4] == pytest.approx(0.65)
     assert res.transition[95, 4] == pytest.approx(0.35)
@@ -200,9 +197,7 @@ def test_cifar100_hierarchical_exact(y100):
     np.testing.assert_allclose(np.diag(t), 0.7)
     np.testing.assert_allclose(t[0, [51, 53, 57, 83]], 0.075)
     assert (t[~same] == 0).all()
-    np.testing.assert_array_equal(
-        cifar100_hierarchical_noise(y100, rate=0.0, seed=1).transition, np.eye(100)
-    )
+    np.testing.assert_array_equal(cifar100_hierarchical_noise(y100, rate=0.0, seed=1).transition, np.eye(100))
 
 
 def test_cifar100_label_range():
@@ -382,9 +377,7 @@ def test_property_cifar100_hierarchical(labels, rate, seed):
         assert abs(res.noise_mask[sel].sum() - rate * sel.sum()) <= 0.5 + 1e-9
     asym = cifar100_asymmetric_noise(y, rate=rate, seed=seed)
     flipped = asym.noise_mask
-    np.testing.assert_array_equal(
-        asym.labels[flipped], [CIFAR100_ASYMMETRIC_MAP[int(c)] for c in y[flipped]]
-    )
+    np.testing.assert_array_equal(asym.labels[flipped], [CIFAR100_ASYMMETRIC_MAP[int(c)] for c in y[flipped]])
 
 
 @settings(max_examples=40, deadline=None)
@@ -396,9 +389,9 @@ def test_property_cifar100_hierarchical(labels, rate, seed):
 def test_property_transition_support(data, k, seed):
     labels = data.draw(st.lists(st.integers(min_value=0, max_value=k - 1), max_size=100))
     weights = data.draw(
-        st.lists(
-            st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=k * k, max_size=k * k
-        ).filter(lambda w: all(sum(w[i * k:(i + 1) * k]) > 0 for i in range(k)))
+        st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=k * k, max_size=k * k).filter(
+            lambda w: all(sum(w[i * k : (i + 1) * k]) > 0 for i in range(k))
+        )
     )
     t = np.asarray(weights).reshape(k, k)
     t /= t.sum(axis=1, keepdims=True)

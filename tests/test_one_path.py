@@ -1,5 +1,6 @@
 """One path from a config to a trained model: the same data, set-up and seed everywhere, and
 options checked against the registry entry they belong to."""
+
 import ast
 import json
 from pathlib import Path
@@ -21,24 +22,43 @@ def _fit_like_train(cfg: TrainConfig):
     model = build_model(cfg, num_classes=data.num_classes, in_shape=data.example_shape)
     opt = cfg.optimization()
     meta = (data.train.inputs[data.meta_idx], data.meta_labels)
-    return l2b.fit(model, (data.train_inputs, data.given), meta, test=(data.test.inputs, data.test.labels),
-                   method=cfg.method, epochs=opt.epochs, warmup_epochs=opt.warmup_epochs, batch_size=opt.batch_size,
-                   meta_batch_size=opt.meta_batch_size, lr=opt.lr, momentum=opt.momentum,
-                   weight_decay=opt.weight_decay, nesterov=opt.nesterov, max_bad_steps=opt.max_bad_steps,
-                   device="cpu", seed=cfg.seed, clean_labels=data.clean, **cfg.method_options())
+    return l2b.fit(
+        model,
+        (data.train_inputs, data.given),
+        meta,
+        test=(data.test.inputs, data.test.labels),
+        method=cfg.method,
+        epochs=opt.epochs,
+        warmup_epochs=opt.warmup_epochs,
+        batch_size=opt.batch_size,
+        meta_batch_size=opt.meta_batch_size,
+        lr=opt.lr,
+        momentum=opt.momentum,
+        weight_decay=opt.weight_decay,
+        nesterov=opt.nesterov,
+        max_bad_steps=opt.max_bad_steps,
+        device="cpu",
+        seed=cfg.seed,
+        clean_labels=data.clean,
+        **cfg.method_options(),
+    )
 
 
-@pytest.mark.parametrize("overrides", [{}, {"method": "l2rw", "mixup": True, "seed": 4}, {"method": "ce"}],
-                         ids=["l2b", "l2rw-mixup", "ce"])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"method": "l2rw", "mixup": True, "seed": 4}, {"method": "ce"}], ids=["l2b", "l2rw-mixup", "ce"]
+)
 def test_l2b_train_and_l2b_fit_give_the_same_run(tmp_path, overrides):
     cfg = TrainConfig(**{"epochs": 4, "warmup_epochs": 1, "device": "cpu", "seed": 3, **overrides})
-    assert main(["train", "--config", str(_write(tmp_path / "c.yaml", cfg)), "--quiet",
-                 "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(["train", "--config", str(_write(tmp_path / "c.yaml", cfg)), "--quiet", "--out", str(tmp_path / "run")])
+        == 0
+    )
     recorded = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     result = _fit_like_train(cfg)
     timing = {"train_seconds", "images_per_second"}
-    assert [{k: v for k, v in r.items() if k not in timing} for r in recorded] == \
-        [{k: v for k, v in r.items() if k not in timing} for r in result.history]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in recorded] == [
+        {k: v for k, v in r.items() if k not in timing} for r in result.history
+    ]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["best_meta_epoch"] == result.best_epoch
 
@@ -62,23 +82,29 @@ def test_prepare_data_is_what_the_run_trains_on(tmp_path):
     assert np.array_equal(data.meta_labels, data.train.labels[data.meta_idx])  # trusted: the true labels
 
 
-@pytest.mark.parametrize("values, key", [
-    ({"method": "ce", "engine": "bogus"}, "engine"),
-    ({"method": "ce", "engine": "forward"}, "engine"),
-    ({"method": "bootstrap-soft", "normalize": "softmax"}, "normalize"),
-    ({"method": "l2b", "bootstrap_beta": 0.9}, "bootstrap_beta"),
-    ({"model": "resnet18", "hidden": [64]}, "hidden"),
-    ({"model": "preact_resnet18", "width": 8}, "width"),
-    ({"noise": "file", "noise_file": "labels.npy", "noise_rate": 0.2}, "noise_rate"),
-])
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"method": "ce", "engine": "bogus"}, "engine"),
+        ({"method": "ce", "engine": "forward"}, "engine"),
+        ({"method": "bootstrap-soft", "normalize": "softmax"}, "normalize"),
+        ({"method": "l2b", "bootstrap_beta": 0.9}, "bootstrap_beta"),
+        ({"model": "resnet18", "hidden": [64]}, "hidden"),
+        ({"model": "preact_resnet18", "width": 8}, "width"),
+        ({"noise": "file", "noise_file": "labels.npy", "noise_rate": 0.2}, "noise_rate"),
+    ],
+)
 def test_an_option_that_does_not_apply_is_refused_by_name(values, key):
     with pytest.raises(ValueError, match=rf"my\.yaml: config {key}=.* (does not apply|only)"):
         TrainConfig.from_dict(values, source="my.yaml")
 
 
 def test_an_option_value_is_checked_by_its_method():
-    with pytest.raises(ValueError, match=r"config method 'l2b': engine must be one of forward, fused, reverse, "
-                                         r"got 'bogus'"):
+    with pytest.raises(
+        ValueError,
+        match=r"config method 'l2b': engine must be one of forward, fused, reverse, "
+        r"got 'bogus'",
+    ):
         TrainConfig.from_dict({"engine": "bogus"})
 
 
@@ -116,15 +142,21 @@ def test_the_cli_takes_its_choices_from_the_registries():
 
 
 def test_one_settings_object_checks_every_entry_point():
-    for bad, match in (({"batch_size": 1}, "batch_size=1 must be at least 2"),
-                       ({"epochs": 3, "warmup_epochs": 4}, r"warmup_epochs=4 must be in \[0, epochs=3\]")):
+    for bad, match in (
+        ({"batch_size": 1}, "batch_size=1 must be at least 2"),
+        ({"epochs": 3, "warmup_epochs": 4}, r"warmup_epochs=4 must be in \[0, epochs=3\]"),
+    ):
         with pytest.raises(ValueError, match=match):
             Optimization(**bad)
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad)
         with pytest.raises(ValueError, match=match):
-            l2b.fit(l2b.models.create_model("mlp", num_classes=3, in_shape=(4,)),
-                    (np.zeros((8, 4), np.float32), np.arange(8) % 3), method="ce", **bad)
+            l2b.fit(
+                l2b.models.create_model("mlp", num_classes=3, in_shape=(4,)),
+                (np.zeros((8, 4), np.float32), np.arange(8) % 3),
+                method="ce",
+                **bad,
+            )
         from l2b.sklearn import L2BClassifier
 
         with pytest.raises(ValueError, match=match):
@@ -135,9 +167,15 @@ def test_the_trainer_leaves_no_hook_on_the_optimizer():
     cfg = TrainConfig(epochs=1, warmup_epochs=0, device="cpu")
     data = prepare_data(cfg)
     model = build_model(cfg, num_classes=data.num_classes, in_shape=data.example_shape)
-    trainer = l2b.training.build_trainer(model, method="l2b", optim=cfg.optimization(), seed=0,
-                                         num_examples=len(data.train_idx), num_classes=data.num_classes,
-                                         progress=False)
+    trainer = l2b.training.build_trainer(
+        model,
+        method="l2b",
+        optim=cfg.optimization(),
+        seed=0,
+        num_examples=len(data.train_idx),
+        num_classes=data.num_classes,
+        progress=False,
+    )
     assert not trainer.optimizer._optimizer_step_pre_hooks and not trainer.optimizer._optimizer_step_post_hooks
 
 
@@ -169,8 +207,20 @@ def test_no_module_imports_another_packages_private_names():
 
 
 def test_run_directory_names_live_in_one_module():
-    names = ('"checkpoint.pt"', '"model.pt"', '"summary.json"', '"per_example.npz"', '"metrics.jsonl"',
-             '"config.yaml"', '"label_issues.csv"')
-    offenders = [f"{p.relative_to(SRC)}: {n}" for p in SRC.rglob("*.py") if p.name != "rundir.py"
-                 for n in names if n in p.read_text()]
+    names = (
+        '"checkpoint.pt"',
+        '"model.pt"',
+        '"summary.json"',
+        '"per_example.npz"',
+        '"metrics.jsonl"',
+        '"config.yaml"',
+        '"label_issues.csv"',
+    )
+    offenders = [
+        f"{p.relative_to(SRC)}: {n}"
+        for p in SRC.rglob("*.py")
+        if p.name != "rundir.py"
+        for n in names
+        if n in p.read_text()
+    ]
     assert offenders == []

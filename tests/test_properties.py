@@ -1,9 +1,9 @@
 """Properties (hypothesis) of the noise generators and of the weight normalisation, over random
 labels, rates, seeds, transition matrices, features and scores."""
+
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -12,7 +12,7 @@ from l2b.meta.normalize import NORMALIZATIONS, ORG_EPS, normalize_scores
 from l2b.noise import NOISE_KINDS, instance_dependent_noise, make_noise, transition_noise
 
 PROPERTY = settings(max_examples=30, deadline=None)
-SEEDS = st.integers(min_value=0, max_value=2 ** 32 - 1)
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 RATES = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 
 # The classes a kind works with: the CIFAR kinds are fixed, the others take any K >= 2.
@@ -45,6 +45,7 @@ def _per_class_quota(clean: np.ndarray, rate: float) -> int:
 # ----------------------------------------------------------------------------------------------
 # noise generators
 # ----------------------------------------------------------------------------------------------
+
 
 @PROPERTY
 @given(data=st.data(), kind=st.sampled_from(NOISE_KINDS), rate=RATES, seed=SEEDS)
@@ -110,8 +111,13 @@ def test_transition_noise_with_random_matrices(data, k, seed):
 
 
 @PROPERTY
-@given(data=st.data(), k=st.integers(min_value=2, max_value=6), rate=RATES,
-       norm_std=st.sampled_from([0.0, 0.05, 0.3]), seed=SEEDS)
+@given(
+    data=st.data(),
+    k=st.integers(min_value=2, max_value=6),
+    rate=RATES,
+    norm_std=st.sampled_from([0.0, 0.05, 0.3]),
+    seed=SEEDS,
+)
 def test_instance_dependent_noise(data, k, rate, norm_std, seed):
     clean = _labels(data, k, min_size=1, max_size=60)
     d = data.draw(st.integers(min_value=1, max_value=5), label="d")
@@ -129,14 +135,20 @@ def test_instance_dependent_noise(data, k, rate, norm_std, seed):
 # weight normalisation
 # ----------------------------------------------------------------------------------------------
 
+
 @st.composite
 def scores(draw, *, low: float = -50.0, high: float = 50.0, dtype=torch.float64) -> torch.Tensor:
     """Raw scores (R, B): R = 1 (L2RW) or 2 (L2B), values rounded to 1e-3 so a positive score is
     never vanishingly small next to the normaliser's 1e-10 guard."""
     rows = draw(st.sampled_from([1, 2]))
     cols = draw(st.integers(min_value=1, max_value=16))
-    values = draw(st.lists(st.floats(min_value=low, max_value=high, allow_nan=False).map(lambda v: round(v, 3)),
-                           min_size=rows * cols, max_size=rows * cols))
+    values = draw(
+        st.lists(
+            st.floats(min_value=low, max_value=high, allow_nan=False).map(lambda v: round(v, 3)),
+            min_size=rows * cols,
+            max_size=rows * cols,
+        )
+    )
     return torch.tensor(values, dtype=dtype).reshape(rows, cols)
 
 
@@ -167,8 +179,7 @@ def test_org_weights_ignore_the_scale_of_the_scores(raw, scale):
 
 
 @PROPERTY
-@given(raw=scores(), normalize=st.sampled_from(NORMALIZATIONS),
-       temperature=st.floats(min_value=0.05, max_value=20.0))
+@given(raw=scores(), normalize=st.sampled_from(NORMALIZATIONS), temperature=st.floats(min_value=0.05, max_value=20.0))
 def test_a_larger_score_never_gets_a_smaller_weight(raw, normalize, temperature):
     w = normalize_scores(raw, normalize=normalize, temperature=temperature).reshape(-1)
     order = torch.argsort(raw.reshape(-1), stable=True)
@@ -179,8 +190,12 @@ def test_a_larger_score_never_gets_a_smaller_weight(raw, normalize, temperature)
 @PROPERTY
 @given(raw=scores(), temperature=st.floats(min_value=0.05, max_value=20.0))
 def test_softmax_temperature_divides_the_scores(raw, temperature):
-    torch.testing.assert_close(normalize_scores(raw, normalize="softmax", temperature=temperature),
-                               normalize_scores(raw / temperature, normalize="softmax"), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        normalize_scores(raw, normalize="softmax", temperature=temperature),
+        normalize_scores(raw / temperature, normalize="softmax"),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 HUGE = st.sampled_from([-1e30, -1e20, -1.0, 0.0, 1.0, 1e20, 1e30])
@@ -189,13 +204,15 @@ HUGE = st.sampled_from([-1e30, -1e20, -1.0, 0.0, 1.0, 1e20, 1e30])
 @st.composite
 def huge_scores(draw, dtype) -> torch.Tensor:
     rows, cols = draw(st.sampled_from([1, 2])), draw(st.integers(min_value=1, max_value=16))
-    return torch.tensor(draw(st.lists(HUGE, min_size=rows * cols, max_size=rows * cols)), dtype=dtype).reshape(rows,
-                                                                                                             cols)
+    return torch.tensor(draw(st.lists(HUGE, min_size=rows * cols, max_size=rows * cols)), dtype=dtype).reshape(
+        rows, cols
+    )
 
 
 @PROPERTY
-@given(data=st.data(), normalize=st.sampled_from(["org", "softmax"]),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    data=st.data(), normalize=st.sampled_from(["org", "softmax"]), dtype=st.sampled_from([torch.float32, torch.float64])
+)
 def test_weights_stay_finite_for_huge_scores(data, normalize, dtype):
     raw = data.draw(huge_scores(dtype), label="raw")
     w = normalize_scores(raw, normalize=normalize)

@@ -1,5 +1,6 @@
 """Label issues, `l2b relabel` and `l2b report`: the quality rule on hand-made arrays, then the
 commands end to end on two short real digits runs (ce and l2b, 40 % symmetric noise)."""
+
 import csv
 import subprocess
 import sys
@@ -27,13 +28,15 @@ def synthetic(weights=True):
     """5 examples, 3 classes. Example 3's given label gets 0.05: the clear issue; example 1 (0.40,
     but still the argmax) is unsure and not flagged; example 4 (0.30, another class predicted)
     is flagged."""
-    prob = np.array([[0.90, 0.05, 0.05],
-                     [0.40, 0.35, 0.25],
-                     [0.10, 0.80, 0.10],
-                     [0.05, 0.15, 0.80],
-                     [0.60, 0.30, 0.10]])
-    pe = {"index": np.array([10, 11, 12, 13, 14]), "given_label": np.array([0, 0, 1, 0, 1]),
-          "clean_label": np.array([0, 0, 1, 2, 0]), "pred_prob": prob}
+    prob = np.array(
+        [[0.90, 0.05, 0.05], [0.40, 0.35, 0.25], [0.10, 0.80, 0.10], [0.05, 0.15, 0.80], [0.60, 0.30, 0.10]]
+    )
+    pe = {
+        "index": np.array([10, 11, 12, 13, 14]),
+        "given_label": np.array([0, 0, 1, 0, 1]),
+        "clean_label": np.array([0, 0, 1, 2, 0]),
+        "pred_prob": prob,
+    }
     if weights:
         pe["alpha_mean"] = np.array([0.5, 0.5, 0.5, 0.0, 0.1])
         pe["beta_mean"] = np.array([0.5, 0.5, 0.5, 0.9, 0.3])
@@ -98,10 +101,32 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    procs = {m: subprocess.Popen([sys.executable, "-m", "l2b", "train", "--method", m, "--epochs", "8",
-                                  "--warmup-epochs", "2", "--threads", "1", "--quiet", "--out", m],
-                                 cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for m in ("ce", "l2b")}
+    procs = {
+        m: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "l2b",
+                "train",
+                "--method",
+                m,
+                "--epochs",
+                "8",
+                "--warmup-epochs",
+                "2",
+                "--threads",
+                "1",
+                "--quiet",
+                "--out",
+                m,
+            ],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in ("ce", "l2b")
+    }
     for m, p in procs.items():
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -166,7 +191,9 @@ def test_report_command(runs, capsys, monkeypatch):
 
 
 def test_the_package_does_not_import_pandas_or_cleanlab():
-    code = ("import sys, l2b.reports, l2b.reports.plots, l2b.cli.relabel, l2b.cli.report; "
-            "print(any(m.split('.')[0] in ('pandas', 'cleanlab') for m in sys.modules))")
+    code = (
+        "import sys, l2b.reports, l2b.reports.plots, l2b.cli.relabel, l2b.cli.report; "
+        "print(any(m.split('.')[0] in ('pandas', 'cleanlab') for m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

@@ -1,4 +1,5 @@
 """Checkpoints and resume: an interrupted run finishes exactly as an uninterrupted one."""
+
 import contextlib
 import json
 import os
@@ -21,14 +22,22 @@ def l2b(*args, cwd):
 
 
 def records(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def assert_same_run(a, b):
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
-    for key in ("test_accuracy", "best_meta_epoch", "best_meta_accuracy", "test_accuracy_at_best_meta",
-                "realised_noise_rate", "zero_weight_steps"):
+    for key in (
+        "test_accuracy",
+        "best_meta_epoch",
+        "best_meta_accuracy",
+        "test_accuracy_at_best_meta",
+        "realised_noise_rate",
+        "zero_weight_steps",
+    ):
         assert sa[key] == sb[key], key
     assert records(a) == records(b)
     pa, pb = np.load(a / "per_example.npz"), np.load(b / "per_example.npz")
@@ -38,8 +47,12 @@ def assert_same_run(a, b):
 
 def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
     assert l2b("train", *ARGS, "--out", "full", cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "l2b", "train", *ARGS, "--out", "killed"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "l2b", "train", *ARGS, "--out", "killed"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -61,7 +74,6 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tm
 def interrupt_at_method_step(monkeypatch, n: int):
     """Make run_experiment's method send this process SIGINT (Ctrl-C) during its n-th step
     (warm-up epochs use their own CE method and do not count); returns the real create_method."""
-    import l2b.rundir as rundir
     import l2b.training.setup as setup_mod  # where a run builds its method
 
     real_create = setup_mod.create_method
@@ -116,8 +128,13 @@ def test_sigkill_at_random_points_then_resume_each_time_matches_uninterrupted_ru
         if resume:
             resumed_from.append(run_epochs(run))
         last = ckpt.stat().st_ino if resume else None
-        proc = subprocess.Popen([sys.executable, "-m", "l2b", *cmd], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "l2b", *cmd],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if kills < 5:
             deadline = time.time() + 300
             while proc.poll() is None and time.time() < deadline:  # until a new checkpoint replaces the old

@@ -1,4 +1,5 @@
 """L2BClassifier: scikit-learn's estimator checks, and learning on digits features with noisy labels."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +21,9 @@ def expected_failed_checks(estimator):
     return {}
 
 
-@parametrize_with_checks([L2BClassifier(**FAST), L2BClassifier(method="ce", **FAST)],
-                         expected_failed_checks=expected_failed_checks)
+@parametrize_with_checks(
+    [L2BClassifier(**FAST), L2BClassifier(method="ce", **FAST)], expected_failed_checks=expected_failed_checks
+)
 def test_sklearn_estimator_checks(estimator, check):
     torch.set_num_threads(1)
     check(estimator)
@@ -31,8 +33,9 @@ def test_sklearn_estimator_checks(estimator, check):
 def noisy_digits():
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    X_meta, X_noisy, y_meta, y_clean = train_test_split(X_train, y_train, train_size=100, stratify=y_train,
-                                                        random_state=1)
+    X_meta, X_noisy, y_meta, y_clean = train_test_split(
+        X_train, y_train, train_size=100, stratify=y_train, random_state=1
+    )
     y_noisy = symmetric_noise(y_clean, rate=0.4, num_classes=10, seed=0).labels
     return X_noisy, y_noisy, y_clean, X_meta, y_meta, X_test, y_test
 
@@ -88,16 +91,19 @@ def test_get_set_params_round_trip():
     assert clf.set_params(epochs=7, mixup=True) is clf and clf.epochs == 7 and clf.mixup is True
 
 
-@pytest.mark.parametrize("kwargs, fit_kw, match", [
-    ({"method": "nope"}, {}, "unknown method 'nope'"),
-    ({"epochs": 0}, {}, "epochs=0"),
-    ({"warmup_epochs": 50, "epochs": 10}, {}, "warmup_epochs=50"),
-    ({"hidden": (0,)}, {}, "hidden"),
-    ({"num_meta": 0}, {}, "needs a clean meta set"),
-    ({}, {"X_meta": np.zeros((5, 64))}, "both X_meta and y_meta"),
-    ({}, {"X_meta": np.zeros((5, 3)), "y_meta": np.zeros(5, int)}, "X_meta has 3 features"),
-    ({}, {"X_meta": np.zeros((5, 64)), "y_meta": np.array(["a"] * 5)}, "labels of different types"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fit_kw, match",
+    [
+        ({"method": "nope"}, {}, "unknown method 'nope'"),
+        ({"epochs": 0}, {}, "epochs=0"),
+        ({"warmup_epochs": 50, "epochs": 10}, {}, "warmup_epochs=50"),
+        ({"hidden": (0,)}, {}, "hidden"),
+        ({"num_meta": 0}, {}, "needs a clean meta set"),
+        ({}, {"X_meta": np.zeros((5, 64))}, "both X_meta and y_meta"),
+        ({}, {"X_meta": np.zeros((5, 3)), "y_meta": np.zeros(5, int)}, "X_meta has 3 features"),
+        ({}, {"X_meta": np.zeros((5, 64)), "y_meta": np.array(["a"] * 5)}, "labels of different types"),
+    ],
+)
 def test_bad_settings_raise_clear_errors(kwargs, fit_kw, match):
     X, y = load_digits(n_class=3, return_X_y=True)
     with pytest.raises(ValueError, match=match):

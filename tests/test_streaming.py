@@ -1,5 +1,6 @@
 """Training on image files streamed from disk (lazy data sets): the CLI, workers, resume, the
 inference commands, and the real loaders' layouts (ISIC2019, Clothing1M) end to end."""
+
 import json
 import subprocess
 import sys
@@ -7,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from test_data_formats import _clothing, _isic
+from test_resume import assert_same_run, interrupt_at_method_step
 
 from l2b.data import BadImageError
 from l2b.training import TrainConfig, run_experiment
-from test_data_formats import _clothing, _isic
-from test_resume import assert_same_run, interrupt_at_method_step
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
@@ -30,8 +31,21 @@ def folder(tmp_path_factory):
 
 
 def config(folder, **kw):
-    base = dict(data="imagefolder", data_root=str(folder), lazy=True, image_size=16, model="small_cnn", epochs=3,
-                warmup_epochs=1, num_meta=9, meta_batch_size=6, batch_size=16, workers=0, device="cpu", seed=1)
+    base = dict(
+        data="imagefolder",
+        data_root=str(folder),
+        lazy=True,
+        image_size=16,
+        model="small_cnn",
+        epochs=3,
+        warmup_epochs=1,
+        num_meta=9,
+        meta_batch_size=6,
+        batch_size=16,
+        workers=0,
+        device="cpu",
+        seed=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -40,10 +54,36 @@ def l2b(*args, cwd):
 
 
 def test_cli_trains_a_streamed_image_folder_and_its_model_evaluates_and_predicts(folder, tmp_path):
-    r = l2b("train", "--data", "imagefolder", "--data-root", str(folder), "--lazy", "--image-size", "16",
-            "--model", "small_cnn", "--epochs", "2", "--warmup-epochs", "1", "--num-meta", "9",
-            "--meta-batch-size", "6", "--batch-size", "16", "--workers", "2", "--threads", "1", "--quiet",
-            "--out", "run", cwd=tmp_path)
+    r = l2b(
+        "train",
+        "--data",
+        "imagefolder",
+        "--data-root",
+        str(folder),
+        "--lazy",
+        "--image-size",
+        "16",
+        "--model",
+        "small_cnn",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--num-meta",
+        "9",
+        "--meta-batch-size",
+        "6",
+        "--batch-size",
+        "16",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
@@ -88,8 +128,12 @@ def test_streamed_run_interrupted_mid_epoch_resumes_to_the_same_result(folder, t
 
 
 def test_streamed_no_clean_meta_mode(folder, tmp_path):
-    s = run_experiment(config(folder, meta_source="confident", num_meta=6, method="l2rw"), out_dir=tmp_path / "r",
-                       progress=False, log=None)
+    s = run_experiment(
+        config(folder, meta_source="confident", num_meta=6, method="l2rw"),
+        out_dir=tmp_path / "r",
+        progress=False,
+        log=None,
+    )
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     sizes = [r.get("meta_size") for r in records]
     assert sizes[0] is None and all(2 <= m <= 6 for m in sizes[1:])  # never padded beyond num_meta
@@ -106,10 +150,15 @@ def test_corrupt_file_is_named_or_skipped_and_counted(folder, tmp_path):
     # much as an epoch): the error names the file, from a worker process too.
     for workers in (0, 2):
         with pytest.raises(BadImageError, match=r"^\S*class1/broken.jpg: cannot decode image"):
-            run_experiment(config(root, epochs=1, warmup_epochs=0, workers=workers),
-                           out_dir=tmp_path / f"a{workers}", progress=False, log=None)
-    s = run_experiment(config(root, epochs=1, warmup_epochs=0, skip_bad_files=True), out_dir=tmp_path / "b",
-                       progress=False, log=None)
+            run_experiment(
+                config(root, epochs=1, warmup_epochs=0, workers=workers),
+                out_dir=tmp_path / f"a{workers}",
+                progress=False,
+                log=None,
+            )
+    s = run_experiment(
+        config(root, epochs=1, warmup_epochs=0, skip_bad_files=True), out_dir=tmp_path / "b", progress=False, log=None
+    )
     assert s["skipped_files"] == 1
 
 
@@ -130,9 +179,34 @@ def test_isic2019_and_clothing1m_layouts_train_from_the_cli(name, tmp_path):
     else:  # 14 training images, one per class: too few for a meta set
         _clothing(root)
         method = ["--method", "ce", "--num-meta", "0"]
-    r = l2b("train", "--data", name, "--data-root", str(root), "--image-size", "16", "--model", "small_cnn",
-            "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "4", "--workers", "0", "--noise", "none",
-            *method, "--threads", "1", "--quiet", "--out", "run", cwd=tmp_path)
+    r = l2b(
+        "train",
+        "--data",
+        name,
+        "--data-root",
+        str(root),
+        "--image-size",
+        "16",
+        "--model",
+        "small_cnn",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--noise",
+        "none",
+        *method,
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == name and summary["epochs"] == 1

@@ -1,4 +1,5 @@
 """Data splits, configs and the experiment runner on the embedded digits data."""
+
 import json
 
 import numpy as np
@@ -48,8 +49,10 @@ def test_array_dataset_names_bad_input():
         ArrayDataset(x, np.array([0, 1, 2, 0]), 3, "toy")
 
 
-@pytest.mark.parametrize("key,value", [("noise_rate", 1.5), ("epochs", 0), ("batch_size", 1),
-                                       ("warmup_epochs", 50), ("lr", -0.1), ("clip_grad", 0.0)])
+@pytest.mark.parametrize(
+    "key,value",
+    [("noise_rate", 1.5), ("epochs", 0), ("batch_size", 1), ("warmup_epochs", 50), ("lr", -0.1), ("clip_grad", 0.0)],
+)
 def test_config_rejects_out_of_range_values_by_name(key, value):
     with pytest.raises(ValueError, match=f"config {key}="):
         TrainConfig(**{key: value})
@@ -66,9 +69,11 @@ def test_run_writes_its_files_and_is_deterministic(tmp_path):
     assert s1["test_accuracy"] == s2["test_accuracy"]
     records = [json.loads(line) for line in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3] and records[0]["phase"] == "warmup"
-    assert records == [json.loads(line) | {"train_seconds": records[i]["train_seconds"],
-                                           "images_per_second": records[i]["images_per_second"]}
-                       for i, line in enumerate((tmp_path / "b/metrics.jsonl").read_text().splitlines())]
+    assert records == [
+        json.loads(line)
+        | {"train_seconds": records[i]["train_seconds"], "images_per_second": records[i]["images_per_second"]}
+        for i, line in enumerate((tmp_path / "b/metrics.jsonl").read_text().splitlines())
+    ]
     assert {"alpha_clean", "alpha_noisy", "beta_clean", "beta_noisy"} <= set(records[-1])
     assert json.loads((tmp_path / "a/summary.json").read_text()) == s1
     per = np.load(tmp_path / "a/per_example.npz")
@@ -81,19 +86,28 @@ def test_run_writes_its_files_and_is_deterministic(tmp_path):
 
 def test_l2b_recovers_from_40_percent_noise_where_ce_does_not():
     """The headline claim in miniature (one seed; the README's table has three)."""
-    acc = {m: run_experiment(TrainConfig(method=m, epochs=25, device="cpu", seed=0), progress=False,
-                             log=None)["test_accuracy"] for m in ("ce", "l2b")}
+    acc = {
+        m: run_experiment(TrainConfig(method=m, epochs=25, device="cpu", seed=0), progress=False, log=None)[
+            "test_accuracy"
+        ]
+        for m in ("ce", "l2b")
+    }
     assert acc["l2b"] >= 0.88 and acc["l2b"] - acc["ce"] >= 0.10, acc
 
 
 def test_train_subset_is_class_balanced_and_keeps_the_noise_of_the_whole_split(tmp_path):
     full = run_experiment(TrainConfig(epochs=1, warmup_epochs=0, device="cpu", noise_rate=0.4), log=None)
-    s = run_experiment(TrainConfig(epochs=1, warmup_epochs=0, device="cpu", noise_rate=0.4, train_subset=500,
-                                   num_meta=50), out_dir=tmp_path / "r", log=None)
+    s = run_experiment(
+        TrainConfig(epochs=1, warmup_epochs=0, device="cpu", noise_rate=0.4, train_subset=500, num_meta=50),
+        out_dir=tmp_path / "r",
+        log=None,
+    )
     pe = np.load(tmp_path / "r" / "per_example.npz")
     assert len(pe["index"]) == 450 and np.bincount(pe["clean_label"], minlength=10).min() >= 40
     assert abs(s["realised_noise_rate"] - full["realised_noise_rate"]) < 0.06
     with pytest.raises(ValueError, match=r"train_subset=5000 is larger than the training split \(1438 examples\)"):
         run_experiment(TrainConfig(train_subset=5000), log=None)
-    with pytest.raises(ValueError, match=r"width=16 must be a positive channel count, and is for models small_cnn and fast_cnn"):
+    with pytest.raises(
+        ValueError, match=r"width=16 must be a positive channel count, and is for models small_cnn and fast_cnn"
+    ):
         TrainConfig(width=16)

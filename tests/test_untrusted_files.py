@@ -4,6 +4,7 @@ naming the file, and a marker file proves that the payload never ran.
 Every payload, if unpickled by a plain ``pickle.load`` / ``torch.load(weights_only=False)``, creates
 ``marker``; the tests first check that it really would (so a refusal is not an accident of a broken
 payload), then that the l2b entry points refuse it and the marker stays absent."""
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,9 @@ import yaml
 from l2b.cli.main import main as l2b_main
 from l2b.data import load_dataset, load_digits
 from l2b.noise import load_noisy_labels
+from l2b.rundir import load_checkpoint
 from l2b.training import TrainConfig, run_experiment
 from l2b.training.inference import load_trained_model
-from l2b.rundir import load_checkpoint
 
 
 class SystemPayload:
@@ -98,6 +99,7 @@ def test_the_payloads_are_live(tmp_path, payload):
 # (a) CIFAR data batches
 # ----------------------------------------------------------------------------------------------
 
+
 def _cifar(root: Path) -> Path:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -115,8 +117,11 @@ def test_cifar_batch_with_a_payload_in_a_field(tmp_path, marker, payload):
     batch["filenames"] = [payload(marker)]
     (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
     # (protocol 2 names builtins and subprocess by their Python 2 modules, __builtin__ and commands)
-    with pytest.raises(ValueError, match=r"data_batch_2: refusing to load global \w+\.(system|exec|Popen): only "
-                                         r"numpy arrays, dtypes and plain Python containers are allowed"):
+    with pytest.raises(
+        ValueError,
+        match=r"data_batch_2: refusing to load global \w+\.(system|exec|Popen): only "
+        r"numpy arrays, dtypes and plain Python containers are allowed",
+    ):
         load_dataset("cifar10", root=tmp_path)
     assert not _wait_for(marker)
 
@@ -124,8 +129,9 @@ def test_cifar_batch_with_a_payload_in_a_field(tmp_path, marker, payload):
 def test_cifar_batch_replaced_by_a_payload_refused_by_the_cli(tmp_path, marker, capsys):
     folder = _cifar(tmp_path / "data")
     (folder / "test_batch").write_bytes(pickle.dumps(SystemPayload(marker), protocol=4))
-    code, err = cli(capsys, "train", "--data", "cifar10", "--data-root", tmp_path / "data", "--out", tmp_path / "run",
-                    "--quiet")
+    code, err = cli(
+        capsys, "train", "--data", "cifar10", "--data-root", tmp_path / "data", "--out", tmp_path / "run", "--quiet"
+    )
     assert code == 2 and f"{folder / 'test_batch'}: refusing to load global posix.system" in err, err
     assert not marker.exists() and not (tmp_path / "run").exists()
 
@@ -133,6 +139,7 @@ def test_cifar_batch_replaced_by_a_payload_refused_by_the_cli(tmp_path, marker, 
 # ----------------------------------------------------------------------------------------------
 # (b) CIFAR-10N-style .pt label files
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: p.__name__)
 def test_pt_label_file_with_a_payload(tmp_path, marker, payload):
@@ -157,11 +164,15 @@ def test_pt_label_file_refused_before_a_run_starts(tmp_path, marker):
 # (c) .npy / .npz label files holding pickled objects
 # ----------------------------------------------------------------------------------------------
 
+
 def test_npy_object_array_refused(tmp_path, marker):
     path = tmp_path / "labels.npy"
     np.save(path, np.array([SystemPayload(marker), 1, 2], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=r"'.*labels\.npy' is not a readable \.npy array of labels: it holds pickled "
-                                         r"Python objects, which are never unpickled"):
+    with pytest.raises(
+        ValueError,
+        match=r"'.*labels\.npy' is not a readable \.npy array of labels: it holds pickled "
+        r"Python objects, which are never unpickled",
+    ):
         load_noisy_labels(path)
     assert not marker.exists()
 
@@ -169,8 +180,11 @@ def test_npy_object_array_refused(tmp_path, marker):
 def test_npz_with_an_object_array_refused(tmp_path, marker):
     path = tmp_path / "labels.npz"
     np.savez(path, worse_label=np.array([ExecPayload(marker)], dtype=object), clean_label=np.zeros(3, np.int64))
-    with pytest.raises(ValueError, match=r"'.*labels\.npz' is not a readable \.npz archive of labels: it holds "
-                                         r"pickled Python objects.*nothing in it was executed"):
+    with pytest.raises(
+        ValueError,
+        match=r"'.*labels\.npz' is not a readable \.npz archive of labels: it holds "
+        r"pickled Python objects.*nothing in it was executed",
+    ):
         load_noisy_labels(path, key="worse_label")
     assert not marker.exists()
 
@@ -178,8 +192,21 @@ def test_npz_with_an_object_array_refused(tmp_path, marker):
 def test_plain_pickle_named_npy_refused_by_the_cli(tmp_path, marker, capsys):
     path = tmp_path / "labels.npy"
     path.write_bytes(pickle.dumps(SystemPayload(marker), protocol=2))
-    code, err = cli(capsys, "train", "--noise", "file", "--noise-file", path, "--epochs", "1", "--warmup-epochs", "0",
-                    "--out", tmp_path / "run", "--quiet")
+    code, err = cli(
+        capsys,
+        "train",
+        "--noise",
+        "file",
+        "--noise-file",
+        path,
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--out",
+        tmp_path / "run",
+        "--quiet",
+    )
     assert code == 2 and f"'{path}' is not a readable .npy array of labels: it holds pickled Python objects" in err, err
     assert "allow_pickle=" not in err  # no advice to load it unsafely
     assert not marker.exists() and not (tmp_path / "run").exists()
@@ -188,6 +215,7 @@ def test_plain_pickle_named_npy_refused_by_the_cli(tmp_path, marker, capsys):
 # ----------------------------------------------------------------------------------------------
 # run directories: checkpoint.pt, model.pt, per_example.npz, config.yaml
 # ----------------------------------------------------------------------------------------------
+
 
 def _run_dir(path: Path, config: TrainConfig | None = None) -> Path:
     """A run directory as `l2b train` leaves it (config.yaml), without training anything."""
@@ -201,8 +229,16 @@ def _run_dir(path: Path, config: TrainConfig | None = None) -> Path:
 def test_checkpoint_with_a_payload_refused_on_resume(tmp_path, marker, capsys, payload):
     run = _run_dir(tmp_path / "run")
     config = TrainConfig(epochs=1, warmup_epochs=0, hidden=(16,))
-    torch.save({"trainer": {"model": payload(marker)}, "config": config.to_dict(), "meta_index": torch.arange(3),
-                "elapsed": 0.0, "resumed": 0}, run / "checkpoint.pt")
+    torch.save(
+        {
+            "trainer": {"model": payload(marker)},
+            "config": config.to_dict(),
+            "meta_index": torch.arange(3),
+            "elapsed": 0.0,
+            "resumed": 0,
+        },
+        run / "checkpoint.pt",
+    )
     code, err = cli(capsys, "train", "--resume", run, "--quiet")
     assert code == 2 and f"{run / 'checkpoint.pt'}: refused to load this checkpoint" in err, err
     assert not _wait_for(marker)
@@ -240,16 +276,23 @@ def test_model_file_with_a_payload_refused_by_the_python_api(tmp_path, marker):
     run = _run_dir(tmp_path / "run")
     _evil_model(run, marker)
     train, _ = load_digits()
-    with pytest.raises(ValueError, match=r"run/model\.pt: refused to load this model file: it is not a torch file "
-                                         r"holding only tensors and plain containers; nothing in it was executed"):
+    with pytest.raises(
+        ValueError,
+        match=r"run/model\.pt: refused to load this model file: it is not a torch file "
+        r"holding only tensors and plain containers; nothing in it was executed",
+    ):
         load_trained_model(run, num_classes=10, in_shape=train.example_shape)
     assert not marker.exists()
 
 
 def test_per_example_file_with_an_object_array_refused_by_relabel(tmp_path, marker, capsys):
     run = _run_dir(tmp_path / "run")
-    np.savez(run / "per_example.npz", index=np.arange(3), given_label=np.zeros(3, np.int64),
-             pred_prob=np.array([SystemPayload(marker)] * 3, dtype=object))
+    np.savez(
+        run / "per_example.npz",
+        index=np.arange(3),
+        given_label=np.zeros(3, np.int64),
+        pred_prob=np.array([SystemPayload(marker)] * 3, dtype=object),
+    )
     code, err = cli(capsys, "relabel", run)
     assert code == 2 and f"{run / 'per_example.npz'} could not be read as an npz archive" in err, err
     assert not marker.exists() and not (run / "relabelled.csv").exists()

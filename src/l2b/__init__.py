@@ -1,4 +1,5 @@
 """l2b: Learning to Bootstrap (Zhou et al., CVPR 2024) for training classifiers on noisy labels."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 from .meta import MetaWeights, meta_weights, normalize_scores
@@ -10,7 +11,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # After __version__: the training modules import it.
 from .api import fit  # noqa: E402
-from .training import Trainer, TrainConfig, prepare_data, run_experiment  # noqa: E402
+from .training import TrainConfig, Trainer, prepare_data, run_experiment  # noqa: E402
 
-__all__ = ["MetaWeights", "TrainConfig", "Trainer", "__version__", "fit", "meta_weights", "normalize_scores",
-           "prepare_data", "run_experiment"]
+__all__ = [
+    "MetaWeights",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "fit",
+    "meta_weights",
+    "normalize_scores",
+    "prepare_data",
+    "run_experiment",
+]

@@ -8,9 +8,11 @@ The optimisation is the command line's: SGD with momentum and weight decay, a co
 schedule over every step, `warmup_epochs` of plain cross-entropy before the method starts, and the
 epoch with the best clean meta accuracy selected at the end.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,13 +27,30 @@ from .training.trainer import FitResult
 __all__ = ["fit"]
 
 
-def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, method: str = "l2b",
-        epochs: int = 40, batch_size: int = 64, meta_batch_size: int = 100, lr: float = 0.1,
-        momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False, warmup_epochs: int = 5,
-        max_bad_steps: int = 10,
-        device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None,
-        clean_labels: Any = None, callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
-        progress: bool = False, **method_options: Any) -> FitResult:
+def fit(
+    model: nn.Module,
+    train: Any,
+    meta: Any = None,
+    *,
+    test: Any = None,
+    method: str = "l2b",
+    epochs: int = 40,
+    batch_size: int = 64,
+    meta_batch_size: int = 100,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = False,
+    warmup_epochs: int = 5,
+    max_bad_steps: int = 10,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_classes: int | None = None,
+    clean_labels: Any = None,
+    callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+    progress: bool = False,
+    **method_options: Any,
+) -> FitResult:
     """Train `model` on noisy labels with `method`, selecting the epoch on the clean meta set.
 
     The model is trained **in place**: it is moved to `device`, trained, and at the end the
@@ -104,9 +123,17 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (none with requires_grad=True)")
-    optim = Optimization(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size,
-                         meta_batch_size=meta_batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         nesterov=nesterov, max_bad_steps=max_bad_steps)
+    optim = Optimization(
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        batch_size=batch_size,
+        meta_batch_size=meta_batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        max_bad_steps=max_bad_steps,
+    )
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative int")
     algo = create_method(method, **method_options)
@@ -119,16 +146,21 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
     shape = tuple(train_t.inputs.shape[1:])
     for name, data in (("meta", meta_t), ("test", test_t)):
         if data is not None and tuple(data.inputs.shape[1:]) != shape:
-            raise ValueError(f"{name} inputs have example shape {tuple(data.inputs.shape[1:])} but train inputs "
-                             f"have {shape}")
+            raise ValueError(
+                f"{name} inputs have example shape {tuple(data.inputs.shape[1:])} but train inputs have {shape}"
+            )
     smallest = len(train_t) // batches_per_epoch(len(train_t), batch_size)  # the trainer's nearly equal batches
     if smallest < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        raise ValueError(f"with {len(train_t)} training examples and batch_size={batch_size} some batches hold "
-                         "a single example, which BatchNorm cannot train on; use a larger batch_size")
+        raise ValueError(
+            f"with {len(train_t)} training examples and batch_size={batch_size} some batches hold "
+            "a single example, which BatchNorm cannot train on; use a larger batch_size"
+        )
     if algo.needs_meta:
         if meta_t is None:
-            raise ValueError(f"method {method!r} needs a clean meta set: pass meta=(meta_inputs, meta_labels), "
-                             "or use a method that does not (e.g. method='ce')")
+            raise ValueError(
+                f"method {method!r} needs a clean meta set: pass meta=(meta_inputs, meta_labels), "
+                "or use a method that does not (e.g. method='ce')"
+            )
         if len(meta_t) < 2:
             raise ValueError(f"the meta set has {len(meta_t)} example; method {method!r} needs at least 2")
 
@@ -144,11 +176,20 @@ def fit(model: nn.Module, train: Any, meta: Any = None, *, test: Any = None, met
         if clean_labels is not None:
             clean = np.asarray(clean_labels.cpu() if isinstance(clean_labels, Tensor) else clean_labels)
             if clean.shape != (len(train_t),):
-                raise ValueError(f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the "
-                                 "training labels")
+                raise ValueError(
+                    f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the training labels"
+                )
 
-        trainer = build_trainer(model, method=algo, optim=optim, seed=int(seed), num_examples=len(train_t),
-                                num_classes=k, progress=progress, callbacks=tuple(callbacks))
+        trainer = build_trainer(
+            model,
+            method=algo,
+            optim=optim,
+            seed=int(seed),
+            num_examples=len(train_t),
+            num_classes=k,
+            progress=progress,
+            callbacks=tuple(callbacks),
+        )
         result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
     model.load_state_dict(result.best_state)
     model.eval()
@@ -166,8 +207,9 @@ def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: tor
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
     else:
-        raise ValueError(f"{name} must be a pair (inputs, labels) or have .inputs and .labels, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{name} must be a pair (inputs, labels) or have .inputs and .labels, got {type(data).__name__}"
+        )
     x = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     y = y.detach() if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
     if x.dim() < 1 or x.shape[0] == 0:
@@ -183,8 +225,9 @@ def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: tor
     if x.is_floating_point():
         bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
         if bool(bad.any()):
-            raise ValueError(f"{name} input {int(bad.nonzero()[0])} has NaN or Inf values "
-                             f"({int(bad.sum())} such examples)")
+            raise ValueError(
+                f"{name} input {int(bad.nonzero()[0])} has NaN or Inf values ({int(bad.sum())} such examples)"
+            )
         x = x.to(float_dtype)
     return TensorData(x.to(device), y.to(device=device, dtype=torch.int64))
 
@@ -197,14 +240,17 @@ def _output_width(model: nn.Module, sample: Tensor) -> int:
     try:
         out = model(sample)
     except Exception as err:
-        raise ValueError(f"the model failed on a batch of the training inputs of shape {tuple(sample.shape)}: "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"the model failed on a batch of the training inputs of shape {tuple(sample.shape)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     finally:
         model.train(was_training)
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != sample.shape[0]:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"the model must return logits of shape (B, K); for a batch of {sample.shape[0]} it "
-                         f"returned {got}")
+        raise ValueError(
+            f"the model must return logits of shape (B, K); for a batch of {sample.shape[0]} it returned {got}"
+        )
     if out.shape[1] < 2:
         raise ValueError(f"the model returns {out.shape[1]} logit per example; classification needs K >= 2")
     return int(out.shape[1])
@@ -214,5 +260,7 @@ def _check_label_range(labels: Tensor, k: int, name: str) -> None:
     bad = ((labels < 0) | (labels >= k)).nonzero()
     if bad.numel():
         i = int(bad[0])
-        raise ValueError(f"{name} label {int(labels[i])} at index {i} is outside [0, {k}) (the model returns {k} "
-                         f"logits; {bad.numel()} such labels)")
+        raise ValueError(
+            f"{name} label {int(labels[i])} at index {i} is outside [0, {k}) (the model returns {k} "
+            f"logits; {bad.numel()} such labels)"
+        )

@@ -26,12 +26,14 @@ runs on GPUs only and works with the ``ce`` / ``bootstrap`` methods; the meta me
 (the meta-gradient needs a forward-mode derivative or a double backward through it, which torch
 does not provide). Under mixup each rank mixes within its own shard, with a lambda shared by all.
 """
+
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,8 +112,15 @@ def _resolve_device(device: torch.device | str, local_rank: int) -> torch.device
     return device
 
 
-def setup(*, rank: int, world_size: int, device: torch.device | str = "cpu", init_method: str = "env://",
-          local_rank: int | None = None, timeout: datetime.timedelta | None = None) -> DistContext:
+def setup(
+    *,
+    rank: int,
+    world_size: int,
+    device: torch.device | str = "cpu",
+    init_method: str = "env://",
+    local_rank: int | None = None,
+    timeout: datetime.timedelta | None = None,
+) -> DistContext:
     """Join (create) the default process group and return this process's :class:`DistContext`.
 
     Parameters
@@ -137,13 +146,13 @@ def setup(*, rank: int, world_size: int, device: torch.device | str = "cpu", ini
     if is_initialized():
         raise RuntimeError("torch.distributed is already initialised in this process; call shutdown() first")
     kwargs: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-    torch_dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world_size,
-                                  **kwargs)
+    torch_dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world_size, **kwargs)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
 
 
-def setup_from_env(*, device: torch.device | str | None = None,
-                   timeout: datetime.timedelta | None = None) -> DistContext | None:
+def setup_from_env(
+    *, device: torch.device | str | None = None, timeout: datetime.timedelta | None = None
+) -> DistContext | None:
     """Set up from the variables torchrun exports; ``None`` when WORLD_SIZE is not set.
 
     `device` defaults to ``cuda`` (``cuda:LOCAL_RANK``, nccl) when CUDA is available, else ``cpu``
@@ -153,14 +162,17 @@ def setup_from_env(*, device: torch.device | str | None = None,
         return None
     missing = [v for v in ENV_VARS if v not in os.environ and v != "LOCAL_RANK"]
     if missing:
-        raise ValueError(f"WORLD_SIZE is set but {', '.join(missing)} is not: launch with torchrun, or set all of "
-                         f"{', '.join(ENV_VARS)}")
+        raise ValueError(
+            f"WORLD_SIZE is set but {', '.join(missing)} is not: launch with torchrun, or set all of "
+            f"{', '.join(ENV_VARS)}"
+        )
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return setup(rank=rank, world_size=world_size, device=device, init_method="env://", local_rank=local_rank,
-                 timeout=timeout)
+    return setup(
+        rank=rank, world_size=world_size, device=device, init_method="env://", local_rank=local_rank, timeout=timeout
+    )
 
 
 def shutdown() -> None:
@@ -274,7 +286,9 @@ def convert_sync_batchnorm(model: nn.Module, dist: DistContext) -> nn.Module:
     backward through it); use it with ``ce`` / ``bootstrap-*``.
     """
     if dist.device.type != "cuda":
-        raise ValueError(f"SyncBatchNorm needs CUDA devices (torch {torch.__version__} refuses CPU inputs in train "
-                         f"mode); this job runs on {dist.device}, where BatchNorm stays per rank as in plain "
-                         "DistributedDataParallel")
+        raise ValueError(
+            f"SyncBatchNorm needs CUDA devices (torch {torch.__version__} refuses CPU inputs in train "
+            f"mode); this job runs on {dist.device}, where BatchNorm stays per rank as in plain "
+            "DistributedDataParallel"
+        )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=dist.group)

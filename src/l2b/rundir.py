@@ -20,6 +20,7 @@ nothing else from l2b at import time, so that the reports (which only read run d
 use it without importing the training code; the two readers that need the config class or the
 safe torch loader import them when called.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -37,10 +39,27 @@ import yaml
 if TYPE_CHECKING:
     from .training.config import TrainConfig
 
-__all__ = ["CHECKPOINT", "CONFIG", "LABEL_ISSUES", "METRICS", "MODEL", "PER_EXAMPLE", "SUMMARY", "TENSORBOARD",
-           "append_metrics", "atomic_write_bytes", "check_free_space", "load_checkpoint", "prepare_run_dir",
-           "read_run_config", "read_run_doc", "save_checkpoint", "write_metrics", "write_run_config",
-           "write_summary"]
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "LABEL_ISSUES",
+    "METRICS",
+    "MODEL",
+    "PER_EXAMPLE",
+    "SUMMARY",
+    "TENSORBOARD",
+    "append_metrics",
+    "atomic_write_bytes",
+    "check_free_space",
+    "load_checkpoint",
+    "prepare_run_dir",
+    "read_run_config",
+    "read_run_doc",
+    "save_checkpoint",
+    "write_metrics",
+    "write_run_config",
+    "write_summary",
+]
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -88,11 +107,15 @@ def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) ->
     need = 2 * checkpoint + state_bytes + 64 * num_examples
     free = shutil.disk_usage(out).free
     if free < need:
-        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
-                      f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)")
+        raise OSError(
+            errno.ENOSPC,
+            f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
+            f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)",
+        )
 
 
 # -- the recorded config ----------------------------------------------------------------------
+
 
 def write_run_config(out: Path, config: TrainConfig, run_info: dict[str, Any]) -> None:
     """config.yaml: the resolved config under ``config``, versions and device under ``run``."""
@@ -123,6 +146,7 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
 
 # -- metrics and summary ----------------------------------------------------------------------
 
+
 def append_metrics(out: Path, record: dict[str, Any]) -> None:
     with open(out / METRICS, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -139,15 +163,19 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
 
 # -- the checkpoint ---------------------------------------------------------------------------
 
+
 def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
     """Write checkpoint.pt atomically; a failure leaves the previous checkpoint as it was."""
     path = out / CHECKPOINT
     try:
         atomic_write_bytes(path, lambda f: torch.save(payload, f))
     except OSError as err:
-        raise OSError(err.errno, f"could not write the checkpoint {path} ({err.strerror or err}); "
-                      "the previous checkpoint, if any, is unchanged: free some space and continue with "
-                      f"`l2b train --resume {out}`") from None
+        raise OSError(
+            err.errno,
+            f"could not write the checkpoint {path} ({err.strerror or err}); "
+            "the previous checkpoint, if any, is unchanged: free some space and continue with "
+            f"`l2b train --resume {out}`",
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

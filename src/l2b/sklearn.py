@@ -8,6 +8,7 @@ subset whose labels were checked by hand.
 >>> clf.fit(X_noisy, y_noisy, X_meta=X_checked, y_meta=y_checked)
 >>> clf.predict(X_new), clf.predict_proba(X_new), clf.score(X_test, y_test)
 """
+
 from __future__ import annotations
 
 from numbers import Integral
@@ -94,9 +95,23 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         The epoch whose weights were kept (1-based).
     """
 
-    def __init__(self, hidden=(256,), method="l2b", epochs=40, batch_size=64, meta_batch_size=100, lr=0.1,
-                 momentum=0.9, weight_decay=5e-4, warmup_epochs=5, num_meta=None, mixup=False, device="cpu",
-                 random_state=None, verbose=False):
+    def __init__(
+        self,
+        hidden=(256,),
+        method="l2b",
+        epochs=40,
+        batch_size=64,
+        meta_batch_size=100,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        warmup_epochs=5,
+        num_meta=None,
+        mixup=False,
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
         self.hidden = hidden
         self.method = method
         self.epochs = epochs
@@ -167,15 +182,19 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
                 num_meta = max(k, min(100, X.shape[0] // 10)) if needs_meta else 0
             if num_meta == 0:
                 if needs_meta:
-                    raise ValueError(f"method {self.method!r} needs a clean meta set: pass X_meta and y_meta, or "
-                                     "num_meta > 0 to trust a class-balanced subset of (X, y)")
+                    raise ValueError(
+                        f"method {self.method!r} needs a clean meta set: pass X_meta and y_meta, or "
+                        "num_meta > 0 to trust a class-balanced subset of (X, y)"
+                    )
                 meta, train = None, (Xs, y_enc)
             else:
                 meta_idx = _balanced_subset(y_enc, num_meta, k, rng)
                 rest = np.setdiff1d(np.arange(X.shape[0]), meta_idx)
                 if len(rest) < 2:
-                    raise ValueError(f"taking a meta set of {len(meta_idx)} out of {X.shape[0]} samples leaves "
-                                     f"{len(rest)} to train on; pass X_meta/y_meta or a smaller num_meta")
+                    raise ValueError(
+                        f"taking a meta set of {len(meta_idx)} out of {X.shape[0]} samples leaves "
+                        f"{len(rest)} to train on; pass X_meta/y_meta or a smaller num_meta"
+                    )
                 self.meta_index_ = meta_idx
                 meta, train = (Xs[meta_idx], y_enc[meta_idx]), (Xs[rest], y_enc[rest])
         if needs_meta and len(meta[1]) < 2:
@@ -185,11 +204,24 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         with seeded(seed, dev):
             model = create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden)
         callbacks = (lambda r: print(format_epoch(r, self.epochs), flush=True),) if self.verbose else ()
-        result = _fit(model, train, meta, method=self.method, epochs=self.epochs,
-                      batch_size=min(self.batch_size, len(train[1])), meta_batch_size=self.meta_batch_size,
-                      lr=float(self.lr), momentum=float(self.momentum), weight_decay=float(self.weight_decay),
-                      warmup_epochs=self.warmup_epochs, device=dev, seed=seed, num_classes=k,
-                      callbacks=callbacks, mixup=bool(self.mixup))
+        result = _fit(
+            model,
+            train,
+            meta,
+            method=self.method,
+            epochs=self.epochs,
+            batch_size=min(self.batch_size, len(train[1])),
+            meta_batch_size=self.meta_batch_size,
+            lr=float(self.lr),
+            momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay),
+            warmup_epochs=self.warmup_epochs,
+            device=dev,
+            seed=seed,
+            num_classes=k,
+            callbacks=callbacks,
+            mixup=bool(self.mixup),
+        )
         self.model_ = model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
@@ -218,6 +250,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> tuple[int, ...]:
         """Range-check the constructor parameters (sklearn: at fit time, not in __init__)."""
+
         def is_int(v: Any) -> bool:
             return isinstance(v, Integral) and not isinstance(v, bool)
 
@@ -231,9 +264,15 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         if not (self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0)):
             raise ValueError(f"num_meta={self.num_meta!r} must be None or a non-negative int")
         # The optimisation settings are checked where l2b train and l2b.fit check them.
-        Optimization(epochs=self.epochs, warmup_epochs=self.warmup_epochs, batch_size=self.batch_size,
-                     meta_batch_size=self.meta_batch_size, lr=self.lr, momentum=self.momentum,
-                     weight_decay=self.weight_decay)
+        Optimization(
+            epochs=self.epochs,
+            warmup_epochs=self.warmup_epochs,
+            batch_size=self.batch_size,
+            meta_batch_size=self.meta_batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
         create_method(self.method)  # ValueError naming the known methods
         return tuple(int(h) for h in hidden)
 

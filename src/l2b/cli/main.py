@@ -1,5 +1,6 @@
 """The `l2b` command line. Each sub-command lives in its own module with `add_parser` and `run`;
 arguments become plain values or a TrainConfig before any library code sees them."""
+
 from __future__ import annotations
 
 import argparse

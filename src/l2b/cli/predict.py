@@ -1,4 +1,5 @@
 """`l2b predict`: class probabilities of a finished run's model, written as CSV."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,11 @@ from .evaluate import add_data_arguments, load
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="predict with a trained run's model, to CSV",
+        "predict",
+        help="predict with a trained run's model, to CSV",
         description="Rebuild a finished run's model (config.yaml, model.pt) and write one CSV row per example: "
-                    "index, predicted_label, probability_0 .. probability_{K-1}.")
+        "index, predicted_label, probability_0 .. probability_{K-1}.",
+    )
     add_data_arguments(p, required=True)
     p.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="CSV file to write")
 

@@ -4,6 +4,7 @@ Examples flagged as label issues (see :func:`l2b.reports.label_issues`) take the
 the others keep the label they were trained on. The file lists the run's noisy training examples
 (`index` = position in the data set's training split); the clean meta examples are not in it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,16 +20,21 @@ DEFAULT_NAME = "relabelled.csv"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "relabel", help="write corrected labels for a finished run",
+        "relabel",
+        help="write corrected labels for a finished run",
         description="Write a corrected label file (CSV: index,label) for a finished run: examples flagged as "
-                    "label issues (probability of the given label under the meta-selected model below "
-                    "--threshold, and another class predicted) take the predicted label, the others keep the "
-                    "given one. Also writes RUN_DIR/label_issues.csv.")
+        "label issues (probability of the given label under the meta-selected model below "
+        "--threshold, and another class predicted) take the predicted label, the others keep the "
+        "given one. Also writes RUN_DIR/label_issues.csv.",
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `l2b train`")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"output CSV (default: RUN_DIR/{DEFAULT_NAME})")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="flag a label when the model gives it less than this probability (default: 0.5)")
+    p.add_argument("--out", type=Path, default=None, help=f"output CSV (default: RUN_DIR/{DEFAULT_NAME})")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="flag a label when the model gives it less than this probability (default: 0.5)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         right = int((changed & (fixed["label"] == clean)).sum())
         before = int((fixed["given_label"] != clean).sum())
         after = int((fixed["label"] != clean).sum())
-        print(f"true labels known: {right} of the {k} changes are right, {k - right} wrong; "
-              f"wrong labels {before} -> {after} of {n}")
+        print(
+            f"true labels known: {right} of the {k} changes are right, {k - right} wrong; "
+            f"wrong labels {before} -> {after} of {n}"
+        )
     return 0

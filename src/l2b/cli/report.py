@@ -1,4 +1,5 @@
 """`l2b report`: figures and a one-page Markdown report comparing finished runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,19 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help="compare finished runs: figures and report.md",
+        "report",
+        help="compare finished runs: figures and report.md",
         description="Write PNG figures (accuracy per epoch, weight histograms, label-issue precision-recall "
-                    "curves, noise transition matrix) and a one-page report.md comparing the given runs.")
+        "curves, noise transition matrix) and a one-page report.md comparing the given runs.",
+    )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories written by `l2b train`")
     p.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: ./report)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="label-issue threshold on the probability of the given label (default: 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="label-issue threshold on the probability of the given label (default: 0.5)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

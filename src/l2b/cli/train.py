@@ -3,6 +3,7 @@
 Configuration flows one way: TrainConfig's defaults, then a YAML file (`--config`), then the
 options given on the command line, then a frozen, validated TrainConfig.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,50 +34,99 @@ _D = TrainConfig()
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--data", "data", {}, f"data set name (registered: {', '.join(DATASETS)})"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
-    ("--image-size", "image_size", {"type": int},
-     "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
-     "32 in memory, 224 streamed)"),
-    ("--lazy", "lazy", {"action": argparse.BooleanOptionalAction},
-     "stream images from disk with DataLoader workers instead of decoding them all into memory "
-     "(unset: the data set's default; isic2019 and clothing1m stream)"),
+    (
+        "--image-size",
+        "image_size",
+        {"type": int},
+        "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
+        "32 in memory, 224 streamed)",
+    ),
+    (
+        "--lazy",
+        "lazy",
+        {"action": argparse.BooleanOptionalAction},
+        "stream images from disk with DataLoader workers instead of decoding them all into memory "
+        "(unset: the data set's default; isic2019 and clothing1m stream)",
+    ),
     ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
-    ("--skip-bad-files", "skip_bad_files", {"action": "store_true"},
-     "leave undecodable image files out (counted and listed) instead of stopping at the first one"),
-    ("--train-subset", "train_subset", {"type": int},
-     "train on a class-balanced random subset of this many training examples (quick experiments on big sets)"),
-    ("--noise", "noise", {"choices": NOISE_KINDS + ("instance", "file")},
-     "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
-     "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
-     "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
-     "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)"),
+    (
+        "--skip-bad-files",
+        "skip_bad_files",
+        {"action": "store_true"},
+        "leave undecodable image files out (counted and listed) instead of stopping at the first one",
+    ),
+    (
+        "--train-subset",
+        "train_subset",
+        {"type": int},
+        "train on a class-balanced random subset of this many training examples (quick experiments on big sets)",
+    ),
+    (
+        "--noise",
+        "noise",
+        {"choices": NOISE_KINDS + ("instance", "file")},
+        "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
+        "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
+        "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
+        "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)",
+    ),
     ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
-    ("--noise-file", "noise_file", {}, "file of real noisy labels, one per training example in order "
-                                       "(.pt as CIFAR-10N/100N, .npy, .npz, .csv, .txt, .json)"),
-    ("--noise-label", "noise_label", {}, "which label set of --noise-file, e.g. worse_label, aggre_label, "
-                                         "random_label1, noisy_label"),
+    (
+        "--noise-file",
+        "noise_file",
+        {},
+        "file of real noisy labels, one per training example in order "
+        "(.pt as CIFAR-10N/100N, .npy, .npz, .csv, .txt, .json)",
+    ),
+    (
+        "--noise-label",
+        "noise_label",
+        {},
+        "which label set of --noise-file, e.g. worse_label, aggre_label, random_label1, noisy_label",
+    ),
     ("--num-meta", "num_meta", {"type": int}, "size of the meta set"),
-    ("--meta-source", "meta_source", {"choices": META_SOURCES},
-     "'split': a clean class-balanced subset taken out of the training split; 'file': the training "
-     "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
-     "epoch after warm-up from examples the model predicts confidently and in agreement with their label"),
+    (
+        "--meta-source",
+        "meta_source",
+        {"choices": META_SOURCES},
+        "'split': a clean class-balanced subset taken out of the training split; 'file': the training "
+        "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
+        "epoch after warm-up from examples the model predicts confidently and in agreement with their label",
+    ),
     ("--meta-file", "meta_file", {}, "list of trusted training examples for --meta-source file"),
-    ("--allow-incomplete-meta", "allow_incomplete_meta", {"action": "store_true"},
-     "accept a meta set missing some class (a warning instead of an error)"),
+    (
+        "--allow-incomplete-meta",
+        "allow_incomplete_meta",
+        {"action": "store_true"},
+        "accept a meta set missing some class (a warning instead of an error)",
+    ),
     ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
     ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
     ("--method", "method", {"choices": list_methods()}, "training method"),
-    ("--engine", "engine", {"choices": ENGINES},
-     "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "
-     "step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x the memory), "
-     "'reverse' (the published double backward)"),
+    (
+        "--engine",
+        "engine",
+        {"choices": ENGINES},
+        "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "
+        "step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x the memory), "
+        "'reverse' (the published double backward)",
+    ),
     ("--normalize", "normalize", {"choices": NORMALIZATIONS}, "weight normalisation"),
     ("--temperature", "temperature", {"type": float}, "softmax temperature"),
-    ("--bootstrap-beta", "bootstrap_beta", {"type": float},
-     "weight of the observed label for bootstrap methods (unset: 0.95 soft, 0.8 hard)"),
-    ("--augment", "augment", {"action": "store_true"},
-     "random crop (4-pixel padding) and horizontal flip of image batches, done on the device"),
+    (
+        "--bootstrap-beta",
+        "bootstrap_beta",
+        {"type": float},
+        "weight of the observed label for bootstrap methods (unset: 0.95 soft, 0.8 hard)",
+    ),
+    (
+        "--augment",
+        "augment",
+        {"action": "store_true"},
+        "random crop (4-pixel padding) and horizontal flip of image batches, done on the device",
+    ),
     ("--mixup", "mixup", {"action": "store_true"}, "mixup with Beta(a, a), one permutation per batch"),
     ("--mixup-alpha", "mixup_alpha", {"type": float}, "mixup Beta parameter"),
     ("--epochs", "epochs", {"type": int}, "training epochs (warm-up included)"),
@@ -90,38 +140,64 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--clip-grad", "clip_grad", {"type": float}, "clip the gradient norm to this value (unset: no clipping)"),
     ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
     ("--device", "device", {}, DEVICE_HELP),
-    ("--max-bad-steps", "max_bad_steps", {"type": int},
-     "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run"),
+    (
+        "--max-bad-steps",
+        "max_bad_steps",
+        {"type": int},
+        "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run",
+    ),
 ]
 _GROUPS = {"--data": "data and noise", "--model": "model and method", "--epochs": "optimisation", "--seed": "run"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a classifier on noisy labels",
+        "train",
+        help="train a classifier on noisy labels",
         description="Train a classifier on noisy labels. With no options: L2B on scikit-learn's digits with "
-                    "40% symmetric noise (labels flipped to a different class), 100 clean meta examples. "
-                    "Options given on the command line override those of --config.")
+        "40% symmetric noise (labels flipped to a different class), 100 clean meta examples. "
+        "Options given on the command line override those of --config.",
+    )
     g = p.add_argument_group("config")
-    g.add_argument("--config", default=None, metavar="FILE_OR_NAME",
-                   help="YAML file of config keys, or the name of a shipped config: "
-                        f"{', '.join(list_configs())} (see --print-config)")
+    g.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE_OR_NAME",
+        help="YAML file of config keys, or the name of a shipped config: "
+        f"{', '.join(list_configs())} (see --print-config)",
+    )
     g.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last checkpoint (its own config is used)")
+    g.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint (its own config is used)",
+    )
     for flag, key, kw, text in _OPTIONS:
         if flag in _GROUPS:
             g = p.add_argument_group(_GROUPS[flag])
         default = getattr(_D, key)
         shown = list(default) if isinstance(default, tuple) else default
         g.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=f"{text} (default: {shown})", **kw)
-    g.add_argument("--out", type=Path, default=None,
-                   help="run directory (default: runs/<time>-<method>-<data>-<noise><rate>-s<seed>)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: 1 for the MLP, whose small matrices gain nothing "
-                        "from more and lose badly on a shared CPU; torch's choice for other models)")
-    g.add_argument("--tensorboard", action="store_true",
-                   help="also log every epoch's numbers to RUN_DIR/tensorboard (pip install 'l2b[tensorboard]')")
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (default: runs/<time>-<method>-<data>-<noise><rate>-s<seed>)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 for the MLP, whose small matrices gain nothing "
+        "from more and lose badly on a shared CPU; torch's choice for other models)",
+    )
+    g.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log every epoch's numbers to RUN_DIR/tensorboard (pip install 'l2b[tensorboard]')",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -165,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     rate = "" if config.noise_rate is None else f"{config.noise_rate:g}"  # None: labels from a file
-    out = out or Path("runs") / (f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-"
-                                 f"{config.noise}{rate}-s{config.seed}")
+    out = out or Path("runs") / (
+        f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-{config.noise}{rate}-s{config.seed}"
+    )
     # Under torchrun: one process per device, joined through torch.distributed (gloo on CPU, nccl on GPU).
     ctx = distributed.setup_from_env(device=resolve_device(config.device))
     try:
@@ -176,11 +253,20 @@ def run(args: argparse.Namespace) -> int:
                 log = None
         if log:
             where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
-            log(f"l2b train: {config.method} on {config.data}, {config.noise} noise {rate or config.noise_file}, "
-                f"{config.epochs} epochs, seed {config.seed}{where} -> {out}")
+            log(
+                f"l2b train: {config.method} on {config.data}, {config.noise} noise {rate or config.noise_file}, "
+                f"{config.epochs} epochs, seed {config.seed}{where} -> {out}"
+            )
         try:
-            summary = run_experiment(config, out_dir=out, progress=not args.quiet and log is not None, log=log,
-                                     resume=resume, tensorboard=args.tensorboard, dist=ctx)
+            summary = run_experiment(
+                config,
+                out_dir=out,
+                progress=not args.quiet and log is not None,
+                log=log,
+                resume=resume,
+                tensorboard=args.tensorboard,
+                dist=ctx,
+            )
         except KeyboardInterrupt:
             if (Path(out) / CHECKPOINT).exists() and (ctx is None or ctx.is_main):
                 print(f"interrupted: resume with `l2b train --resume {out}`")

@@ -2,6 +2,7 @@
 
 Each file is a mapping of TrainConfig keys; comments in it say where every value comes from.
 """
+
 from __future__ import annotations
 
 from importlib.resources import files
@@ -20,5 +21,6 @@ def config_path(name_or_path: str | Path) -> Path:
     shipped = files(__name__) / f"{name_or_path}.yaml"
     if shipped.is_file():
         return Path(str(shipped))
-    raise FileNotFoundError(f"config {name_or_path!s} is neither a file nor a shipped config "
-                            f"({', '.join(list_configs())})")
+    raise FileNotFoundError(
+        f"config {name_or_path!s} is neither a file nor a shipped config ({', '.join(list_configs())})"
+    )

@@ -1,7 +1,8 @@
 """Data sets and splits. Loaders return (train, test) pairs of in-memory ArrayDatasets."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ._common import ImageArrayDataset
 from .arrays import ArrayDataset
@@ -18,16 +19,18 @@ from .splits import class_balanced_split, stratified_holdout
 DATASETS: dict[str, Callable[..., tuple[ArrayDataset, ArrayDataset]]] = {"digits": load_digits}
 # On-disk data sets (options: see each loader's docstring). isic2019 and clothing1m return lazy
 # FileListDatasets by default (lazy=False: in-memory arrays at image_size).
-DATASETS.update({
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "mnist": load_mnist,
-    "fashion-mnist": load_fashion_mnist,
-    "imagefolder": load_imagefolder,
-    "csv": load_csv,
-    "isic2019": load_isic2019,
-    "clothing1m": load_clothing1m,
-})
+DATASETS.update(
+    {
+        "cifar10": load_cifar10,
+        "cifar100": load_cifar100,
+        "mnist": load_mnist,
+        "fashion-mnist": load_fashion_mnist,
+        "imagefolder": load_imagefolder,
+        "csv": load_csv,
+        "isic2019": load_isic2019,
+        "clothing1m": load_clothing1m,
+    }
+)
 
 
 def load_dataset(name: str, **options) -> tuple[ArrayDataset, ArrayDataset]:
@@ -37,9 +40,28 @@ def load_dataset(name: str, **options) -> tuple[ArrayDataset, ArrayDataset]:
     return DATASETS[name](**options)
 
 
-__all__ = ["ArrayDataset", "DATASETS", "class_balanced_split", "load_dataset", "load_digits",
-           "stratified_holdout",
-           "BadImageError", "FileListDataset", "ImageArrayDataset", "RestrictedUnpickler", "augment_batch",
-           "load_cifar10", "load_cifar100", "load_clothing1m", "load_clothing1m_split", "load_csv",
-           "load_fashion_mnist", "load_imagefolder", "load_isic2019", "load_mnist", "load_pickle", "make_loader",
-           "read_idx"]
+__all__ = [
+    "ArrayDataset",
+    "DATASETS",
+    "class_balanced_split",
+    "load_dataset",
+    "load_digits",
+    "stratified_holdout",
+    "BadImageError",
+    "FileListDataset",
+    "ImageArrayDataset",
+    "RestrictedUnpickler",
+    "augment_batch",
+    "load_cifar10",
+    "load_cifar100",
+    "load_clothing1m",
+    "load_clothing1m_split",
+    "load_csv",
+    "load_fashion_mnist",
+    "load_imagefolder",
+    "load_isic2019",
+    "load_mnist",
+    "load_pickle",
+    "make_loader",
+    "read_idx",
+]

@@ -1,5 +1,6 @@
 """Helpers shared by the on-disk loaders: the in-memory image data set with its normalisation
 statistics, per-channel statistics of uint8 images and the conversion to normalised float32."""
+
 from __future__ import annotations
 
 import os
@@ -38,11 +39,13 @@ class ImageArrayDataset(ArrayDataset):
     def num_skipped(self) -> int:
         return len(self.skipped)
 
-    def subset(self, index: np.ndarray, *, labels: np.ndarray | None = None,
-               name: str | None = None) -> "ImageArrayDataset":
+    def subset(
+        self, index: np.ndarray, *, labels: np.ndarray | None = None, name: str | None = None
+    ) -> ImageArrayDataset:
         y = self.labels[index] if labels is None else labels
-        return ImageArrayDataset(self.inputs[index], y, self.num_classes, name or self.name, self.class_names,
-                                 mean=self.mean, std=self.std)
+        return ImageArrayDataset(
+            self.inputs[index], y, self.num_classes, name or self.name, self.class_names, mean=self.mean, std=self.std
+        )
 
 
 def channel_stats(images: np.ndarray, *, chunk: int = 2048) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -55,17 +58,18 @@ def channel_stats(images: np.ndarray, *, chunk: int = 2048) -> tuple[tuple[float
     n, c = images.shape[:2]
     total, total_sq = np.zeros(c), np.zeros(c)
     for start in range(0, n, chunk):
-        rows = images[start:start + chunk].reshape(-1, images.shape[2] * images.shape[3]).astype(np.float32)
+        rows = images[start : start + chunk].reshape(-1, images.shape[2] * images.shape[3]).astype(np.float32)
         total += rows.sum(axis=1, dtype=np.float64).reshape(-1, c).sum(axis=0)
         total_sq += np.einsum("ij,ij->i", rows, rows).astype(np.float64).reshape(-1, c).sum(axis=0)
     count = n * images.shape[2] * images.shape[3]
     mean = total / count
-    var = np.maximum(total_sq / count - mean ** 2, 0.0)
+    var = np.maximum(total_sq / count - mean**2, 0.0)
     return tuple(float(m) / 255.0 for m in mean), tuple(float(v) ** 0.5 / 255.0 for v in var)
 
 
-def normalise_uint8(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], *,
-                    chunk: int = 2048) -> np.ndarray:
+def normalise_uint8(
+    images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], *, chunk: int = 2048
+) -> np.ndarray:
     """``(images / 255 - mean) / std`` per channel as float32 (N, C, H, W), in chunks of images
     (no float64 temporaries)."""
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
@@ -78,17 +82,27 @@ def normalise_uint8(images: np.ndarray, mean: tuple[float, ...], std: tuple[floa
     flat_out = out.reshape(flat_in.shape)
     for start in range(0, len(images), chunk):  # per chunk and channel with scalars: numpy's fastest path
         for c in range(images.shape[1]):
-            block = flat_out[start:start + chunk, c]
-            np.multiply(flat_in[start:start + chunk, c], scale[c], out=block, casting="unsafe")
+            block = flat_out[start : start + chunk, c]
+            np.multiply(flat_in[start : start + chunk, c], scale[c], out=block, casting="unsafe")
             block -= offset[c]
     return out
 
 
-def make_image_datasets(train_u8: np.ndarray, train_y: np.ndarray, test_u8: np.ndarray, test_y: np.ndarray, *,
-                        num_classes: int, name: str, class_names: tuple[str, ...] | None, normalize: bool = True,
-                        mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                        train_skipped: tuple[str, ...] = (), test_skipped: tuple[str, ...] = ()
-                        ) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def make_image_datasets(
+    train_u8: np.ndarray,
+    train_y: np.ndarray,
+    test_u8: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    num_classes: int,
+    name: str,
+    class_names: tuple[str, ...] | None,
+    normalize: bool = True,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    train_skipped: tuple[str, ...] = (),
+    test_skipped: tuple[str, ...] = (),
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """Normalise uint8 (N, C, H, W) train/test images with the training set's channel statistics
     (or the given ones) and wrap them as ImageArrayDatasets named ``<name>-train`` / ``<name>-test``."""
     channels = train_u8.shape[1]
@@ -101,16 +115,28 @@ def make_image_datasets(train_u8: np.ndarray, train_y: np.ndarray, test_u8: np.n
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     out = []
     for split, x, y, skipped in (("train", train_u8, train_y, train_skipped), ("test", test_u8, test_y, test_skipped)):
-        out.append(ImageArrayDataset(normalise_uint8(x, mean, std), np.asarray(y, dtype=np.int64), num_classes,
-                                     f"{name}-{split}", class_names, mean=mean, std=std, skipped=tuple(skipped)))
+        out.append(
+            ImageArrayDataset(
+                normalise_uint8(x, mean, std),
+                np.asarray(y, dtype=np.int64),
+                num_classes,
+                f"{name}-{split}",
+                class_names,
+                mean=mean,
+                std=std,
+                skipped=tuple(skipped),
+            )
+        )
     return out[0], out[1]
 
 
 def require_root(root: str | os.PathLike | None, data: str, what: str) -> Path:
     """The root folder as a Path, or a ValueError saying what the data set needs."""
     if root is None:
-        raise ValueError(f"data set {data!r} reads files from disk: pass root= (config key data_root, "
-                         f"command line --data-root) pointing at {what}")
+        raise ValueError(
+            f"data set {data!r} reads files from disk: pass root= (config key data_root, "
+            f"command line --data-root) pointing at {what}"
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"data set {data!r}: root {str(path)!r} is not a folder (expected {what})")

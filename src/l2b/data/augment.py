@@ -1,13 +1,20 @@
 """Batched augmentation of small in-memory images (CIFAR-style), as tensor operations on a whole
 batch on whatever device it lives on: no Python loop over examples."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def augment_batch(x: torch.Tensor, *, generator: torch.Generator | None, crop_padding: int = 4, flip: bool = True,
-                  padding_mode: str = "zeros") -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator | None,
+    crop_padding: int = 4,
+    flip: bool = True,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
     """Random crop after padding, and random horizontal flip, independently for every example.
 
     Each image of ``x`` (N, C, H, W) is padded by ``crop_padding`` pixels on every side (zeros,

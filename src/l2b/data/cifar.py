@@ -6,6 +6,7 @@
 The files are pickles; they are read with :func:`l2b.data.safe_pickle.load_pickle`, which refuses
 any global other than numpy's array reconstruction, so a tampered file cannot run code.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,14 +54,17 @@ def read_cifar_batch(path: str | os.PathLike, *, label_key: str, num_classes: in
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: field {label_key!r} is not a list of integers ({exc})") from None
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
-        raise ValueError(f"{path}: field {label_key!r} must be a flat list of integers, found {labels.dtype} "
-                         f"of shape {labels.shape}")
+        raise ValueError(
+            f"{path}: field {label_key!r} must be a flat list of integers, found {labels.dtype} of shape {labels.shape}"
+        )
     if len(labels) != len(data):
         raise ValueError(f"{path}: field {label_key!r} has {len(labels)} labels but 'data' has {len(data)} images")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
-        raise ValueError(f"{path}: field {label_key!r} has label {int(labels[bad[0]])} at index {int(bad[0])}, "
-                         f"outside [0, {num_classes}) ({bad.size} such labels)")
+        raise ValueError(
+            f"{path}: field {label_key!r} has label {int(labels[bad[0]])} at index {int(bad[0])}, "
+            f"outside [0, {num_classes}) ({bad.size} such labels)"
+        )
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -70,8 +74,10 @@ def _read_names(path: Path, key: str, count: int) -> tuple[str, ...] | None:
         return None
     names = _field(_as_dict(load_pickle(path), path), key, path)
     if not isinstance(names, (list, tuple)) or len(names) != count:
-        raise ValueError(f"{path}: field {key!r} must list {count} class names, "
-                         f"found {len(names) if isinstance(names, (list, tuple)) else type(names).__name__}")
+        raise ValueError(
+            f"{path}: field {key!r} must list {count} class names, "
+            f"found {len(names) if isinstance(names, (list, tuple)) else type(names).__name__}"
+        )
     return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
 
@@ -80,12 +86,15 @@ def _find_dir(root: str | os.PathLike | None, data: str, folder: str, marker: st
     for candidate in (base / folder, base):
         if (candidate / marker).is_file():
             return candidate
-    raise FileNotFoundError(f"data set {data!r}: no {folder}/{marker} under {str(base)!r} (root must be the folder "
-                            f"that contains {folder}, or {folder} itself)")
+    raise FileNotFoundError(
+        f"data set {data!r}: no {folder}/{marker} under {str(base)!r} (root must be the folder "
+        f"that contains {folder}, or {folder} itself)"
+    )
 
 
-def load_cifar10_arrays(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                          tuple[str, ...] | None]:
+def load_cifar10_arrays(
+    root: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """Raw CIFAR-10: (train images uint8 (50000, 3, 32, 32), train labels, test images, test labels,
     class names or None)."""
     folder = _find_dir(root, "cifar10", CIFAR10_DIR, "test_batch")
@@ -95,8 +104,9 @@ def load_cifar10_arrays(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y, names)
 
 
-def load_cifar100_arrays(root: str | os.PathLike, *, label_type: str = "fine"
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...] | None]:
+def load_cifar100_arrays(
+    root: str | os.PathLike, *, label_type: str = "fine"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """Raw CIFAR-100 with ``fine`` (100) or ``coarse`` (20) labels, as :func:`load_cifar10_arrays`."""
     if label_type not in ("fine", "coarse"):
         raise ValueError(f"cifar100 label_type must be 'fine' or 'coarse', got {label_type!r}")
@@ -108,8 +118,9 @@ def load_cifar100_arrays(root: str | os.PathLike, *, label_type: str = "fine"
     return train_x, train_y, test_x, test_y, names
 
 
-def load_cifar10(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                 normalize: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def load_cifar10(
+    *, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: bool = True
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """CIFAR-10 as (train 50,000, test 10,000) images of shape (3, 32, 32), float32.
 
     ``root`` is the folder containing ``cifar-10-batches-py`` (or that folder itself). Pixels are
@@ -122,12 +133,19 @@ def load_cifar10(*, root: str | os.PathLike | None = None, test_fraction: float 
     """
     del test_fraction, split_seed  # official split
     train_x, train_y, test_x, test_y, names = load_cifar10_arrays(root)
-    return make_image_datasets(train_x, train_y, test_x, test_y, num_classes=10, name="cifar10",
-                               class_names=names, normalize=normalize)
+    return make_image_datasets(
+        train_x, train_y, test_x, test_y, num_classes=10, name="cifar10", class_names=names, normalize=normalize
+    )
 
 
-def load_cifar100(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                  label_type: str = "fine", normalize: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def load_cifar100(
+    *,
+    root: str | os.PathLike | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    label_type: str = "fine",
+    normalize: bool = True,
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """CIFAR-100 as (train 50,000, test 10,000) images of shape (3, 32, 32), float32, with the 100
     ``fine`` labels (``label_type="coarse"``: the 20 superclasses).
 
@@ -138,5 +156,13 @@ def load_cifar100(*, root: str | os.PathLike | None = None, test_fraction: float
     del test_fraction, split_seed  # official split
     train_x, train_y, test_x, test_y, names = load_cifar100_arrays(root, label_type=label_type)
     k = 100 if label_type == "fine" else 20
-    return make_image_datasets(train_x, train_y, test_x, test_y, num_classes=k, name=f"cifar100-{label_type}"
-                               if label_type != "fine" else "cifar100", class_names=names, normalize=normalize)
+    return make_image_datasets(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes=k,
+        name=f"cifar100-{label_type}" if label_type != "fine" else "cifar100",
+        class_names=names,
+        normalize=normalize,
+    )

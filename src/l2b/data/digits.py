@@ -2,6 +2,7 @@
 
 The data ship inside the scikit-learn wheel, so nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,5 +24,7 @@ def load_digits(*, test_fraction: float = 0.2, split_seed: int = 0) -> tuple[Arr
     mean, std = float(x[train_idx].mean()), float(x[train_idx].std())
     x = (x - mean) / std
     names = tuple(str(n) for n in bunch.target_names)
-    return (ArrayDataset(x[train_idx], y[train_idx], 10, "digits-train", names),
-            ArrayDataset(x[test_idx], y[test_idx], 10, "digits-test", names))
+    return (
+        ArrayDataset(x[train_idx], y[train_idx], 10, "digits-train", names),
+        ArrayDataset(x[test_idx], y[test_idx], 10, "digits-test", names),
+    )

@@ -1,6 +1,7 @@
 """Image files: decoding with Pillow, the lazily decoding :class:`FileListDataset` for image sets
 too large for memory, and :func:`make_loader`, a seeded torch DataLoader with worker processes.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -11,8 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import (DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset,
-                              default_collate, get_worker_info)
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
+    get_worker_info,
+)
 
 from .transforms import ToTensor
 
@@ -76,8 +85,9 @@ def decode_resized(path: str | os.PathLike, size: int | tuple[int, int]) -> np.n
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def decode_images(paths: Sequence[str], size: int | tuple[int, int], *, skip_bad_files: bool = False,
-                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray, list[BadImageError]]:
+def decode_images(
+    paths: Sequence[str], size: int | tuple[int, int], *, skip_bad_files: bool = False, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[BadImageError]]:
     """Decode and resize many files in a thread pool (Pillow releases the GIL while decoding).
 
     Returns
@@ -133,8 +143,11 @@ def _accepts_generator(fn: Callable) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return any(p.name == "generator" for p in params) or len(positional) >= 2 or any(
-        p.kind == p.VAR_POSITIONAL for p in params)
+    return (
+        any(p.name == "generator" for p in params)
+        or len(positional) >= 2
+        or any(p.kind == p.VAR_POSITIONAL for p in params)
+    )
 
 
 class FileListDataset(Dataset):
@@ -160,18 +173,27 @@ class FileListDataset(Dataset):
         When a file cannot be decoded; the message names it.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], labels: Sequence[int] | np.ndarray, *,
-                 transform: Callable | None = None, root: str | os.PathLike | None = None,
-                 num_classes: int | None = None, class_names: Sequence[str] | None = None, name: str = "files",
-                 return_index: bool = False):
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        labels: Sequence[int] | np.ndarray,
+        *,
+        transform: Callable | None = None,
+        root: str | os.PathLike | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str = "files",
+        return_index: bool = False,
+    ):
         encoded = [os.fsencode(p) for p in paths]
         self._paths = np.array(encoded, dtype=bytes) if encoded else np.array([], dtype="S1")
         y = np.asarray(labels)
         if len(self._paths) == 0:
             raise ValueError(f"data set {name!r} is empty")
         if y.ndim != 1 or len(y) != len(self._paths) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"data set {name!r}: labels must be {len(self._paths)} integers, got {y.dtype} "
-                             f"of shape {y.shape}")
+            raise ValueError(
+                f"data set {name!r}: labels must be {len(self._paths)} integers, got {y.dtype} of shape {y.shape}"
+            )
         if class_names is not None:
             class_names = tuple(str(c) for c in class_names)
             if num_classes is None:
@@ -182,8 +204,10 @@ class FileListDataset(Dataset):
         num_classes = int(y.max()) + 1 if num_classes is None else int(num_classes)
         bad = np.flatnonzero((y < 0) | (y >= num_classes))
         if bad.size:
-            raise ValueError(f"data set {name!r}: label {int(y[bad[0]])} of example {int(bad[0])} "
-                             f"({self.path(int(bad[0]))}) is outside [0, {num_classes})")
+            raise ValueError(
+                f"data set {name!r}: label {int(y[bad[0]])} of example {int(bad[0])} "
+                f"({self.path(int(bad[0]))}) is outside [0, {num_classes})"
+            )
         self.labels = y.astype(np.int64)
         self.num_classes, self.class_names, self.name = num_classes, class_names, name
         self.transform = ToTensor() if transform is None else transform
@@ -206,9 +230,11 @@ class FileListDataset(Dataset):
 
     @property
     def inputs(self):
-        raise AttributeError(f"data set {self.name!r} is a FileListDataset: its images are decoded lazily and it has "
-                             "no in-memory .inputs array; iterate it with l2b.data.make_loader, or load it with "
-                             "lazy=False (and a small image_size) for in-memory training")
+        raise AttributeError(
+            f"data set {self.name!r} is a FileListDataset: its images are decoded lazily and it has "
+            "no in-memory .inputs array; iterate it with l2b.data.make_loader, or load it with "
+            "lazy=False (and a small image_size) for in-memory training"
+        )
 
     @property
     def num_skipped(self) -> int:
@@ -237,16 +263,24 @@ class FileListDataset(Dataset):
         label = int(self.labels[index])
         return (x, label, index) if self.return_index else (x, label)
 
-    def subset(self, index: np.ndarray, *, labels: np.ndarray | None = None, name: str | None = None,
-               transform: Callable | None = None) -> "FileListDataset":
+    def subset(
+        self,
+        index: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        name: str | None = None,
+        transform: Callable | None = None,
+    ) -> FileListDataset:
         """The examples at ``index``, optionally with replacement labels and another transform."""
         index = np.asarray(index, dtype=np.int64)
         out = FileListDataset.__new__(FileListDataset)
         out._paths = self._paths[index]
         y = self.labels[index] if labels is None else np.asarray(labels, dtype=np.int64)
         if y.shape != (len(index),) or (y.size and (y.min() < 0 or y.max() >= self.num_classes)):
-            raise ValueError(f"data set {name or self.name!r}: replacement labels must be {len(index)} integers "
-                             f"in [0, {self.num_classes})")
+            raise ValueError(
+                f"data set {name or self.name!r}: replacement labels must be {len(index)} integers "
+                f"in [0, {self.num_classes})"
+            )
         out.labels = y
         out.num_classes, out.class_names, out.name = self.num_classes, self.class_names, name or self.name
         out.root, out.return_index = self.root, self.return_index
@@ -254,12 +288,14 @@ class FileListDataset(Dataset):
         out.transform = self.transform if transform is None else transform
         return out
 
-    def with_transform(self, transform: Callable) -> "FileListDataset":
+    def with_transform(self, transform: Callable) -> FileListDataset:
         return self.subset(np.arange(len(self)), transform=transform)
 
     def __repr__(self) -> str:
-        return (f"FileListDataset(name={self.name!r}, n={len(self)}, num_classes={self.num_classes}, "
-                f"root={self.root!r}, transform={self.transform!r})")
+        return (
+            f"FileListDataset(name={self.name!r}, n={len(self)}, num_classes={self.num_classes}, "
+            f"root={self.root!r}, transform={self.transform!r})"
+        )
 
 
 class SeededSampler(Sampler):
@@ -272,7 +308,7 @@ class SeededSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = list(self.sampler)
-        seeds = torch.randint(0, 2 ** 62, (len(order),), generator=self.generator).tolist()
+        seeds = torch.randint(0, 2**62, (len(order),), generator=self.generator).tolist()
         return iter(zip(order, seeds))
 
     def __len__(self) -> int:
@@ -288,8 +324,12 @@ def collate_images(batch: list) -> list:
     collate does), so passing it to the main process costs no copy. Anything else (non-tensor or
     ragged images, dtypes numpy lacks) goes to the default collate."""
     first = batch[0]
-    if not (isinstance(first, (tuple, list)) and isinstance(first[0], torch.Tensor) and first[0].device.type == "cpu"
-            and not first[0].requires_grad):
+    if not (
+        isinstance(first, (tuple, list))
+        and isinstance(first[0], torch.Tensor)
+        and first[0].device.type == "cpu"
+        and not first[0].requires_grad
+    ):
         return default_collate(batch)
     xs = [b[0] for b in batch]
     shape, dtype = xs[0].shape, xs[0].dtype
@@ -312,9 +352,18 @@ def worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding is per process; torch's own thread pool would oversubscribe
 
 
-def make_loader(dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0,
-                drop_last: bool = False, pin_memory: bool = False, persistent_workers: bool | None = None,
-                prefetch_factor: int | None = None) -> DataLoader:
+def make_loader(
+    dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    persistent_workers: bool | None = None,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
     """A torch DataLoader over ``dataset`` whose order and augmentation are fixed by ``seed``.
 
     ``dataset``: a :class:`FileListDataset` (or any map-style torch Dataset), or an in-memory data
@@ -330,11 +379,13 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0
         raise ValueError(f"num_workers must be non-negative, got {num_workers}")
     if not isinstance(dataset, Dataset):
         if hasattr(dataset, "inputs") and hasattr(dataset, "labels"):
-            dataset = TensorDataset(torch.as_tensor(np.asarray(dataset.inputs)),
-                                    torch.as_tensor(np.asarray(dataset.labels)))
+            dataset = TensorDataset(
+                torch.as_tensor(np.asarray(dataset.inputs)), torch.as_tensor(np.asarray(dataset.labels))
+            )
         else:
-            raise TypeError(f"make_loader needs a torch Dataset or an object with .inputs and .labels, "
-                            f"got {type(dataset).__name__}")
+            raise TypeError(
+                f"make_loader needs a torch Dataset or an object with .inputs and .labels, got {type(dataset).__name__}"
+            )
     sample_gen = torch.Generator()
     sample_gen.manual_seed(seed)
     sampler: Sampler = RandomSampler(dataset, generator=sample_gen) if shuffle else SequentialSampler(dataset)
@@ -352,8 +403,17 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool, num_workers: int = 0
         extra["worker_init_fn"] = worker_init
         if prefetch_factor is not None:
             extra["prefetch_factor"] = prefetch_factor
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                      pin_memory=pin_memory, generator=loader_gen, collate_fn=collate, **extra)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        generator=loader_gen,
+        collate_fn=collate,
+        **extra,
+    )
 
 
 def list_image_files(folder: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:

@@ -8,6 +8,7 @@
 An idx file is a 4-byte magic number -- two zero bytes, a type code, the number of dimensions --
 then one big-endian uint32 per dimension, then the values, big-endian, in C order.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -20,10 +21,26 @@ import numpy as np
 
 from ._common import ImageArrayDataset, make_image_datasets, require_root
 
-IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-             0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot")
+IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 # Where Debian's dataset-fashion-mnist package puts the files; used when no root is given.
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -57,8 +74,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if zero != 0:
         raise ValueError(f"{path}: bad magic number 0x{data[:4].hex()}: an idx file starts with two zero bytes")
     if code not in IDX_TYPES:
-        raise ValueError(f"{path}: bad magic number 0x{data[:4].hex()}: unknown idx type code 0x{code:02x} "
-                         f"(known: {', '.join(f'0x{c:02x}' for c in IDX_TYPES)})")
+        raise ValueError(
+            f"{path}: bad magic number 0x{data[:4].hex()}: unknown idx type code 0x{code:02x} "
+            f"(known: {', '.join(f'0x{c:02x}' for c in IDX_TYPES)})"
+        )
     if ndim == 0:
         raise ValueError(f"{path}: bad magic number 0x{data[:4].hex()}: zero dimensions")
     header = 4 + 4 * ndim
@@ -69,11 +88,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     found = len(data) - header
     if found < expected:
-        raise ValueError(f"{path}: truncated: dimensions {dims} of {dtype.name} need {expected} bytes of data, "
-                         f"found {found}")
+        raise ValueError(
+            f"{path}: truncated: dimensions {dims} of {dtype.name} need {expected} bytes of data, found {found}"
+        )
     if found > expected:
-        raise ValueError(f"{path}: {found - expected} bytes after the {expected} bytes of data that dimensions "
-                         f"{dims} call for (wrong dimensions or concatenated files)")
+        raise ValueError(
+            f"{path}: {found - expected} bytes after the {expected} bytes of data that dimensions "
+            f"{dims} call for (wrong dimensions or concatenated files)"
+        )
     arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(dims, dtype=np.int64)), offset=header)
     return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
 
@@ -88,21 +110,27 @@ def _find(root: Path, stem: str, kind: str, data: str) -> Path:
                 candidate = folder / (name + suffix)
                 if candidate.is_file():
                     return candidate
-    raise FileNotFoundError(f"data set {data!r}: {names[0]}[.gz] not found in {str(root)!r} "
-                            f"(also looked for {names[1]}[.gz] and in {str(root / 'raw')!r})")
+    raise FileNotFoundError(
+        f"data set {data!r}: {names[0]}[.gz] not found in {str(root)!r} "
+        f"(also looked for {names[1]}[.gz] and in {str(root / 'raw')!r})"
+    )
 
 
-def read_idx_pair(images: str | os.PathLike, labels: str | os.PathLike, *,
-                  num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(
+    images: str | os.PathLike, labels: str | os.PathLike, *, num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (n, 1, H, W) uint8 and labels (n,) int64 from an idx3 / idx1 pair, checked against
     each other: image file 3-D uint8, label file 1-D uint8, equal counts, labels < num_classes."""
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or x.dtype != np.uint8:
-        raise ValueError(f"{images}: expected uint8 images with 3 dimensions (n, rows, cols), "
-                         f"found {x.dtype} with dimensions {x.shape}")
+        raise ValueError(
+            f"{images}: expected uint8 images with 3 dimensions (n, rows, cols), "
+            f"found {x.dtype} with dimensions {x.shape}"
+        )
     if y.ndim != 1 or y.dtype != np.uint8:
-        raise ValueError(f"{labels}: expected uint8 labels with 1 dimension (n,), found {y.dtype} with "
-                         f"dimensions {y.shape}")
+        raise ValueError(
+            f"{labels}: expected uint8 labels with 1 dimension (n,), found {y.dtype} with dimensions {y.shape}"
+        )
     if len(x) != len(y):
         raise ValueError(f"{labels}: {len(y)} labels but {images} holds {len(x)} images")
     if len(y) and int(y.max()) >= num_classes:
@@ -111,20 +139,24 @@ def read_idx_pair(images: str | os.PathLike, labels: str | os.PathLike, *,
     return x[:, None], y.astype(np.int64)
 
 
-def _load(data: str, root: str | os.PathLike | None, names: tuple[str, ...], normalize: bool
-          ) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def _load(
+    data: str, root: str | os.PathLike | None, names: tuple[str, ...], normalize: bool
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     base = require_root(root, data, "the folder holding train-images-idx3-ubyte[.gz] and the three other idx files")
     train = read_idx_pair(_find(base, "train", "images", data), _find(base, "train", "labels", data))
     test = read_idx_pair(_find(base, "t10k", "images", data), _find(base, "t10k", "labels", data))
     if train[0].shape[2:] != test[0].shape[2:]:
-        raise ValueError(f"data set {data!r}: train images are {train[0].shape[2:]} but test images "
-                         f"{test[0].shape[2:]}")
-    return make_image_datasets(train[0], train[1], test[0], test[1], num_classes=10, name=data,
-                               class_names=names, normalize=normalize)
+        raise ValueError(
+            f"data set {data!r}: train images are {train[0].shape[2:]} but test images {test[0].shape[2:]}"
+        )
+    return make_image_datasets(
+        train[0], train[1], test[0], test[1], num_classes=10, name=data, class_names=names, normalize=normalize
+    )
 
 
-def load_mnist(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-               normalize: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def load_mnist(
+    *, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: bool = True
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """MNIST as (train 60,000, test 10,000) images of shape (1, 28, 28), float32, scaled to [0, 1]
     and standardised with the training set's mean and standard deviation (``.mean`` / ``.std``).
 
@@ -134,8 +166,9 @@ def load_mnist(*, root: str | os.PathLike | None = None, test_fraction: float = 
     return _load("mnist", root, MNIST_CLASSES, normalize)
 
 
-def load_fashion_mnist(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                       normalize: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+def load_fashion_mnist(
+    *, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0, normalize: bool = True
+) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """Fashion-MNIST, as :func:`load_mnist` (same file names and shapes). Without ``root``, reads
     /usr/share/datasets/fashion-mnist when present (``apt-get install dataset-fashion-mnist``).
     The official t10k files are the test split: ``test_fraction`` and ``split_seed`` are ignored."""

@@ -4,6 +4,7 @@ list-file loaders (in memory at a fixed size, or lazily as FileListDatasets).
     root/<class>/<image>                         one tree, split with test_fraction / split_seed
     root/train/<class>/<image> + root/test/...   the given split
 """
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import IMAGENET_MEAN, IMAGENET_STD, ImageArrayDataset, make_image_datasets, require_root
+from ._common import IMAGENET_MEAN, IMAGENET_STD, make_image_datasets, require_root
 from .files import IMAGE_EXTENSIONS, FileListDataset, decode_images, find_bad_images, list_image_files
 from .splits import stratified_holdout
 from .transforms import eval_transform, train_transform
@@ -21,11 +22,23 @@ IN_MEMORY_SIZE = 32
 LAZY_SIZE = 224
 
 
-def build_image_split(train_paths: Sequence[str], train_labels: np.ndarray, test_paths: Sequence[str],
-                      test_labels: np.ndarray, *, num_classes: int, class_names: Sequence[str] | None, name: str,
-                      lazy: bool, image_size: int | None, skip_bad_files: bool, normalize: bool = True,
-                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                      threads: int | None = None):
+def build_image_split(
+    train_paths: Sequence[str],
+    train_labels: np.ndarray,
+    test_paths: Sequence[str],
+    test_labels: np.ndarray,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None,
+    name: str,
+    lazy: bool,
+    image_size: int | None,
+    skip_bad_files: bool,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    threads: int | None = None,
+):
     """(train, test) from file lists.
 
     In memory (``lazy=False``): every file decoded, converted to RGB and resized to
@@ -52,8 +65,9 @@ def build_image_split(train_paths: Sequence[str], train_labels: np.ndarray, test
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         out = []
         for split, paths, labels, transform in (
-                ("train", train_paths, train_labels, train_transform(size, mean=mean, std=std)),
-                ("test", test_paths, test_labels, eval_transform(size, mean=mean, std=std))):
+            ("train", train_paths, train_labels, train_transform(size, mean=mean, std=std)),
+            ("test", test_paths, test_labels, eval_transform(size, mean=mean, std=std)),
+        ):
             paths = [os.fspath(p) for p in paths]
             skipped: list[str] = []
             if skip_bad_files:
@@ -62,26 +76,43 @@ def build_image_split(train_paths: Sequence[str], train_labels: np.ndarray, test
                     keep = np.array([p not in bad for p in paths])
                     skipped = [p for p in paths if p in bad]
                     paths, labels = [p for p, k in zip(paths, keep) if k], labels[keep]
-            ds = FileListDataset(paths, labels, transform=transform, num_classes=num_classes,
-                                 class_names=class_names, name=f"{name}-{split}")
+            ds = FileListDataset(
+                paths,
+                labels,
+                transform=transform,
+                num_classes=num_classes,
+                class_names=class_names,
+                name=f"{name}-{split}",
+            )
             ds.skipped, ds.mean, ds.std = tuple(skipped), tuple(mean), tuple(std)
             out.append(ds)
         return out[0], out[1]
     size = IN_MEMORY_SIZE if image_size is None else int(image_size)
-    train_x, train_ok, train_bad = decode_images(list(train_paths), size, skip_bad_files=skip_bad_files,
-                                                 threads=threads)
+    train_x, train_ok, train_bad = decode_images(
+        list(train_paths), size, skip_bad_files=skip_bad_files, threads=threads
+    )
     test_x, test_ok, test_bad = decode_images(list(test_paths), size, skip_bad_files=skip_bad_files, threads=threads)
     if len(train_x) == 0:
         raise ValueError(f"data set {name!r}: no decodable training image ({len(train_bad)} skipped)")
-    return make_image_datasets(train_x, train_labels[train_ok], test_x, test_labels[test_ok], num_classes=num_classes,
-                               name=name, class_names=class_names, normalize=normalize,
-                               mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
-                               train_skipped=tuple(e.path for e in train_bad),
-                               test_skipped=tuple(e.path for e in test_bad))
+    return make_image_datasets(
+        train_x,
+        train_labels[train_ok],
+        test_x,
+        test_labels[test_ok],
+        num_classes=num_classes,
+        name=name,
+        class_names=class_names,
+        normalize=normalize,
+        mean=None if mean is None else tuple(mean),
+        std=None if std is None else tuple(std),
+        train_skipped=tuple(e.path for e in train_bad),
+        test_skipped=tuple(e.path for e in test_bad),
+    )
 
 
-def scan_image_folder(folder: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                      classes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+def scan_image_folder(
+    folder: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS, classes: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     """(paths, labels, class names) of ``folder/<class>/**/<image>``.
 
     Classes are the sorted sub-folders (hidden ones left out), unless ``classes`` fixes them (a
@@ -97,8 +128,10 @@ def scan_image_folder(folder: str | os.PathLike, *, extensions: Sequence[str] = 
     else:
         unknown = [c for c in found if c not in classes]
         if unknown:
-            raise ValueError(f"{folder}: class folder(s) {', '.join(map(repr, unknown))} are not among the training "
-                             f"classes ({', '.join(classes)})")
+            raise ValueError(
+                f"{folder}: class folder(s) {', '.join(map(repr, unknown))} are not among the training "
+                f"classes ({', '.join(classes)})"
+            )
     index = {c: i for i, c in enumerate(classes)}
     paths: list[str] = []
     labels: list[int] = []
@@ -111,11 +144,22 @@ def scan_image_folder(folder: str | os.PathLike, *, extensions: Sequence[str] = 
     return paths, np.asarray(labels, dtype=np.int64), tuple(classes)
 
 
-def load_imagefolder(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                     image_size: int | None = None, lazy: bool = False, skip_bad_files: bool = False,
-                     normalize: bool = True, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                     extensions: Sequence[str] = IMAGE_EXTENSIONS, threads: int | None = None,
-                     train_dir: str = "train", test_dir: str = "test"):
+def load_imagefolder(
+    *,
+    root: str | os.PathLike | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    image_size: int | None = None,
+    lazy: bool = False,
+    skip_bad_files: bool = False,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    threads: int | None = None,
+    train_dir: str = "train",
+    test_dir: str = "test",
+):
     """Images in class sub-folders as (train, test).
 
     Layout: ``root/train/<class>/...`` and ``root/test/<class>/...`` (the given split; the test
@@ -140,6 +184,19 @@ def load_imagefolder(*, root: str | os.PathLike | None = None, test_fraction: fl
             raise ValueError(f"{base}: test_fraction={test_fraction} of {len(labels)} images leaves no test image")
         train_paths, train_y = [paths[i] for i in train_idx], labels[train_idx]
         test_paths, test_y = [paths[i] for i in test_idx], labels[test_idx]
-    return build_image_split(train_paths, train_y, test_paths, test_y, num_classes=len(classes), class_names=classes,
-                             name="imagefolder", lazy=lazy, image_size=image_size, skip_bad_files=skip_bad_files,
-                             normalize=normalize, mean=mean, std=std, threads=threads)
+    return build_image_split(
+        train_paths,
+        train_y,
+        test_paths,
+        test_y,
+        num_classes=len(classes),
+        class_names=classes,
+        name="imagefolder",
+        lazy=lazy,
+        image_size=image_size,
+        skip_bad_files=skip_bad_files,
+        normalize=normalize,
+        mean=mean,
+        std=std,
+        threads=threads,
+    )

@@ -3,6 +3,7 @@ truth CSV and Clothing1M's key/label files.
 
 Every problem in a list file is a ValueError naming the file, the line and the offending value.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,6 +28,7 @@ _INT = re.compile(r"[+-]?\d+")
 # ----------------------------------------------------------------------------------------------
 # Reading list files
 # ----------------------------------------------------------------------------------------------
+
 
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
@@ -70,8 +72,9 @@ class LabelList:
     lines: list[int]
 
 
-def _column(header: list[str] | None, wanted: str | int | None, defaults: Sequence[str], fallback: int,
-            source: Path, what: str) -> int:
+def _column(
+    header: list[str] | None, wanted: str | int | None, defaults: Sequence[str], fallback: int, source: Path, what: str
+) -> int:
     if isinstance(wanted, int):
         return wanted
     if header is None:
@@ -91,13 +94,22 @@ def _column(header: list[str] | None, wanted: str | int | None, defaults: Sequen
 
 def _looks_like_header(fields: list[str]) -> bool:
     return (len(fields) >= 1 and fields[0].lower() in PATH_COLUMNS) or (
-        len(fields) >= 2 and fields[1].lower() in LABEL_COLUMNS)
+        len(fields) >= 2 and fields[1].lower() in LABEL_COLUMNS
+    )
 
 
-def read_label_list(path: str | os.PathLike, *, base: str | os.PathLike | None = None, label_format: str = "auto",
-                    class_index: dict[str, int] | None = None, num_classes: int | None = None,
-                    header: bool | None = None, path_column: str | int | None = None,
-                    label_column: str | int | None = None, check_files: bool = True) -> tuple[LabelList, str]:
+def read_label_list(
+    path: str | os.PathLike,
+    *,
+    base: str | os.PathLike | None = None,
+    label_format: str = "auto",
+    class_index: dict[str, int] | None = None,
+    num_classes: int | None = None,
+    header: bool | None = None,
+    path_column: str | int | None = None,
+    label_column: str | int | None = None,
+    check_files: bool = True,
+) -> tuple[LabelList, str]:
     """Parse a ``path,label`` list (CSV, tab or whitespace separated; header optional).
 
     Parameters
@@ -136,8 +148,10 @@ def read_label_list(path: str | os.PathLike, *, base: str | os.PathLike | None =
     lines: list[int] = []
     for number, fields in rows:
         if len(fields) < need:
-            raise ValueError(f"{source} line {number}: expected at least {need} columns (path in column {pc}, "
-                             f"label in column {lc}), found {len(fields)}: {','.join(fields)!r}")
+            raise ValueError(
+                f"{source} line {number}: expected at least {need} columns (path in column {pc}, "
+                f"label in column {lc}), found {len(fields)}: {','.join(fields)!r}"
+            )
         rel, value = fields[pc], fields[lc]
         if label_format == "auto":
             label_format = "index" if _INT.fullmatch(value) else "name"
@@ -151,8 +165,9 @@ def read_label_list(path: str | os.PathLike, *, base: str | os.PathLike | None =
                 class_index = {}
             if value not in class_index:
                 if getattr(class_index, "frozen", False):
-                    raise ValueError(f"{source} line {number}: unknown class {value!r} (known: "
-                                     f"{', '.join(class_index)})")
+                    raise ValueError(
+                        f"{source} line {number}: unknown class {value!r} (known: {', '.join(class_index)})"
+                    )
                 if not value:
                     raise ValueError(f"{source} line {number}: empty label")
                 class_index[value] = len(class_index)
@@ -186,13 +201,28 @@ def _find_list(root: Path, stem: str) -> Path | None:
     return None
 
 
-def load_csv(*, root: str | os.PathLike | None = None, train_list: str | os.PathLike | None = None,
-             test_list: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-             label_format: str = "auto", class_names: Sequence[str] | None = None, num_classes: int | None = None,
-             header: bool | None = None, path_column: str | int | None = None, label_column: str | int | None = None,
-             check_files: bool = True, lazy: bool = False, image_size: int | None = None,
-             skip_bad_files: bool = False, normalize: bool = True, mean: Sequence[float] | None = None,
-             std: Sequence[float] | None = None, threads: int | None = None):
+def load_csv(
+    *,
+    root: str | os.PathLike | None = None,
+    train_list: str | os.PathLike | None = None,
+    test_list: str | os.PathLike | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    label_format: str = "auto",
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    header: bool | None = None,
+    path_column: str | int | None = None,
+    label_column: str | int | None = None,
+    check_files: bool = True,
+    lazy: bool = False,
+    image_size: int | None = None,
+    skip_bad_files: bool = False,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    threads: int | None = None,
+):
     """Images listed in ``path,label`` files as (train, test).
 
     ``train_list`` / ``test_list``: the list files (relative ones are taken relative to ``root``
@@ -216,8 +246,9 @@ def load_csv(*, root: str | os.PathLike | None = None, train_list: str | os.Path
             raise ValueError("data set 'csv' needs train_list= (a path,label file) or root= holding train.csv/.txt")
         train_path = _find_list(base, "train")
         if train_path is None:
-            raise FileNotFoundError(f"data set 'csv': no train.csv, train.txt or train.tsv in {str(base)!r} "
-                                    "(or pass train_list=)")
+            raise FileNotFoundError(
+                f"data set 'csv': no train.csv, train.txt or train.tsv in {str(base)!r} (or pass train_list=)"
+            )
         test_path = _find_list(base, "test") if test_list is None else _resolve(test_list, base)
     else:
         train_path = _resolve(train_list, base)
@@ -226,8 +257,14 @@ def load_csv(*, root: str | os.PathLike | None = None, train_list: str | os.Path
     if names is not None and num_classes is None:
         num_classes = len(names)
     index = _FrozenIndex({n: i for i, n in enumerate(names)}) if names is not None else {}
-    options = dict(base=base, num_classes=num_classes, header=header, path_column=path_column,
-                   label_column=label_column, check_files=check_files)
+    options = dict(
+        base=base,
+        num_classes=num_classes,
+        header=header,
+        path_column=path_column,
+        label_column=label_column,
+        check_files=check_files,
+    )
     train, fmt = read_label_list(train_path, label_format=label_format, class_index=index, **options)
     if fmt == "name":
         if names is None:  # classes found in the list: index them in sorted order
@@ -246,15 +283,29 @@ def load_csv(*, root: str | os.PathLike | None = None, train_list: str | os.Path
     else:
         train_idx, test_idx = stratified_holdout(train.labels, fraction=test_fraction, seed=split_seed)
         if len(test_idx) == 0:
-            raise ValueError(f"{train_path}: test_fraction={test_fraction} of {len(train.labels)} entries leaves "
-                             "no test entry")
+            raise ValueError(
+                f"{train_path}: test_fraction={test_fraction} of {len(train.labels)} entries leaves no test entry"
+            )
         train_paths, train_y = [train.paths[i] for i in train_idx], train.labels[train_idx]
         test_paths, test_y = [train.paths[i] for i in test_idx], train.labels[test_idx]
     if names is None:
         names = tuple(str(i) for i in range(num_classes))
-    return build_image_split(train_paths, train_y, test_paths, test_y, num_classes=num_classes, class_names=names,
-                             name="csv", lazy=lazy, image_size=image_size, skip_bad_files=skip_bad_files,
-                             normalize=normalize, mean=mean, std=std, threads=threads)
+    return build_image_split(
+        train_paths,
+        train_y,
+        test_paths,
+        test_y,
+        num_classes=num_classes,
+        class_names=names,
+        name="csv",
+        lazy=lazy,
+        image_size=image_size,
+        skip_bad_files=skip_bad_files,
+        normalize=normalize,
+        mean=mean,
+        std=std,
+        threads=threads,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,8 +351,9 @@ def read_isic_ground_truth(path: str | os.PathLike) -> tuple[list[str], np.ndarr
             try:
                 values.append(float(fields[i]))
             except ValueError:
-                raise ValueError(f"{source} line {number} (image {image}): column {header[i]} has non-numeric "
-                                 f"value {fields[i]!r}") from None
+                raise ValueError(
+                    f"{source} line {number} (image {image}): column {header[i]} has non-numeric value {fields[i]!r}"
+                ) from None
         v = np.asarray(values)
         if not (np.isin(v, (0.0, 1.0)).all() and v.sum() == 1.0):
             shown = ", ".join(f"{c}={fields[i]}" for c, i in zip(classes, class_cols) if fields[i] not in ("0", "0.0"))
@@ -338,13 +390,25 @@ def read_id_list(path: str | os.PathLike, known: dict[str, int]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def load_isic2019(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                  ground_truth: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                  train_split: str | os.PathLike | None = None, test_split: str | os.PathLike | None = None,
-                  drop_unused_classes: bool = True, check_files: bool = True, lazy: bool = True,
-                  image_size: int | None = None, skip_bad_files: bool = False, normalize: bool = True,
-                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  threads: int | None = None):
+def load_isic2019(
+    *,
+    root: str | os.PathLike | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    ground_truth: str | os.PathLike | None = None,
+    images: str | os.PathLike | None = None,
+    train_split: str | os.PathLike | None = None,
+    test_split: str | os.PathLike | None = None,
+    drop_unused_classes: bool = True,
+    check_files: bool = True,
+    lazy: bool = True,
+    image_size: int | None = None,
+    skip_bad_files: bool = False,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    threads: int | None = None,
+):
     """ISIC 2019 skin-lesion images as (train, test); lazy :class:`FileListDataset` by default.
 
     Files (relative paths are taken relative to ``root``):
@@ -367,8 +431,9 @@ def load_isic2019(*, root: str | os.PathLike | None = None, test_fraction: float
     base = require_root(root, "isic2019", f"the folder with {ISIC2019_GROUND_TRUTH} and the image folder")
     gt_path = _resolve(ground_truth, base) if ground_truth is not None else base / ISIC2019_GROUND_TRUTH
     if not gt_path.is_file():
-        raise FileNotFoundError(f"data set 'isic2019': ground-truth CSV {str(gt_path)!r} not found "
-                                "(pass ground_truth=)")
+        raise FileNotFoundError(
+            f"data set 'isic2019': ground-truth CSV {str(gt_path)!r} not found (pass ground_truth=)"
+        )
     ids, labels, classes, lines = read_isic_ground_truth(gt_path)
     if images is not None:
         image_dir = _resolve(images, base)
@@ -378,8 +443,10 @@ def load_isic2019(*, root: str | os.PathLike | None = None, test_fraction: float
         candidates = [base / d for d in ISIC2019_IMAGE_DIRS]
         image_dir = next((d for d in candidates if (d / f"{ids[0]}.jpg").is_file()), None)
         if image_dir is None:
-            raise FileNotFoundError(f"data set 'isic2019': {ids[0]}.jpg (first image of {gt_path.name}) is in none "
-                                    f"of {', '.join(str(d) for d in candidates)} (pass images=)")
+            raise FileNotFoundError(
+                f"data set 'isic2019': {ids[0]}.jpg (first image of {gt_path.name}) is in none "
+                f"of {', '.join(str(d) for d in candidates)} (pass images=)"
+            )
     paths = [os.path.join(image_dir, f"{i}.jpg") for i in ids]
     if check_files:
         for p, number, i in zip(paths, lines, ids):
@@ -391,10 +458,16 @@ def load_isic2019(*, root: str | os.PathLike | None = None, test_fraction: float
         remap[used] = np.arange(len(used))
         labels, classes = remap[labels], tuple(classes[c] for c in used)
     known = {i: k for k, i in enumerate(ids)}
-    train_file = _resolve(train_split, base) if train_split is not None else (
-        base / "train.txt" if (base / "train.txt").is_file() else None)
-    test_file = _resolve(test_split, base) if test_split is not None else (
-        base / "test.txt" if (base / "test.txt").is_file() else None)
+    train_file = (
+        _resolve(train_split, base)
+        if train_split is not None
+        else (base / "train.txt" if (base / "train.txt").is_file() else None)
+    )
+    test_file = (
+        _resolve(test_split, base)
+        if test_split is not None
+        else (base / "test.txt" if (base / "test.txt").is_file() else None)
+    )
     if train_file is None and test_file is None:
         train_idx, test_idx = stratified_holdout(labels, fraction=test_fraction, seed=split_seed)
     else:
@@ -406,22 +479,50 @@ def load_isic2019(*, root: str | os.PathLike | None = None, test_fraction: float
             test_idx = np.setdiff1d(np.arange(len(ids)), train_idx)
         overlap = np.intersect1d(train_idx, test_idx)
         if overlap.size:
-            raise ValueError(f"{test_file}: image {ids[int(overlap[0])]!r} is also in the training split "
-                             f"{train_file} ({overlap.size} such images)")
+            raise ValueError(
+                f"{test_file}: image {ids[int(overlap[0])]!r} is also in the training split "
+                f"{train_file} ({overlap.size} such images)"
+            )
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ValueError(f"data set 'isic2019': empty {'training' if len(train_idx) == 0 else 'test'} split")
-    return build_image_split([paths[i] for i in train_idx], labels[train_idx], [paths[i] for i in test_idx],
-                             labels[test_idx], num_classes=len(classes), class_names=classes, name="isic2019",
-                             lazy=lazy, image_size=image_size, skip_bad_files=skip_bad_files, normalize=normalize,
-                             mean=mean, std=std, threads=threads)
+    return build_image_split(
+        [paths[i] for i in train_idx],
+        labels[train_idx],
+        [paths[i] for i in test_idx],
+        labels[test_idx],
+        num_classes=len(classes),
+        class_names=classes,
+        name="isic2019",
+        lazy=lazy,
+        image_size=image_size,
+        skip_bad_files=skip_bad_files,
+        normalize=normalize,
+        mean=mean,
+        std=std,
+        threads=threads,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Clothing1M
 # ----------------------------------------------------------------------------------------------
 
-CLOTHING1M_CLASSES = ("T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket",
-                      "Down Coat", "Suit", "Shawl", "Dress", "Vest", "Underwear")
+CLOTHING1M_CLASSES = (
+    "T-Shirt",
+    "Shirt",
+    "Knitwear",
+    "Chiffon",
+    "Sweater",
+    "Hoodie",
+    "Windbreaker",
+    "Jacket",
+    "Down Coat",
+    "Suit",
+    "Shawl",
+    "Dress",
+    "Vest",
+    "Underwear",
+)
 CLOTHING1M_SPLITS = {
     "noisy_train": ("noisy_train_key_list.txt", "noisy_label_kv.txt"),
     "clean_train": ("clean_train_key_list.txt", "clean_label_kv.txt"),
@@ -442,20 +543,23 @@ def read_key_labels(path: str | os.PathLike, *, num_classes: int = 14) -> dict[s
             raise ValueError(f"{source} line {number}: expected '<image path> <label>', found {' '.join(fields)!r}")
         key, value = fields
         if not _INT.fullmatch(value) or not 0 <= int(value) < num_classes:
-            raise ValueError(f"{source} line {number}: bad label {value!r} for {key} (expected an integer in "
-                             f"[0, {num_classes}))")
+            raise ValueError(
+                f"{source} line {number}: bad label {value!r} for {key} (expected an integer in [0, {num_classes}))"
+            )
         label = int(value)
         if key in out and out[key] != label:
-            raise ValueError(f"{source} line {number}: {key} has label {label} here but {out[key]} on line "
-                             f"{where[key]}")
+            raise ValueError(
+                f"{source} line {number}: {key} has label {label} here but {out[key]} on line {where[key]}"
+            )
         out[key], where[key] = label, number
     if not out:
         raise ValueError(f"{source}: no entries")
     return out
 
 
-def read_key_list(path: str | os.PathLike, labels: dict[str, int], labels_source: str | os.PathLike
-                  ) -> tuple[list[str], np.ndarray, list[int]]:
+def read_key_list(
+    path: str | os.PathLike, labels: dict[str, int], labels_source: str | os.PathLike
+) -> tuple[list[str], np.ndarray, list[int]]:
     """A Clothing1M ``*_key_list.txt`` (one image path a line) with each key's label looked up
     in ``labels``; a key without a label is an error naming both files and the line."""
     source = Path(path)
@@ -481,8 +585,10 @@ def _clothing_dirs(root: str | os.PathLike | None) -> tuple[Path, Path]:
     for ann in (base, base / "annotations"):
         if (ann / "noisy_label_kv.txt").is_file() or (ann / "clean_label_kv.txt").is_file():
             return base, ann
-    raise FileNotFoundError(f"data set 'clothing1m': no noisy_label_kv.txt or clean_label_kv.txt in {str(base)!r} "
-                            f"or {str(base / 'annotations')!r}")
+    raise FileNotFoundError(
+        f"data set 'clothing1m': no noisy_label_kv.txt or clean_label_kv.txt in {str(base)!r} "
+        f"or {str(base / 'annotations')!r}"
+    )
 
 
 def _clothing_names(ann: Path) -> tuple[str, ...]:
@@ -494,8 +600,9 @@ def _clothing_names(ann: Path) -> tuple[str, ...]:
     return CLOTHING1M_CLASSES
 
 
-def _clothing_split(base: Path, ann: Path, split: str, cache: dict[str, dict[str, int]],
-                    check_files: bool) -> tuple[list[str], np.ndarray]:
+def _clothing_split(
+    base: Path, ann: Path, split: str, cache: dict[str, dict[str, int]], check_files: bool
+) -> tuple[list[str], np.ndarray]:
     if split not in CLOTHING1M_SPLITS:
         raise ValueError(f"unknown Clothing1M split {split!r}; known: {', '.join(CLOTHING1M_SPLITS)}")
     list_name, kv_name = CLOTHING1M_SPLITS[split]
@@ -510,21 +617,39 @@ def _clothing_split(base: Path, ann: Path, split: str, cache: dict[str, dict[str
     return paths, labels
 
 
-def load_clothing1m_split(*, root: str | os.PathLike | None = None, split: str = "clean_val", transform=None,
-                          check_files: bool = True) -> FileListDataset:
+def load_clothing1m_split(
+    *, root: str | os.PathLike | None = None, split: str = "clean_val", transform=None, check_files: bool = True
+) -> FileListDataset:
     """One Clothing1M split as a FileListDataset: ``noisy_train`` (noisy labels), ``clean_train``,
     ``clean_val`` or ``clean_test`` (clean labels), e.g. a clean meta set."""
     base, ann = _clothing_dirs(root)
     paths, labels = _clothing_split(base, ann, split, {}, check_files)
-    return FileListDataset(paths, labels, transform=transform, num_classes=len(CLOTHING1M_CLASSES),
-                           class_names=_clothing_names(ann), name=f"clothing1m-{split}")
+    return FileListDataset(
+        paths,
+        labels,
+        transform=transform,
+        num_classes=len(CLOTHING1M_CLASSES),
+        class_names=_clothing_names(ann),
+        name=f"clothing1m-{split}",
+    )
 
 
-def load_clothing1m(*, root: str | os.PathLike | None = None, test_fraction: float = 0.2, split_seed: int = 0,
-                    train_split: str = "noisy_train", test_split: str = "clean_test", check_files: bool = True,
-                    lazy: bool = True, image_size: int | None = None, skip_bad_files: bool = False,
-                    normalize: bool = True, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    threads: int | None = None):
+def load_clothing1m(
+    *,
+    root: str | os.PathLike | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    train_split: str = "noisy_train",
+    test_split: str = "clean_test",
+    check_files: bool = True,
+    lazy: bool = True,
+    image_size: int | None = None,
+    skip_bad_files: bool = False,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    threads: int | None = None,
+):
     """Clothing1M (14 classes) as (train, test); lazy :class:`FileListDataset` by default.
 
     ``root`` holds ``images/...`` and the annotation files (directly or in ``annotations/``):
@@ -541,6 +666,19 @@ def load_clothing1m(*, root: str | os.PathLike | None = None, test_fraction: flo
     cache: dict[str, dict[str, int]] = {}
     train_paths, train_y = _clothing_split(base, ann, train_split, cache, check_files)
     test_paths, test_y = _clothing_split(base, ann, test_split, cache, check_files)
-    return build_image_split(train_paths, train_y, test_paths, test_y, num_classes=len(CLOTHING1M_CLASSES),
-                             class_names=_clothing_names(ann), name="clothing1m", lazy=lazy, image_size=image_size,
-                             skip_bad_files=skip_bad_files, normalize=normalize, mean=mean, std=std, threads=threads)
+    return build_image_split(
+        train_paths,
+        train_y,
+        test_paths,
+        test_y,
+        num_classes=len(CLOTHING1M_CLASSES),
+        class_names=_clothing_names(ann),
+        name="clothing1m",
+        lazy=lazy,
+        image_size=image_size,
+        skip_bad_files=skip_bad_files,
+        normalize=normalize,
+        mean=mean,
+        std=std,
+        threads=threads,
+    )

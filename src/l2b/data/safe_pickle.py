@@ -4,6 +4,7 @@
 command. :class:`RestrictedUnpickler` resolves only the globals that pickled numpy arrays need
 and refuses everything else *before* it is called.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -51,8 +52,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise ValueError(f"{self.source}: refusing to load global {module}.{name}: only numpy arrays, "
-                             "dtypes and plain Python containers are allowed in data pickles") from None
+            raise ValueError(
+                f"{self.source}: refusing to load global {module}.{name}: only numpy arrays, "
+                "dtypes and plain Python containers are allowed in data pickles"
+            ) from None
 
 
 def load_pickle(path: str | os.PathLike) -> Any:
@@ -73,6 +76,15 @@ def load_pickle(path: str | os.PathLike) -> Any:
         if str(exc).startswith(path):
             raise
         raise ValueError(f"{path}: not a readable data pickle ({exc})") from exc
-    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError,
-            UnicodeDecodeError, MemoryError, OverflowError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
         raise ValueError(f"{path}: not a readable data pickle ({type(exc).__name__}: {exc})") from exc

@@ -1,4 +1,5 @@
 """Index splits: held-out test sets and class-balanced clean meta sets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,15 +20,18 @@ def stratified_holdout(labels: np.ndarray, *, fraction: float, seed: int) -> tup
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    held = [rng.permutation(np.flatnonzero(labels == c))[: int(round(fraction * np.sum(labels == c)))]
-            for c in np.unique(labels)]
+    held = [
+        rng.permutation(np.flatnonzero(labels == c))[: int(round(fraction * np.sum(labels == c)))]
+        for c in np.unique(labels)
+    ]
     held_out = np.sort(np.concatenate(held)).astype(np.int64)
     kept = np.setdiff1d(np.arange(len(labels)), held_out).astype(np.int64)
     return kept, held_out
 
 
-def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: int,
-                         seed: int, allow_incomplete: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def class_balanced_split(
+    labels: np.ndarray, *, num_selected: int, num_classes: int, seed: int, allow_incomplete: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Select `num_selected` indices spread as evenly as possible over the classes.
 
     Every class gets ``num_selected // num_classes`` examples; the remainder goes one each to
@@ -51,9 +55,11 @@ def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: 
         If `num_selected` is smaller than the number of classes, or a class has too few examples.
     """
     if num_selected < num_classes and not allow_incomplete:
-        raise ValueError(f"num_meta={num_selected} is smaller than the number of classes ({num_classes}); "
-                         "the meta set needs at least one example of every class (or allow_incomplete_meta=True, "
-                         "--allow-incomplete-meta)")
+        raise ValueError(
+            f"num_meta={num_selected} is smaller than the number of classes ({num_classes}); "
+            "the meta set needs at least one example of every class (or allow_incomplete_meta=True, "
+            "--allow-incomplete-meta)"
+        )
     rng = np.random.default_rng(seed)
     per_class = np.full(num_classes, num_selected // num_classes)
     per_class[rng.choice(num_classes, num_selected % num_classes, replace=False)] += 1
@@ -63,8 +69,10 @@ def class_balanced_split(labels: np.ndarray, *, num_selected: int, num_classes: 
         if len(members) < per_class[c] and allow_incomplete:
             per_class[c] = len(members)
         if len(members) < per_class[c]:
-            raise ValueError(f"class {c} has {len(members)} examples, fewer than the {per_class[c]} the "
-                             f"class-balanced meta set of {num_selected} needs")
+            raise ValueError(
+                f"class {c} has {len(members)} examples, fewer than the {per_class[c]} the "
+                f"class-balanced meta set of {num_selected} needs"
+            )
         chosen.append(rng.choice(members, per_class[c], replace=False))
     selected = np.sort(np.concatenate(chosen)).astype(np.int64)
     rest = np.setdiff1d(np.arange(len(labels)), selected).astype(np.int64)

@@ -8,6 +8,7 @@ from the loader's generator, so augmentations are reproducible whatever the numb
     train = compose(random_resized_crop(224), horizontal_flip(), to_tensor(), normalize(mean, std))
     test = compose(resize(256), center_crop(224), to_tensor(), normalize(mean, std))
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,24 @@ import torch
 
 from ._common import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["CenterCrop", "Compose", "HorizontalFlip", "Normalize", "RandomResizedCrop", "Resize", "ToTensor",
-           "center_crop", "compose", "eval_transform", "horizontal_flip", "normalize", "random_resized_crop",
-           "resize", "to_tensor", "train_transform"]
+__all__ = [
+    "CenterCrop",
+    "Compose",
+    "HorizontalFlip",
+    "Normalize",
+    "RandomResizedCrop",
+    "Resize",
+    "ToTensor",
+    "center_crop",
+    "compose",
+    "eval_transform",
+    "horizontal_flip",
+    "normalize",
+    "random_resized_crop",
+    "resize",
+    "to_tensor",
+    "train_transform",
+]
 
 
 def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 1.0) -> float:
@@ -29,6 +45,7 @@ def _uniform(generator: torch.Generator | None, low: float = 0.0, high: float = 
 
 def _bilinear():
     from PIL import Image
+
     return Image.Resampling.BILINEAR
 
 
@@ -60,8 +77,12 @@ class RandomResizedCrop:
     log-uniformly), resized to ``size``; after 10 failed draws, the largest central crop whose
     aspect ratio is within ``ratio``. Crop and resize are one Pillow ``resize(box=...)`` call."""
 
-    def __init__(self, size: int | Sequence[int] = 224, scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+    def __init__(
+        self,
+        size: int | Sequence[int] = 224,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ):
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
         if not 0 < ratio[0] <= ratio[1]:
@@ -150,6 +171,7 @@ class HorizontalFlip:
     def __call__(self, img, generator: torch.Generator | None = None):
         if _uniform(generator) < self.p:
             from PIL import Image
+
             return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return img
 
@@ -206,8 +228,11 @@ def compose(*transforms: Callable) -> Compose:
     return Compose(transforms)
 
 
-def random_resized_crop(size: int | Sequence[int] = 224, scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> RandomResizedCrop:
+def random_resized_crop(
+    size: int | Sequence[int] = 224,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> RandomResizedCrop:
     return RandomResizedCrop(size, scale, ratio)
 
 
@@ -231,14 +256,24 @@ def normalize(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAG
     return Normalize(mean, std)
 
 
-def train_transform(size: int = 224, *, scale: tuple[float, float] = (0.08, 1.0),
-                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Compose:
+def train_transform(
+    size: int = 224,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
     """The usual training pipeline for photographs: random resized crop, flip, tensor, normalise."""
     return compose(random_resized_crop(size, scale), horizontal_flip(), to_tensor(), normalize(mean, std))
 
 
-def eval_transform(size: int = 224, *, resize_to: int | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-                   std: Sequence[float] = IMAGENET_STD) -> Compose:
+def eval_transform(
+    size: int = 224,
+    *,
+    resize_to: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
     """The usual evaluation pipeline: shorter side to ``resize_to`` (default size * 256 / 224),
     central crop of ``size``, tensor, normalise."""
     resize_to = int(round(size * 256 / 224)) if resize_to is None else resize_to

@@ -8,6 +8,7 @@ the replicas. The maths receives an object with the methods below and never sees
 communicate (:class:`l2b.distributed.DistContext` does it with torch.distributed); ``None``
 everywhere means one process and costs nothing.
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable

@@ -22,6 +22,7 @@ process computes on the concatenated batches: exactly, for models without coupli
 samples. Train-mode BatchNorm couples the samples of a batch; each replica then normalises with
 its own shard's statistics (those of the forward it runs), as plain DistributedDataParallel does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class MetaWeights:
     logits: Tensor
 
 
-def _check_inputs(inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor,
-                  method: str, engine: str) -> None:
+def _check_inputs(
+    inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor, method: str, engine: str
+) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if engine not in ENGINES:
@@ -87,8 +89,9 @@ def _check_inputs(inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labe
     if meta_labels.shape[0] != meta_inputs.shape[0]:
         raise ValueError(f"meta_labels has {meta_labels.shape[0]} rows but meta_inputs has {meta_inputs.shape[0]}")
     if labels.dim() not in (1, 2) or meta_labels.dim() != 1:
-        raise ValueError("labels must be class indices (B,) or probabilities (B, K); "
-                         "meta_labels must be class indices (M,)")
+        raise ValueError(
+            "labels must be class indices (B,) or probabilities (B, K); meta_labels must be class indices (M,)"
+        )
 
 
 def _clone_buffers(model: nn.Module) -> dict[str, Tensor]:
@@ -102,8 +105,9 @@ def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
     return probs - target.to(probs.dtype)
 
 
-def _global_meta_gradient(meta_loss_sum: Tensor, count: int, wrt: list[Tensor], collective: Collective
-                          ) -> tuple[list[Tensor], float]:
+def _global_meta_gradient(
+    meta_loss_sum: Tensor, count: int, wrt: list[Tensor], collective: Collective
+) -> tuple[list[Tensor], float]:
     """Gradient of the mean meta CE over every replica's meta shard, and that mean.
 
     `meta_loss_sum` is this replica's summed CE over its `count` meta examples. One reduction
@@ -120,9 +124,14 @@ def _global_meta_gradient(meta_loss_sum: Tensor, count: int, wrt: list[Tensor], 
     return [g / total for g in summed], float(tail[0]) / total
 
 
-def meta_tangents(model: nn.Module, meta_inputs: Tensor, meta_labels: Tensor,
-                  optimizer: torch.optim.Optimizer, *, collective: Collective | None = None
-                  ) -> tuple[dict[str, Tensor], float]:
+def meta_tangents(
+    model: nn.Module,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    collective: Collective | None = None,
+) -> tuple[dict[str, Tensor], float]:
     """The direction s * g along which the forward engine differentiates the noisy logits.
 
     g = grad of the meta loss (mean CE of the meta batch, train mode) at theta'(0), the virtual
@@ -155,8 +164,9 @@ def meta_tangents(model: nn.Module, meta_inputs: Tensor, meta_labels: Tensor,
     return {n: scale[n] * g for n, g in zip(leaves, grads)}, meta_loss
 
 
-def dual_forward(model: nn.Module, inputs: Tensor, tangents: dict[str, Tensor], *,
-                 real_step: bool = False) -> tuple[Tensor, Tensor]:
+def dual_forward(
+    model: nn.Module, inputs: Tensor, tangents: dict[str, Tensor], *, real_step: bool = False
+) -> tuple[Tensor, Tensor]:
     """Logits z (B, K) and their forward-mode derivative zdot (B, K) along `tangents`.
 
     With ``real_step=False`` the forward runs on detached parameters and cloned buffers: no graph,
@@ -191,18 +201,32 @@ def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int =
     return raw, pseudo
 
 
-def _forward_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int,
-                    collective: Collective | None) -> tuple[Tensor, Tensor, Tensor, float]:
+def _forward_engine(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    rows: int,
+    collective: Collective | None,
+) -> tuple[Tensor, Tensor, Tensor, float]:
     tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective)
     logits, zdot = dual_forward(model, inputs, tangents)
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
     return raw, pseudo, logits, meta_loss
 
 
-def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                    meta_labels: Tensor, optimizer: torch.optim.Optimizer, rows: int,
-                    collective: Collective | None) -> tuple[Tensor, Tensor, Tensor, float]:
+def _reverse_engine(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    rows: int,
+    collective: Collective | None,
+) -> tuple[Tensor, Tensor, Tensor, float]:
     step = virtual_step(model, optimizer)
     # Fresh leaves so that no .grad of the real parameters is touched.
     params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
@@ -232,10 +256,20 @@ def _reverse_engine(model: nn.Module, inputs: Tensor, labels: Tensor, meta_input
     return raw, pseudo, logits.detach(), meta_loss
 
 
-def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: Tensor,
-                 meta_labels: Tensor, optimizer: torch.optim.Optimizer, *, method: str = "l2b",
-                 engine: str = "forward", normalize: str = "org", temperature: float = 1.0,
-                 collective: Collective | None = None) -> MetaWeights:
+def meta_weights(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    method: str = "l2b",
+    engine: str = "forward",
+    normalize: str = "org",
+    temperature: float = 1.0,
+    collective: Collective | None = None,
+) -> MetaWeights:
     """Compute L2B (or L2RW) example weights for one noisy batch.
 
     Parameters
@@ -280,16 +314,27 @@ def meta_weights(model: nn.Module, inputs: Tensor, labels: Tensor, meta_inputs: 
     model.train()
     try:
         fn = _reverse_engine if engine == "reverse" else _forward_engine
-        raw, pseudo, logits, meta_loss = fn(model, inputs, labels, meta_inputs, meta_labels, optimizer, rows,
-                                            collective)
+        raw, pseudo, logits, meta_loss = fn(
+            model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective
+        )
     finally:
         model.train(was_training)
-    return weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, normalize=normalize,
-                               temperature=temperature, collective=collective)
+    return weights_from_scores(
+        raw, pseudo, logits, meta_loss, rows=rows, normalize=normalize, temperature=temperature, collective=collective
+    )
 
 
-def weights_from_scores(raw: Tensor, pseudo: Tensor, logits: Tensor, meta_loss: float, *, rows: int,
-                        normalize: str, temperature: float, collective: Collective | None = None) -> MetaWeights:
+def weights_from_scores(
+    raw: Tensor,
+    pseudo: Tensor,
+    logits: Tensor,
+    meta_loss: float,
+    *,
+    rows: int,
+    normalize: str,
+    temperature: float,
+    collective: Collective | None = None,
+) -> MetaWeights:
     """Normalise the first `rows` rows of raw (2, B) jointly into a :class:`MetaWeights`.
 
     With a `collective`, jointly over every replica's columns; ``all_zero`` is then global.
@@ -298,5 +343,12 @@ def weights_from_scores(raw: Tensor, pseudo: Tensor, logits: Tensor, meta_loss: 
     alpha = w[0]
     beta = w[1] if rows == 2 else torch.zeros_like(alpha)
     all_zero = not global_any(bool((w > 0).any()), collective, device=w.device)
-    return MetaWeights(alpha=alpha, beta=beta, raw=raw, pseudo_labels=pseudo, meta_loss=meta_loss,
-                       all_zero=all_zero, logits=logits.detach())
+    return MetaWeights(
+        alpha=alpha,
+        beta=beta,
+        raw=raw,
+        pseudo_labels=pseudo,
+        meta_loss=meta_loss,
+        all_zero=all_zero,
+        logits=logits.detach(),
+    )

@@ -1,4 +1,5 @@
 """Turning raw meta-gradient scores into example weights."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,9 @@ NORMALIZATIONS = ("org", "softmax", "sigmoid")
 ORG_EPS = 1e-10  # the published normaliser's guard; it also defines the all-zero case
 
 
-def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float = 1.0,
-                     collective: Collective | None = None) -> Tensor:
+def normalize_scores(
+    raw: Tensor, *, normalize: str = "org", temperature: float = 1.0, collective: Collective | None = None
+) -> Tensor:
     """Normalise raw scores jointly over all their entries.
 
     Parameters
@@ -40,11 +42,14 @@ def normalize_scores(raw: Tensor, *, normalize: str = "org", temperature: float 
     """
     flat = raw.reshape(-1)
     if collective is None:
+
         def total(t: Tensor) -> Tensor:
             return t.sum()
     else:
+
         def total(t: Tensor) -> Tensor:
             return collective.sum(t.sum().reshape(1))
+
     if normalize == "org":
         w = flat.clamp(min=0)
         w = w / (total(w) + ORG_EPS)

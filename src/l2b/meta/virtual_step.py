@@ -12,6 +12,7 @@ dampening and nesterov). At eps = 0 the gradient of L_eps is zero, so theta'(0) 
 This module knows nothing about data, models or methods: it reads the optimizer's param groups
 and state and returns tensors keyed by parameter name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,8 +81,7 @@ class VirtualStep:
     def base(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
         """theta'(0) for the updated parameters, detached. Others are absent."""
         with torch.no_grad():
-            return {n: sgd_update(params[n].detach(), torch.zeros_like(params[n]), h)
-                    for n, h in self.hyper.items()}
+            return {n: sgd_update(params[n].detach(), torch.zeros_like(params[n]), h) for n, h in self.hyper.items()}
 
     def scale(self) -> dict[str, float]:
         return {n: h.grad_scale for n, h in self.hyper.items()}
@@ -110,20 +110,27 @@ def virtual_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> VirtualS
         raise TypeError(
             f"meta_weights supports {', '.join(SUPPORTED_OPTIMIZERS)} for the virtual step, got "
             f"{type(optimizer).__module__}.{type(optimizer).__qualname__}. The virtual step must be "
-            "the real optimizer's own update; other optimizers are not derived and tested yet.")
+            "the real optimizer's own update; other optimizers are not derived and tested yet."
+        )
     name_of = {id(p): n for n, p in model.named_parameters()}
     hyper: dict[str, SGDHyper] = {}
     for gi, group in enumerate(optimizer.param_groups):
         for p in group["params"]:
             if id(p) not in name_of:
-                raise ValueError(f"optimizer param group {gi} holds a tensor of shape {tuple(p.shape)} "
-                                 "that is not a parameter of the model passed to meta_weights")
+                raise ValueError(
+                    f"optimizer param group {gi} holds a tensor of shape {tuple(p.shape)} "
+                    "that is not a parameter of the model passed to meta_weights"
+                )
             if not p.requires_grad:
                 continue
             state = optimizer.state.get(p, {})
             hyper[name_of[id(p)]] = SGDHyper(
-                lr=float(group["lr"]), momentum=float(group["momentum"]),
-                dampening=float(group["dampening"]), weight_decay=float(group["weight_decay"]),
-                nesterov=bool(group["nesterov"]), maximize=bool(group.get("maximize", False)),
-                momentum_buffer=state.get("momentum_buffer"))
+                lr=float(group["lr"]),
+                momentum=float(group["momentum"]),
+                dampening=float(group["dampening"]),
+                weight_decay=float(group["weight_decay"]),
+                nesterov=bool(group["nesterov"]),
+                maximize=bool(group.get("maximize", False)),
+                momentum_buffer=state.get("momentum_buffer"),
+            )
     return VirtualStep(hyper)

@@ -7,11 +7,13 @@ Data parallelism: ``Method.step(..., dist=ctx)`` takes this process's shards of 
 meta batches and a model wrapped in DistributedDataParallel; the update then equals the one a
 single process makes on the concatenated batches (see :meth:`Method.step`).
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import inspect
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,17 +22,19 @@ from torch import Tensor, nn
 
 from ..meta import Collective
 
-_REGISTRY: dict[str, type["Method"]] = {}
+_REGISTRY: dict[str, type[Method]] = {}
 
 
-def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator adding a :class:`Method` subclass to the registry under `name`."""
+
     def add(cls: type[Method]) -> type[Method]:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
+
     return add
 
 
@@ -39,7 +43,7 @@ def list_methods(*, sort: bool = True) -> list[str]:
     return sorted(_REGISTRY) if sort else list(_REGISTRY)
 
 
-def method_class(name: str) -> type["Method"]:
+def method_class(name: str) -> type[Method]:
     """The registered class of method `name` (ValueError naming the known methods otherwise)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
@@ -51,13 +55,14 @@ def method_options(name: str) -> dict[str, Any]:
     return method_class(name).option_defaults()
 
 
-def create_method(name: str, **options) -> "Method":
+def create_method(name: str, **options) -> Method:
     """Build a registered method; options are its keyword-only constructor arguments."""
     cls = method_class(name)
     unknown = sorted(set(options) - set(cls.option_defaults()))
     if unknown:
-        raise ValueError(f"method {name!r} has no option(s) {', '.join(unknown)}; its options: "
-                         f"{', '.join(cls.option_defaults())}")
+        raise ValueError(
+            f"method {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(cls.option_defaults())}"
+        )
     return cls(**options)
 
 
@@ -100,8 +105,15 @@ class StepOutput:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def mixup(inputs: Tensor, labels: Tensor, num_classes: int, *, alpha: float,
-          generator: torch.Generator | None = None, shard: int | None = None) -> tuple[Tensor, Tensor]:
+def mixup(
+    inputs: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    *,
+    alpha: float,
+    generator: torch.Generator | None = None,
+    shard: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """Mix each example with one random partner (one permutation, one lambda for the batch).
 
     Parameters
@@ -154,20 +166,23 @@ def batch_mean(per_example: Tensor, dist: Collective | None) -> Tensor:
     """
     if dist is None:
         return per_example.mean()
-    count = dist.sum(torch.tensor([float(per_example.shape[0])], dtype=per_example.dtype,
-                                  device=per_example.device))
+    count = dist.sum(torch.tensor([float(per_example.shape[0])], dtype=per_example.dtype, device=per_example.device))
     return per_example.sum() * (dist.world_size / count[0])
 
 
 def _check_distributed(model: nn.Module, dist: Collective | None) -> None:
     wrapped = unwrap_model(model) is not model
     if dist is None and wrapped:
-        raise ValueError("the model is wrapped in DistributedDataParallel but step() got no dist context: pass "
-                         "dist=l2b.distributed.DistContext (each replica's batches are then its shards)")
+        raise ValueError(
+            "the model is wrapped in DistributedDataParallel but step() got no dist context: pass "
+            "dist=l2b.distributed.DistContext (each replica's batches are then its shards)"
+        )
     if dist is not None and dist.world_size > 1 and not wrapped:
-        raise ValueError(f"dist has world_size {dist.world_size} but the model is not wrapped in "
-                         "DistributedDataParallel, so its gradients would not be averaged across replicas: "
-                         "wrap it with l2b.distributed.wrap_ddp(model, dist)")
+        raise ValueError(
+            f"dist has world_size {dist.world_size} but the model is not wrapped in "
+            "DistributedDataParallel, so its gradients would not be averaged across replicas: "
+            "wrap it with l2b.distributed.wrap_ddp(model, dist)"
+        )
 
 
 class Method:
@@ -231,9 +246,17 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
 
-    def loss(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, targets: Tensor,
-             meta_inputs: Tensor | None, meta_labels: Tensor | None, *,
-             dist: Collective | None = None) -> tuple[Tensor, StepOutput]:
+    def loss(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inputs: Tensor,
+        targets: Tensor,
+        meta_inputs: Tensor | None,
+        meta_labels: Tensor | None,
+        *,
+        dist: Collective | None = None,
+    ) -> tuple[Tensor, StepOutput]:
         """Return the scalar loss to back-propagate and the step's report (loss filled in later).
 
         `targets` are class indices (B,) or, under mixup, probability targets (B, K). With `dist`,
@@ -244,10 +267,20 @@ class Method:
         """
         raise NotImplementedError
 
-    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, labels: Tensor,
-             meta_inputs: Tensor | None = None, meta_labels: Tensor | None = None, *,
-             num_classes: int, generator: torch.Generator | None = None,
-             dist: Collective | None = None, index: Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inputs: Tensor,
+        labels: Tensor,
+        meta_inputs: Tensor | None = None,
+        meta_labels: Tensor | None = None,
+        *,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+        dist: Collective | None = None,
+        index: Tensor | None = None,
+    ) -> StepOutput:
         """One training step: (mixup), loss, backward, (clip), optimizer step.
 
         Raises :class:`NonFiniteStep` before the optimizer step when the gradient is not finite
@@ -280,8 +313,14 @@ class Method:
         model.train()
         targets: Tensor = labels
         if self.mixup:
-            inputs, targets = mixup(inputs, labels, num_classes, alpha=self.mixup_alpha, generator=generator,
-                                    shard=None if dist is None else dist.rank)
+            inputs, targets = mixup(
+                inputs,
+                labels,
+                num_classes,
+                alpha=self.mixup_alpha,
+                generator=generator,
+                shard=None if dist is None else dist.rank,
+            )
         loss, out = self.loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist=dist)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,11 +1,21 @@
 """Meta-learned example weights: L2RW (Ren et al. 2018) and L2B (Zhou et al. 2024)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import (ENGINES, NORMALIZATIONS, ROWS, MetaWeights, dual_forward, meta_tangents, meta_weights,
-                    scores_from_jvp, weights_from_scores)
+from ..meta import (
+    ENGINES,
+    NORMALIZATIONS,
+    ROWS,
+    MetaWeights,
+    dual_forward,
+    meta_tangents,
+    meta_weights,
+    scores_from_jvp,
+    weights_from_scores,
+)
 from .base import Method, StepOutput, register_method, unwrap_model
 
 
@@ -54,12 +64,25 @@ class _MetaMethod(Method):
             raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
             mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
         else:
-            mw = meta_weights(model, inputs, targets, meta_inputs, meta_labels, optimizer, method=self.rows,
-                              engine=self.engine, **opts)
+            mw = meta_weights(
+                model,
+                inputs,
+                targets,
+                meta_inputs,
+                meta_labels,
+                optimizer,
+                method=self.rows,
+                engine=self.engine,
+                **opts,
+            )
             logits = model(inputs)  # the real forward: the only one that updates BatchNorm statistics
         return self.weighted_loss(logits, targets, mw), StepOutput(
-            loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(), pseudo_labels=mw.pseudo_labels,
-            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
+            loss=0.0,
+            alpha=mw.alpha.detach(),
+            beta=mw.beta.detach(),
+            pseudo_labels=mw.pseudo_labels,
+            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
+        )
 
     def _distributed_loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts):
         """Weights on the bare module with global reductions; the real forward through the DDP wrapper.
@@ -69,21 +92,39 @@ class _MetaMethod(Method):
         gradients by world_size, hence each replica back-propagates world_size times its part.
         """
         if self.engine == "fused":
-            raise ValueError("engine='fused' is not supported under data parallelism: its real forward is the "
-                             "dual forward of the bare module, which bypasses DistributedDataParallel's forward "
-                             "and gradient synchronisation; use engine='forward' (same weights and update)")
+            raise ValueError(
+                "engine='fused' is not supported under data parallelism: its real forward is the "
+                "dual forward of the bare module, which bypasses DistributedDataParallel's forward "
+                "and gradient synchronisation; use engine='forward' (same weights and update)"
+            )
         net = unwrap_model(model)
         if dist.world_size > 1 and any(isinstance(m, nn.SyncBatchNorm) for m in net.modules()):
-            raise ValueError(f"method {self.name!r} cannot differentiate through torch.nn.SyncBatchNorm: it has no "
-                             "forward-mode derivative and no double backward, which the meta-gradient needs; keep "
-                             "per-replica BatchNorm for meta methods (SyncBatchNorm works with ce / bootstrap)")
-        mw = meta_weights(net, inputs, targets, meta_inputs, meta_labels, optimizer, method=self.rows,
-                          engine=self.engine, collective=dist, **opts)
+            raise ValueError(
+                f"method {self.name!r} cannot differentiate through torch.nn.SyncBatchNorm: it has no "
+                "forward-mode derivative and no double backward, which the meta-gradient needs; keep "
+                "per-replica BatchNorm for meta methods (SyncBatchNorm works with ce / bootstrap)"
+            )
+        mw = meta_weights(
+            net,
+            inputs,
+            targets,
+            meta_inputs,
+            meta_labels,
+            optimizer,
+            method=self.rows,
+            engine=self.engine,
+            collective=dist,
+            **opts,
+        )
         logits = model(inputs)  # through the wrapper: the only forward that updates BatchNorm statistics
         loss = self.weighted_loss(logits, targets, mw) * dist.world_size
-        return loss, StepOutput(loss=0.0, alpha=mw.alpha.detach(), beta=mw.beta.detach(),
-                                pseudo_labels=mw.pseudo_labels,
-                                stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)})
+        return loss, StepOutput(
+            loss=0.0,
+            alpha=mw.alpha.detach(),
+            beta=mw.beta.detach(),
+            pseudo_labels=mw.pseudo_labels,
+            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
+        )
 
     def weighted_loss(self, logits: Tensor, targets: Tensor, mw: MetaWeights) -> Tensor:
         """sum_i alpha_i CE(z_i, y_i) + beta_i CE(z_i, pseudo_i): the weights already sum to one."""

@@ -1,4 +1,5 @@
 """Methods without a meta set: plain cross-entropy and Reed et al.'s bootstrapping."""
+
 from __future__ import annotations
 
 import torch

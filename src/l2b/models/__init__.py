@@ -6,6 +6,7 @@
 Every model maps a batch of shape ``(N, *in_shape)`` to logits of shape ``(N, num_classes)`` and
 runs under ``torch.func.functional_call`` and forward-mode AD (``torch.autograd.forward_ad``).
 """
+
 from __future__ import annotations
 
 # Importing the model modules registers their factories.

@@ -1,4 +1,5 @@
 """Multi-layer perceptron for flat (or flattened) features."""
+
 from __future__ import annotations
 
 import math
@@ -83,6 +84,4 @@ def mlp(
     batchnorm : include BatchNorm1d after each hidden Linear.
     dropout : dropout probability after each hidden ReLU (0 disables it).
     """
-    return MLP(
-        math.prod(in_shape), num_classes, hidden, batchnorm=batchnorm, dropout=dropout
-    )
+    return MLP(math.prod(in_shape), num_classes, hidden, batchnorm=batchnorm, dropout=dropout)

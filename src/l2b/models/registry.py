@@ -5,6 +5,7 @@ keyword options, decorated with :func:`register_model`. :func:`create_model` loo
 by name and checks the options against the factory's signature, so a misspelt option fails loudly
 with the model's name instead of deep inside a constructor.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -68,13 +69,14 @@ def model_options(name: str) -> dict[str, object]:
     if factory is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models()) or '(none)'}")
     params = inspect.signature(factory).parameters
-    return {n: params[n].default for n in sorted(_model_options(factory))
-            if params[n].default is not inspect.Parameter.empty}
+    return {
+        n: params[n].default
+        for n in sorted(_model_options(factory))
+        if params[n].default is not inspect.Parameter.empty
+    }
 
 
-def create_model(
-    name: str, *, num_classes: int, in_shape: Sequence[int], **kwargs: object
-) -> nn.Module:
+def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwargs: object) -> nn.Module:
     """Build the registered model ``name``.
 
     Parameters
@@ -113,8 +115,7 @@ def create_model(
         if unknown:
             options = ", ".join(sorted(accepted)) or "none"
             raise TypeError(
-                f"model {name!r} got unexpected keyword argument(s) "
-                f"{', '.join(unknown)}; accepted options: {options}"
+                f"model {name!r} got unexpected keyword argument(s) {', '.join(unknown)}; accepted options: {options}"
             )
     # Passing these through create_model's own arguments is the only supported route.
     clash = sorted(_COMMON_ARGS & set(kwargs))
@@ -133,18 +134,13 @@ def _check_shape(in_shape: Sequence[int]) -> tuple[int, ...]:
         dims = tuple(in_shape)
     except TypeError:
         raise ValueError(f"in_shape must be a sequence of positive ints, got {in_shape!r}") from None
-    if not dims or any(
-        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims
-    ):
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
         raise ValueError(f"in_shape must be a non-empty sequence of positive ints, got {in_shape!r}")
     return dims
 
 
 def _accepts_var_kwargs(factory: ModelFactory) -> bool:
-    return any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in inspect.signature(factory).parameters.values()
-    )
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
 
 
 def _model_options(factory: ModelFactory) -> frozenset[str]:

@@ -4,6 +4,7 @@ ResNet-18 / ResNet-50.
 All blocks add the shortcut out of place (``out + shortcut``) and use non-inplace ReLUs so the
 models run under ``torch.func.functional_call`` and forward-mode AD.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -58,9 +59,7 @@ class PreActBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu2 = nn.ReLU()
         self.conv2 = _conv3x3(c_out, c_out)
-        self.shortcut: nn.Module | None = (
-            _conv1x1(c_in, c_out, stride) if stride != 1 or c_in != c_out else None
-        )
+        self.shortcut: nn.Module | None = _conv1x1(c_in, c_out, stride) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, c_in, H, W)`` -> ``(N, c_out, H', W')``."""
@@ -85,9 +84,16 @@ class PreActResNet(nn.Module):
     """
 
     def __init__(
-        self, layers: Sequence[int], in_chans: int, num_classes: int, base_width: int = 64, *,
-        widths: Sequence[int] | None = None, strides: Sequence[int] = (1, 2, 2, 2),
-        stem_width: int | None = None, drop_rate: float = 0.0,
+        self,
+        layers: Sequence[int],
+        in_chans: int,
+        num_classes: int,
+        base_width: int = 64,
+        *,
+        widths: Sequence[int] | None = None,
+        strides: Sequence[int] = (1, 2, 2, 2),
+        stem_width: int | None = None,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         widths = [base_width * 2**i for i in range(4)] if widths is None else list(widths)
@@ -135,8 +141,9 @@ def wrn28_10(*, num_classes: int, in_shape: tuple[int, ...], drop_rate: float = 
     640 channels, strides 1 / 2 / 2), dropout `drop_rate` between each block's convolutions.
     About 36.5 M parameters for 10 classes."""
     c, _, _ = image_shape(in_shape, "wrn28_10")
-    return PreActResNet([4, 4, 4], c, num_classes, widths=(160, 320, 640), strides=(1, 2, 2), stem_width=16,
-                        drop_rate=drop_rate)
+    return PreActResNet(
+        [4, 4, 4], c, num_classes, widths=(160, 320, 640), strides=(1, 2, 2), stem_width=16, drop_rate=drop_rate
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,9 +274,7 @@ class ResNet(nn.Module):
 
 
 @register_model("resnet18")
-def resnet18(
-    *, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False
-) -> ResNet:
+def resnet18(*, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False) -> ResNet:
     """ImageNet-style ResNet-18, basic blocks [2, 2, 2, 2] (about 11.69 M parameters, 1000 classes).
 
     Input ``(N, *in_shape)`` with ``in_shape = (C, H, W)``, 224x224 nominal;
@@ -284,9 +289,7 @@ def resnet18(
 
 
 @register_model("resnet50")
-def resnet50(
-    *, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False
-) -> ResNet:
+def resnet50(*, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False) -> ResNet:
     """ImageNet-style ResNet-50, bottleneck blocks [3, 4, 6, 3] (about 25.56 M parameters,
     1000 classes).
 

@@ -3,6 +3,7 @@
 The generators and utilities are numpy-only; reading ``.pt`` label files
 (CIFAR-10N / CIFAR-100N) imports torch on first use.
 """
+
 from . import cifar100 as _cifar100
 from . import files as _files
 from . import synthetic as _synthetic
@@ -18,9 +19,9 @@ from .synthetic import (
     NOISE_KINDS,
     NoisyLabels,
     asymmetric_noise,
+    cifar10_asymmetric_noise,
     cifar100_asymmetric_noise,
     cifar100_hierarchical_noise,
-    cifar10_asymmetric_noise,
     empirical_transition,
     instance_dependent_noise,
     make_noise,

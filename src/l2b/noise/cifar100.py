@@ -5,6 +5,7 @@ lists of the ``meta`` file shipped with the ``cifar-100-python`` archive, in
 which both lists are sorted alphabetically. Each super-class holds exactly
 five fine classes.
 """
+
 from __future__ import annotations
 
 import numpy as np

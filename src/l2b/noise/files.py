@@ -26,6 +26,7 @@ Supported formats, chosen by the file suffix:
 ``.json``
     A list of ints, or an object mapping names to lists of ints.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,7 @@ def _numpy_safe_globals() -> list:
     """
     reconstruct = np.zeros(0).__reduce__()[0]
     int_dtypes = [
-        type(np.dtype(name))
-        for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+        type(np.dtype(name)) for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
     ]
     return [
         (reconstruct, "numpy.core.multiarray._reconstruct"),
@@ -102,10 +102,7 @@ def _read_torch(path: Path):
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()
     if isinstance(obj, Mapping):
-        return {
-            str(k): (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
-            for k, v in obj.items()
-        }
+        return {str(k): (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in obj.items()}
     return obj
 
 
@@ -122,8 +119,10 @@ def _numpy_reason(exc: BaseException) -> str:
     """numpy's reason for refusing a file, without its advice to load pickles unsafely."""
     text = str(exc)
     if "allow_pickle" in text or "pickled" in text:
-        return ("it holds pickled Python objects, which are never unpickled (labels must be a plain "
-                "integer array); nothing in it was executed")
+        return (
+            "it holds pickled Python objects, which are never unpickled (labels must be a plain "
+            "integer array); nothing in it was executed"
+        )
     return text
 
 
@@ -131,9 +130,7 @@ def _read_npy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(
-            f"{str(path)!r} is not a readable .npy array of labels: {_numpy_reason(exc)}"
-        ) from None
+        raise ValueError(f"{str(path)!r} is not a readable .npy array of labels: {_numpy_reason(exc)}") from None
 
 
 def _read_npz(path: Path):
@@ -141,9 +138,7 @@ def _read_npz(path: Path):
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(
-            f"{str(path)!r} is not a readable .npz archive of labels: {_numpy_reason(exc)}"
-        ) from None
+        raise ValueError(f"{str(path)!r} is not a readable .npz archive of labels: {_numpy_reason(exc)}") from None
 
 
 def _read_json(path: Path):
@@ -156,17 +151,14 @@ def _read_json(path: Path):
     if isinstance(obj, dict):
         return {k: _json_ints(v, path, k) if isinstance(v, list) else v for k, v in obj.items()}
     raise ValueError(
-        f"{str(path)!r} must hold a JSON list of labels or an object of label lists, "
-        f"got {type(obj).__name__}"
+        f"{str(path)!r} must hold a JSON list of labels or an object of label lists, got {type(obj).__name__}"
     )
 
 
 def _json_ints(values: list, path: Path, key) -> np.ndarray:
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(
-                f"{_where(path, key)}: labels must be integers, got {v!r} at position {i}"
-            )
+            raise ValueError(f"{_where(path, key)}: labels must be integers, got {v!r} at position {i}")
     try:
         return np.asarray(values, dtype=np.int64).reshape(len(values))
     except OverflowError:
@@ -207,21 +199,15 @@ def _read_text(path: Path):
     for r, (lineno, fields) in enumerate(body):
         if len(fields) != len(header):
             raise ValueError(
-                f"{str(path)!r} line {lineno}: expected {len(header)} comma-separated "
-                f"values, got {len(fields)}"
+                f"{str(path)!r} line {lineno}: expected {len(header)} comma-separated values, got {len(fields)}"
             )
         for c, field in enumerate(fields):
             if not _INT_RE.fullmatch(field):
-                raise ValueError(
-                    f"{str(path)!r} line {lineno}: column {header[c]!r} must be an "
-                    f"integer, got {field!r}"
-                )
+                raise ValueError(f"{str(path)!r} line {lineno}: column {header[c]!r} must be an integer, got {field!r}")
             try:
                 table[r, c] = int(field)
             except OverflowError:
-                raise ValueError(
-                    f"{str(path)!r} line {lineno}: value {field!r} does not fit in int64"
-                ) from None
+                raise ValueError(f"{str(path)!r} line {lineno}: value {field!r} does not fit in int64") from None
 
     index_cols = [c for c, name in enumerate(header) if name.lower() in _INDEX_COLUMNS]
     if len(index_cols) > 1:
@@ -275,18 +261,12 @@ def _select(obj, path: Path, key):
         if key is None:
             if len(available) == 1:
                 return obj[next(iter(obj))], available[0]
-            raise ValueError(
-                f"{str(path)!r} holds several label sets; pass `key` as one of {available}"
-            )
+            raise ValueError(f"{str(path)!r} holds several label sets; pass `key` as one of {available}")
         if key not in obj:
-            raise ValueError(
-                f"`key`={key!r} not found in {str(path)!r}; available keys: {available}"
-            )
+            raise ValueError(f"`key`={key!r} not found in {str(path)!r}; available keys: {available}")
         return obj[key], key
     if key is not None:
-        raise ValueError(
-            f"`key`={key!r} given, but {str(path)!r} holds a single unnamed label array"
-        )
+        raise ValueError(f"`key`={key!r} given, but {str(path)!r} holds a single unnamed label array")
     return obj, None
 
 
@@ -301,15 +281,12 @@ def _to_labels(value, path: Path, key) -> np.ndarray:
         except OverflowError:
             raise ValueError(f"{where}: a label does not fit in int64") from None
     if not isinstance(value, np.ndarray):
-        raise ValueError(
-            f"{where}: expected an array or list of labels, got {type(value).__name__}"
-        )
+        raise ValueError(f"{where}: expected an array or list of labels, got {type(value).__name__}")
     if value.ndim != 1:
         raise ValueError(f"{where}: labels must be 1-D, got shape {value.shape}")
     if value.dtype.kind not in "iu":
         raise ValueError(
-            f"{where}: labels must have an integer dtype, got dtype {value.dtype}"
-            f"{_first_non_integer(value)}"
+            f"{where}: labels must have an integer dtype, got dtype {value.dtype}{_first_non_integer(value)}"
         )
     if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{where}: label {int(value.max())} does not fit in int64")
@@ -390,17 +367,12 @@ def load_noisy_labels(
     p = Path(os.fspath(path))
     num_examples = _check_count(num_examples, "num_examples")
     if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
+        isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1
     ):
         raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
     suffix = p.suffix.lower()
     if suffix not in _READERS:
-        raise ValueError(
-            f"unsupported label file {str(p)!r}: suffix {p.suffix!r} is not one of "
-            f"{LABEL_FILE_SUFFIXES}"
-        )
+        raise ValueError(f"unsupported label file {str(p)!r}: suffix {p.suffix!r} is not one of {LABEL_FILE_SUFFIXES}")
     if not p.is_file():
         raise FileNotFoundError(f"label file {str(p)!r} does not exist")
 
@@ -408,9 +380,7 @@ def load_noisy_labels(
     labels = _to_labels(value, p, key)
     where = _where(p, key)
     if num_examples is not None and labels.size != num_examples:
-        raise ValueError(
-            f"{where}: expected num_examples={num_examples} labels, got {labels.size}"
-        )
+        raise ValueError(f"{where}: expected num_examples={num_examples} labels, got {labels.size}")
     if num_classes is not None and labels.size and int(labels.max()) >= num_classes:
         bad = int(np.flatnonzero(labels >= num_classes)[0])
         raise ValueError(

@@ -21,11 +21,12 @@ output.
 Transition matrices follow the convention
 ``T[i, j] = P(noisy = j | clean = i)``; their rows sum to one.
 """
+
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -139,9 +140,7 @@ def _resolve_num_classes(num_classes, *arrays: np.ndarray, names: tuple[str, ...
         raise ValueError(f"`num_classes` must be a positive integer, got {k}")
     for arr, name in zip(arrays, names):
         if arr.size and int(arr.max()) >= k:
-            raise ValueError(
-                f"`{name}` must lie in [0, num_classes={k}), got label {int(arr.max())}"
-            )
+            raise ValueError(f"`{name}` must lie in [0, num_classes={k}), got label {int(arr.max())}")
     return k
 
 
@@ -164,18 +163,14 @@ def _check_seed(seed) -> int:
 
 def _check_mapping(mapping, num_classes: int) -> dict[int, int]:
     if not isinstance(mapping, Mapping):
-        raise ValueError(
-            f"`mapping` must be a dict from class to class, got {type(mapping).__name__}"
-        )
+        raise ValueError(f"`mapping` must be a dict from class to class, got {type(mapping).__name__}")
     out: dict[int, int] = {}
     for src, dst in mapping.items():
         for value in (src, dst):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ValueError(f"`mapping` entries must be integers, got {src!r} -> {dst!r}")
             if not 0 <= int(value) < num_classes:
-                raise ValueError(
-                    f"`mapping` entry {src!r} -> {dst!r} is outside [0, num_classes={num_classes})"
-                )
+                raise ValueError(f"`mapping` entry {src!r} -> {dst!r} is outside [0, num_classes={num_classes})")
         if int(src) == int(dst):
             raise ValueError(f"`mapping` must not map a class to itself, got {src!r} -> {dst!r}")
         out[int(src)] = int(dst)
@@ -187,18 +182,14 @@ def _check_transition(transition) -> np.ndarray:
     try:
         t = np.array(transition, dtype=np.float64)  # always a copy
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"`transition` must be a (K, K) array of probabilities, got {transition!r}"
-        ) from exc
+        raise ValueError(f"`transition` must be a (K, K) array of probabilities, got {transition!r}") from exc
     if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 1:
         raise ValueError(f"`transition` must be a square (K, K) matrix, got shape {t.shape}")
     if not np.isfinite(t).all():
         raise ValueError("`transition` must be finite, got a NaN or infinite entry")
     if (t < 0).any():
         i, j = np.argwhere(t < 0)[0]
-        raise ValueError(
-            f"`transition` must be non-negative, got transition[{i}, {j}] = {float(t[i, j])!r}"
-        )
+        raise ValueError(f"`transition` must be non-negative, got transition[{i}, {j}] = {float(t[i, j])!r}")
     sums = t.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_ATOL)
     if bad.size:
@@ -224,13 +215,9 @@ def _as_features(features, n: int) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"`features` must have a real numeric dtype, got dtype {arr.dtype}")
     if arr.ndim < 2:
-        raise ValueError(
-            f"`features` must have shape (N, ...) with ndim >= 2, got shape {arr.shape}"
-        )
+        raise ValueError(f"`features` must have shape (N, ...) with ndim >= 2, got shape {arr.shape}")
     if arr.shape[0] != n:
-        raise ValueError(
-            f"`features` must have one row per label: got {arr.shape[0]} rows for {n} labels"
-        )
+        raise ValueError(f"`features` must have one row per label: got {arr.shape[0]} rows for {n} labels")
     flat = arr.reshape(n, -1)
     if flat.shape[1] == 0:
         raise ValueError(f"`features` must have at least one feature, got shape {arr.shape}")
@@ -617,10 +604,7 @@ def transition_noise(labels, *, transition, seed: int) -> NoisyLabels:
     seed = _check_seed(seed)
     k = t.shape[0]
     if clean.size and int(clean.max()) >= k:
-        raise ValueError(
-            f"`labels` must lie in [0, K={k}) for a ({k}, {k}) `transition`, "
-            f"got label {int(clean.max())}"
-        )
+        raise ValueError(f"`labels` must lie in [0, K={k}) for a ({k}, {k}) `transition`, got label {int(clean.max())}")
 
     rng = np.random.default_rng(seed)
     u = rng.random(clean.size)
@@ -735,9 +719,7 @@ def instance_dependent_noise(
     norm_std = _check_norm_std(norm_std)
     x = _as_features(features, clean.size)
     if k < 2:
-        raise ValueError(
-            f"instance-dependent noise needs at least two classes, got num_classes={k}"
-        )
+        raise ValueError(f"instance-dependent noise needs at least two classes, got num_classes={k}")
 
     rng = np.random.default_rng(seed)
     flip = _truncated_normal(rng, rate, norm_std, clean.size)  # q_i
@@ -781,9 +763,7 @@ def empirical_transition(clean, noisy, *, num_classes: int | None = None) -> np.
     c = _as_labels(clean, name="clean")
     n = _as_labels(noisy, name="noisy")
     if c.shape != n.shape:
-        raise ValueError(
-            f"`clean` and `noisy` must have the same shape, got {c.shape} and {n.shape}"
-        )
+        raise ValueError(f"`clean` and `noisy` must have the same shape, got {c.shape} and {n.shape}")
     k = _resolve_num_classes(num_classes, c, n, names=("clean", "noisy"))
     counts = np.bincount(c * k + n, minlength=k * k).reshape(k, k).astype(np.float64)
     totals = counts.sum(axis=1, keepdims=True)
@@ -840,27 +820,18 @@ def make_noise(
         _check_seed(seed)
         return _result(clean, clean.copy(), np.eye(k))
     if kind == "symmetric":
-        return symmetric_noise(
-            labels, rate=rate, num_classes=num_classes, seed=seed, convention="flip"
-        )
+        return symmetric_noise(labels, rate=rate, num_classes=num_classes, seed=seed, convention="flip")
     if kind == "symmetric-uniform":
-        return symmetric_noise(
-            labels, rate=rate, num_classes=num_classes, seed=seed, convention="uniform"
-        )
+        return symmetric_noise(labels, rate=rate, num_classes=num_classes, seed=seed, convention="uniform")
     if kind == "pair":
         return pair_noise(labels, rate=rate, num_classes=num_classes, seed=seed)
     if kind == "cifar10-asymmetric":
         if num_classes is not None and num_classes != _CIFAR10_NUM_CLASSES:
-            raise ValueError(
-                "`num_classes` must be 10 (or None) for kind='cifar10-asymmetric', "
-                f"got {num_classes!r}"
-            )
+            raise ValueError(f"`num_classes` must be 10 (or None) for kind='cifar10-asymmetric', got {num_classes!r}")
         return cifar10_asymmetric_noise(labels, rate=rate, seed=seed)
     if kind in ("cifar100-asymmetric", "cifar100-hierarchical"):
         if num_classes is not None and num_classes != _CIFAR100_NUM_CLASSES:
-            raise ValueError(
-                f"`num_classes` must be 100 (or None) for kind={kind!r}, got {num_classes!r}"
-            )
+            raise ValueError(f"`num_classes` must be 100 (or None) for kind={kind!r}, got {num_classes!r}")
         if kind == "cifar100-asymmetric":
             return cifar100_asymmetric_noise(labels, rate=rate, seed=seed)
         return cifar100_hierarchical_noise(labels, rate=rate, seed=seed)

@@ -22,12 +22,14 @@ recall or average precision over the probability alone, and lowered the average 
 (0.97 vs 0.99); see the README's "Label issues" section for the figures. The share is NaN for
 methods without weights (``ce``, bootstrapping) and where both weights were zero.
 """
+
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +48,9 @@ def load_per_example(run_dir: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"run directory {run} not found")
     path = run / PER_EXAMPLE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run} is not a finished l2b run "
-                                "(per_example.npz is written when training ends)")
+        raise FileNotFoundError(
+            f"{path} not found: {run} is not a finished l2b run (per_example.npz is written when training ends)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -70,8 +73,10 @@ def _validate(per_example: Mapping[str, Any], threshold: float) -> tuple[np.ndar
     prob = np.asarray(per_example["pred_prob"], dtype=np.float64)
     n = len(given)
     if prob.ndim != 2 or prob.shape[0] != n or index.shape != (n,):
-        raise ValueError(f"pred_prob must be (N, K) and index (N,) with N = {n} given labels; got pred_prob "
-                         f"{prob.shape}, index {index.shape}")
+        raise ValueError(
+            f"pred_prob must be (N, K) and index (N,) with N = {n} given labels; got pred_prob "
+            f"{prob.shape}, index {index.shape}"
+        )
     if n and (given.min() < 0 or given.max() >= prob.shape[1]):
         raise ValueError(f"given labels must lie in [0, {prob.shape[1]}); got {given.min()}..{given.max()}")
     if not np.all(np.isfinite(prob)):
@@ -127,8 +132,14 @@ def _columns(per_example: Mapping[str, Any], threshold: float) -> dict[str, np.n
     n = len(given)
     quality = np.clip(prob[np.arange(n), given], 0.0, 1.0)
     predicted = prob.argmax(axis=1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-    return {"index": index, "given_label": given, "predicted_label": predicted, "label_quality": quality,
-            "is_label_issue": (quality < threshold) & (predicted != given), "alpha_share": alpha_share(per_example)}
+    return {
+        "index": index,
+        "given_label": given,
+        "predicted_label": predicted,
+        "label_quality": quality,
+        "is_label_issue": (quality < threshold) & (predicted != given),
+        "alpha_share": alpha_share(per_example),
+    }
 
 
 def noise_mask(per_example: Mapping[str, Any]) -> np.ndarray | None:
@@ -159,16 +170,25 @@ def detection_scores(per_example: Mapping[str, Any], *, threshold: float = 0.5) 
     tp, n_flag, n_noisy = int((flag & noisy).sum()), int(flag.sum()), int(noisy.sum())
     precision = tp / n_flag if n_flag else math.nan
     recall = tp / n_noisy if n_noisy else math.nan
-    f1 = (2 * precision * recall / (precision + recall)
-          if n_flag and n_noisy and precision + recall > 0 else math.nan)
+    f1 = 2 * precision * recall / (precision + recall) if n_flag and n_noisy and precision + recall > 0 else math.nan
     if 0 < n_noisy < len(noisy):
         from sklearn.metrics import average_precision_score
+
         ap = float(average_precision_score(noisy, 1.0 - cols["label_quality"]))
     else:
         ap = math.nan
-    return {"threshold": float(threshold), "examples": int(len(noisy)), "noisy": n_noisy, "flagged": n_flag,
-            "true_positives": tp, "precision": precision, "recall": recall, "f1": f1, "average_precision": ap,
-            "relabel_correct": int((flag & (cols["predicted_label"] == clean)).sum())}
+    return {
+        "threshold": float(threshold),
+        "examples": int(len(noisy)),
+        "noisy": n_noisy,
+        "flagged": n_flag,
+        "true_positives": tp,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "average_precision": ap,
+        "relabel_correct": int((flag & (cols["predicted_label"] == clean)).sum()),
+    }
 
 
 def _cell(value: Any) -> str:

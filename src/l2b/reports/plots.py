@@ -6,13 +6,15 @@ backend switch), so making a report never opens a window or touches the caller's
 :func:`make_report` is the whole thing; each ``plot_*`` function draws one PNG from loaded runs
 (:func:`load_run`) and returns its path, or None when no run has what it shows.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,8 +25,12 @@ from ..rundir import CONFIG, METRICS, SUMMARY, read_run_doc
 from .issues import detection_scores, label_issues, load_per_example, noise_mask
 
 DPI = 120
-IMAGES = {"accuracy": "accuracy.png", "weights": "weights.png", "detection": "detection_pr.png",
-          "transition": "transition.png"}
+IMAGES = {
+    "accuracy": "accuracy.png",
+    "weights": "weights.png",
+    "detection": "detection_pr.png",
+    "transition": "transition.png",
+}
 
 
 @dataclass
@@ -88,6 +94,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def _colors(n: int) -> list:
     from matplotlib import colormaps
+
     cmap = colormaps["tab10"]
     return [cmap(i % 10) for i in range(n)]
 
@@ -97,13 +104,14 @@ def plot_accuracy(runs: Sequence[Run], path: Path) -> Path:
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     colors = _colors(len(runs))
-    panels = (("test_accuracy", "Test accuracy (held-out test split)"),
-              ("meta_accuracy", "Meta accuracy (clean meta set, used to select the checkpoint)"))
+    panels = (
+        ("test_accuracy", "Test accuracy (held-out test split)"),
+        ("meta_accuracy", "Meta accuracy (clean meta set, used to select the checkpoint)"),
+    )
     warmups = sorted({r.warmup_epochs for r in runs if r.warmup_epochs})
     for ax, (key, title) in zip(axes, panels):
         for w in warmups:
-            ax.axvspan(0.5, w + 0.5, color="0.6", alpha=0.18, lw=0,
-                       label=f"warm-up: {w} epochs of plain cross-entropy")
+            ax.axvspan(0.5, w + 0.5, color="0.6", alpha=0.18, lw=0, label=f"warm-up: {w} epochs of plain cross-entropy")
         for r, c in zip(runs, colors):
             ep = [m["epoch"] for m in r.metrics if key in m]
             ax.plot(ep, [m[key] for m in r.metrics if key in m], color=c, lw=1.6, label=r.label)
@@ -121,8 +129,9 @@ def plot_accuracy(runs: Sequence[Run], path: Path) -> Path:
     axes[0].plot([], [], "o", color="white", mec="black", mew=0.8, label="epoch selected on the meta set")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=9, frameon=False)
-    fig.suptitle("Accuracy per epoch (runs with the same seed share the warm-up, so their curves overlap there)",
-                 fontsize=11.5)
+    fig.suptitle(
+        "Accuracy per epoch (runs with the same seed share the warm-up, so their curves overlap there)", fontsize=11.5
+    )
     return _save(fig, path)
 
 
@@ -146,27 +155,40 @@ def plot_weights(runs: Sequence[Run], path: Path) -> Path | None:
             for mask, name, color in ((~noisy, "truly clean", "tab:blue"), (noisy, "truly mislabelled", "tab:red")):
                 x = v[mask & finite]
                 if len(x):
-                    ax.hist(np.clip(x, 0, hi), bins=bins, weights=np.full(len(x), 1.0 / len(x)), histtype="stepfilled",
-                            alpha=0.35, color=color, ec=color, lw=1.2,
-                            label=f"{name} examples: n={len(x)}, mean {x.mean():.2f}")
+                    ax.hist(
+                        np.clip(x, 0, hi),
+                        bins=bins,
+                        weights=np.full(len(x), 1.0 / len(x)),
+                        histtype="stepfilled",
+                        alpha=0.35,
+                        color=color,
+                        ec=color,
+                        lw=1.2,
+                        label=f"{name} examples: n={len(x)}, mean {x.mean():.2f}",
+                    )
             ax.axvline(1.0, color="black", ls=":", lw=1, label="1 = uniform weighting")
             ax.set_title(f"{r.label}: {what[key]} (last epoch)", fontsize=10.5)
-            ax.set_xlabel(f"{'α' if key == 'alpha' else 'β'} × batch size" + (f"   ({beyond} values above {hi:.1f} in the last bin)"
-                                                  if beyond else ""))
+            ax.set_xlabel(
+                f"{'α' if key == 'alpha' else 'β'} × batch size"
+                + (f"   ({beyond} values above {hi:.1f} in the last bin)" if beyond else "")
+            )
             ax.set_ylabel("fraction of the group")
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8.5)
-    fig.suptitle("Per-example weights of the last epoch, split by whether the given label is truly wrong",
-                 fontsize=12)
+    fig.suptitle("Per-example weights of the last epoch, split by whether the given label is truly wrong", fontsize=12)
     return _save(fig, path)
 
 
 def plot_detection(runs: Sequence[Run], path: Path, *, threshold: float = 0.5) -> Path | None:
     """Precision-recall curves of the label-quality ranking against the known noise mask."""
     from sklearn.metrics import precision_recall_curve
-    usable = [(r, c) for r, c in zip(runs, _colors(len(runs)))
-              if (m := noise_mask(r.per_example)) is not None and 0 < m.sum() < len(m)]
+
+    usable = [
+        (r, c)
+        for r, c in zip(runs, _colors(len(runs)))
+        if (m := noise_mask(r.per_example)) is not None and 0 < m.sum() < len(m)
+    ]
     if not usable:
         return None
     fig = Figure(figsize=(7.2, 5.6), layout="constrained")
@@ -184,8 +206,15 @@ def plot_detection(runs: Sequence[Run], path: Path, *, threshold: float = 0.5) -
         ax.plot(rec, prec, color=c, lw=1.8, label=f"{r.label} (average precision {d['average_precision']:.3f})")
         if d["flagged"]:
             ax.plot([d["recall"]], [d["precision"]], "o", color=c, ms=8, mec="black", mew=0.8)
-    ax.plot([], [], "o", color="white", mec="black", mew=0.8,
-            label=f"flagged examples (quality < {threshold:g}, another class predicted)")
+    ax.plot(
+        [],
+        [],
+        "o",
+        color="white",
+        mec="black",
+        mew=0.8,
+        label=f"flagged examples (quality < {threshold:g}, another class predicted)",
+    )
     for rate in sorted(set(round(x, 3) for x in rates)):
         ax.axhline(rate, color="0.4", ls=":", lw=1)
     ax.plot([], [], color="0.4", ls=":", lw=1, label="random ranking (precision = noise rate)")
@@ -197,8 +226,9 @@ def plot_detection(runs: Sequence[Run], path: Path, *, threshold: float = 0.5) -
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8.5)
-    ax.set_title("Finding mislabelled training examples\n(ranked by label quality = P(given label), lowest first)",
-                 fontsize=11)
+    ax.set_title(
+        "Finding mislabelled training examples\n(ranked by label quality = P(given label), lowest first)", fontsize=11
+    )
     return _save(fig, path)
 
 
@@ -229,8 +259,15 @@ def plot_transition(runs: Sequence[Run], path: Path) -> Path | None:
         if kk <= 20:
             for i in range(kk):
                 for j in range(kk):
-                    ax.text(j, i, f"{m[i, j]:.{3 if kk <= 10 else 2}f}", ha="center", va="center",
-                            fontsize=7.5 if kk <= 10 else 5.5, color="white" if m[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.{3 if kk <= 10 else 2}f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7.5 if kk <= 10 else 5.5,
+                        color="white" if m[i, j] > 0.5 else "black",
+                    )
         ax.set_xticks(range(kk))
         ax.set_yticks(range(kk))
         ax.set_xlabel("given (possibly noisy) label j")
@@ -272,23 +309,29 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, threshol
         if p is None and (out / IMAGES[key]).exists():
             (out / IMAGES[key]).unlink()
 
-    lines = ["# l2b report", "",
-             f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " + ", ".join(f"`{r.path}`" for r in runs) + ".", "",
-             "| run | method | noise | rate | seed | final test acc. | test acc. at best meta (epoch) | "
-             "best meta acc. | flagged | precision | recall | F1 | AP | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# l2b report",
+        "",
+        f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " + ", ".join(f"`{r.path}`" for r in runs) + ".",
+        "",
+        "| run | method | noise | rate | seed | final test acc. | test acc. at best meta (epoch) | "
+        "best meta acc. | flagged | precision | recall | F1 | AP | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         s, d = r.summary, r.detection or {}
         rate = s.get("noise_rate")
         realised = s.get("realised_noise_rate")
-        rate_txt = (f"{rate:g}" if isinstance(rate, (int, float)) else "–") + \
-                   (f" ({realised:.3f} realised)" if isinstance(realised, float) else "")
+        rate_txt = (f"{rate:g}" if isinstance(rate, (int, float)) else "–") + (
+            f" ({realised:.3f} realised)" if isinstance(realised, float) else ""
+        )
         lines.append(
             f"| {r.label} | {s.get('method', '–')} | {s.get('noise', '–')} | {rate_txt} | {s.get('seed', '–')} | "
             f"{_fmt(s.get('test_accuracy'))} | {_fmt(s.get('test_accuracy_at_best_meta'))} "
             f"({s.get('best_meta_epoch', '–')}) | {_fmt(s.get('best_meta_accuracy'))} | "
             f"{d.get('flagged', '–')} | {_fmt(d.get('precision'), 3)} | {_fmt(d.get('recall'), 3)} | "
-            f"{_fmt(d.get('f1'), 3)} | {_fmt(d.get('average_precision'), 3)} | {_fmt(s.get('seconds'), 1)} |")
+            f"{_fmt(d.get('f1'), 3)} | {_fmt(d.get('average_precision'), 3)} | {_fmt(s.get('seconds'), 1)} |"
+        )
     lines += [
         "",
         "Accuracies are fractions of the held-out test split (final epoch, and the checkpoint selected on the "
@@ -298,18 +341,18 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, threshol
         f"examples flagged, *AP* the average precision of the whole ranking. An example is flagged when the "
         f"meta-selected model gives its given label a probability below {threshold:g} and predicts another "
         "class (`l2b relabel` moves exactly these to the predicted class). *seconds*: wall time of the run.",
-        ""]
+        "",
+    ]
     captions = {
         "accuracy": "Test and meta accuracy per epoch; the dot marks the epoch selected on the meta set, the "
-                    "grey band the warm-up epochs.",
+        "grey band the warm-up epochs.",
         "weights": "Last-epoch weights (scaled so uniform weighting = 1) on truly clean and truly mislabelled "
-                   "examples, for runs with weights.",
+        "examples, for runs with weights.",
         "detection": "Precision-recall curve of the label-quality ranking against the noise mask; the dot is "
-                     "the set of flagged examples.",
+        "the set of flagged examples.",
         "transition": "The noise generator's transition matrix.",
     }
-    titles = {"accuracy": "Accuracy", "weights": "Weights", "detection": "Label-issue detection",
-              "transition": "Noise"}
+    titles = {"accuracy": "Accuracy", "weights": "Weights", "detection": "Label-issue detection", "transition": "Noise"}
     for key, p in images.items():
         if p is None:
             continue

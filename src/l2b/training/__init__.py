@@ -1,4 +1,5 @@
 """From a config to a trained model: data preparation, set-up, the training loop and the runner."""
+
 from .batches import TensorData
 from .config import TrainConfig
 from .optim import Optimization
@@ -7,5 +8,18 @@ from .run import run_experiment
 from .setup import build_model, build_trainer, resolve_device
 from .trainer import FitResult, Trainer, evaluate, predict_proba
 
-__all__ = ["FitResult", "Optimization", "PreparedData", "TensorData", "TrainConfig", "Trainer", "build_model",
-           "build_trainer", "evaluate", "predict_proba", "prepare_data", "resolve_device", "run_experiment"]
+__all__ = [
+    "FitResult",
+    "Optimization",
+    "PreparedData",
+    "TensorData",
+    "TrainConfig",
+    "Trainer",
+    "build_model",
+    "build_trainer",
+    "evaluate",
+    "predict_proba",
+    "prepare_data",
+    "resolve_device",
+    "run_experiment",
+]

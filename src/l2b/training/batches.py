@@ -13,6 +13,7 @@ evaluation view) and the two calls the trainer's loop makes:
 All sampling draws from the trainer's generator in one fixed order, so an epoch resumed from a
 checkpoint (cursor plus generator state) yields the batches the uninterrupted epoch would have.
 """
+
 from __future__ import annotations
 
 import copy
@@ -107,16 +108,25 @@ class TensorData:
     def eval_batches(self, batch_size: int, device: torch.device | None = None) -> Iterator[Tensor]:
         """Every example once, in order: inputs (b, ...)."""
         for i in range(0, self.inputs.shape[0], batch_size):
-            x = self.inputs[i:i + batch_size]
+            x = self.inputs[i : i + batch_size]
             yield x if device is None else x.to(device)
 
-    def plan_epoch(self, cursor: EpochCursor, *, generator: torch.Generator,
-                   next_meta: Callable[[], Tensor] | None) -> None:
+    def plan_epoch(
+        self, cursor: EpochCursor, *, generator: torch.Generator, next_meta: Callable[[], Tensor] | None
+    ) -> None:
         """Nothing to plan: meta batches and augmentation are drawn step by step."""
 
-    def batches(self, cursor: EpochCursor, meta: TensorData | None, *, generator: torch.Generator,
-                next_meta: Callable[[], Tensor] | None, augment: Callable[..., Tensor] | None,
-                shard: tuple[int, int] | None, device: torch.device) -> Iterator[Batch]:
+    def batches(
+        self,
+        cursor: EpochCursor,
+        meta: TensorData | None,
+        *,
+        generator: torch.Generator,
+        next_meta: Callable[[], Tensor] | None,
+        augment: Callable[..., Tensor] | None,
+        shard: tuple[int, int] | None,
+        device: torch.device,
+    ) -> Iterator[Batch]:
         """The batches from ``cursor.step`` on. Per step, drawn in this order from `generator`:
         the meta rows (`next_meta`, when `meta` is given), then the noisy batch's augmentation,
         then the meta batch's. Augmentation is drawn for the whole batch, then sharded, so every

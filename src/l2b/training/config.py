@@ -1,4 +1,5 @@
 """The frozen, validated configuration of one training run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,14 +28,16 @@ class TrainConfig:
     ``skip_bad_files`` (leave undecodable images out and count them instead of stopping);
     ``train_subset`` (train on a class-balanced random subset of this many examples of the
     training split, drawn with ``split_seed`` before the meta split; the noise is generated on
-    the whole split first, so real noisy-label files stay aligned); ``noise`` / ``noise_rate`` (synthetic noise on the training split, seeded by ``seed``),
+    the whole split first, so real noisy-label files stay aligned); ``noise`` / ``noise_rate``
+    (synthetic noise on the training split, seeded by ``seed``),
     ``num_meta`` (size of the meta set), ``meta_source``: ``split`` (a class-balanced clean subset
     taken out of the training split), ``file`` (the training examples listed in ``meta_file``,
     lines ``index[,label]``, taken out of the training split; without a label column the data
     set's own labels count as trusted), ``confident`` (no clean data: after warm-up, rebuilt every
     epoch from examples the model predicts confidently and in agreement with their given label,
     see :func:`l2b.training.meta_sources.confident_meta_set`).
-    Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's and fast_cnn's first layer), ``method`` and its options; ``augment``
+    Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's and fast_cnn's
+    first layer), ``method`` and its options; ``augment``
     (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
     ``allow_incomplete_meta``: accept a meta set that lacks some class (a warning instead of an
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
@@ -80,17 +83,18 @@ class TrainConfig:
     mixup: bool = False
     mixup_alpha: float = 32.0
     clip_grad: float | None = None
-    epochs: int = 40
-    warmup_epochs: int = 5
-    batch_size: int = 64
-    meta_batch_size: int = 100
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
+    # The optimisation keys (see optimization()); their defaults are Optimization's.
+    epochs: int = Optimization.epochs
+    warmup_epochs: int = Optimization.warmup_epochs
+    batch_size: int = Optimization.batch_size
+    meta_batch_size: int = Optimization.meta_batch_size
+    lr: float = Optimization.lr
+    momentum: float = Optimization.momentum
+    weight_decay: float = Optimization.weight_decay
+    nesterov: bool = Optimization.nesterov
     seed: int = 0
     device: str = "auto"
-    max_bad_steps: int = 10
+    max_bad_steps: int = Optimization.max_bad_steps
 
     def __post_init__(self) -> None:
         self._resolve_options()
@@ -108,13 +112,22 @@ class TrainConfig:
             ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),
             ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
             ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
-            ("noise_file", (self.noise_file is not None) == (self.noise == "file"),
-             "must be set exactly when noise is 'file'"),
+            (
+                "noise_file",
+                (self.noise_file is not None) == (self.noise == "file"),
+                "must be set exactly when noise is 'file'",
+            ),
             ("meta_source", self.meta_source in META_SOURCES, f"must be one of {', '.join(META_SOURCES)}"),
-            ("meta_file", (self.meta_file is not None) == (self.meta_source == "file"),
-             "must be set exactly when meta_source is 'file'"),
-            ("warmup_epochs", self.meta_source != "confident" or self.warmup_epochs >= 1,
-             "must be at least 1 with meta_source 'confident' (the meta set is chosen by the warmed-up model)"),
+            (
+                "meta_file",
+                (self.meta_file is not None) == (self.meta_source == "file"),
+                "must be set exactly when meta_source is 'file'",
+            ),
+            (
+                "warmup_epochs",
+                self.meta_source != "confident" or self.warmup_epochs >= 1,
+                "must be at least 1 with meta_source 'confident' (the meta set is chosen by the warmed-up model)",
+            ),
         ]
         for key, ok, why in checks:
             if not ok:
@@ -138,20 +151,28 @@ class TrainConfig:
                 if value is None and accepted[kind][option] is not None:
                     object.__setattr__(self, key, accepted[kind][option])
             elif value is not None and not _same(value, _FIELD_DEFAULTS[key]):  # mixup=False: off, not set
-                takers = [n for n in (list_methods if kind == "method" else list_models)(sort=False) if _takes(n, kind, option)]
-                raise ValueError(f"config {key}={value!r} {OPTION_MEANING[key]}, and is for {kind}s "
-                                 f"{' and '.join(takers)} only; it does not apply to {kind} {getattr(self, kind)!r}")
+                takers = [
+                    n
+                    for n in (list_methods if kind == "method" else list_models)(sort=False)
+                    if _takes(n, kind, option)
+                ]
+                raise ValueError(
+                    f"config {key}={value!r} {OPTION_MEANING[key]}, and is for {kind}s "
+                    f"{' and '.join(takers)} only; it does not apply to {kind} {getattr(self, kind)!r}"
+                )
         if self.noise == "file":
             if self.noise_rate is not None:
-                raise ValueError(f"config noise_rate={self.noise_rate!r} does not apply to noise 'file': the rate "
-                                 f"is what the file's labels give (recorded as realised_noise_rate); remove it")
+                raise ValueError(
+                    f"config noise_rate={self.noise_rate!r} does not apply to noise 'file': the rate "
+                    f"is what the file's labels give (recorded as realised_noise_rate); remove it"
+                )
         elif self.noise_rate is None:
             object.__setattr__(self, "noise_rate", DEFAULT_NOISE_RATE)
         if self.hidden is not None:
             object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config", recorded: bool = False) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config", recorded: bool = False) -> TrainConfig:
         """Build from a plain mapping (a YAML file, say), checking key names and value types.
 
         Raises ValueError naming the source, the key and the value for an unknown key, a value
@@ -165,8 +186,9 @@ class TrainConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
-                             f"{', '.join(fields)}")
+            raise ValueError(
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(fields)}"
+            )
         clean: dict[str, Any] = {}
         for key, value in values.items():
             clean[key] = _coerce(key, value, fields[key].type, source)
@@ -177,7 +199,7 @@ class TrainConfig:
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes`. Options filled in from the old method's, model's or noise's
         defaults are reset when that choice changes, so they follow the new one (or go away)."""
         values = self.to_dict()
@@ -205,29 +227,45 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.models.create_model` beyond the shapes."""
-        return {option: getattr(self, key) for key, (kind, option) in OPTION_KEYS.items()
-                if kind == "model" and getattr(self, key) is not None}
+        return {
+            option: getattr(self, key)
+            for key, (kind, option) in OPTION_KEYS.items()
+            if kind == "model" and getattr(self, key) is not None
+        }
 
     def method_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`l2b.methods.create_method`."""
-        return {option: getattr(self, key) for key, (kind, option) in OPTION_KEYS.items()
-                if kind == "method" and getattr(self, key) is not None}
+        return {
+            option: getattr(self, key)
+            for key, (kind, option) in OPTION_KEYS.items()
+            if kind == "method" and getattr(self, key) is not None
+        }
 
 
 # Config keys that belong to one registry entry: key -> (which choice, the entry's option name).
 # A key applies when the chosen method / model accepts that option (l2b.methods.method_options,
 # l2b.models.model_options); the CLI and the checks above read this table.
 OPTION_KEYS: dict[str, tuple[str, str]] = {
-    "engine": ("method", "engine"), "normalize": ("method", "normalize"), "temperature": ("method", "temperature"),
-    "bootstrap_beta": ("method", "beta"), "mixup": ("method", "mixup"), "mixup_alpha": ("method", "mixup_alpha"),
+    "engine": ("method", "engine"),
+    "normalize": ("method", "normalize"),
+    "temperature": ("method", "temperature"),
+    "bootstrap_beta": ("method", "beta"),
+    "mixup": ("method", "mixup"),
+    "mixup_alpha": ("method", "mixup_alpha"),
     "clip_grad": ("method", "clip_grad"),
-    "hidden": ("model", "hidden"), "width": ("model", "width"),
+    "hidden": ("model", "hidden"),
+    "width": ("model", "width"),
 }
 OPTION_MEANING = {
-    "engine": "is the meta-gradient engine", "normalize": "is the weight normalisation",
-    "temperature": "is the softmax normalisation's temperature", "bootstrap_beta": "is the observed label's weight",
-    "mixup": "turns on mixup", "mixup_alpha": "is mixup's Beta parameter", "clip_grad": "clips the gradient norm",
-    "hidden": "are the hidden layer widths", "width": "must be a positive channel count",
+    "engine": "is the meta-gradient engine",
+    "normalize": "is the weight normalisation",
+    "temperature": "is the softmax normalisation's temperature",
+    "bootstrap_beta": "is the observed label's weight",
+    "mixup": "turns on mixup",
+    "mixup_alpha": "is mixup's Beta parameter",
+    "clip_grad": "clips the gradient norm",
+    "hidden": "are the hidden layer widths",
+    "width": "must be a positive channel count",
 }
 DEFAULT_NOISE_RATE = 0.4
 
@@ -286,7 +324,9 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
     if kind.startswith("tuple"):
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
             raise bad()
         return tuple(value)
     return value

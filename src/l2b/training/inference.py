@@ -7,11 +7,12 @@ The model is rebuilt from the run's config (model name, MLP widths) and the shap
 of the run's data set, then ``model.pt`` (the epoch selected on the clean meta set) is loaded
 with ``torch.load(weights_only=True)``, so no code from the file is executed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,8 +41,13 @@ def example_shape(train, test) -> tuple[int, ...]:
     return tuple(train.example_shape)
 
 
-def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu", num_classes: int | None = None,
-                       in_shape: Sequence[int] | None = None) -> tuple[nn.Module, TrainConfig]:
+def load_trained_model(
+    run_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    num_classes: int | None = None,
+    in_shape: Sequence[int] | None = None,
+) -> tuple[nn.Module, TrainConfig]:
     """The trained model of a finished run (in eval mode, on `device`) and the run's config.
 
     `num_classes` and `in_shape` default to those of the run's data set, which is then loaded to
@@ -58,8 +64,9 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
     config = read_run_config(run_dir)
     path = run_dir / MODEL
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not finished "
-                                f"(continue it with `l2b train --resume {run_dir}`)")
+        raise FileNotFoundError(
+            f"{path} not found: the run in {run_dir} has not finished (continue it with `l2b train --resume {run_dir}`)"
+        )
     if num_classes is None or in_shape is None:
         train, test = load_run_data(config)
         num_classes = train.num_classes if num_classes is None else num_classes
@@ -70,8 +77,10 @@ def load_trained_model(run_dir: str | Path, *, device: str | torch.device = "cpu
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path} does not fit the {config.model!r} model that {run_dir / CONFIG} describes "
-                         f"(input shape {tuple(in_shape)}, {num_classes} classes): {err}") from None
+        raise ValueError(
+            f"{path} does not fit the {config.model!r} model that {run_dir / CONFIG} describes "
+            f"(input shape {tuple(in_shape)}, {num_classes} classes): {err}"
+        ) from None
     return model.to(dev).eval(), config
 
 
@@ -89,8 +98,16 @@ class InputData:
         return len(self.inputs)
 
 
-def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: Sequence[int], num_classes: int,
-                split: str | None = None, owner: str = "the model", run_data: tuple | None = None) -> InputData:
+def load_inputs(
+    data: str | Path | None,
+    config: TrainConfig,
+    *,
+    example_shape: Sequence[int],
+    num_classes: int,
+    split: str | None = None,
+    owner: str = "the model",
+    run_data: tuple | None = None,
+) -> InputData:
     """Data for a trained model: a registered data set's split, or an .npz file.
 
     Parameters
@@ -123,16 +140,18 @@ def load_inputs(data: str | Path | None, config: TrainConfig, *, example_shape: 
         return InputData(ds.inputs, ds.labels, name, part)
     path = Path(text)
     if path.suffix != ".npz" and not path.is_file():
-        raise ValueError(f"data {text!r} is neither a registered data set ({', '.join(sorted(DATASETS))}) nor an "
-                         ".npz file")
+        raise ValueError(
+            f"data {text!r} is neither a registered data set ({', '.join(sorted(DATASETS))}) nor an .npz file"
+        )
     if split is not None:
         raise ValueError(f"a split ({split!r}) applies to registered data sets, not to the file {path}")
     inputs, labels = load_npz(path, example_shape=example_shape, num_classes=num_classes, owner=owner)
     return InputData(inputs, labels, str(path), None)
 
 
-def load_npz(path: str | Path, *, example_shape: Sequence[int], num_classes: int,
-             owner: str = "the model") -> tuple[np.ndarray, np.ndarray | None]:
+def load_npz(
+    path: str | Path, *, example_shape: Sequence[int], num_classes: int, owner: str = "the model"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``inputs`` (as float32) and, if present, ``labels`` (as int64) from an .npz file,
     checking the example shape, finiteness and the label range; errors name the file."""
     path = Path(path)
@@ -144,12 +163,16 @@ def load_npz(path: str | Path, *, example_shape: Sequence[int], num_classes: int
     except Exception as err:
         raise ValueError(f"{path} is not a readable .npz file: {err}") from None
     if "inputs" not in arrays:
-        raise ValueError(f"{path} has no 'inputs' array (it holds: {', '.join(sorted(arrays)) or 'nothing'}); "
-                         "expected 'inputs' (N, *example_shape) and optionally 'labels' (N,)")
+        raise ValueError(
+            f"{path} has no 'inputs' array (it holds: {', '.join(sorted(arrays)) or 'nothing'}); "
+            "expected 'inputs' (N, *example_shape) and optionally 'labels' (N,)"
+        )
     x = arrays["inputs"]
     if x.dtype.kind not in "fiub" or x.ndim < 1:
-        raise ValueError(f"{path}: 'inputs' must be a numeric array of shape (N, *example_shape), got dtype "
-                         f"{x.dtype} shape {x.shape}")
+        raise ValueError(
+            f"{path}: 'inputs' must be a numeric array of shape (N, *example_shape), got dtype "
+            f"{x.dtype} shape {x.shape}"
+        )
     _check_shape(x, example_shape, str(path), owner)
     x = x.astype(np.float32, copy=False)
     if len(x) == 0:
@@ -160,12 +183,16 @@ def load_npz(path: str | Path, *, example_shape: Sequence[int], num_classes: int
     y = arrays.get("labels")
     if y is not None:
         if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
-            raise ValueError(f"{path}: 'labels' must be integer class indices of shape ({len(x)},), got dtype "
-                             f"{y.dtype} shape {y.shape}")
+            raise ValueError(
+                f"{path}: 'labels' must be integer class indices of shape ({len(x)},), got dtype "
+                f"{y.dtype} shape {y.shape}"
+            )
         out = np.flatnonzero((y < 0) | (y >= num_classes))
         if out.size:
-            raise ValueError(f"{path}: label {int(y[out[0]])} at index {int(out[0])} is outside [0, {num_classes}) "
-                             f"({out.size} such labels)")
+            raise ValueError(
+                f"{path}: label {int(y[out[0]])} at index {int(out[0])} is outside [0, {num_classes}) "
+                f"({out.size} such labels)"
+            )
         y = y.astype(np.int64)
     return x, y
 
@@ -174,5 +201,7 @@ def _check_shape(x: np.ndarray, example_shape: Sequence[int], source: str, owner
     expected = tuple(int(d) for d in example_shape)
     if tuple(x.shape[1:]) != expected:
         want = ", ".join(["N", *map(str, expected)])
-        raise ValueError(f"{source}: inputs have shape {tuple(x.shape)}, i.e. examples of shape {tuple(x.shape[1:])}, "
-                         f"but {owner} expects examples of shape {expected} (inputs of shape ({want}))")
+        raise ValueError(
+            f"{source}: inputs have shape {tuple(x.shape)}, i.e. examples of shape {tuple(x.shape[1:])}, "
+            f"but {owner} expects examples of shape {expected} (inputs of shape ({want}))"
+        )

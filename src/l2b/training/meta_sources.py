@@ -4,6 +4,7 @@
 after warm-up, at the start of every epoch, the meta set is rebuilt from training examples the
 model is confident about AND whose given label agrees with the model's prediction.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The optimisation settings every training entry point shares, checked in one place, and the
 optimizer and schedule they describe."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,10 +47,16 @@ class Optimization:
     def __post_init__(self) -> None:
         checks = [
             ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be at least 1"),
-            ("warmup_epochs", _is_int(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
-             f"must be in [0, epochs={self.epochs}]"),
-            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 2,
-             "must be at least 2 (BatchNorm needs two examples)"),
+            (
+                "warmup_epochs",
+                _is_int(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+                f"must be in [0, epochs={self.epochs}]",
+            ),
+            (
+                "batch_size",
+                _is_int(self.batch_size) and self.batch_size >= 2,
+                "must be at least 2 (BatchNorm needs two examples)",
+            ),
             ("meta_batch_size", _is_int(self.meta_batch_size) and self.meta_batch_size >= 2, "must be at least 2"),
             ("lr", _is_real(self.lr) and self.lr > 0, "must be positive"),
             ("momentum", _is_real(self.momentum) and 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
@@ -62,8 +69,9 @@ class Optimization:
                 raise ValueError(f"{key}={getattr(self, key)!r} {why}")
         for f in fields(self):  # plain Python numbers from here on (numpy scalars are accepted)
             value = getattr(self, f.name)
-            object.__setattr__(self, f.name, bool(value) if f.type == "bool" else
-                               int(value) if f.type == "int" else float(value))
+            object.__setattr__(
+                self, f.name, bool(value) if f.type == "bool" else int(value) if f.type == "int" else float(value)
+            )
 
     def replace(self, **changes: Any) -> Optimization:
         return dataclasses.replace(self, **changes)
@@ -72,12 +80,20 @@ class Optimization:
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
-    def optimizer(self, params, *, num_examples: int
-                  ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    def optimizer(
+        self, params, *, num_examples: int
+    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
         """SGD over `params` and its cosine schedule, for epochs of `num_examples` examples."""
-        return sgd_with_cosine(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                               nesterov=self.nesterov, epochs=self.epochs, num_examples=num_examples,
-                               batch_size=self.batch_size)
+        return sgd_with_cosine(
+            params,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+            epochs=self.epochs,
+            num_examples=num_examples,
+            batch_size=self.batch_size,
+        )
 
 
 def batches_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -85,9 +101,17 @@ def batches_per_epoch(num_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(num_examples / batch_size))
 
 
-def sgd_with_cosine(params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool, epochs: int,
-                    num_examples: int, batch_size: int
-                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+def sgd_with_cosine(
+    params,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+    epochs: int,
+    num_examples: int,
+    batch_size: int,
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
     """SGD and a cosine schedule stepped once per batch, annealed to zero over the whole run."""
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     steps = epochs * batches_per_epoch(num_examples, batch_size)

@@ -8,6 +8,7 @@
 benchmarks and anyone who wants the same examples in their own code call :func:`prepare_data`,
 so the same config gives the same examples, labels and split everywhere.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,9 @@ import torch
 from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset
 from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
 from .batches import TensorData
-from .streams import StreamData
 from .config import TrainConfig
 from .meta_sources import read_meta_file
+from .streams import StreamData
 from .validation import validate_run_data
 
 __all__ = ["IMAGE_OPTIONS", "PreparedData", "dataset_options", "load_run_data", "prepare_data"]
@@ -95,8 +96,9 @@ class PreparedData:
         """Undecodable image files left out with ``skip_bad_files``."""
         return int(getattr(self.train, "num_skipped", 0) + getattr(self.test, "num_skipped", 0))
 
-    def sets(self, device: torch.device) -> tuple[TensorData | StreamData, TensorData | StreamData | None,
-                                                  TensorData | StreamData]:
+    def sets(
+        self, device: torch.device
+    ) -> tuple[TensorData | StreamData, TensorData | StreamData | None, TensorData | StreamData]:
         """(training set with the given labels, meta set or None, test set) as the trainer takes
         them: tensors on `device`, or streams that decode batches with DataLoader workers."""
         if self.streamed:
@@ -104,8 +106,14 @@ class PreparedData:
             pool, pool_eval = self.train, self.train.with_transform(self.test.transform)
 
             def files(rows: np.ndarray, labels: np.ndarray, pool=pool, pool_eval=pool_eval) -> StreamData:
-                return StreamData(pool, pool_eval, np.asarray(rows, np.int64), torch.as_tensor(labels, dtype=torch.int64),
-                                  workers=self.config.workers, pin_memory=device.type == "cuda")
+                return StreamData(
+                    pool,
+                    pool_eval,
+                    np.asarray(rows, np.int64),
+                    torch.as_tensor(labels, dtype=torch.int64),
+                    workers=self.config.workers,
+                    pin_memory=device.type == "cuda",
+                )
 
             test = files(np.arange(len(self.test)), self.test.labels, pool=self.test, pool_eval=self.test)
             train = files(self.train_idx, self.given)
@@ -130,16 +138,21 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     set lacking a class, non-finite inputs, options that do not apply to the data set).
     """
     if config.augment and config.data == "digits":
-        raise ValueError("config augment=True is for image data sets; digits' 8x8 images are too small "
-                         "for 4-pixel crops")
+        raise ValueError(
+            "config augment=True is for image data sets; digits' 8x8 images are too small for 4-pixel crops"
+        )
     train, test = load_run_data(config)  # the first stage, which evaluate and predict use alone
     stream = isinstance(train, FileListDataset)
     if stream and config.augment:
-        raise ValueError(f"config augment=True is for in-memory images; streamed data set {config.data!r} is already "
-                         "augmented by its loader (random resized crop and flip)")
+        raise ValueError(
+            f"config augment=True is for in-memory images; streamed data set {config.data!r} is already "
+            "augmented by its loader (random resized crop and flip)"
+        )
     if stream and config.noise == "instance":
-        raise ValueError(f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
-                         "(and a small image_size) or choose another noise")
+        raise ValueError(
+            f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
+            "(and a small image_size) or choose another noise"
+        )
     noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
     if config.train_subset is not None:
         train, noisy = _train_subset(config, train, noisy)
@@ -166,8 +179,10 @@ def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, A
         if value is None or value is False:
             continue
         if name in DATASETS and key not in inspect.signature(DATASETS[name]).parameters:
-            raise ValueError(f"config {key}={value!r} does not apply to data set {name!r}; it is for image-file "
-                             "data sets (imagefolder, csv, isic2019, clothing1m)")
+            raise ValueError(
+                f"config {key}={value!r} does not apply to data set {name!r}; it is for image-file "
+                "data sets (imagefolder, csv, isic2019, clothing1m)"
+            )
         opts[key] = value
     return opts
 
@@ -185,14 +200,19 @@ def _train_subset(config: TrainConfig, train, noisy: NoisyLabels):
     """The class-balanced subset of `config.train_subset` training examples (drawn with
     split_seed, on the clean labels) and their noisy labels, generated on the whole split."""
     if config.train_subset > len(train):
-        raise ValueError(f"config train_subset={config.train_subset} is larger than the training split "
-                         f"({len(train)} examples)")
-    idx, _ = class_balanced_split(train.labels, num_selected=config.train_subset, num_classes=train.num_classes,
-                                  seed=config.split_seed, allow_incomplete=True)
+        raise ValueError(
+            f"config train_subset={config.train_subset} is larger than the training split ({len(train)} examples)"
+        )
+    idx, _ = class_balanced_split(
+        train.labels,
+        num_selected=config.train_subset,
+        num_classes=train.num_classes,
+        seed=config.split_seed,
+        allow_incomplete=True,
+    )
     labels = noisy.labels[idx]
     mask = labels != train.labels[idx]
-    return train.subset(idx), dataclasses.replace(noisy, labels=labels, noise_mask=mask,
-                                                  noise_rate=float(mask.mean()))
+    return train.subset(idx), dataclasses.replace(noisy, labels=labels, noise_mask=mask, noise_rate=float(mask.mean()))
 
 
 def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | None, num_classes: int) -> NoisyLabels:
@@ -204,13 +224,13 @@ def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | Non
         except ValueError as err:  # the library says `key`; the config and the CLI call it noise_label
             raise ValueError(f"{err} (config noise_label / --noise-label)") from None
     if config.noise == "instance":
-        return instance_dependent_noise(clean, inputs, rate=config.noise_rate, num_classes=num_classes,
-                                        seed=config.seed)
+        return instance_dependent_noise(
+            clean, inputs, rate=config.noise_rate, num_classes=num_classes, seed=config.seed
+        )
     return make_noise(config.noise, clean, rate=config.noise_rate, num_classes=num_classes, seed=config.seed)
 
 
-def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(meta indices (M,), their trusted labels (M,), remaining training indices) per meta_source.
 
     ``split``: class-balanced on the true labels, which it keeps (the trusted subset). ``file``:
@@ -226,7 +246,12 @@ def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int
         idx = idx[order]
         labels = clean[idx] if labels is None else labels[order]
     else:
-        idx, _ = class_balanced_split(clean, num_selected=config.num_meta, num_classes=num_classes,
-                                      seed=config.seed + 1, allow_incomplete=config.allow_incomplete_meta)
+        idx, _ = class_balanced_split(
+            clean,
+            num_selected=config.num_meta,
+            num_classes=num_classes,
+            seed=config.seed + 1,
+            allow_incomplete=config.allow_incomplete_meta,
+        )
         labels = clean[idx]
     return idx, labels, np.setdiff1d(np.arange(len(clean)), idx).astype(np.int64)

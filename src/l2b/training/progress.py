@@ -1,4 +1,5 @@
 """What a run shows while it trains: one human-readable line per epoch record."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ __all__ = ["format_epoch"]
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
     """One human-readable line per epoch."""
     parts = [f"epoch {record['epoch']:3d}/{epochs} [{record['phase']}]", f"loss {record['train_loss']:.4f}"]
-    parts += [f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}" for k in ("meta_accuracy", "test_accuracy")
-              if k in record]
+    parts += [
+        f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}" for k in ("meta_accuracy", "test_accuracy") if k in record
+    ]
     if "alpha_noisy" in record:
         parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
     if record.get("skipped_steps"):

@@ -4,13 +4,15 @@ The data come from :func:`~l2b.training.prepare_data`, the model and trainer fro
 :mod:`l2b.training.setup`, and every file of the run directory is named and written by
 :mod:`l2b.rundir` (its docstring gives the layout).
 """
+
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +31,16 @@ from .trainer import FitResult, evaluate, predict_proba
 __all__ = ["run_experiment"]
 
 
-def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = print, resume: bool = False,
-                   tensorboard: bool = False, dist: DistContext | None = None) -> dict[str, Any]:
+def run_experiment(
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+    resume: bool = False,
+    tensorboard: bool = False,
+    dist: DistContext | None = None,
+) -> dict[str, Any]:
     """Train one model as `config` says and return its summary.
 
     With ``tensorboard=True`` every epoch record's numbers are also written as TensorBoard scalars
@@ -60,13 +69,16 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         log, progress, tensorboard = None, False, False
     world = 1 if dist is None else dist.world_size
     if config.batch_size < 2 * world or config.meta_batch_size < world:
-        raise ValueError(f"config batch_size={config.batch_size} / meta_batch_size={config.meta_batch_size} are "
-                         f"global: with {world} processes they must be at least {2 * world} / {world}")
+        raise ValueError(
+            f"config batch_size={config.batch_size} / meta_batch_size={config.meta_batch_size} are "
+            f"global: with {world} processes they must be at least {2 * world} / {world}"
+        )
     out = Path(out_dir) if out_dir is not None else None
     ckpt = _checkpoint_to_resume(config, out) if resume else None
     if not resume and out is not None and ((out / rundir.SUMMARY).exists() or (out / rundir.CHECKPOINT).exists()):
-        raise FileExistsError(f"run directory {out} already holds a run; resume it with --resume or choose "
-                              "another --out")
+        raise FileExistsError(
+            f"run directory {out} already holds a run; resume it with --resume or choose another --out"
+        )
     started = time.perf_counter()
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
@@ -76,12 +88,22 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
     if out is not None and main and not resume:  # only now: bad data must not leave a half-made run directory
         rundir.prepare_run_dir(out)
-        rundir.write_run_config(out, config, {"version": __version__, "torch": str(torch.__version__),
-                                              "python": platform.python_version(), "device": str(device)})
+        rundir.write_run_config(
+            out,
+            config,
+            {
+                "version": __version__,
+                "torch": str(torch.__version__),
+                "python": platform.python_version(),
+                "device": str(device),
+            },
+        )
         rundir.write_metrics(out, [])
     if log is not None and data.num_skipped:
-        log(f"skipped {data.train.num_skipped} training and {data.test.num_skipped} test files that could not be "
-            "decoded")
+        log(
+            f"skipped {data.train.num_skipped} training and {data.test.num_skipped} test files that could not be "
+            "decoded"
+        )
     train_t, meta_t, test_t = data.sets(device)
     writer = _tensorboard_writer(out) if tensorboard else None
 
@@ -98,20 +120,41 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
 
     def save_checkpoint(state: dict[str, Any]) -> None:
         if out is not None and main:
-            rundir.save_checkpoint(out, {
-                "trainer": state, "config": config.to_dict(), "meta_index": torch.from_numpy(data.meta_idx),
-                "elapsed": elapsed_before + time.perf_counter() - started, "resumed": resumed,
-                "version": __version__})
+            rundir.save_checkpoint(
+                out,
+                {
+                    "trainer": state,
+                    "config": config.to_dict(),
+                    "meta_index": torch.from_numpy(data.meta_idx),
+                    "elapsed": elapsed_before + time.perf_counter() - started,
+                    "resumed": resumed,
+                    "version": __version__,
+                },
+            )
 
     model = build_model(config, num_classes=data.num_classes, in_shape=data.example_shape, device=device)
     with seeded(config.seed, device):
-        selector = (partial(confident_meta_set, num_meta=config.num_meta, num_classes=data.num_classes)
-                    if config.meta_source == "confident" else None)
-        trainer = build_trainer(model, method=config.method, method_options=config.method_options(),
-                                optim=config.optimization(), seed=config.seed, num_examples=len(train_t),
-                                num_classes=data.num_classes, progress=progress, callbacks=(on_epoch,),
-                                checkpoint=save_checkpoint, meta_selector=selector,
-                                augment=augment_batch if config.augment else None, log=log, dist=dist)
+        selector = (
+            partial(confident_meta_set, num_meta=config.num_meta, num_classes=data.num_classes)
+            if config.meta_source == "confident"
+            else None
+        )
+        trainer = build_trainer(
+            model,
+            method=config.method,
+            method_options=config.method_options(),
+            optim=config.optimization(),
+            seed=config.seed,
+            num_examples=len(train_t),
+            num_classes=data.num_classes,
+            progress=progress,
+            callbacks=(on_epoch,),
+            checkpoint=save_checkpoint,
+            meta_selector=selector,
+            augment=augment_batch if config.augment else None,
+            log=log,
+            dist=dist,
+        )
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
             if main:  # keep exactly the epochs the checkpoint knows (a kill can fall between the two writes)
@@ -128,15 +171,25 @@ def run_experiment(config: TrainConfig, *, out_dir: str | Path | None = None, pr
                 writer.close()
 
     model.load_state_dict(result.best_state)
-    summary = _summary(config, data, result, test_accuracy_at_best_meta=evaluate(model, test_t)[0],
-                       seconds=elapsed_before + time.perf_counter() - started, resumed=resumed, device=device,
-                       processes=world)
+    summary = _summary(
+        config,
+        data,
+        result,
+        test_accuracy_at_best_meta=evaluate(model, test_t)[0],
+        seconds=elapsed_before + time.perf_counter() - started,
+        resumed=resumed,
+        device=device,
+        processes=world,
+    )
     if out is not None and main:
         try:
             _write_outputs(out, result, model, summary, data, train_t)
         except OSError as err:
-            raise OSError(err.errno, f"could not write the outputs of {out} ({err.strerror or err}); its checkpoint "
-                          f"is kept: free some space and finish with `l2b train --resume {out}`") from None
+            raise OSError(
+                err.errno,
+                f"could not write the outputs of {out} ({err.strerror or err}); its checkpoint "
+                f"is kept: free some space and finish with `l2b train --resume {out}`",
+            ) from None
     if dist is not None:
         barrier()  # the run directory is complete before any process returns
     return summary
@@ -150,8 +203,9 @@ def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, An
         raise FileExistsError(f"run directory {out} already holds a finished run ({rundir.SUMMARY})")
     path = out / rundir.CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the run stopped before its first checkpoint; "
-                                "start it again without --resume")
+        raise FileNotFoundError(
+            f"{path} not found: the run stopped before its first checkpoint; start it again without --resume"
+        )
     ckpt = rundir.load_checkpoint(path)
     recorded = ckpt.get("config")
     try:  # normalised as config.yaml is: older versions recorded every key
@@ -163,13 +217,28 @@ def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, An
     return ckpt
 
 
-def _summary(config: TrainConfig, data: PreparedData, result: FitResult, *, test_accuracy_at_best_meta: float,
-             seconds: float, resumed: int, device: torch.device, processes: int) -> dict[str, Any]:
+def _summary(
+    config: TrainConfig,
+    data: PreparedData,
+    result: FitResult,
+    *,
+    test_accuracy_at_best_meta: float,
+    seconds: float,
+    resumed: int,
+    device: torch.device,
+    processes: int,
+) -> dict[str, Any]:
     history = result.history
     summary: dict[str, Any] = {
-        "method": config.method, "data": config.data, "model": config.model, "noise": config.noise,
-        "noise_rate": config.noise_rate, "realised_noise_rate": data.realised_noise_rate, "epochs": config.epochs,
-        "seed": config.seed, "num_meta": config.num_meta,
+        "method": config.method,
+        "data": config.data,
+        "model": config.model,
+        "noise": config.noise,
+        "noise_rate": config.noise_rate,
+        "realised_noise_rate": data.realised_noise_rate,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "num_meta": config.num_meta,
         "test_accuracy": history[-1]["test_accuracy"],
         "best_meta_epoch": result.best_epoch,
         "best_meta_accuracy": history[result.best_epoch - 1].get("meta_accuracy"),
@@ -178,8 +247,13 @@ def _summary(config: TrainConfig, data: PreparedData, result: FitResult, *, test
         "train_seconds": round(sum(r["train_seconds"] for r in history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in history)),
         "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in history)),
-        "resumed": resumed, "meta_source": config.meta_source, "skipped_files": data.num_skipped,
-        "version": __version__, "torch": str(torch.__version__), "device": str(device), "processes": processes,
+        "resumed": resumed,
+        "meta_source": config.meta_source,
+        "skipped_files": data.num_skipped,
+        "version": __version__,
+        "torch": str(torch.__version__),
+        "device": str(device),
+        "processes": processes,
     }
     purity = [r["meta_purity"] for r in history if "meta_purity" in r]
     if purity:  # confident meta source: how clean the selected meta sets were, on average
@@ -187,17 +261,27 @@ def _summary(config: TrainConfig, data: PreparedData, result: FitResult, *, test
     return summary
 
 
-def _write_outputs(out: Path, result: FitResult, model: torch.nn.Module, summary: dict[str, Any],
-                   data: PreparedData, train_t) -> None:
+def _write_outputs(
+    out: Path, result: FitResult, model: torch.nn.Module, summary: dict[str, Any], data: PreparedData, train_t
+) -> None:
     """model.pt, per_example.npz, label_issues.csv, then summary.json; then the checkpoint goes.
     Until summary.json exists the run counts as unfinished and ``--resume`` writes these again."""
     pe = result.per_example
     torch.save(result.best_state, out / rundir.MODEL)
-    np.savez_compressed(out / rundir.PER_EXAMPLE, index=data.train_idx, clean_label=data.clean,
-                        given_label=data.given, alpha=pe.alpha, beta=pe.beta,
-                        alpha_mean=pe.alpha_mean, beta_mean=pe.beta_mean, pseudo_label=pe.pseudo,
-                        pred_prob=predict_proba(model, train_t).cpu().numpy(),
-                        meta_index=data.meta_idx, transition=data.noisy.transition)
+    np.savez_compressed(
+        out / rundir.PER_EXAMPLE,
+        index=data.train_idx,
+        clean_label=data.clean,
+        given_label=data.given,
+        alpha=pe.alpha,
+        beta=pe.beta,
+        alpha_mean=pe.alpha_mean,
+        beta_mean=pe.beta_mean,
+        pseudo_label=pe.pseudo,
+        pred_prob=predict_proba(model, train_t).cpu().numpy(),
+        meta_index=data.meta_idx,
+        transition=data.noisy.transition,
+    )
     write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
     rundir.write_summary(out, summary)
     # Finished: model.pt holds the selected weights; the resume state is no longer needed.
@@ -210,6 +294,8 @@ def _tensorboard_writer(out: Path | None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ValueError("TensorBoard logging needs the tensorboard package: pip install 'l2b[tensorboard]' "
-                         "(or pip install tensorboard)") from None
+        raise ValueError(
+            "TensorBoard logging needs the tensorboard package: pip install 'l2b[tensorboard]' "
+            "(or pip install tensorboard)"
+        ) from None
     return SummaryWriter(log_dir=str(out / rundir.TENSORBOARD))

@@ -15,6 +15,7 @@ Seeds, from one ``seed``:
 During training the global torch RNG is forked and seeded with ``seed`` (:func:`seeded`); no
 shipped model draws from it, and the caller's global state is left as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +61,14 @@ def trainer_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + 2)
 
 
-def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int],
-                device: torch.device | None = None, seed: int | None = None) -> nn.Module:
+def build_model(
+    config: TrainConfig,
+    *,
+    num_classes: int,
+    in_shape: Sequence[int],
+    device: torch.device | None = None,
+    seed: int | None = None,
+) -> nn.Module:
     """The untrained network `config` describes, for examples of shape `in_shape`.
 
     Initialised under a forked global torch RNG seeded with `seed` (default: ``config.seed``),
@@ -73,8 +80,17 @@ def build_model(config: TrainConfig, *, num_classes: int, in_shape: Sequence[int
     return model.to(dev)
 
 
-def build_trainer(model: nn.Module, *, method: str | Method, optim: Optimization, seed: int, num_examples: int,
-                  num_classes: int, method_options: dict[str, Any] | None = None, **trainer_options: Any) -> Trainer:
+def build_trainer(
+    model: nn.Module,
+    *,
+    method: str | Method,
+    optim: Optimization,
+    seed: int,
+    num_examples: int,
+    num_classes: int,
+    method_options: dict[str, Any] | None = None,
+    **trainer_options: Any,
+) -> Trainer:
     """A ready :class:`Trainer` for `model` (already on its device).
 
     Parameters
@@ -95,6 +111,16 @@ def build_trainer(model: nn.Module, *, method: str | Method, optim: Optimization
     if not params:
         raise ValueError("model has no trainable parameters (none with requires_grad=True)")
     optimizer, scheduler = optim.optimizer(params, num_examples=num_examples)
-    return Trainer(model, method, optimizer, scheduler, num_classes=num_classes, batch_size=optim.batch_size,
-                   meta_batch_size=optim.meta_batch_size, warmup_epochs=optim.warmup_epochs,
-                   max_bad_steps=optim.max_bad_steps, generator=trainer_generator(seed), **trainer_options)
+    return Trainer(
+        model,
+        method,
+        optimizer,
+        scheduler,
+        num_classes=num_classes,
+        batch_size=optim.batch_size,
+        meta_batch_size=optim.meta_batch_size,
+        warmup_epochs=optim.warmup_epochs,
+        max_bad_steps=optim.max_bad_steps,
+        generator=trainer_generator(seed),
+        **trainer_options,
+    )

@@ -6,6 +6,7 @@ That keeps streaming exactly resumable: the plan lives in the checkpoint, and ea
 augmentation is seeded from (epoch seed, step, position), not from which worker decoded it or
 how far the loader had prefetched when the run was interrupted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ from ..data.files import BadImageError, FileListDataset, collate_images, worker_
 from ..distributed import shard as shard_indices
 from .batches import Batch, EpochCursor, take_shard
 
-_SEED_MASK = 2 ** 62 - 1
+_SEED_MASK = 2**62 - 1
 
 
 def example_seed(epoch_seed: int, step: int, position: int) -> int:
@@ -62,28 +63,46 @@ class StreamData:
     def __len__(self) -> int:
         return len(self.index)
 
-    def subset(self, rows: np.ndarray | Tensor, labels: Tensor | None = None) -> "StreamData":
+    def subset(self, rows: np.ndarray | Tensor, labels: Tensor | None = None) -> StreamData:
         """The examples at `rows` (positions in this set), with their labels or `labels`."""
         rows = np.asarray(rows, dtype=np.int64)
-        return StreamData(self.train_view, self.eval_view, self.index[rows],
-                          self.labels[torch.as_tensor(rows)] if labels is None else labels.cpu(),
-                          self.workers, self.pin_memory)
+        return StreamData(
+            self.train_view,
+            self.eval_view,
+            self.index[rows],
+            self.labels[torch.as_tensor(rows)] if labels is None else labels.cpu(),
+            self.workers,
+            self.pin_memory,
+        )
 
     def _loader(self, dataset: FileListDataset, batches: Sequence[list]) -> Iterator[tuple[Tensor, Tensor]]:
         """Decoded batches; an undecodable file raises BadImageError naming it, as cleanly from
         a worker process as from this one (torch would wrap it in a traceback dump)."""
         extra = {"prefetch_factor": 4} if self.workers > 0 else {}
-        loader = DataLoader(_Guarded(dataset), batch_sampler=_Planned(batches), num_workers=self.workers,
-                            collate_fn=_collate, pin_memory=self.pin_memory,
-                            worker_init_fn=worker_init if self.workers > 0 else None, **extra)
+        loader = DataLoader(
+            _Guarded(dataset),
+            batch_sampler=_Planned(batches),
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.pin_memory,
+            worker_init_fn=worker_init if self.workers > 0 else None,
+            **extra,
+        )
         for batch in loader:
             if isinstance(batch, BadImageError):
                 raise BadImageError(batch.path, batch.reason)
             yield batch
 
-    def planned_batches(self, plan: Sequence[tuple[Tensor, Tensor | None]], *, meta: "StreamData | None",
-                        epoch_seed: int, first_step: int, device: torch.device,
-                        shard: tuple[int, int] | None = None) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def planned_batches(
+        self,
+        plan: Sequence[tuple[Tensor, Tensor | None]],
+        *,
+        meta: StreamData | None,
+        epoch_seed: int,
+        first_step: int,
+        device: torch.device,
+        shard: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Decoded training batches for ``plan[first_step:]``, in order.
 
         plan : per step, (rows of this set (B,), rows of `meta` (M,) or None). Yields the noisy
@@ -98,8 +117,14 @@ class StreamData:
         for step in range(first_step, len(plan)):
             rows, meta_rows = plan[step]
             noisy = [(int(f), example_seed(epoch_seed, step, j)) for j, f in enumerate(self.index[rows.numpy()])]
-            clean = [] if meta_rows is None else [(int(f), example_seed(epoch_seed, step, len(rows) + j))
-                                                  for j, f in enumerate(meta.index[meta_rows.numpy()])]
+            clean = (
+                []
+                if meta_rows is None
+                else [
+                    (int(f), example_seed(epoch_seed, step, len(rows) + j))
+                    for j, f in enumerate(meta.index[meta_rows.numpy()])
+                ]
+            )
             if shard is not None:
                 noisy = [noisy[i] for i in shard_indices(range(len(noisy)), *shard).tolist()]
                 clean = [clean[i] for i in shard_indices(range(len(clean)), *shard).tolist()]
@@ -109,24 +134,39 @@ class StreamData:
             x = x.to(device, non_blocking=self.pin_memory)
             yield x[:b], (x[b:] if x.shape[0] > b else None)
 
-    def plan_epoch(self, cursor: EpochCursor, *, generator: torch.Generator,
-                   next_meta: Callable[[], Tensor] | None) -> None:
+    def plan_epoch(
+        self, cursor: EpochCursor, *, generator: torch.Generator, next_meta: Callable[[], Tensor] | None
+    ) -> None:
         """Fix the epoch's augmentation seed and, when the method needs meta batches, the meta rows
         of every step (drawn from `generator` in that order): the loader runs ahead of the steps."""
-        cursor.epoch_seed = int(torch.randint(2 ** 62, (1,), generator=generator))
+        cursor.epoch_seed = int(torch.randint(2**62, (1,), generator=generator))
         cursor.meta_plan = None if next_meta is None else [next_meta() for _ in range(cursor.n_batches)]
 
-    def batches(self, cursor: EpochCursor, meta: StreamData | None, *, generator: torch.Generator,
-                next_meta: Callable[[], Tensor] | None, augment: Callable[..., Tensor] | None,
-                shard: tuple[int, int] | None, device: torch.device) -> Iterator[Batch]:
+    def batches(
+        self,
+        cursor: EpochCursor,
+        meta: StreamData | None,
+        *,
+        generator: torch.Generator,
+        next_meta: Callable[[], Tensor] | None,
+        augment: Callable[..., Tensor] | None,
+        shard: tuple[int, int] | None,
+        device: torch.device,
+    ) -> Iterator[Batch]:
         """The planned batches from ``cursor.step`` on, decoded by DataLoader workers (this
         process's shards only). Augmentation is the loader's, seeded per example from the plan,
         so `augment`, `generator` and `next_meta` are not used here."""
         rows = cursor.rows
         meta_plan = cursor.meta_plan if meta is not None else None
         plan = list(zip(rows, meta_plan or [None] * cursor.n_batches))
-        loader = self.planned_batches(plan, meta=meta if meta_plan else None, epoch_seed=cursor.epoch_seed,
-                                      first_step=cursor.step, device=device, shard=shard)
+        loader = self.planned_batches(
+            plan,
+            meta=meta if meta_plan else None,
+            epoch_seed=cursor.epoch_seed,
+            first_step=cursor.step,
+            device=device,
+            shard=shard,
+        )
         try:
             for step in range(cursor.step, cursor.n_batches):
                 x, mx = next(loader)
@@ -139,7 +179,7 @@ class StreamData:
     def eval_batches(self, batch_size: int, device: torch.device) -> Iterator[Tensor]:
         """Every example once, in order, with the evaluation transform: inputs (b, C, H, W)."""
         files = [int(f) for f in self.index]
-        batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
+        batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
         for x, _labels in self._loader(self.eval_view, batches):
             yield x.to(device, non_blocking=self.pin_memory)
 

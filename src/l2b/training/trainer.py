@@ -9,6 +9,7 @@ so a run can be checkpointed at any step boundary and resumed to the same result
 Data come from a batch source (:mod:`l2b.training.batches`): tensors in memory or image files
 streamed from disk behind one interface, so the loop has one path for both.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,16 @@ from .batches import Batch, EpochCursor, TensorData
 from .optim import batches_per_epoch
 from .streams import StreamData
 
-__all__ = ["FitResult", "GracefulStop", "NonFiniteStep", "PerExample", "Trainer", "TrainingDiverged", "evaluate",
-           "predict_proba"]
+__all__ = [
+    "FitResult",
+    "GracefulStop",
+    "NonFiniteStep",
+    "PerExample",
+    "Trainer",
+    "TrainingDiverged",
+    "evaluate",
+    "predict_proba",
+]
 
 Source = TensorData | StreamData
 
@@ -57,7 +66,7 @@ def predict_proba(model: nn.Module, inputs: Tensor | Source, *, batch_size: int 
     elif isinstance(inputs, TensorData):
         chunks = inputs.eval_batches(batch_size)
     else:
-        chunks = (inputs[i:i + batch_size] for i in range(0, inputs.shape[0], batch_size))
+        chunks = (inputs[i : i + batch_size] for i in range(0, inputs.shape[0], batch_size))
     out = torch.cat([torch.softmax(model(x).float(), dim=1) for x in chunks])
     model.train(was_training)
     return out
@@ -181,18 +190,31 @@ class Trainer:
         every process; epoch records and the meta set chosen by `meta_selector` come from rank 0.
     """
 
-    def __init__(self, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, *, num_classes: int,
-                 batch_size: int, meta_batch_size: int, warmup_epochs: int = 0,
-                 generator: torch.Generator, progress: bool = True,
-                 callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
-                 checkpoint: Callable[[dict[str, Any]], None] | None = None,
-                 meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 augment: Callable[..., Tensor] | None = None, max_bad_steps: int = 10,
-                 log: Callable[[str], None] | None = None, dist: DistContext | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        method: Method,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        *,
+        num_classes: int,
+        batch_size: int,
+        meta_batch_size: int,
+        warmup_epochs: int = 0,
+        generator: torch.Generator,
+        progress: bool = True,
+        callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        meta_selector: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        augment: Callable[..., Tensor] | None = None,
+        max_bad_steps: int = 10,
+        log: Callable[[str], None] | None = None,
+        dist: DistContext | None = None,
+    ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
-        self.warmup_method = create_method("ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha,
-                                           clip_grad=method.clip_grad)
+        self.warmup_method = create_method(
+            "ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha, clip_grad=method.clip_grad
+        )
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
@@ -218,17 +240,23 @@ class Trainer:
         """Everything needed to continue exactly from the current step boundary."""
         dev = self.device
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "generator": self.generator.get_state(), "torch_rng": torch.random.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.random.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "epoch": self.epoch, "history": copy.deepcopy(self.history),
-            "best_key": list(self.best_key), "best_epoch": self.best_epoch, "best_state": self.best_state,
+            "epoch": self.epoch,
+            "history": copy.deepcopy(self.history),
+            "best_key": list(self.best_key),
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
             "per_example": self.per_example.state_dict() if self.per_example is not None else None,
             "cursor": None if self.cursor is None else self.cursor.state_dict(),
             "meta_sampler": copy.deepcopy(self.meta_sampler),
             "meta_index": None if self.meta_index is None else torch.from_numpy(self.meta_index.copy()),
-            "bad_in_row": self.bad_in_row, "method": self.method.state_dict(),
+            "bad_in_row": self.bad_in_row,
+            "method": self.method.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -274,8 +302,15 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, train: Source, meta: Source | None, *, epochs: int, test: Source | None = None,
-            clean_labels: np.ndarray | None = None) -> FitResult:
+    def fit(
+        self,
+        train: Source,
+        meta: Source | None,
+        *,
+        epochs: int,
+        test: Source | None = None,
+        clean_labels: np.ndarray | None = None,
+    ) -> FitResult:
         """Train until `epochs` epochs are complete (continuing from a loaded state, if any);
         select the best epoch on the clean meta set.
 
@@ -295,15 +330,24 @@ class Trainer:
             self.per_example = PerExample(len(train))
         noisy_mask = None if clean_labels is None else clean_labels != train.labels.cpu().numpy()
         started = time.perf_counter()
-        bar = tqdm(total=epochs, initial=self.epoch, desc=self.method.name, unit="epoch",
-                   disable=not self.progress, leave=False)
+        bar = tqdm(
+            total=epochs,
+            initial=self.epoch,
+            desc=self.method.name,
+            unit="epoch",
+            disable=not self.progress,
+            leave=False,
+        )
         with self._deferred_interrupt():
             try:
                 while self.epoch < epochs:
                     record = self._run_epoch(train, meta, test, noisy_mask, clean_labels)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", meta=record.get("meta_accuracy"),
-                                    test=record.get("test_accuracy"))
+                    bar.set_postfix(
+                        loss=f"{record['train_loss']:.3f}",
+                        meta=record.get("meta_accuracy"),
+                        test=record.get("test_accuracy"),
+                    )
                     for cb in self.callbacks:
                         cb(record)
                     if self.checkpoint is not None:
@@ -316,11 +360,18 @@ class Trainer:
                 bar.close()
         if self.best_epoch < 0:  # no meta set: the last epoch is the only principled choice
             self.best_epoch, self.best_state = self.epoch, _cpu_state(self.model)
-        return FitResult(self.history, self.best_epoch, self.best_state, self.per_example,
-                         time.perf_counter() - started)
+        return FitResult(
+            self.history, self.best_epoch, self.best_state, self.per_example, time.perf_counter() - started
+        )
 
-    def _run_epoch(self, train: Source, meta: Source | None, test: Source | None,
-                   noisy_mask: np.ndarray | None, clean_labels: np.ndarray | None) -> dict[str, Any]:
+    def _run_epoch(
+        self,
+        train: Source,
+        meta: Source | None,
+        test: Source | None,
+        noisy_mask: np.ndarray | None,
+        clean_labels: np.ndarray | None,
+    ) -> dict[str, Any]:
         """One epoch from wherever the cursor stands: start it (unless resumed), step through its
         batches, then evaluate, select and record it."""
         warm = self.epoch < self.warmup_epochs
@@ -329,20 +380,35 @@ class Trainer:
             self._start_epoch(train, meta, method, warm)
         meta = self._epoch_meta_set(train, meta, warm)
         cursor = self.cursor
-        batches = train.batches(cursor, meta if method.needs_meta else None, generator=self.generator,
-                                next_meta=self._meta_draw(meta, method), augment=self.augment, shard=self.shard,
-                                device=self.device)
-        bar = tqdm(total=cursor.n_batches, initial=cursor.step, desc=f"epoch {self.epoch + 1}", unit="step",
-                   leave=False, disable=not self.progress, mininterval=0.5)
+        batches = train.batches(
+            cursor,
+            meta if method.needs_meta else None,
+            generator=self.generator,
+            next_meta=self._meta_draw(meta, method),
+            augment=self.augment,
+            shard=self.shard,
+            device=self.device,
+        )
+        bar = tqdm(
+            total=cursor.n_batches,
+            initial=cursor.step,
+            desc=f"epoch {self.epoch + 1}",
+            unit="step",
+            leave=False,
+            disable=not self.progress,
+            mininterval=0.5,
+        )
         try:
             t0 = time.perf_counter()  # each step's time includes fetching its batch
             for batch in batches:
                 out = self._step(method, batch)
                 self._account(batch, out, time.perf_counter() - t0)
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(cursor.losses) if cursor.losses else math.nan:.3f}",
-                                img_s=f"{cursor.step * self.batch_size / max(cursor.seconds, 1e-9):.0f}",
-                                refresh=False)
+                bar.set_postfix(
+                    loss=f"{np.mean(cursor.losses) if cursor.losses else math.nan:.3f}",
+                    img_s=f"{cursor.step * self.batch_size / max(cursor.seconds, 1e-9):.0f}",
+                    refresh=False,
+                )
                 if self._stop_requested():  # Ctrl-C arrived during the step: stop at its boundary
                     raise GracefulStop
                 t0 = time.perf_counter()
@@ -363,10 +429,14 @@ class Trainer:
             self.meta_sampler = {"perm": None, "pos": 0}
         stats = method.start_epoch(self.model, train, epoch=self.epoch, device=self.device)
         n_batches = batches_per_epoch(len(train), self.batch_size)
-        self.cursor = EpochCursor(perm=torch.randperm(len(train), generator=self.generator), n_batches=n_batches,
-                                  stats=dict(stats))
-        train.plan_epoch(self.cursor, generator=self.generator,
-                         next_meta=self._meta_draw(self._epoch_meta_set(train, meta, warm), method))
+        self.cursor = EpochCursor(
+            perm=torch.randperm(len(train), generator=self.generator), n_batches=n_batches, stats=dict(stats)
+        )
+        train.plan_epoch(
+            self.cursor,
+            generator=self.generator,
+            next_meta=self._meta_draw(self._epoch_meta_set(train, meta, warm), method),
+        )
         self.per_example.start_epoch()
 
     def _epoch_meta_set(self, train: Source, meta: Source | None, warm: bool) -> Source | None:
@@ -386,7 +456,7 @@ class Trainer:
         s = self.meta_sampler
         if s["perm"] is None or s["pos"] >= n_meta:
             s["perm"], s["pos"] = torch.randperm(n_meta, generator=self.generator), 0
-        chunk = s["perm"][s["pos"]:s["pos"] + self.meta_batch_size]
+        chunk = s["perm"][s["pos"] : s["pos"] + self.meta_batch_size]
         s["pos"] += self.meta_batch_size
         if len(chunk) < 2 <= n_meta:  # a 1-example tail would break BatchNorm: start a new pass
             s["pos"] = n_meta
@@ -397,9 +467,18 @@ class Trainer:
         """The method's step; one whose gradient is not finite is undone and counted instead."""
         buffers = {k: b.clone() for k, b in self.model.named_buffers()}
         try:
-            out = method.step(self.step_model, self.optimizer, batch.inputs, batch.labels, batch.meta_inputs,
-                              batch.meta_labels, num_classes=self.num_classes, generator=self.generator,
-                              dist=self.dist, index=batch.index)
+            out = method.step(
+                self.step_model,
+                self.optimizer,
+                batch.inputs,
+                batch.labels,
+                batch.meta_inputs,
+                batch.meta_labels,
+                num_classes=self.num_classes,
+                generator=self.generator,
+                dist=self.dist,
+                index=batch.index,
+            )
         except NonFiniteStep:
             out = self._skip_step(buffers, self.cursor.step)
             self.cursor.skipped += 1
@@ -418,13 +497,16 @@ class Trainer:
         self.bad_in_row += 1
         where = f"epoch {self.epoch + 1}, step {step + 1}"
         if self.log is not None:
-            self.log(f"warning: {where}: non-finite loss or gradient, step skipped "
-                     f"({self.bad_in_row} in a row, at most {self.max_bad_steps})")
+            self.log(
+                f"warning: {where}: non-finite loss or gradient, step skipped "
+                f"({self.bad_in_row} in a row, at most {self.max_bad_steps})"
+            )
         if self.bad_in_row >= self.max_bad_steps:
             raise TrainingDiverged(
                 f"training stopped at {where}: {self.bad_in_row} consecutive steps had a non-finite loss, "
                 "meta-gradient or gradient (max_bad_steps); lower the learning rate, clip gradients "
-                "(clip_grad) or check the data for NaN / Inf values")
+                "(clip_grad) or check the data for NaN / Inf values"
+            )
         return StepOutput(loss=float("nan"))
 
     def _account(self, batch: Batch, out: StepOutput, seconds: float) -> None:
@@ -441,10 +523,13 @@ class Trainer:
 
     def _gathered(self, out: StepOutput) -> StepOutput:
         """Every process's per-example weights and pseudo-labels, in global batch order."""
-        return StepOutput(loss=out.loss, stats=out.stats,
-                          alpha=None if out.alpha is None else gather_cat(out.alpha),
-                          beta=None if out.beta is None else gather_cat(out.beta),
-                          pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels))
+        return StepOutput(
+            loss=out.loss,
+            stats=out.stats,
+            alpha=None if out.alpha is None else gather_cat(out.alpha),
+            beta=None if out.beta is None else gather_cat(out.beta),
+            pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels),
+        )
 
     def _stop_requested(self) -> bool:
         """Ctrl-C seen by any process stops all of them at the same step boundary."""
@@ -453,18 +538,27 @@ class Trainer:
         flag = torch.tensor([float(self.interrupt_requested)], device=self.dist.device)
         return bool(self.dist.sum(flag).item() > 0)
 
-    def _end_epoch(self, train: Source, meta: Source | None, test: Source | None, noisy_mask: np.ndarray | None,
-                   clean_labels: np.ndarray | None, warm: bool) -> dict[str, Any]:
+    def _end_epoch(
+        self,
+        train: Source,
+        meta: Source | None,
+        test: Source | None,
+        noisy_mask: np.ndarray | None,
+        clean_labels: np.ndarray | None,
+        warm: bool,
+    ) -> dict[str, Any]:
         """Close the epoch: its record (losses, speed, meta and test figures, diagnostics) and
         the best-epoch selection on the clean meta set."""
         c, pe = self.cursor, self.per_example
         pe.close_epoch()
         self.epoch += 1
         record: dict[str, Any] = {
-            "epoch": self.epoch, "phase": "warmup" if warm else self.method.name,
+            "epoch": self.epoch,
+            "phase": "warmup" if warm else self.method.name,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": float(np.mean(c.losses)) if c.losses else math.nan,
-            "train_seconds": round(c.seconds, 4), "images_per_second": round(len(train) / max(c.seconds, 1e-9), 1),
+            "train_seconds": round(c.seconds, 4),
+            "images_per_second": round(len(train) / max(c.seconds, 1e-9), 1),
         }
         if c.skipped:
             record["skipped_steps"] = c.skipped

@@ -6,6 +6,7 @@ must hold every class (or, with ``allow_incomplete_meta``, a warning names the m
 the in-memory inputs must be finite. :func:`load_untrusted_torch` reads a checkpoint or model file
 with ``torch.load(weights_only=True)`` and turns a refusal into one short ValueError naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IncompleteMetaSetWarning", "check_finite_inputs", "check_meta_set", "load_untrusted_torch",
-           "validate_run_data"]
+__all__ = [
+    "IncompleteMetaSetWarning",
+    "check_finite_inputs",
+    "check_meta_set",
+    "load_untrusted_torch",
+    "validate_run_data",
+]
 
 _SHOWN = 10  # missing classes named in a message; the rest are counted
 
@@ -33,8 +39,14 @@ def _class_list(classes: np.ndarray, class_names: Sequence[str] | None) -> str:
     return shown + (f" and {len(classes) - _SHOWN} more" if len(classes) > _SHOWN else "")
 
 
-def check_meta_set(labels: np.ndarray, *, num_classes: int, allow_incomplete: bool = False,
-                   source: str = "meta set", class_names: Sequence[str] | None = None) -> None:
+def check_meta_set(
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    allow_incomplete: bool = False,
+    source: str = "meta set",
+    class_names: Sequence[str] | None = None,
+) -> None:
     """Check that a clean meta set holds at least one example of every class.
 
     Parameters
@@ -60,16 +72,24 @@ def check_meta_set(labels: np.ndarray, *, num_classes: int, allow_incomplete: bo
     missing = np.setdiff1d(np.arange(num_classes), labels)
     if missing.size == 0:
         return
-    size = (f"{len(labels)} examples for {num_classes} classes, fewer than one per class"
-            if len(labels) < num_classes else f"{len(labels)} examples")
-    message = (f"{source}: the meta set ({size}) has no example of class {_class_list(missing, class_names)} "
-               f"({missing.size} of {num_classes} classes missing)")
+    size = (
+        f"{len(labels)} examples for {num_classes} classes, fewer than one per class"
+        if len(labels) < num_classes
+        else f"{len(labels)} examples"
+    )
+    message = (
+        f"{source}: the meta set ({size}) has no example of class {_class_list(missing, class_names)} "
+        f"({missing.size} of {num_classes} classes missing)"
+    )
     if allow_incomplete:
-        warnings.warn(f"{message}; training with it anyway (allow_incomplete_meta)", IncompleteMetaSetWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{message}; training with it anyway (allow_incomplete_meta)", IncompleteMetaSetWarning, stacklevel=3
+        )
         return
-    raise ValueError(f"{message}; add examples of the missing classes, or accept the incomplete meta set with "
-                     "allow_incomplete_meta=True (--allow-incomplete-meta)")
+    raise ValueError(
+        f"{message}; add examples of the missing classes, or accept the incomplete meta set with "
+        "allow_incomplete_meta=True (--allow-incomplete-meta)"
+    )
 
 
 def check_finite_inputs(inputs: np.ndarray, *, name: str, chunk: int = 4096) -> None:
@@ -80,7 +100,7 @@ def check_finite_inputs(inputs: np.ndarray, *, name: str, chunk: int = 4096) -> 
         return
     first, count = -1, 0
     for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
+        block = x[start : start + chunk]
         bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
         if bad.size:
             first = start + int(bad[0]) if first < 0 else first
@@ -108,10 +128,18 @@ def validate_run_data(config: Any, train: Any, test: Any, meta_labels: np.ndarra
       data set and the example).
     """
     if len(meta_labels):
-        source = (f"meta_file {config.meta_file}" if config.meta_source == "file"
-                  else f"config meta_source={config.meta_source!r} num_meta={config.num_meta}")
-        check_meta_set(meta_labels, num_classes=train.num_classes, allow_incomplete=config.allow_incomplete_meta,
-                       source=source, class_names=getattr(train, "class_names", None))
+        source = (
+            f"meta_file {config.meta_file}"
+            if config.meta_source == "file"
+            else f"config meta_source={config.meta_source!r} num_meta={config.num_meta}"
+        )
+        check_meta_set(
+            meta_labels,
+            num_classes=train.num_classes,
+            allow_incomplete=config.allow_incomplete_meta,
+            source=source,
+            class_names=getattr(train, "class_names", None),
+        )
     for data in (train, test):
         inputs = _in_memory_inputs(data)
         if inputs is not None:
@@ -146,5 +174,7 @@ def load_untrusted_torch(path: str | os.PathLike, *, what: str, map_location: An
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - an unpickler refusal or a torn / foreign file
-        raise ValueError(f"{os.fspath(path)}: refused to load this {what}: it is not a torch file holding only "
-                         f"tensors and plain containers; nothing in it was executed ({_refusal_reason(err)})") from None
+        raise ValueError(
+            f"{os.fspath(path)}: refused to load this {what}: it is not a torch file holding only "
+            f"tensors and plain containers; nothing in it was executed ({_refusal_reason(err)})"
+        ) from None
