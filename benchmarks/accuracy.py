@@ -114,6 +114,15 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
             d = detection_scores(load_per_example(Path(tmp) / "run")) or {}
+            metrics = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        # The regime: does the run fit the noise? Per-epoch curves, so the tables can be recomputed.
+        row.update(
+            peak_test_accuracy=s["peak_test_accuracy"],
+            memorised=s.get("memorised"),
+            train_accuracy=s.get("train_accuracy"),
+            noisy_correct=s.get("noisy_correct"),
+            curves={k: [m.get(k) for m in metrics] for k in ("test_accuracy", "memorised", "train_accuracy")},
+        )
         row.update(
             test_accuracy=s["test_accuracy"],
             test_accuracy_at_best_meta=s["test_accuracy_at_best_meta"],

@@ -89,6 +89,10 @@ class StepOutput:
     alpha, beta : Tensor of shape (B,) or None
         Per-example weights of the observed-label and pseudo-label costs, when the method has them.
     pseudo_labels : Tensor of shape (B,) or None
+    predictions : Tensor of shape (B,) or None
+        argmax of the train-mode logits of the step's own forward (before the update), when the
+        inputs were not mixed: the trainer measures the fit to the given labels from these
+        instead of a second pass over the data.
     stats : dict[str, float]
         Method-specific scalars (meta loss, whether all weights were zero, gradient norm ...).
 
@@ -103,6 +107,14 @@ class StepOutput:
     beta: Tensor | None = None
     pseudo_labels: Tensor | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    predictions: Tensor | None = None
+
+
+def predicted(logits: Tensor, targets: Tensor) -> Tensor | None:
+    """argmax of the logits the step trained on (B,), for the trainer's fit-to-the-labels
+    figures; None when the inputs were mixed (probability targets), whose predictions say
+    nothing about how each example's own label is fitted."""
+    return logits.detach().argmax(dim=1) if targets.dim() == 1 else None
 
 
 def mixup(

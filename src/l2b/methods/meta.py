@@ -16,7 +16,7 @@ from ..meta import (
     scores_from_jvp,
     weights_from_scores,
 )
-from .base import Method, StepOutput, register_method, unwrap_model
+from .base import Method, StepOutput, predicted, register_method, unwrap_model
 
 
 class _MetaMethod(Method):
@@ -81,6 +81,7 @@ class _MetaMethod(Method):
             alpha=mw.alpha.detach(),
             beta=mw.beta.detach(),
             pseudo_labels=mw.pseudo_labels,
+            predictions=predicted(logits, targets),
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
         )
 
@@ -123,6 +124,7 @@ class _MetaMethod(Method):
             alpha=mw.alpha.detach(),
             beta=mw.beta.detach(),
             pseudo_labels=mw.pseudo_labels,
+            predictions=predicted(logits, targets),
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
         )
 

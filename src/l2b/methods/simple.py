@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Method, StepOutput, batch_mean, register_method
+from .base import Method, StepOutput, batch_mean, predicted, register_method
 
 
 def _as_probs(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
@@ -21,9 +21,11 @@ class CrossEntropy(Method):
     """Plain (empirical risk) cross-entropy on the observed labels."""
 
     def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+        logits = model(inputs)
+        out = StepOutput(loss=0.0, predictions=predicted(logits, targets))
         if dist is None:
-            return F.cross_entropy(model(inputs), targets), StepOutput(loss=0.0)
-        return batch_mean(F.cross_entropy(model(inputs), targets, reduction="none"), dist), StepOutput(loss=0.0)
+            return F.cross_entropy(logits, targets), out
+        return batch_mean(F.cross_entropy(logits, targets, reduction="none"), dist), out
 
 
 class _Bootstrap(Method):
@@ -56,7 +58,9 @@ class _Bootstrap(Method):
         log_q = F.log_softmax(logits, dim=1)
         observed = _as_probs(targets, logits.shape[1], logits.dtype)
         target = self.beta * observed + (1.0 - self.beta) * self.prediction_target(log_q.exp())
-        return batch_mean(-(target * log_q).sum(dim=1), dist), StepOutput(loss=0.0)
+        return batch_mean(-(target * log_q).sum(dim=1), dist), StepOutput(
+            loss=0.0, predictions=predicted(logits, targets)
+        )
 
 
 @register_method("bootstrap-soft")

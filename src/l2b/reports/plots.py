@@ -100,14 +100,17 @@ def _colors(n: int) -> list:
 
 
 def plot_accuracy(runs: Sequence[Run], path: Path) -> Path:
-    """Test and meta accuracy per epoch, one colour per run, warm-up epochs shaded."""
-    fig = Figure(figsize=(11, 4.8), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    colors = _colors(len(runs))
-    panels = (
+    """Test and meta accuracy per epoch, one colour per run, warm-up epochs shaded; with known
+    noise also the memorised share (mislabelled examples fitted to their wrong label)."""
+    panels = [
         ("test_accuracy", "Test accuracy (held-out test split)"),
         ("meta_accuracy", "Meta accuracy (clean meta set, used to select the checkpoint)"),
-    )
+    ]
+    if any("memorised" in m for r in runs for m in r.metrics):
+        panels.append(("memorised", "Memorised: mislabelled training examples\npredicted as their wrong given label"))
+    fig = Figure(figsize=(5.5 * len(panels), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True)
+    colors = _colors(len(runs))
     warmups = sorted({r.warmup_epochs for r in runs if r.warmup_epochs})
     for ax, (key, title) in zip(axes, panels):
         for w in warmups:
@@ -343,9 +346,27 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, threshol
         "class (`l2b relabel` moves exactly these to the predicted class). *seconds*: wall time of the run.",
         "",
     ]
+    if any("memorised" in r.summary for r in runs):
+        lines += [
+            "Fit to the given labels, last epoch: *train acc.* on the given (noisy) training labels; of the "
+            "mislabelled training examples, the share *memorised* (predicted as their wrong given label) and the "
+            "share predicted as their true class. *peak test acc.*: the best epoch's test accuracy, for seeing "
+            "whether a run fell from its peak as it fitted the noise (nothing is selected on it).",
+            "",
+        ]
+        lines += [
+            f"- {r.label}: train acc. {_fmt(r.summary.get('train_accuracy'), 3)}, memorised "
+            f"{_fmt(r.summary.get('memorised'), 3)}, mislabelled predicted correctly "
+            f"{_fmt(r.summary.get('noisy_correct'), 3)}; peak test acc. {_fmt(r.summary.get('peak_test_accuracy'))}, "
+            f"final {_fmt(r.summary.get('test_accuracy'))}"
+            for r in runs
+        ]
+        lines.append("")
     captions = {
         "accuracy": "Test and meta accuracy per epoch; the dot marks the epoch selected on the meta set, the "
-        "grey band the warm-up epochs.",
+        "grey band the warm-up epochs. With known noise, the third panel is the share of mislabelled training "
+        "examples the model predicts as their wrong given label: a rising curve is the network memorising the "
+        "noise.",
         "weights": "Last-epoch weights (scaled so uniform weighting = 1) on truly clean and truly mislabelled "
         "examples, for runs with weights.",
         "detection": "Precision-recall curve of the label-quality ranking against the noise mask; the dot is "

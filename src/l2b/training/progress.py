@@ -13,6 +13,10 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     parts += [
         f"{k.replace('_accuracy', ' acc')} {record[k]:.4f}" for k in ("meta_accuracy", "test_accuracy") if k in record
     ]
+    if "train_accuracy" in record:
+        parts.append(f"train acc {record['train_accuracy']:.4f}")
+    if "memorised" in record:
+        parts.append(f"memorised {record['memorised']:.2f}")
     if "alpha_noisy" in record:
         parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
     if record.get("skipped_steps"):

@@ -243,6 +243,9 @@ def _summary(
         "best_meta_epoch": result.best_epoch,
         "best_meta_accuracy": history[result.best_epoch - 1].get("meta_accuracy"),
         "test_accuracy_at_best_meta": test_accuracy_at_best_meta,
+        # the highest test accuracy of any epoch: for seeing whether a run fits the noise (its last
+        # epoch falling below it), never for choosing a checkpoint
+        "peak_test_accuracy": max(r["test_accuracy"] for r in history),
         "seconds": round(seconds, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in history)),
@@ -255,6 +258,9 @@ def _summary(
         "device": str(device),
         "processes": processes,
     }
+    for key in ("train_accuracy", "memorised", "noisy_correct"):  # the last epoch's fit to the given labels
+        if key in history[-1]:
+            summary[key] = history[-1][key]
     purity = [r["meta_purity"] for r in history if "meta_purity" in r]
     if purity:  # confident meta source: how clean the selected meta sets were, on average
         summary["meta_purity"] = float(np.mean(purity))

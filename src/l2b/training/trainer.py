@@ -86,13 +86,16 @@ class PerExample:
     """Per-example statistics, indexed like the training set (N,).
 
     ``alpha`` / ``beta`` / ``pseudo``: the latest epoch's values (alpha, beta scaled by the batch
-    size, so uniform weighting reads 1; NaN / -1 where not yet seen). ``alpha_sum`` /
-    ``beta_sum`` / ``epochs``: sums over every epoch that produced weights, for averages.
+    size, so uniform weighting reads 1; NaN / -1 where not yet seen). ``pred``: the class each
+    example's own training step predicted this epoch (train mode, before the update; -1 where the
+    step reported none, e.g. under mixup). ``alpha_sum`` / ``beta_sum`` / ``epochs``: sums over
+    every epoch that produced weights, for averages.
     """
 
     def __init__(self, n: int):
         self.alpha, self.beta = np.full(n, np.nan), np.full(n, np.nan)
         self.pseudo = np.full(n, -1, dtype=np.int64)
+        self.pred = np.full(n, -1, dtype=np.int64)
         self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
         self.epochs = 0
 
@@ -102,6 +105,8 @@ class PerExample:
             self.beta[idx] = out.beta.double().cpu().numpy() * len(idx)
         if out.pseudo_labels is not None:
             self.pseudo[idx] = out.pseudo_labels.cpu().numpy()
+        if out.predictions is not None:
+            self.pred[idx] = out.predictions.cpu().numpy()
 
     def close_epoch(self) -> None:
         if not np.all(np.isnan(self.alpha)):
@@ -110,7 +115,7 @@ class PerExample:
             self.epochs += 1
 
     def start_epoch(self) -> None:
-        self.alpha[:], self.beta[:], self.pseudo[:] = np.nan, np.nan, -1
+        self.alpha[:], self.beta[:], self.pseudo[:], self.pred[:] = np.nan, np.nan, -1, -1
 
     @property
     def alpha_mean(self) -> np.ndarray:
@@ -529,6 +534,7 @@ class Trainer:
             alpha=None if out.alpha is None else gather_cat(out.alpha),
             beta=None if out.beta is None else gather_cat(out.beta),
             pseudo_labels=None if out.pseudo_labels is None else gather_cat(out.pseudo_labels),
+            predictions=None if out.predictions is None else gather_cat(out.predictions),
         )
 
     def _stop_requested(self) -> bool:
@@ -537,6 +543,28 @@ class Trainer:
             return self.interrupt_requested
         flag = torch.tensor([float(self.interrupt_requested)], device=self.dist.device)
         return bool(self.dist.sum(flag).item() > 0)
+
+    def _fit_to_labels(
+        self, train: Source, noisy_mask: np.ndarray | None, clean_labels: np.ndarray | None
+    ) -> dict[str, Any]:
+        """How the model fits the given labels: ``train_accuracy`` on them and, when the truth is
+        known, the share of mislabelled examples predicted as their wrong given label
+        (``memorised``) and as their true class (``noisy_correct``).
+
+        Measured on the predictions each example's own step made this epoch (train mode, before
+        the update, augmented as trained): no extra pass. Where the steps report none (mixed
+        inputs), one eval-mode pass over the training set after the epoch is used instead, and
+        ``fit_measured`` says which.
+        """
+        given = train.labels.cpu().numpy()
+        pred, source = self.per_example.pred, "steps"
+        if (pred < 0).any():
+            pred, source = predict_proba(self.model, train).argmax(1).cpu().numpy(), "eval pass"
+        out: dict[str, Any] = {"train_accuracy": float(np.mean(pred == given)), "fit_measured": source}
+        if noisy_mask is not None and noisy_mask.any():
+            out["memorised"] = float(np.mean(pred[noisy_mask] == given[noisy_mask]))
+            out["noisy_correct"] = float(np.mean(pred[noisy_mask] == clean_labels[noisy_mask]))
+        return out
 
     def _end_epoch(
         self,
@@ -575,6 +603,7 @@ class Trainer:
             record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
         if test is not None:
             record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
+        record.update(self._fit_to_labels(train, noisy_mask, clean_labels))
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
         if self.dist is not None:  # rank 0's figures decide the best epoch everywhere
             record = broadcast_object(record)

@@ -1,0 +1,74 @@
+"""The fit to the given labels per epoch: training accuracy, and with known noise the share of
+mislabelled examples memorised (predicted as their wrong label) or predicted correctly."""
+
+import json
+
+import numpy as np
+import torch
+
+import l2b
+from l2b.cli.main import main
+from l2b.training import TrainConfig, build_model, prepare_data
+from l2b.training.progress import format_epoch
+
+
+def test_records_summary_and_progress_line_carry_the_fit(tmp_path, capsys):
+    assert main(["train", "--epochs", "3", "--warmup-epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        assert r["fit_measured"] == "steps"  # no mixup: read off each step's own forward
+        assert 0 <= r["memorised"] <= 1 and 0 <= r["noisy_correct"] <= 1 and 0 <= r["train_accuracy"] <= 1
+        assert r["memorised"] + r["noisy_correct"] <= 1 + 1e-12  # a wrong label is never the true class
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["memorised"] == records[-1]["memorised"]
+    assert summary["peak_test_accuracy"] == max(r["test_accuracy"] for r in records)
+    assert "memorised" in format_epoch(records[-1], 3) and "train acc" in format_epoch(records[-1], 3)
+    assert "memorised" in out.err + out.out
+
+
+def _data(n=300, rate=0.4, seed=0):
+    cfg = TrainConfig(noise_rate=rate, seed=seed, device="cpu", num_meta=50, hidden=(64,))
+    data = prepare_data(cfg)
+    rows = np.arange(n)
+    return cfg, data, rows
+
+
+def test_from_the_steps_it_equals_a_direct_count_of_the_steps_predictions():
+    """With mixup off, the figures are those of the predictions each step reported."""
+    cfg, data, rows = _data()
+    model = build_model(cfg, num_classes=10, in_shape=data.example_shape)
+    x, given, clean = data.train_inputs[rows], data.given[rows], data.clean[rows]
+    result = l2b.fit(model, (x, given), method="ce", epochs=2, warmup_epochs=0, batch_size=32, clean_labels=clean)
+    trainer_pred = result.per_example.pred  # the last epoch's step predictions
+    assert (trainer_pred >= 0).all()
+    noisy = given != clean
+    last = result.history[-1]
+    assert last["train_accuracy"] == float(np.mean(trainer_pred == given))
+    assert last["memorised"] == float(np.mean(trainer_pred[noisy] == given[noisy]))
+    assert last["noisy_correct"] == float(np.mean(trainer_pred[noisy] == clean[noisy]))
+
+
+def test_under_mixup_one_eval_pass_measures_it():
+    cfg, data, rows = _data()
+    model = build_model(cfg, num_classes=10, in_shape=data.example_shape)
+    x, given, clean = data.train_inputs[rows], data.given[rows], data.clean[rows]
+    result = l2b.fit(
+        model, (x, given), method="ce", epochs=1, warmup_epochs=0, batch_size=32, clean_labels=clean, mixup=True
+    )
+    last = result.history[-1]
+    assert last["fit_measured"] == "eval pass"
+    with torch.no_grad():
+        pred = model.eval()(torch.as_tensor(x)).argmax(1).numpy()  # the only (so the selected) epoch
+    assert last["train_accuracy"] == float(np.mean(pred == given))
+
+
+def test_cross_entropy_memorises_the_noise_of_a_small_set_it_trains_long_on():
+    cfg, data, rows = _data(n=200, rate=0.4)
+    model = build_model(cfg, num_classes=10, in_shape=data.example_shape)
+    x, given, clean = data.train_inputs[rows], data.given[rows], data.clean[rows]
+    result = l2b.fit(
+        model, (x, given), method="ce", epochs=60, warmup_epochs=0, batch_size=32, clean_labels=clean, weight_decay=0.0
+    )
+    first, last = result.history[0], result.history[-1]
+    assert first["memorised"] < 0.3 and last["memorised"] > 0.8 and last["train_accuracy"] > 0.9
