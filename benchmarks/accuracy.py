@@ -6,8 +6,9 @@
 A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every run), ``settings``
 (a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
 ``methods`` and ``seeds``, and optionally ``method_seeds`` (method -> its own, usually shorter,
-seed list, for costly methods) and ``cleanlab_folds``. Methods are registered l2b methods,
-``l2b-mixup`` (l2b with mixup)
+seed list, for costly methods), ``method_config`` (method -> config keys for that method only, e.g.
+DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` too) and
+``cleanlab_folds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
 and ``cleanlab``: out-of-fold probabilities from ``cleanlab_folds``-fold cross-validation
 (stratified on the noisy labels) of the same network trained with cross-entropy for the same
 epochs, ``cleanlab.filter.find_label_issues`` (its defaults) on them, then the same network
@@ -53,9 +54,10 @@ def load_grid(path: Path) -> dict[str, Any]:
     for key in ("name", "base", "settings", "methods", "seeds"):
         if key not in grid:
             raise SystemExit(f"{path}: missing key {key!r}")
-    unknown = set(grid.get("method_seeds", {})) - set(grid["methods"])
-    if unknown:  # checked before hours of runs, not when rendering after them
-        raise SystemExit(f"{path}: method_seeds names methods not in the grid: {sorted(unknown)}")
+    for key in ("method_seeds", "method_config"):
+        unknown = set(grid.get(key, {})) - set(grid["methods"])
+        if unknown:  # checked before hours of runs, not when rendering after them
+            raise SystemExit(f"{path}: {key} names methods not in the grid: {sorted(unknown)}")
     return grid
 
 
@@ -84,7 +86,11 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
                         "setting": setting_label(setting),
                         "method": method,
                         "seed": seed,
-                        "overrides": {k: v for k, v in setting.items() if k != "label"},
+                        "overrides": {k: v for k, v in setting.items() if k not in ("label", "method_config")},
+                        "method_config": {
+                            **grid.get("method_config", {}).get(method, {}),
+                            **setting.get("method_config", {}).get(method, {}),
+                        },
                         "order": (r, method in extra, i, j),
                     }
                 )
@@ -110,7 +116,11 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
         cfg = TrainConfig.from_dict({**values, "method": "ce"})
         row.update(cleanlab_pipeline(cfg, int(grid.get("cleanlab_folds", 5))))
     else:
-        cfg = TrainConfig.from_dict({**values, **ALIASES.get(cell["method"], {"method": cell["method"]})})
+        method = {
+            **ALIASES.get(cell["method"], {"method": cell["method"]}),
+            **cell.get("method_config", {}),
+        }
+        cfg = TrainConfig.from_dict({**values, **method})
         with tempfile.TemporaryDirectory() as tmp:
             s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
             d = detection_scores(load_per_example(Path(tmp) / "run")) or {}
@@ -374,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [c for c in cells(grid) if key(c) not in done]
     command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
     if not args.render and todo:
-        if "cleanlab" in grid["methods"]:
+        if any(c["method"] == "cleanlab" for c in todo):
             import cleanlab  # noqa: F401  - fail before hours of runs, not after
         print(f"{len(todo)} runs to do ({len(done)} already in {rows_path}), {args.workers} worker(s)", flush=True)
         args.results.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .methods import create_method
+from .methods import TwoNetworks, create_method
 from .training.batches import TensorData
 from .training.optim import Optimization, batches_per_epoch
 from .training.setup import build_trainer, resolve_device, seeded
@@ -49,6 +49,7 @@ def fit(
     clean_labels: Any = None,
     callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
     progress: bool = False,
+    augment: Callable[..., Tensor] | None = None,
     **method_options: Any,
 ) -> FitResult:
     """Train `model` on noisy labels with `method`, selecting the epoch on the clean meta set.
@@ -74,7 +75,8 @@ def fit(
         Evaluated every epoch for the record only (``test_accuracy`` / ``test_loss``); nothing is
         selected on it.
     method : str
-        ``"l2b"``, ``"l2rw"``, ``"ce"``, ``"bootstrap-soft"``, ``"bootstrap-hard"``.
+        ``"l2b"``, ``"l2rw"``, ``"ce"``, ``"bootstrap-soft"``, ``"bootstrap-hard"``, ``"dividemix"``,
+        ``"dividemix-l2b"`` (the registry: :func:`l2b.methods.list_methods`).
     epochs, warmup_epochs : int
         Epochs in all, of which the first `warmup_epochs` use plain cross-entropy.
     batch_size, meta_batch_size : int
@@ -102,9 +104,16 @@ def fit(
         meta_accuracy, test_accuracy, ...) as soon as the epoch ends.
     progress : bool
         Show a progress bar.
+    augment : callable (batch (B, ...), *, generator) -> batch, or None
+        Applied on the device to every noisy and meta training batch, drawing from the trainer's
+        generator: :func:`l2b.data.augment_batch` (crop and flip of images) or
+        :class:`l2b.data.FeatureNoise` (Gaussian noise, the stand-in for other data). Needed by
+        methods that train on two views of every example (``"dividemix"``, ``"dividemix-l2b"``,
+        whose `model` must also be an :class:`l2b.methods.TwoNetworks` pair).
     **method_options
         Passed to the method: ``mixup``, ``mixup_alpha``, ``clip_grad``, and for the meta methods
-        ``engine``, ``normalize``, ``temperature``; ``beta`` for the bootstrap methods.
+        ``engine``, ``normalize``, ``temperature`` (and ``head`` for ``engine="head"``,
+        ``tail_modules`` for ``engine="tail"``); ``beta`` for the bootstrap methods.
 
     Returns
     -------
@@ -137,6 +146,16 @@ def fit(
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative int")
     algo = create_method(method, **method_options)
+    if algo.networks == 2 and not isinstance(model, TwoNetworks):
+        raise ValueError(
+            f"method {method!r} trains two networks: pass model=l2b.methods.TwoNetworks(net, other_net), two "
+            "networks of the same architecture initialised differently"
+        )
+    if algo.views > 1 and augment is None:
+        raise ValueError(
+            f"method {method!r} trains on {algo.views} augmented views of every example: pass augment= "
+            "(l2b.data.augment_batch for images, l2b.data.FeatureNoise(std) for other data)"
+        )
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     float_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
@@ -189,6 +208,7 @@ def fit(
             num_classes=k,
             progress=progress,
             callbacks=tuple(callbacks),
+            augment=augment,
         )
         result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
     model.load_state_dict(result.best_state)

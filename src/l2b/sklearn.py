@@ -23,7 +23,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .api import fit as _fit
-from .methods import create_method
+from .data import FeatureNoise
+from .methods import TwoNetworks, create_method, method_class
 from .models import create_model
 from .training.optim import Optimization
 from .training.progress import format_epoch
@@ -48,7 +49,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden : tuple of int, default=(256,)
         Hidden layer widths; ``()`` gives multinomial logistic regression.
-    method : {"l2b", "l2rw", "ce", "bootstrap-soft", "bootstrap-hard"}, default="l2b"
+    method : {"l2b", "l2rw", "ce", "bootstrap-soft", "bootstrap-hard", "dividemix", "dividemix-l2b"}, default="l2b"
     epochs : int, default=40
         Training epochs, warm-up included.
     batch_size : int, default=64
@@ -68,7 +69,13 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         meta methods (``l2b``, ``l2rw``) and no meta set for the others (they then keep the last
         epoch); 0 means no meta set.
     mixup : bool, default=False
-        Train on mixed-up pairs (Beta(32, 32)), as in the paper.
+        Train on mixed-up pairs (Beta(32, 32)), as in the paper (not for the DivideMix methods,
+        which always mix).
+    feature_noise : float or None, default=None
+        Standard deviation of Gaussian noise added to the standardised features of every training
+        batch. The DivideMix methods (``"dividemix"``, ``"dividemix-l2b"``, two networks trained
+        on two noisy views of every row) need it and use 0.3 when None; this stand-in for image
+        augmentation is not the published method's.
     device : str, default="cpu"
         "cpu", "cuda", "cuda:1", "auto", ...
     random_state : int, RandomState instance or None, default=None
@@ -108,6 +115,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         warmup_epochs=5,
         num_meta=None,
         mixup=False,
+        feature_noise=None,
         device="cpu",
         random_state=None,
         verbose=False,
@@ -123,6 +131,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.num_meta = num_meta
         self.mixup = mixup
+        self.feature_noise = feature_noise
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -201,8 +210,17 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"the meta set has {len(meta[1])} sample; method {self.method!r} needs at least 2")
 
         dev = resolve_device(self.device)
-        with seeded(seed, dev):
-            model = create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden)
+        algo = method_class(self.method)
+        nets = []
+        for i in range(algo.networks):  # DivideMix: a second network, from seed + 3 as l2b train does
+            with seeded(seed + 3 * i, dev):
+                nets.append(create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden))
+        model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
+        augment = None
+        if algo.views > 1:  # two views of every row: Gaussian noise on the standardised features
+            augment = FeatureNoise(0.3 if self.feature_noise is None else float(self.feature_noise))
+        elif self.feature_noise is not None:
+            augment = FeatureNoise(float(self.feature_noise))
         callbacks = (lambda r: print(format_epoch(r, self.epochs), flush=True),) if self.verbose else ()
         result = _fit(
             model,
@@ -220,7 +238,8 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             seed=seed,
             num_classes=k,
             callbacks=callbacks,
-            mixup=bool(self.mixup),
+            augment=augment,
+            mixup=bool(self.mixup),  # the DivideMix methods refuse it by name: they always mix
         )
         self.model_ = model
         self.history_ = result.history

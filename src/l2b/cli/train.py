@@ -109,9 +109,26 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
         "--engine",
         "engine",
         {"choices": ENGINES},
-        "meta-gradient engine, all give the same weights: 'forward' (forward mode, memory close to a plain "
-        "step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x the memory), "
-        "'reverse' (the published double backward)",
+        "meta-gradient engine. Exact, all three give the same weights: 'forward' (forward mode, memory close "
+        "to a plain step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x "
+        "the memory), 'reverse' (the published double backward). Cheaper, the meta-gradient over part of the "
+        "network only (the rest held fixed in the virtual step; fidelity in "
+        "benchmarks/results/engine_fidelity.md): 'head' (the final linear layer, in closed form: one extra "
+        "forward of the meta batch), 'tail' (the last --engine-tail-modules blocks, exact there)",
+    ),
+    (
+        "--engine-head",
+        "engine_head",
+        {"metavar": "MODULE"},
+        "--engine head: name of the output nn.Linear, e.g. fc (unset: the model's last nn.Linear, which "
+        "must produce the logits)",
+    ),
+    (
+        "--engine-tail-modules",
+        "engine_tail_modules",
+        {"type": int, "metavar": "K"},
+        "--engine tail, required there: the number of last blocks with parameters it differentiates "
+        "(residual blocks count as one; K = all of them is --engine forward)",
     ),
     ("--normalize", "normalize", {"choices": NORMALIZATIONS}, "weight normalisation"),
     ("--temperature", "temperature", {"type": float}, "softmax temperature"),
@@ -129,6 +146,47 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     ("--mixup", "mixup", {"action": "store_true"}, "mixup with Beta(a, a), one permutation per batch"),
     ("--mixup-alpha", "mixup_alpha", {"type": float}, "mixup Beta parameter"),
+    (
+        "--feature-noise",
+        "feature_noise",
+        {"type": float, "metavar": "STD"},
+        "add Gaussian noise of this std to every training batch: the stand-in for image augmentation on data "
+        "without one (digits, feature vectors); DivideMix needs one of the two. Not a published augmentation",
+    ),
+    ("--dividemix-lambda-u", "dividemix_lambda_u", {"type": float}, "DivideMix: weight of the unlabelled loss"),
+    (
+        "--dividemix-threshold",
+        "dividemix_threshold",
+        {"type": float},
+        "DivideMix: clean probability above which an example is labelled",
+    ),
+    ("--dividemix-sharpen", "dividemix_sharpen", {"type": float}, "DivideMix: sharpening temperature T"),
+    ("--dividemix-alpha", "dividemix_alpha", {"type": float}, "DivideMix: MixMatch's Beta(alpha, alpha)"),
+    ("--dividemix-rampup", "dividemix_rampup", {"type": float}, "DivideMix: epochs over which lambda_u ramps up"),
+    (
+        "--dividemix-loss-history",
+        "dividemix_loss_history",
+        {"type": int},
+        "DivideMix: epochs of normalised losses the mixture is fitted to (published: 5 at 90%% noise)",
+    ),
+    (
+        "--dividemix-penalty",
+        "dividemix_penalty",
+        {"action": argparse.BooleanOptionalAction},
+        "DivideMix: confidence penalty in the warm-up (published for asymmetric noise)",
+    ),
+    (
+        "--dividemix-meta",
+        "dividemix_meta",
+        {"choices": ("clean", "labelled")},
+        "dividemix-l2b: meta batches from the clean meta set, or from DivideMix's labelled part of each batch",
+    ),
+    (
+        "--dividemix-l2b-clip",
+        "dividemix_l2b_clip",
+        {"type": float},
+        "dividemix-l2b: gradient-norm clip of the L2B step (published: 0.8)",
+    ),
     ("--epochs", "epochs", {"type": int}, "training epochs (warm-up included)"),
     ("--warmup-epochs", "warmup_epochs", {"type": int}, "epochs of plain cross-entropy before the method starts"),
     ("--batch-size", "batch_size", {"type": int}, "noisy batch size"),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ._common import ImageArrayDataset
 from .arrays import ArrayDataset
-from .augment import augment_batch
+from .augment import FeatureNoise, augment_batch
 from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
 from .files import BadImageError, FileListDataset, make_loader
@@ -48,6 +48,7 @@ __all__ = [
     "load_digits",
     "stratified_holdout",
     "BadImageError",
+    "FeatureNoise",
     "FileListDataset",
     "ImageArrayDataset",
     "RestrictedUnpickler",

@@ -59,3 +59,24 @@ def augment_batch(
     # One gather over the flattened padded images; the (N, 1, H*W) index is broadcast over channels.
     index = (rows[:, :, None] * wp + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return padded.reshape(n, c, hp * wp).gather(2, index).view(n, c, h, w)
+
+
+class FeatureNoise:
+    """Gaussian noise of standard deviation `std` added to every input: the documented stand-in
+    for image augmentation on data without a meaningful one (digits' 8x8 images, feature vectors).
+
+    Call as ``noise(x, generator=g)`` on a batch (N, ...); the noise is drawn from `generator` on
+    its device and moved to ``x``'s, like :func:`augment_batch`. This is *not* the augmentation
+    any published method used: methods that need two views of a batch (DivideMix) get two noisy
+    copies instead of two crops.
+    """
+
+    def __init__(self, std: float):
+        if not std > 0:
+            raise ValueError(f"feature noise std must be positive, got {std!r}")
+        self.std = float(std)
+
+    def __call__(self, x: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype)
+        return x + self.std * noise.to(x.device)

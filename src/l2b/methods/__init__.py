@@ -1,6 +1,6 @@
 """Training methods behind a registry: each is one optimizer step returning a StepOutput."""
 
-from . import meta, simple  # noqa: F401  (registers the methods)
+from . import dividemix, meta, simple  # noqa: F401  (registers the methods)
 from .base import (
     Method,
     NonFiniteStep,
@@ -9,18 +9,22 @@ from .base import (
     list_methods,
     method_class,
     method_options,
+    mix_coefficients,
     mixup,
     register_method,
 )
+from .dividemix import TwoNetworks
 
 __all__ = [
     "Method",
     "NonFiniteStep",
     "StepOutput",
+    "TwoNetworks",
     "create_method",
     "list_methods",
     "method_class",
     "method_options",
+    "mix_coefficients",
     "mixup",
     "register_method",
 ]

@@ -146,20 +146,27 @@ def mixup(
     -------
     mixed inputs (B, ...) and probability targets (B, K).
     """
+    lam, perm = mix_coefficients(inputs.shape[0], alpha=alpha, generator=generator, shard=shard)
+    perm = perm.to(inputs.device)
+    onehot = F.one_hot(labels, num_classes).to(inputs.dtype)
+    return lam * inputs + (1 - lam) * inputs[perm], lam * onehot + (1 - lam) * onehot[perm]
+
+
+def mix_coefficients(
+    n: int, *, alpha: float, generator: torch.Generator | None = None, shard: int | None = None
+) -> tuple[float, Tensor]:
+    """lambda ~ Beta(alpha, alpha) and a random permutation of n rows (CPU, int64), as
+    :func:`mixup` draws them (see there for `shard`)."""
     # torch's Beta sampler only draws from the global RNG; numpy's takes a seed we derive from
     # the caller's (CPU) generator, so runs are reproducible and global state is left alone.
     seed = int(torch.randint(2**62, (1,), generator=generator))
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     if shard is None:
-        perm = torch.randperm(inputs.shape[0], generator=generator)
-    else:
-        # randperm(n) consumes a number of draws that depends on n; shards may differ in size
-        perm_seed = int(torch.randint(2**62, (1,), generator=generator))
-        private = int(np.random.SeedSequence([perm_seed, int(shard)]).generate_state(1, np.uint64)[0])
-        perm = torch.randperm(inputs.shape[0], generator=torch.Generator().manual_seed(private))
-    perm = perm.to(inputs.device)
-    onehot = F.one_hot(labels, num_classes).to(inputs.dtype)
-    return lam * inputs + (1 - lam) * inputs[perm], lam * onehot + (1 - lam) * onehot[perm]
+        return lam, torch.randperm(n, generator=generator)
+    # randperm(n) consumes a number of draws that depends on n; shards may differ in size
+    perm_seed = int(torch.randint(2**62, (1,), generator=generator))
+    private = int(np.random.SeedSequence([perm_seed, int(shard)]).generate_state(1, np.uint64)[0])
+    return lam, torch.randperm(n, generator=torch.Generator().manual_seed(private))
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -214,6 +221,12 @@ class Method:
     needs_meta: bool = False
     #: option -> its allowed values, for options with a fixed set (the CLI's choices come from here)
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: how many networks the method trains; the model it steps holds them (see l2b.methods.TwoNetworks)
+    networks: ClassVar[int] = 1
+    #: augmented views of each noisy example its step takes (``inputs`` plus ``views - 1`` in ``views=``)
+    views: ClassVar[int] = 1
+    #: keyword options for DistributedDataParallel around its model
+    ddp_options: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
@@ -239,6 +252,16 @@ class Method:
         self.clip_grad = clip_grad
 
     # -- the trainer's contract beyond the step (defaults: nothing to do, nothing to save) ------
+    def warmup_method(self) -> Method:
+        """The method of the warm-up epochs: plain cross-entropy with this method's mixup and
+        clipping, unless the method warms up its own way (two networks each on its own)."""
+        return create_method("ce", mixup=self.mixup, mixup_alpha=self.mixup_alpha, clip_grad=self.clip_grad)
+
+    def per_example_outputs(self) -> dict[str, np.ndarray]:
+        """Per-example arrays (N,) the run saves in per_example.npz beside its own (e.g. a clean
+        probability); none by default."""
+        return {}
+
     def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
         """Called by the trainer before the first step of every epoch this method trains (not
         again when a checkpointed epoch resumes: what it computes belongs in :meth:`state_dict`).
@@ -292,6 +315,7 @@ class Method:
         generator: torch.Generator | None = None,
         dist: Collective | None = None,
         index: Tensor | None = None,
+        views: tuple[Tensor, ...] = (),
     ) -> StepOutput:
         """One training step: (mixup), loss, backward, (clip), optimizer step.
 
@@ -306,6 +330,8 @@ class Method:
         index : Tensor, shape (B_global,), or None
             The batch's positions in the training set (the whole global batch under data
             parallelism), for methods that keep per-example state; the base step ignores it.
+        views : more augmented views of the noisy batch, each (B, ...), for methods with
+            ``views > 1`` (``inputs`` is the first); empty otherwise.
         dist : Collective or None
             Data parallelism (e.g. :class:`l2b.distributed.DistContext`): `model` is wrapped in
             DistributedDataParallel (refused otherwise when world_size > 1), the batches are this

@@ -119,11 +119,15 @@ def label_issues(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> d
       of the given label (see the module docstring for why nothing else is mixed in);
     - ``is_label_issue``: ``label_quality < threshold and predicted_label != given_label``;
     - ``alpha_share``: the share of the method's weight kept on the given label,
-      ``alpha_mean / (alpha_mean + beta_mean)``; NaN for methods without weights.
+      ``alpha_mean / (alpha_mean + beta_mean)``; NaN for methods without weights;
+    - ``clean_probability``, only for runs that record one (DivideMix's ``clean_prob``: the two
+      networks' mean posterior of the low-loss mixture component at the last division): a second
+      label-quality score, reported beside the rule, not mixed into it.
     """
     cols = _columns(per_example, threshold)
     order = np.lexsort((cols["index"], cols["label_quality"]))
-    return {k: cols[k][order] for k in COLUMNS}
+    keys = COLUMNS + (("clean_probability",) if "clean_probability" in cols else ())
+    return {k: cols[k][order] for k in keys}
 
 
 def _columns(per_example: Mapping[str, Any], threshold: float) -> dict[str, np.ndarray]:
@@ -139,6 +143,11 @@ def _columns(per_example: Mapping[str, Any], threshold: float) -> dict[str, np.n
         "label_quality": quality,
         "is_label_issue": (quality < threshold) & (predicted != given),
         "alpha_share": alpha_share(per_example),
+        **(
+            {"clean_probability": np.asarray(per_example["clean_prob"], dtype=np.float64)}
+            if "clean_prob" in per_example
+            else {}
+        ),
     }
 
 

@@ -74,7 +74,8 @@ class Batch:
 
     index : (B_global,) positions of the noisy batch in the training set;  inputs (B, ...),
     labels (B,) int64: the noisy batch;  meta_inputs (M, ...), meta_labels (M,): the clean meta
-    batch, or None when the method needs none.
+    batch, or None when the method needs none;  views : more augmented views of the noisy batch,
+    each (B, ...), for methods that take several (DivideMix: two).
     """
 
     index: Tensor
@@ -82,6 +83,7 @@ class Batch:
     labels: Tensor
     meta_inputs: Tensor | None = None
     meta_labels: Tensor | None = None
+    views: tuple[Tensor, ...] = ()
 
 
 def take_shard(batch: Tensor, shard: tuple[int, int] | None) -> Tensor:
@@ -126,11 +128,12 @@ class TensorData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
+        views: int = 1,
     ) -> Iterator[Batch]:
         """The batches from ``cursor.step`` on. Per step, drawn in this order from `generator`:
-        the meta rows (`next_meta`, when `meta` is given), then the noisy batch's augmentation,
-        then the meta batch's. Augmentation is drawn for the whole batch, then sharded, so every
-        process sees what one process would."""
+        the meta rows (`next_meta`, when `meta` is given), then the noisy batch's augmentation
+        (once per view), then the meta batch's. Augmentation is drawn for the whole batch, then
+        sharded, so every process sees what one process would."""
         rows = cursor.rows
         for step in range(cursor.step, cursor.n_batches):
             idx = rows[step]
@@ -140,10 +143,11 @@ class TensorData:
             if meta is not None:
                 m_idx = next_meta().to(meta.inputs.device)
                 mx, my = meta.inputs[m_idx], meta.labels[m_idx]
+            xs = [x] * views
             if augment is not None:
-                x = augment(x, generator=generator)
+                xs = [augment(x, generator=generator) for _ in range(views)]
                 mx = None if mx is None else augment(mx, generator=generator)
-            x, y = take_shard(x, shard), take_shard(y, shard)
+            xs, y = [take_shard(v, shard) for v in xs], take_shard(y, shard)
             if mx is not None:
                 mx, my = take_shard(mx, shard), take_shard(my, shard)
-            yield Batch(idx, x, y, mx, my)
+            yield Batch(idx, xs[0], y, mx, my, tuple(xs[1:]))

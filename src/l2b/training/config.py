@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..methods import create_method, list_methods, method_options
+from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
 from .optim import Optimization
 
@@ -47,11 +47,15 @@ class TrainConfig:
     :class:`~l2b.training.optim.Optimization`, as :func:`l2b.fit` checks them).
 
     Options of one method or model (:data:`OPTION_KEYS`: ``engine``, ``normalize``,
-    ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``; ``hidden``,
-    ``width``) are checked against that method's or model's registry entry: one that does not
-    apply (``engine`` for ``ce``, ``hidden`` for ``resnet18``) is an error naming the key; one that
-    applies and is unset takes the entry's default. ``noise_rate`` does not apply to
-    ``noise: file`` and defaults to 0.4 otherwise.
+    ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``, the
+    ``dividemix_*`` keys; ``hidden``, ``width``) are checked against that method's or model's
+    registry entry: one that does not apply (``engine`` for ``ce``, ``hidden`` for ``resnet18``)
+    is an error naming the key; one that applies and is unset takes the entry's default.
+    ``noise_rate`` does not apply to ``noise: file`` and defaults to 0.4 otherwise.
+    ``feature_noise``: Gaussian noise of this standard deviation added to every in-memory training
+    batch (noisy and meta), the documented stand-in for image augmentation on data without one
+    (digits, feature vectors); methods that train on two views of each example (DivideMix) need
+    it or ``augment``.
     """
 
     data: str = "digits"
@@ -76,13 +80,25 @@ class TrainConfig:
     width: int | None = None
     method: str = "l2b"
     engine: str | None = None
+    engine_head: str | None = None
+    engine_tail_modules: int | None = None
     normalize: str | None = None
     temperature: float | None = None
     bootstrap_beta: float | None = None
     augment: bool = False
+    feature_noise: float | None = None
     mixup: bool = False
     mixup_alpha: float = 32.0
     clip_grad: float | None = None
+    dividemix_lambda_u: float | None = None
+    dividemix_threshold: float | None = None
+    dividemix_sharpen: float | None = None
+    dividemix_alpha: float | None = None
+    dividemix_rampup: float | None = None
+    dividemix_loss_history: int | None = None
+    dividemix_penalty: bool | None = None
+    dividemix_meta: str | None = None
+    dividemix_l2b_clip: float | None = None
     # The optimisation keys (see optimization()); their defaults are Optimization's.
     epochs: int = Optimization.epochs
     warmup_epochs: int = Optimization.warmup_epochs
@@ -111,6 +127,12 @@ class TrainConfig:
             ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
             ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),
             ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
+            ("feature_noise", self.feature_noise is None or self.feature_noise > 0, "must be positive or unset"),
+            (
+                "feature_noise",
+                self.feature_noise is None or not self.augment,
+                "is a stand-in for image augmentation: set it or augment, not both",
+            ),
             ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
             (
                 "noise_file",
@@ -168,6 +190,8 @@ class TrainConfig:
                 )
         elif self.noise_rate is None:
             object.__setattr__(self, "noise_rate", DEFAULT_NOISE_RATE)
+        if self._auto_feature_noise():
+            object.__setattr__(self, "feature_noise", DIGITS_FEATURE_NOISE)
         if self.hidden is not None:
             object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
@@ -199,6 +223,17 @@ class TrainConfig:
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
 
+    def _auto_feature_noise(self) -> bool:
+        """A method that trains on two views of each example (DivideMix), on digits, with no
+        augmentation set: digits has no meaningful image augmentation, so the documented stand-in
+        (Gaussian feature noise, :data:`DIGITS_FEATURE_NOISE`) is filled in and recorded."""
+        return (
+            self.data == "digits"
+            and not self.augment
+            and self.feature_noise is None
+            and method_class(self.method).views > 1
+        )
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes`. Options filled in from the old method's, model's or noise's
         defaults are reset when that choice changes, so they follow the new one (or go away)."""
@@ -213,6 +248,9 @@ class TrainConfig:
                         values[key] = _FIELD_DEFAULTS[key]  # then filled from the new entry, if it takes it
         if "noise" in changes and "noise_rate" not in changes and (changes["noise"] == "file"):
             values["noise_rate"] = None
+        if "feature_noise" not in changes and self.data == "digits" and method_class(self.method).views > 1:
+            if self.feature_noise == DIGITS_FEATURE_NOISE:  # filled in for the old method: refilled if needed
+                values["feature_noise"] = None
         values.update(changes)
         return TrainConfig(**values)
 
@@ -247,27 +285,52 @@ class TrainConfig:
 # l2b.models.model_options); the CLI and the checks above read this table.
 OPTION_KEYS: dict[str, tuple[str, str]] = {
     "engine": ("method", "engine"),
+    "engine_head": ("method", "head"),
+    "engine_tail_modules": ("method", "tail_modules"),
     "normalize": ("method", "normalize"),
     "temperature": ("method", "temperature"),
     "bootstrap_beta": ("method", "beta"),
     "mixup": ("method", "mixup"),
     "mixup_alpha": ("method", "mixup_alpha"),
     "clip_grad": ("method", "clip_grad"),
+    "dividemix_lambda_u": ("method", "lambda_u"),
+    "dividemix_threshold": ("method", "p_threshold"),
+    "dividemix_sharpen": ("method", "sharpen_temperature"),
+    "dividemix_alpha": ("method", "mix_alpha"),
+    "dividemix_rampup": ("method", "rampup_epochs"),
+    "dividemix_loss_history": ("method", "loss_history"),
+    "dividemix_penalty": ("method", "confidence_penalty"),
+    "dividemix_meta": ("method", "meta_split"),
+    "dividemix_l2b_clip": ("method", "l2b_clip_grad"),
     "hidden": ("model", "hidden"),
     "width": ("model", "width"),
 }
 OPTION_MEANING = {
     "engine": "is the meta-gradient engine",
+    "engine_head": "names the output nn.Linear of engine 'head'",
+    "engine_tail_modules": "is the number of last blocks of engine 'tail'",
     "normalize": "is the weight normalisation",
     "temperature": "is the softmax normalisation's temperature",
     "bootstrap_beta": "is the observed label's weight",
     "mixup": "turns on mixup",
     "mixup_alpha": "is mixup's Beta parameter",
     "clip_grad": "clips the gradient norm",
+    "dividemix_lambda_u": "is DivideMix's unlabelled-loss weight",
+    "dividemix_threshold": "is DivideMix's clean-probability threshold",
+    "dividemix_sharpen": "is DivideMix's sharpening temperature",
+    "dividemix_alpha": "is MixMatch's Beta parameter",
+    "dividemix_rampup": "is DivideMix's lambda_u ramp-up in epochs",
+    "dividemix_loss_history": "is the number of epochs of losses DivideMix's mixture averages",
+    "dividemix_penalty": "turns on DivideMix's warm-up confidence penalty",
+    "dividemix_meta": "is where DivideMix-L2B's meta batch comes from",
+    "dividemix_l2b_clip": "clips the gradient norm of DivideMix-L2B's L2B step",
     "hidden": "are the hidden layer widths",
     "width": "must be a positive channel count",
 }
 DEFAULT_NOISE_RATE = 0.4
+# The stand-in augmentation DivideMix gets on digits when none is set: std of Gaussian noise on the
+# standardised pixels, chosen on the clean meta set (0.1 / 0.3 / 0.6 / 1.0; docs/results.md).
+DIGITS_FEATURE_NOISE = 0.3
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
-from ..data.augment import augment_batch
+from ..data.augment import FeatureNoise, augment_batch
 from ..distributed import DistContext, barrier
+from ..methods import method_class
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
 from .meta_sources import confident_meta_set
@@ -151,7 +152,7 @@ def run_experiment(
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,
             meta_selector=selector,
-            augment=augment_batch if config.augment else None,
+            augment=_augmentation(config, data),
             log=log,
             dist=dist,
         )
@@ -183,7 +184,7 @@ def run_experiment(
     )
     if out is not None and main:
         try:
-            _write_outputs(out, result, model, summary, data, train_t)
+            _write_outputs(out, result, model, summary, data, train_t, trainer.method.per_example_outputs())
         except OSError as err:
             raise OSError(
                 err.errno,
@@ -193,6 +194,24 @@ def run_experiment(
     if dist is not None:
         barrier()  # the run directory is complete before any process returns
     return summary
+
+
+def _augmentation(config: TrainConfig, data: PreparedData):
+    """The batched augmentation of in-memory training batches: crop and flip for images
+    (``augment``), Gaussian feature noise as the stand-in for data without one
+    (``feature_noise``), or none. A method that takes several views of each example needs one
+    (streamed images are augmented by their loader)."""
+    if config.augment:
+        return augment_batch
+    if config.feature_noise is not None:
+        return FeatureNoise(config.feature_noise)
+    if method_class(config.method).views > 1 and not data.streamed:
+        raise ValueError(
+            f"method {config.method!r} trains on {method_class(config.method).views} augmented views of every "
+            "example: set augment: true (images) or feature_noise: STD (Gaussian noise, the stand-in for data "
+            "without an image augmentation, e.g. digits or feature vectors)"
+        )
+    return None
 
 
 def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, Any]:
@@ -268,7 +287,13 @@ def _summary(
 
 
 def _write_outputs(
-    out: Path, result: FitResult, model: torch.nn.Module, summary: dict[str, Any], data: PreparedData, train_t
+    out: Path,
+    result: FitResult,
+    model: torch.nn.Module,
+    summary: dict[str, Any],
+    data: PreparedData,
+    train_t,
+    method_outputs: dict[str, np.ndarray],
 ) -> None:
     """model.pt, per_example.npz, label_issues.csv, then summary.json; then the checkpoint goes.
     Until summary.json exists the run counts as unfinished and ``--resume`` writes these again."""
@@ -287,6 +312,7 @@ def _write_outputs(
         pred_prob=predict_proba(model, train_t).cpu().numpy(),
         meta_index=data.meta_idx,
         transition=data.noisy.transition,
+        **method_outputs,  # the method's own per-example arrays (DivideMix: clean_prob)
     )
     write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
     rundir.write_summary(out, summary)

@@ -7,7 +7,8 @@ so the same settings and seed give the same run everywhere, bit for bit.
 Seeds, from one ``seed``:
 
 - ``seed``: the synthetic noise (:func:`~l2b.training.prepare_data`) and the model's
-  initialisation (:func:`build_model`, under a forked global torch RNG);
+  initialisation (:func:`build_model`, under a forked global torch RNG); a method that trains
+  two networks (DivideMix) initialises the second from ``seed + 3``;
 - ``seed + 1``: the class-balanced meta split (:func:`~l2b.training.prepare_data`);
 - ``seed + 2``: the trainer's generator, from which every batch order, meta batch, augmentation
   and mixup draw (:func:`build_trainer`).
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..methods import Method, create_method
+from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import TrainConfig
 from .optim import Optimization
@@ -69,14 +70,21 @@ def build_model(
     device: torch.device | None = None,
     seed: int | None = None,
 ) -> nn.Module:
-    """The untrained network `config` describes, for examples of shape `in_shape`.
+    """The untrained network `config` describes, for examples of shape `in_shape` (for a method
+    that trains two networks, a :class:`~l2b.methods.TwoNetworks` pair of them).
 
     Initialised under a forked global torch RNG seeded with `seed` (default: ``config.seed``),
     as ``l2b train`` initialises it; the caller's global RNG state is unchanged.
     """
     dev = torch.device("cpu") if device is None else device
-    with seeded(config.seed if seed is None else seed, dev):
-        model = create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
+    seed = config.seed if seed is None else seed
+    nets = []
+    for i in range(method_class(config.method).networks):  # a second network from seed + 3
+        with seeded(seed + 3 * i, dev):
+            nets.append(
+                create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
+            )
+    model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
     return model.to(dev)
 
 

@@ -22,6 +22,7 @@ from ..distributed import shard as shard_indices
 from .batches import Batch, EpochCursor, take_shard
 
 _SEED_MASK = 2**62 - 1
+_VIEW_STRIDE = 1 << 24  # beyond any batch position, so the views' and the meta batch's seeds differ
 
 
 def example_seed(epoch_seed: int, step: int, position: int) -> int:
@@ -102,12 +103,14 @@ class StreamData:
         first_step: int,
         device: torch.device,
         shard: tuple[int, int] | None = None,
-    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        views: int = 1,
+    ) -> Iterator[tuple[list[Tensor], Tensor | None]]:
         """Decoded training batches for ``plan[first_step:]``, in order.
 
         plan : per step, (rows of this set (B,), rows of `meta` (M,) or None). Yields the noisy
-        inputs (B, C, H, W) and the meta inputs (M, C, H, W) or None, on `device`, both with the
-        training transform. The labels are the caller's: it indexes :attr:`labels` itself.
+        inputs as `views` differently augmented views, each (B, C, H, W), and the meta inputs
+        (M, C, H, W) or None, on `device`, all with the training transform. The labels are the
+        caller's: it indexes :attr:`labels` itself.
         shard : (rank, world size): decode only this process's contiguous shard of each noisy
         and each meta batch (``torch.tensor_split``), with the augmentation one process would use.
         """
@@ -116,7 +119,12 @@ class StreamData:
         requests, sizes = [], []
         for step in range(first_step, len(plan)):
             rows, meta_rows = plan[step]
-            noisy = [(int(f), example_seed(epoch_seed, step, j)) for j, f in enumerate(self.index[rows.numpy()])]
+            files = self.index[rows.numpy()]
+            # view v of example j is seeded at position j + v * _VIEW_STRIDE (view 0: at j, as always)
+            noisy = [
+                [(int(f), example_seed(epoch_seed, step, j + v * _VIEW_STRIDE)) for j, f in enumerate(files)]
+                for v in range(views)
+            ]
             clean = (
                 []
                 if meta_rows is None
@@ -126,13 +134,14 @@ class StreamData:
                 ]
             )
             if shard is not None:
-                noisy = [noisy[i] for i in shard_indices(range(len(noisy)), *shard).tolist()]
+                noisy = [[view[i] for i in shard_indices(range(len(view)), *shard).tolist()] for view in noisy]
                 clean = [clean[i] for i in shard_indices(range(len(clean)), *shard).tolist()]
-            requests.append(noisy + clean)
-            sizes.append(len(noisy))
+            requests.append([item for view in noisy for item in view] + clean)
+            sizes.append(len(noisy[0]))
         for (x, _labels), b in zip(self._loader(self.train_view, requests), sizes):
             x = x.to(device, non_blocking=self.pin_memory)
-            yield x[:b], (x[b:] if x.shape[0] > b else None)
+            xs = [x[v * b : (v + 1) * b] for v in range(views)]
+            yield xs, (x[views * b :] if x.shape[0] > views * b else None)
 
     def plan_epoch(
         self, cursor: EpochCursor, *, generator: torch.Generator, next_meta: Callable[[], Tensor] | None
@@ -152,10 +161,12 @@ class StreamData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
+        views: int = 1,
     ) -> Iterator[Batch]:
         """The planned batches from ``cursor.step`` on, decoded by DataLoader workers (this
-        process's shards only). Augmentation is the loader's, seeded per example from the plan,
-        so `augment`, `generator` and `next_meta` are not used here."""
+        process's shards only), each noisy example in `views` augmented views. Augmentation is
+        the loader's, seeded per example from the plan, so `augment`, `generator` and `next_meta`
+        are not used here."""
         rows = cursor.rows
         meta_plan = cursor.meta_plan if meta is not None else None
         plan = list(zip(rows, meta_plan or [None] * cursor.n_batches))
@@ -166,13 +177,14 @@ class StreamData:
             first_step=cursor.step,
             device=device,
             shard=shard,
+            views=views,
         )
         try:
             for step in range(cursor.step, cursor.n_batches):
-                x, mx = next(loader)
+                xs, mx = next(loader)
                 y = take_shard(self.labels[rows[step]], shard).to(device)
                 my = None if mx is None else take_shard(meta.labels[meta_plan[step]], shard).to(device)
-                yield Batch(rows[step], x, y, mx, my)
+                yield Batch(rows[step], xs[0], y, mx, my, tuple(xs[1:]))
         finally:
             loader.close()  # stops the DataLoader workers
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..distributed import DistContext, broadcast_object, gather_cat, wrap_ddp
-from ..methods import Method, NonFiniteStep, StepOutput, create_method
+from ..methods import Method, NonFiniteStep, StepOutput
 from .batches import Batch, EpochCursor, TensorData
 from .optim import batches_per_epoch
 from .streams import StreamData
@@ -217,15 +217,13 @@ class Trainer:
         dist: DistContext | None = None,
     ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
-        self.warmup_method = create_method(
-            "ce", mixup=method.mixup, mixup_alpha=method.mixup_alpha, clip_grad=method.clip_grad
-        )
+        self.warmup_method = method.warmup_method()
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
         self.dist = dist if dist is not None and dist.world_size > 1 else None
-        self.step_model = model if self.dist is None else wrap_ddp(model, self.dist)
+        self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
         self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
         self.device = next(model.parameters()).device
         self.interrupt_requested = False  # set by the first Ctrl-C, honoured at the next step boundary
@@ -393,6 +391,7 @@ class Trainer:
             augment=self.augment,
             shard=self.shard,
             device=self.device,
+            views=method.views,
         )
         bar = tqdm(
             total=cursor.n_batches,
@@ -483,6 +482,7 @@ class Trainer:
                 generator=self.generator,
                 dist=self.dist,
                 index=batch.index,
+                views=batch.views,
             )
         except NonFiniteStep:
             out = self._skip_step(buffers, self.cursor.step)

@@ -1,0 +1,529 @@
+"""DivideMix (Li, Socher and Hoi, ICLR 2020), and L2B on top of it (Zhou et al., CVPR 2024).
+
+Two networks are warmed up with cross-entropy. Then, at the start of every epoch, each network's
+per-example losses on the training set, normalised to [0, 1], fit a two-component Gaussian
+mixture; the posterior of the low-loss component is each example's clean probability. Each
+network trains on the division made by the *other* one: examples above the threshold are
+labelled (their label co-refined with the network's own predictions), the rest unlabelled (their
+label co-guessed by both networks), and MixMatch mixes the two parts. Prediction averages the
+two networks.
+
+How it fits the trainer (see docs/architecture.md): the model is a :class:`TwoNetworks` module,
+one SGD optimizer holds both networks' parameters (each step back-propagates into one network
+only, so SGD leaves the other untouched), the division is made in :meth:`DivideMix.start_epoch`
+and kept in the method's state (checkpointed), and every step takes two augmented views of the
+batch.
+
+Where this differs from the published code (github.com/LiJunnan1992/DivideMix), and why:
+
+- One epoch is one pass over all training examples in the trainer's batches; each batch is
+  divided by the other network's clean probabilities into its labelled and unlabelled parts. The
+  published code draws a batch of B labelled and one of B unlabelled examples per step from two
+  loaders, for |labelled| / B steps. Both networks train on every batch, one after the other.
+- The co-refinement and co-guessing forwards run on the whole batch at once (the published code
+  runs the labelled and unlabelled parts separately), so a part of one example still has
+  BatchNorm statistics.
+- The learning-rate schedule is the trainer's cosine schedule (published: step decay at epoch 150).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..meta import meta_weights
+from .base import (
+    Method,
+    StepOutput,
+    _check_finite_gradients,
+    create_method,
+    mix_coefficients,
+    register_method,
+    unwrap_model,
+)
+
+__all__ = [
+    "DivideMix",
+    "DivideMixL2B",
+    "TwoNetworks",
+    "clean_probability",
+    "co_guessed_targets",
+    "co_refined_targets",
+    "mixmatch_loss",
+    "sharpen",
+    "unlabelled_weight",
+]
+
+
+class TwoNetworks(nn.Module):
+    """Two networks trained side by side, as one module.
+
+    ``forward(x)`` is the average of the two networks' logits (the published code predicts with
+    their sum: the same argmax), so evaluation, model selection, ``model.pt``, ``l2b evaluate``
+    and ``l2b predict`` treat the pair as one classifier. ``forward(x, net=i)`` runs network i
+    alone (through a DistributedDataParallel wrapper too).
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.nets = nn.ModuleList([first, second])
+
+    def forward(self, x: Tensor, net: int | None = None) -> Tensor:
+        if net is None:
+            return (self.nets[0](x) + self.nets[1](x)) / 2
+        return self.nets[net](x)
+
+    def member(self, i: int) -> nn.Module:
+        """A view that runs network i and whose parameters are the pair's (so an optimizer over
+        the pair, and l2b.meta_weights reading it, see the same tensors)."""
+        return _Member(self, i)
+
+
+class _Member(nn.Module):
+    def __init__(self, pair: TwoNetworks, i: int):
+        super().__init__()
+        self.pair, self.i = pair, i
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pair(x, net=self.i)
+
+
+# -- the pieces, as plain functions --------------------------------------------------------------
+
+
+def clean_probability(losses: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Each example's probability of being clean from its losses: the posterior of the low-mean
+    component of a two-component Gaussian mixture fitted to them.
+
+    losses : (N,) per-example losses, already normalised to [0, 1] (or averaged over epochs).
+    Returns (N,) float64 in [0, 1]. The mixture's settings are the published code's
+    (``max_iter=10, tol=1e-2, reg_covar=5e-4``); `seed` fixes its k-means initialisation.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(losses, dtype=np.float64).reshape(-1, 1)
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
+    with warnings.catch_warnings():  # ten EM iterations, as published, often stop before tol: expected
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(x)
+    return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
+
+
+def normalised(losses: Tensor) -> Tensor:
+    """(losses - min) / (max - min), (N,); all zeros when every loss is the same."""
+    span = losses.max() - losses.min()
+    return (losses - losses.min()) / span if span > 0 else torch.zeros_like(losses)
+
+
+def sharpen(probs: Tensor, temperature: float) -> Tensor:
+    """p^(1/T), renormalised over classes: (B, K) -> (B, K)."""
+    p = probs ** (1.0 / temperature)
+    return p / p.sum(dim=1, keepdim=True)
+
+
+def co_refined_targets(
+    probs_1: Tensor, probs_2: Tensor, labels: Tensor, clean_prob: Tensor, *, num_classes: int, temperature: float
+) -> Tensor:
+    """Label co-refinement of labelled examples: w * onehot(y) + (1 - w) * mean(p_1, p_2), sharpened.
+
+    probs_1, probs_2 : (L, K) the network's softmax on the two views;  labels : (L,) given labels;
+    clean_prob : (L,) w, the other network's clean probability. Returns (L, K).
+    """
+    w = clean_prob.reshape(-1, 1).to(probs_1.dtype)
+    mixed = w * F.one_hot(labels, num_classes).to(probs_1.dtype) + (1 - w) * (probs_1 + probs_2) / 2
+    return sharpen(mixed, temperature)
+
+
+def co_guessed_targets(probs: list[Tensor], *, temperature: float) -> Tensor:
+    """Label co-guessing of unlabelled examples: the mean of both networks' softmax on both
+    views (four (U, K) tensors), sharpened. Returns (U, K)."""
+    return sharpen(torch.stack(probs).mean(dim=0), temperature)
+
+
+def unlabelled_weight(progress: float, *, lambda_u: float, rampup_epochs: float) -> float:
+    """lambda_u ramped up linearly over `rampup_epochs` epochs of DivideMix training
+    (`progress`: epochs since the warm-up ended, fractional within an epoch)."""
+    return lambda_u * float(np.clip(progress / rampup_epochs, 0.0, 1.0)) if rampup_epochs > 0 else lambda_u
+
+
+def mixmatch_loss(
+    logits: Tensor, targets: Tensor, num_labelled: int, *, weight_u: float
+) -> tuple[Tensor, dict[str, float]]:
+    """The DivideMix loss of one mixed batch.
+
+    logits : (n, K) of the mixed inputs, the first `num_labelled` rows from labelled examples;
+    targets : (n, K) their mixed targets. Terms: Lx = mean cross-entropy against the soft targets
+    (labelled rows), Lu = mean squared error between softmax and targets (unlabelled rows, mean
+    over rows and classes), and the uniform-prior penalty sum_k (1/K) log((1/K) / mean_i p_ik)
+    over all rows. Returns Lx + weight_u * Lu + penalty and the three terms.
+    """
+    probs = torch.softmax(logits, dim=1)
+    zero = logits.new_zeros(())
+    lx = -(F.log_softmax(logits[:num_labelled], dim=1) * targets[:num_labelled]).sum(1).mean() if num_labelled else zero
+    lu = ((probs[num_labelled:] - targets[num_labelled:]) ** 2).mean() if num_labelled < len(logits) else zero
+    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], dtype=logits.dtype, device=logits.device)
+    penalty = (prior * torch.log(prior / probs.mean(0))).sum()
+    loss = lx + weight_u * lu + penalty
+    return loss, {"loss_x": float(lx.detach()), "loss_u": float(lu.detach()), "penalty": float(penalty.detach())}
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, clip: float | None) -> None:
+    """Back-propagate `loss`, refuse a non-finite gradient, clip, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _check_finite_gradients(p for group in optimizer.param_groups for p in group["params"])
+    if clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def _check_pair(model: nn.Module, name: str) -> TwoNetworks:
+    pair = unwrap_model(model)
+    if not isinstance(pair, TwoNetworks):
+        raise ValueError(
+            f"method {name!r} trains two networks: its model must be an l2b.methods.TwoNetworks(first, second) "
+            f"(got {type(pair).__name__}); l2b train builds one from the config"
+        )
+    return pair
+
+
+def _my_rows(index: Tensor, dist) -> Tensor:
+    """This replica's rows of the global batch `index` (the shard its inputs hold)."""
+    return index if dist is None else torch.tensor_split(index, dist.world_size)[dist.rank]
+
+
+# -- the methods ---------------------------------------------------------------------------------
+
+
+class DivideMixWarmup(Method):
+    """The warm-up of DivideMix: each network trained alone with cross-entropy, network 0 on the
+    first view of the batch and network 1 on the second; for asymmetric noise with the
+    confidence penalty (the mean negative entropy of the predictions), as published."""
+
+    networks = 2
+    views = 2
+    ddp_options = {"find_unused_parameters": True}
+    name = "dividemix-warmup"
+
+    def __init__(self, *, confidence_penalty: bool = False, **common):
+        super().__init__(**common)
+        self.confidence_penalty = bool(confidence_penalty)
+
+    def step(
+        self,
+        model,
+        optimizer,
+        inputs,
+        labels,
+        meta_inputs=None,
+        meta_labels=None,
+        *,
+        num_classes,
+        generator=None,
+        dist=None,
+        index=None,
+        views=(),
+    ):
+        _check_pair(model, "dividemix")
+        model.train()
+        losses, logits_all = [], []
+        for i, x in enumerate((inputs, views[0] if views else inputs)):
+            logits = model(x, net=i)
+            loss = F.cross_entropy(logits, labels)
+            if self.confidence_penalty:
+                probs = torch.softmax(logits, dim=1)
+                loss = loss + (probs * torch.log(probs.clamp_min(1e-12))).sum(1).mean()
+            _optimizer_step(model, optimizer, loss, self.clip_grad)
+            losses.append(float(loss.detach()))
+            logits_all.append(logits.detach())
+        loss = float(np.mean(losses))
+        if dist is not None:
+            loss = float(dist.sum(torch.tensor([loss], device=inputs.device))[0]) / dist.world_size
+        return StepOutput(loss=loss, predictions=((logits_all[0] + logits_all[1]) / 2).argmax(1))
+
+
+@register_method("dividemix")
+class DivideMix(Method):
+    """DivideMix: co-divide by a loss mixture, then MixMatch with co-refinement and co-guessing.
+
+    Options (keyword-only; the published defaults):
+
+    lambda_u : float, 25
+        Weight of the unlabelled loss (published per data set and noise: CIFAR-10 0 / 25 / 25 / 50
+        for 20 / 50 / 80 / 90 % symmetric noise, 0 for 40 % asymmetric; CIFAR-100 25 / 150).
+    p_threshold : float, 0.5
+        Clean probability above which an example is labelled (0.6 at 90 % noise).
+    sharpen_temperature : float, 0.5
+        T of the sharpening p^(1/T).
+    mix_alpha : float, 4
+        MixMatch's Beta(alpha, alpha); lambda' = max(lambda, 1 - lambda).
+    rampup_epochs : float, 16
+        lambda_u ramps up linearly over this many epochs after the warm-up.
+    loss_history : int, 1
+        The mixture is fitted to the normalised losses averaged over this many last epochs
+        (published: 5 at 90 % noise, else 1).
+    confidence_penalty : bool, False
+        Add the confidence penalty to the warm-up (published for asymmetric noise).
+    clip_grad : float or None
+        Clip every step's gradient norm (published: none).
+
+    ``mixup`` does not apply: DivideMix always mixes, with ``mix_alpha``.
+    """
+
+    networks = 2
+    views = 2
+    ddp_options = {"find_unused_parameters": True}
+
+    def __init__(
+        self,
+        *,
+        lambda_u: float = 25.0,
+        p_threshold: float = 0.5,
+        sharpen_temperature: float = 0.5,
+        mix_alpha: float = 4.0,
+        rampup_epochs: float = 16.0,
+        loss_history: int = 1,
+        confidence_penalty: bool = False,
+        **common,
+    ):
+        super().__init__(**common)
+        if self.mixup:
+            raise ValueError(f"mixup does not apply to {self.name}: it always mixes (MixMatch, with mix_alpha)")
+        checks = [
+            ("lambda_u", lambda_u >= 0, "must be non-negative"),
+            ("p_threshold", 0 < p_threshold < 1, "must be in (0, 1)"),
+            ("sharpen_temperature", sharpen_temperature > 0, "must be positive"),
+            ("mix_alpha", mix_alpha > 0, "must be positive"),
+            ("rampup_epochs", rampup_epochs >= 0, "must be non-negative"),
+            ("loss_history", int(loss_history) == loss_history and loss_history >= 1, "must be an int >= 1"),
+        ]
+        for key, ok, why in checks:
+            if not ok:
+                raise ValueError(f"{key}={locals()[key]!r} {why}")
+        self.lambda_u, self.p_threshold, self.sharpen_temperature = (
+            float(lambda_u),
+            float(p_threshold),
+            float(sharpen_temperature),
+        )
+        self.mix_alpha, self.rampup_epochs, self.loss_history = (
+            float(mix_alpha),
+            float(rampup_epochs),
+            int(loss_history),
+        )
+        self.confidence_penalty = bool(confidence_penalty)
+        # State (checkpointed): the two networks' clean probabilities (2, N), their loss history,
+        # the first DivideMix epoch and how far the current one has come.
+        self.clean_prob: Tensor | None = None
+        self.history: list[Tensor] = []
+        self.first_epoch: int | None = None
+        self.epoch = 0
+        self.seen = 0
+        self.num_examples = 0
+
+    def warmup_method(self) -> Method:
+        return DivideMixWarmup(confidence_penalty=self.confidence_penalty, clip_grad=self.clip_grad)
+
+    def loss(self, *args, **kwargs):
+        raise NotImplementedError("DivideMix makes its own steps (see step)")
+
+    # -- epoch start: the co-divide ---------------------------------------------------------------
+    @torch.no_grad()
+    def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
+        """Each network's normalised per-example losses (eval mode, evaluation view) -> the
+        mixture -> its clean probabilities; returns the labelled shares for the record."""
+        pair = _check_pair(model, self.name)
+        labels = train.labels.to(device)
+        losses = []
+        for net in pair.nets:
+            was = net.training
+            net.eval()
+            logits = torch.cat([net(x.to(device)) for x in train.eval_batches(1024, device)])
+            net.train(was)
+            losses.append(normalised(F.cross_entropy(logits.float(), labels, reduction="none")).cpu())
+        self.history = (self.history + [torch.stack(losses)])[-self.loss_history :]
+        averaged = torch.stack(self.history).mean(0).double().numpy()  # (2, N)
+        self.clean_prob = torch.from_numpy(np.stack([clean_probability(a, seed=epoch) for a in averaged]))
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+        self.epoch, self.seen, self.num_examples = epoch, 0, len(labels)
+        labelled = (self.clean_prob > self.p_threshold).double().mean(1)
+        return {"labelled_share_0": float(labelled[0]), "labelled_share_1": float(labelled[1])}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "clean_prob": self.clean_prob,
+            "history": list(self.history),
+            "first_epoch": self.first_epoch,
+            "epoch": self.epoch,
+            "seen": self.seen,
+            "num_examples": self.num_examples,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.clean_prob = state.get("clean_prob")
+        self.history = list(state.get("history", []))
+        self.first_epoch = state.get("first_epoch")
+        self.epoch, self.seen = int(state.get("epoch", 0)), int(state.get("seen", 0))
+        self.num_examples = int(state.get("num_examples", 0))
+
+    def per_example_outputs(self) -> dict[str, np.ndarray]:
+        """``clean_prob``: the mean of the two networks' last clean probabilities (N,), a
+        label-quality score (DivideMix's own); NaN before the first division."""
+        if self.clean_prob is None:
+            return {}
+        return {"clean_prob": self.clean_prob.double().mean(0).numpy()}
+
+    # -- the step ---------------------------------------------------------------------------------
+    def step(
+        self,
+        model,
+        optimizer,
+        inputs,
+        labels,
+        meta_inputs=None,
+        meta_labels=None,
+        *,
+        num_classes,
+        generator=None,
+        dist=None,
+        index=None,
+        views=(),
+    ):
+        """Network 0 then network 1, each on the division made by the other (co-divide)."""
+        pair = _check_pair(model, self.name)
+        if self.clean_prob is None or index is None or not views:
+            raise ValueError(
+                f"{self.name}: a step needs the epoch's division (start_epoch), the batch index and "
+                "two views of the batch"
+            )
+        rows = _my_rows(index, dist).cpu()
+        progress = self.epoch - self.first_epoch + self.seen / max(self.num_examples, 1)
+        weight_u = unlabelled_weight(progress, lambda_u=self.lambda_u, rampup_epochs=self.rampup_epochs)
+        losses, stats = [], {}
+        for i in (0, 1):
+            w = self.clean_prob[1 - i][rows].to(device=inputs.device, dtype=inputs.dtype)
+            loss, terms, mixmatch_batch = self._train_network(
+                model, pair, optimizer, i, inputs, views[0], labels, w, num_classes, generator, weight_u, dist
+            )
+            losses.append(loss)
+            stats.update({f"{k}_{i}": v for k, v in terms.items()})
+            if i == 0:
+                stats.update(self._after_first(model, pair, optimizer, mixmatch_batch, meta_inputs, meta_labels, dist))
+        self.seen += len(index)
+        loss = float(np.mean(losses))
+        if dist is not None:
+            loss = float(dist.sum(torch.tensor([loss], device=inputs.device))[0]) / dist.world_size
+        stats["weight_u"] = weight_u
+        return StepOutput(loss=loss, stats=stats)
+
+    def _train_network(self, model, pair, optimizer, i, x1, x2, labels, w, num_classes, generator, weight_u, dist):
+        """One MixMatch step of network i; returns its loss, the loss terms and the unmixed batch
+        (inputs (n, ...), soft targets (n, K), labelled rows first, and the labelled mask)."""
+        net, other = pair.nets[i], pair.nets[1 - i]
+        labelled = w > self.p_threshold
+        T = self.sharpen_temperature
+        with torch.no_grad():
+            # the published code: the trained network in train mode, the other one fixed (eval)
+            net.train()
+            other.eval()
+            p1, p2 = torch.softmax(net(x1), 1), torch.softmax(net(x2), 1)
+            q1, q2 = torch.softmax(other(x1), 1), torch.softmax(other(x2), 1)
+            other.train()
+            tx = co_refined_targets(
+                p1[labelled], p2[labelled], labels[labelled], w[labelled], num_classes=num_classes, temperature=T
+            )
+            u = ~labelled
+            tu = co_guessed_targets([p1[u], p2[u], q1[u], q2[u]], temperature=T)
+        inputs = torch.cat([x1[labelled], x2[labelled], x1[u], x2[u]])
+        targets = torch.cat([tx, tx, tu, tu])
+        lam, perm = mix_coefficients(
+            len(inputs), alpha=self.mix_alpha, generator=generator, shard=None if dist is None else dist.rank
+        )
+        lam = max(lam, 1 - lam)
+        perm = perm.to(inputs.device)
+        mixed, mixed_targets = lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
+        logits = model(mixed, net=i)
+        loss, terms = mixmatch_loss(logits, mixed_targets, 2 * int(labelled.sum()), weight_u=weight_u)
+        _optimizer_step(model, optimizer, loss, self.clip_grad)
+        terms["labelled"] = float(labelled.double().mean())
+        return float(loss.detach()), terms, (inputs, targets, x1[labelled], labels[labelled])
+
+    def _after_first(self, model, pair, optimizer, batch, meta_inputs, meta_labels, dist) -> dict[str, float]:
+        """What follows network 0's step: nothing for DivideMix (the L2B step for DivideMixL2B)."""
+        return {}
+
+
+@register_method("dividemix-l2b")
+class DivideMixL2B(DivideMix):
+    """DivideMix with an L2B step after network 0's MixMatch step, as the L2B authors combine them.
+
+    As in their published code (github.com/yuyinzhou/L2B, L2B_DivideMix/Train_cifar.py): only the
+    first network gets the L2B step; its inputs are the step's MixMatch inputs before mixing (both
+    views of the labelled and unlabelled parts) with their co-refined / co-guessed soft targets;
+    :func:`l2b.meta_weights` weighs each input's soft-target cost and its pseudo-label cost from a
+    meta batch, and one weighted step follows, its gradient norm clipped to ``l2b_clip_grad``.
+
+    meta_split : {"clean", "labelled"}
+        Where the meta batch comes from. ``clean`` (the published ``need_clean``): the run's clean
+        meta set. ``labelled``: no clean data; the first view of this batch's labelled part (by
+        network 1's division) with its given labels, as the published code does without clean
+        data (it takes a batch of the labelled loader).
+    engine, normalize, temperature : the L2B options (see :class:`l2b.methods.L2B`).
+    l2b_clip_grad : float or None, 0.8 (published).
+    """
+
+    choices = {"meta_split": ("clean", "labelled")}
+
+    def __init__(
+        self,
+        *,
+        meta_split: str = "clean",
+        engine: str = "forward",
+        normalize: str = "org",
+        temperature: float = 1.0,
+        l2b_clip_grad: float | None = 0.8,
+        **options,
+    ):
+        super().__init__(**options)
+        if meta_split not in self.choices["meta_split"]:
+            raise ValueError(f"meta_split must be one of {', '.join(self.choices['meta_split'])}, got {meta_split!r}")
+        if l2b_clip_grad is not None and l2b_clip_grad <= 0:
+            raise ValueError(f"l2b_clip_grad must be positive or None, got {l2b_clip_grad}")
+        create_method("l2b", engine=engine, normalize=normalize, temperature=temperature)  # checks them
+        self.meta_split, self.engine, self.normalize, self.temperature = meta_split, engine, normalize, temperature
+        self.l2b_clip_grad = l2b_clip_grad
+        self.needs_meta = meta_split == "clean"
+
+    def _after_first(self, model, pair, optimizer, batch, meta_inputs, meta_labels, dist) -> dict[str, float]:
+        inputs, targets, labelled_x, labelled_y = batch
+        if self.meta_split == "labelled":
+            meta_inputs, meta_labels = labelled_x, labelled_y
+        if meta_inputs is None or len(meta_inputs) < 2:
+            return {"l2b_skipped": 1.0}  # fewer than two labelled examples: no meta batch this step
+        mw = meta_weights(
+            pair.member(0),
+            inputs,
+            targets,
+            meta_inputs,
+            meta_labels,
+            optimizer,
+            method="l2b",
+            engine=self.engine,
+            normalize=self.normalize,
+            temperature=self.temperature,
+            collective=dist,
+        )
+        logits = model(inputs, net=0)
+        loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum() + (
+            mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")
+        ).sum()
+        if dist is not None:  # the weights sum to one over all replicas; DDP averages the gradients
+            loss = loss * dist.world_size
+        _optimizer_step(model, optimizer, loss, self.l2b_clip_grad)
+        return {"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero), "l2b_alpha_share": float(mw.alpha.sum())}
