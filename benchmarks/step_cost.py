@@ -4,6 +4,8 @@
     python benchmarks/step_cost.py --quick                  # smoke test: small_cnn, batch 16, seconds
     python benchmarks/step_cost.py --classes 100 --batch-sizes 128 \\
         --out-prefix 'benchmarks/results/step_cost-{device}-classes100'
+    python benchmarks/step_cost.py --all-engines --batch-sizes 128 256 \\
+        --extra-meta 128:32 256:32 256:128 --out-prefix 'benchmarks/results/step_cost-{device}-engines'
 
 What is measured
 ----------------
@@ -18,6 +20,14 @@ with a fixed seed:
     l2rw-fused     L2RW, forward-mode engine whose dual forward is also the real step's forward
     l2b-forward    L2B,  forward-mode engine plus a separate real forward (the library default)
     l2b-fused      L2B,  fused forward-mode engine (faster on paper, about 3x the memory)
+
+and, when asked for (--variants, or --all-engines: ce and every l2b engine), the cheap engines
+that take the meta-gradient over part of the network only:
+
+    l2b-head       L2B,  final linear layer only, in closed form; features from the real forward
+    l2b-tail<k>    L2B,  exact forward mode over the last k blocks (k = 2, 3, 4), fused with the real
+                   forward (small_cnn: tail3 = last conv, BN, linear; preact_resnet18: tail3 = last
+                   residual block, final BN, fc; tail4 = the whole last stage, final BN, fc)
 
 Seconds per step: every variant gets its own model and optimizer (same initial weights), runs the
 warm-up steps, then each of the --reps repetitions runs every variant once, in an order rotated
@@ -79,15 +89,20 @@ RESULTS = ROOT / "results"
 SEED = 0
 OPTIM = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
 
-# name -> (method, engine); engine None for ce.
-VARIANTS: dict[str, tuple[str, str | None]] = {
-    "ce": ("ce", None),
-    "l2rw-reverse": ("l2rw", "reverse"),
-    "l2b-reverse": ("l2b", "reverse"),
-    "l2rw-fused": ("l2rw", "fused"),
-    "l2b-forward": ("l2b", "forward"),
-    "l2b-fused": ("l2b", "fused"),
+# name -> (method, its options).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "ce": ("ce", {}),
+    "l2rw-reverse": ("l2rw", {"engine": "reverse"}),
+    "l2b-reverse": ("l2b", {"engine": "reverse"}),
+    "l2rw-fused": ("l2rw", {"engine": "fused"}),
+    "l2b-forward": ("l2b", {"engine": "forward"}),
+    "l2b-fused": ("l2b", {"engine": "fused"}),
+    "l2b-head": ("l2b", {"engine": "head"}),
+    **{f"l2b-tail{k}": ("l2b", {"engine": "tail", "tail_modules": k}) for k in (2, 3, 4)},
 }
+# What runs without --variants (the recorded tables' set), and with --all-engines.
+DEFAULT_VARIANTS = ("ce", "l2rw-reverse", "l2b-reverse", "l2rw-fused", "l2b-forward", "l2b-fused")
+ENGINE_VARIANTS = ("ce", "l2b-reverse", "l2b-forward", "l2b-fused", "l2b-tail3", "l2b-head")
 PARTS_KEY = "l2b-fused (by parts)"
 PARTS = ("meta_fwd_bwd", "dual_forward", "weights", "real_bwd_step")
 PART_LABELS = {
@@ -155,8 +170,8 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if base == PARTS_KEY:
         return lambda: fused_by_parts(model, opt, x, y, mx, my, sync)
-    method_name, engine = VARIANTS[base]
-    method = create_method(method_name, **({} if engine is None else {"engine": engine}))
+    method_name, options = VARIANTS[base]
+    method = create_method(method_name, **options)
 
     def run():
         method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
@@ -738,6 +753,10 @@ STYLE = {  # variant -> (colour, line style, marker)
     "l2b-forward": ("tab:orange", "-", "s"),
     "l2rw-fused": ("tab:blue", "--", "D"),
     "l2b-fused": ("tab:blue", "-", "D"),
+    "l2b-head": ("tab:green", "-", "^"),
+    "l2b-tail2": ("tab:olive", ":", "P"),
+    "l2b-tail3": ("tab:olive", "-", "P"),
+    "l2b-tail4": ("tab:olive", "--", "P"),
 }
 
 
@@ -879,7 +898,12 @@ def parse_args(argv):
         nargs="+",
         default=None,
         choices=list(VARIANTS),
-        help="variants to time (ce is always added: it is the baseline); default all",
+        help="variants to time (ce is always added: it is the baseline); default: " + " ".join(DEFAULT_VARIANTS),
+    )
+    p.add_argument(
+        "--all-engines",
+        action="store_true",
+        help="time ce and every l2b engine: " + " ".join(ENGINE_VARIANTS) + " (instead of the default variants)",
     )
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default 2)")
@@ -998,7 +1022,9 @@ def main(argv: list[str] | None = None) -> None:
         _model_int(args.model_warmup, "--model-warmup"),
     )
     memory = args.memory if args.memory is not None else not q
-    base_variants = list(args.variants or VARIANTS)
+    if args.all_engines and args.variants:
+        raise SystemExit("--all-engines and --variants both choose the variants: give one")
+    base_variants = list(args.variants or (ENGINE_VARIANTS if args.all_engines else DEFAULT_VARIANTS))
     if "ce" not in base_variants:
         base_variants.insert(0, "ce")
     variants = {

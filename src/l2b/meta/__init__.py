@@ -9,13 +9,17 @@ from .engine import (
     METHODS,
     ROWS,
     MetaWeights,
+    check_engine_options,
     dual_forward,
+    head_tangents,
     meta_tangents,
     meta_weights,
     scores_from_jvp,
     weights_from_scores,
 )
+from .head import HeadCapture, capture_head, find_head, head_gradient, head_jvp
 from .normalize import NORMALIZATIONS, normalize_scores
+from .tail import model_blocks, tail_parameters
 from .virtual_step import SGDHyper, VirtualStep, sgd_update, virtual_step
 
 __all__ = [
@@ -24,17 +28,26 @@ __all__ = [
     "NORMALIZATIONS",
     "ROWS",
     "Collective",
+    "HeadCapture",
     "MetaWeights",
     "SGDHyper",
     "VirtualStep",
+    "capture_head",
+    "check_engine_options",
     "dual_forward",
+    "find_head",
     "global_any",
+    "head_gradient",
+    "head_jvp",
+    "head_tangents",
     "meta_tangents",
     "meta_weights",
+    "model_blocks",
     "normalize_scores",
     "scores_from_jvp",
     "sgd_update",
     "sum_tensors",
+    "tail_parameters",
     "virtual_step",
     "weights_from_scores",
 ]

@@ -10,6 +10,16 @@ cross-entropy of the clean meta batch. Two engines compute r:
   (softmax(z_i) - target_k) . zdot_i where zdot is the forward-mode derivative of the logits
   along s * g. One backward on the meta batch and one dual forward on the noisy batch; exact.
 
+Two cheaper engines restrict the same quantity to part of the network: only that part moves in
+the virtual step, the rest is held at theta. Each is exactly ``forward`` for a model whose other
+parameters are frozen, and an approximation of the full scores otherwise (its fidelity is
+measured by benchmarks/engine_fidelity.py):
+
+- ``head``: the final nn.Linear only, in closed form from the head's input features and the
+  softmax (:mod:`l2b.meta.head`); no automatic differentiation.
+- ``tail``: the parameters of the last k blocks (``tail_modules=k``, :mod:`l2b.meta.tail`), by the
+  forward engine with tangents on those parameters only; k = every block is ``forward``.
+
 Neither engine changes the model's parameters or buffers (BatchNorm statistics included): every
 virtual forward runs on cloned buffers through torch.func.functional_call.
 
@@ -25,6 +35,7 @@ its own shard's statistics (those of the forward it runs), as plain DistributedD
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -34,14 +45,17 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .collective import Collective, global_any, sum_tensors
+from .head import capture_head, find_head, head_gradient, head_jvp
 from .normalize import normalize_scores
+from .tail import tail_parameters
 from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
 # The one list of engine names. ``fused`` computes the weights as ``forward`` does; it differs
 # only inside a training step, where its dual forward is also the real step's forward
-# (see l2b.methods.meta), so meta_weights treats it as ``forward``.
-ENGINES = ("forward", "fused", "reverse")
+# (see l2b.methods.meta), so meta_weights treats it as ``forward``. ``head`` and ``tail`` are the
+# restricted engines (module docstring).
+ENGINES = ("forward", "fused", "reverse", "head", "tail")
 ROWS = {"l2b": 2, "l2rw": 1}
 
 
@@ -77,13 +91,33 @@ class MetaWeights:
     logits: Tensor
 
 
-def _check_inputs(
-    inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor, method: str, engine: str
-) -> None:
+def check_engine_options(engine: str, head: str | None, tail_modules: int | None) -> None:
+    """Refuse an engine name that is not in :data:`ENGINES`, and the restricted engines' options
+    given to an engine they do not apply to (``head`` is for ``head``; ``tail_modules``, required,
+    for ``tail``)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if head is not None and (engine != "head" or not isinstance(head, str)):
+        raise ValueError(
+            f"head={head!r} names the output nn.Linear for engine='head' (a module name such as 'fc'); "
+            f"it does not apply to engine={engine!r}"
+        )
+    if engine == "tail":
+        if isinstance(tail_modules, bool) or not isinstance(tail_modules, int) or tail_modules < 1:
+            raise ValueError(
+                "engine='tail' needs tail_modules=k, a positive int: the number of last blocks (those with "
+                f"parameters) the meta-gradient is taken over (config key engine_tail_modules); got {tail_modules!r}"
+            )
+    elif tail_modules is not None:
+        raise ValueError(
+            f"tail_modules={tail_modules!r} is the number of last blocks for engine='tail'; it does not apply "
+            f"to engine={engine!r}"
+        )
+
+
+def _check_inputs(inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor, method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if labels.shape[0] != inputs.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} rows but inputs has {inputs.shape[0]}")
     if meta_labels.shape[0] != meta_inputs.shape[0]:
@@ -131,6 +165,7 @@ def meta_tangents(
     optimizer: torch.optim.Optimizer,
     *,
     collective: Collective | None = None,
+    params: Collection[str] | None = None,
 ) -> tuple[dict[str, Tensor], float]:
     """The direction s * g along which the forward engine differentiates the noisy logits.
 
@@ -142,6 +177,10 @@ def meta_tangents(
     shard and g is the gradient of the mean CE over all replicas' shards (one reduction; shards
     may differ in size). Every replica gets the same tangents.
 
+    With `params` (parameter names), only those move in the virtual step and get tangents; the
+    others are held at theta, as if frozen (``engine="tail"``). The meta backward then stops at
+    the first of them: the layers before it build no graph.
+
     Returns
     -------
     tangents : dict[str, Tensor], parameter name -> tensor shaped like that parameter. Parameters
@@ -150,9 +189,11 @@ def meta_tangents(
     meta_loss : float, the meta loss at theta'(0) (over all replicas' meta shards).
     """
     step = virtual_step(model, optimizer)
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    leaves = {n: t.requires_grad_() for n, t in step.base(params).items()}
-    meta_logits = functional_call(model, {**params, **leaves, **_clone_buffers(model)}, (meta_inputs,))
+    if params is not None:
+        step = step.restrict(params)
+    values = {n: p.detach() for n, p in model.named_parameters()}
+    leaves = {n: t.requires_grad_() for n, t in step.base(values).items()}
+    meta_logits = functional_call(model, {**values, **leaves, **_clone_buffers(model)}, (meta_inputs,))
     scale = step.scale()
     if collective is None:
         meta_loss = F.cross_entropy(meta_logits, meta_labels)
@@ -162,6 +203,50 @@ def meta_tangents(
     loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
     grads, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], list(leaves.values()), collective)
     return {n: scale[n] * g for n, g in zip(leaves, grads)}, meta_loss
+
+
+def _head_names(head: str) -> tuple[str, str]:
+    return (f"{head}.weight", f"{head}.bias") if head else ("weight", "bias")
+
+
+def head_tangents(
+    model: nn.Module,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    head: str,
+    collective: Collective | None = None,
+) -> tuple[dict[str, Tensor], float]:
+    """:func:`meta_tangents` for ``engine="head"``: s * g over the head's weight and bias only.
+
+    One forward of the meta batch without graph, the backbone at theta and the head `head` (a
+    name from :func:`l2b.meta.find_head`) at theta'(0), on cloned buffers; g in closed form from
+    the head's input features (:func:`l2b.meta.head.head_gradient`). With a `collective`, the sums
+    over the local meta shard are added over the replicas in one reduction, then divided by the
+    global count, as :func:`meta_tangents` does.
+
+    Returns
+    -------
+    tangents : dict[str, Tensor], ``{head}.weight`` (K, D) and ``{head}.bias`` (K,), each present
+        when the optimizer updates it.
+    meta_loss : float, the mean meta cross-entropy at theta'(0) (over all replicas' meta shards).
+    """
+    w, b = _head_names(head)
+    step = virtual_step(model, optimizer).restrict((w, b))
+    values = {n: p.detach() for n, p in model.named_parameters()}
+    with torch.no_grad(), capture_head(model, head) as cap:
+        meta_logits = functional_call(model, {**values, **step.base(values), **_clone_buffers(model)}, (meta_inputs,))
+    grad_w, grad_b, loss = head_gradient(cap.features(), meta_logits, meta_labels)
+    count = loss.new_tensor(float(meta_labels.shape[0]))
+    if collective is not None:
+        grad_w, grad_b, tail = sum_tensors(collective, [grad_w, grad_b, torch.stack([loss, count])])
+        loss, count = tail[0], tail[1]
+    if not float(count) > 0:
+        raise ValueError("the meta batch is empty" + ("" if collective is None else " on every replica"))
+    grads = {w: grad_w / count, b: grad_b / count}
+    scale = step.scale()
+    return {n: scale[n] * grads[n] for n in step.names}, float(loss / count)
 
 
 def dual_forward(
@@ -213,6 +298,47 @@ def _forward_engine(
 ) -> tuple[Tensor, Tensor, Tensor, float]:
     tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective)
     logits, zdot = dual_forward(model, inputs, tangents)
+    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
+    return raw, pseudo, logits, meta_loss
+
+
+def _head_engine(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    rows: int,
+    collective: Collective | None,
+    head: str | None,
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    name = find_head(model, name=head)
+    values = {n: p.detach() for n, p in model.named_parameters()}
+    with torch.no_grad(), capture_head(model, name) as cap:
+        logits = functional_call(model, {**values, **_clone_buffers(model)}, (inputs,))
+    features = cap.features()
+    tangents, meta_loss = head_tangents(model, meta_inputs, meta_labels, optimizer, head=name, collective=collective)
+    w, b = _head_names(name)
+    zdot = head_jvp(features, tangents.get(w), tangents.get(b), logits.shape[1])
+    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
+    return raw, pseudo, logits, meta_loss
+
+
+def _tail_engine(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    rows: int,
+    collective: Collective | None,
+    tail_modules: int,
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    names = tail_parameters(model, tail_modules)
+    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective, params=names)
+    logits, zdot = dual_forward(model, inputs, tangents)  # the blocks before the tail carry no tangent
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
     return raw, pseudo, logits, meta_loss
 
@@ -269,6 +395,8 @@ def meta_weights(
     normalize: str = "org",
     temperature: float = 1.0,
     collective: Collective | None = None,
+    head: str | None = None,
+    tail_modules: int | None = None,
 ) -> MetaWeights:
     """Compute L2B (or L2RW) example weights for one noisy batch.
 
@@ -290,10 +418,13 @@ def meta_weights(
         weight decay define the virtual step. It is read, never stepped.
     method : {"l2b", "l2rw"}
         ``l2b`` weighs observed and pseudo-label costs jointly; ``l2rw`` only the observed one.
-    engine : {"forward", "fused", "reverse"}
+    engine : {"forward", "fused", "reverse", "head", "tail"}
         ``forward`` (default) is the exact forward-mode formulation; ``reverse`` the published
         double-backward one, kept as the reference; ``fused`` is ``forward`` here (it differs
-        only inside a training step, see :class:`l2b.methods.L2B`).
+        only inside a training step, see :class:`l2b.methods.L2B`). ``head``: the meta-gradient
+        over the final nn.Linear only, in closed form (:mod:`l2b.meta.head`); ``tail``: over the
+        last `tail_modules` blocks only (:mod:`l2b.meta.tail`). Both hold the rest of the network
+        at theta: exact for a model trained only there, cheaper approximations otherwise.
     normalize : {"org", "softmax", "sigmoid"}
         See :func:`l2b.meta.normalize_scores`; applied jointly over all 2B (L2B) or B (L2RW) scores.
     temperature : float
@@ -303,20 +434,31 @@ def meta_weights(
         model is the bare module (not a DistributedDataParallel wrapper); the weights returned
         are this replica's entries of the weights of the concatenated batches, which sum to one
         over all replicas, and ``meta_loss`` / ``all_zero`` are global. ``None``: one process.
+    head : str or None
+        ``engine="head"`` only: the name of the output nn.Linear (as in ``model.named_modules()``,
+        e.g. ``"fc"``). ``None``: the model's last nn.Linear. Either way it must produce the
+        model's output (checked on the forward), or a ValueError says what to do.
+    tail_modules : int
+        ``engine="tail"`` only, required: k, the number of last blocks with trainable parameters
+        (:func:`l2b.meta.model_blocks`).
 
     Returns
     -------
     MetaWeights
     """
-    _check_inputs(inputs, labels, meta_inputs, meta_labels, method, engine)
+    check_engine_options(engine, head, tail_modules)
+    _check_inputs(inputs, labels, meta_inputs, meta_labels, method)
     rows = ROWS[method]
     was_training = model.training
     model.train()
     try:
-        fn = _reverse_engine if engine == "reverse" else _forward_engine
-        raw, pseudo, logits, meta_loss = fn(
-            model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective
-        )
+        args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective)
+        if engine == "head":
+            raw, pseudo, logits, meta_loss = _head_engine(*args, head)
+        elif engine == "tail":
+            raw, pseudo, logits, meta_loss = _tail_engine(*args, tail_modules)
+        else:
+            raw, pseudo, logits, meta_loss = (_reverse_engine if engine == "reverse" else _forward_engine)(*args)
     finally:
         model.train(was_training)
     return weights_from_scores(

@@ -15,6 +15,7 @@ and state and returns tensors keyed by parameter name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +86,12 @@ class VirtualStep:
 
     def scale(self) -> dict[str, float]:
         return {n: h.grad_scale for n, h in self.hyper.items()}
+
+    def restrict(self, names: Iterable[str]) -> VirtualStep:
+        """The same step over the parameters in `names` only: the others are held at their current
+        values, as parameters the optimizer does not update (the cheap engines' restriction)."""
+        keep = set(names)
+        return VirtualStep({n: h for n, h in self.hyper.items() if n in keep})
 
     def apply(self, params: dict[str, Tensor], grads: dict[str, Tensor | None]) -> dict[str, Tensor]:
         """Differentiable theta'(grad). A missing gradient counts as zero, as in `base`, so both

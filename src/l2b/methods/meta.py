@@ -10,10 +10,16 @@ from ..meta import (
     NORMALIZATIONS,
     ROWS,
     MetaWeights,
+    capture_head,
+    check_engine_options,
     dual_forward,
+    find_head,
+    head_jvp,
+    head_tangents,
     meta_tangents,
     meta_weights,
     scores_from_jvp,
+    tail_parameters,
     weights_from_scores,
 )
 from .base import Method, StepOutput, predicted, register_method, unwrap_model
@@ -24,48 +30,84 @@ class _MetaMethod(Method):
 
     Options (keyword-only, besides mixup / clip_grad):
 
-    engine : {"forward", "fused", "reverse"}
+    engine : {"forward", "fused", "reverse", "head", "tail"}
         ``forward`` (default): the forward-mode engine (a dual forward without autograd graph),
         then the ordinary real forward and backward; peak memory stays close to a plain step.
         ``fused``: the dual forward of the noisy batch is also the real step's forward (its primal
         is back-propagated), saving one forward pass (about a tenth of the step) but keeping
         every intermediate tangent alive until the backward: about 3x the peak memory of a plain
-        step on PreAct ResNet-18.  ``reverse``: the published double-backward formulation.  All
+        step on PreAct ResNet-18.  ``reverse``: the published double-backward formulation.  These
         three give the same weights and updates.
-        Under data parallelism (``step(..., dist=...)``) ``forward`` and ``reverse`` give the
-        single-process weights of the concatenated batches; ``fused`` is refused, because its
-        real forward would bypass the DistributedDataParallel wrapper's forward (and so its
-        gradient synchronisation).
+        ``head``: the meta-gradient over the final nn.Linear only, in closed form. The noisy
+        batch's features are the real step's own (read by a forward hook on the head, removed
+        after the forward), so the only extra work is one forward of the meta batch without
+        graph. ``tail``: the exact forward engine over the last `tail_modules` blocks only; its
+        dual forward is the real step's forward (as ``fused``, tangents in the tail only), so the
+        blocks before the tail cost nothing extra. Both hold the rest of the network fixed in
+        the virtual step: cheaper, and not the same weights (see docs/meta-gradient.md).
+        Under data parallelism (``step(..., dist=...)``) ``forward``, ``reverse`` and ``head`` give
+        the single-process weights of the concatenated batches, and ``tail`` does too by the
+        ``forward`` route (weights on the bare module, then the real forward through the wrapper:
+        one more forward of the blocks before the tail); ``fused`` is refused, because its real
+        forward would bypass the DistributedDataParallel wrapper's forward (and so its gradient
+        synchronisation).
     normalize : {"org", "softmax", "sigmoid"};  temperature : float (softmax only).
+    head : str or None
+        ``engine="head"`` only: the name of the output nn.Linear (e.g. ``"fc"``); None: the model's
+        last nn.Linear, which must produce the model's output.
+    tail_modules : int or None
+        ``engine="tail"`` only, and required there: the number k of last blocks with parameters
+        (:func:`l2b.meta.model_blocks`).
     """
 
     needs_meta = True
     rows: str
     choices = {"engine": ENGINES, "normalize": NORMALIZATIONS}
 
-    def __init__(self, *, engine: str = "forward", normalize: str = "org", temperature: float = 1.0, **common):
+    def __init__(
+        self,
+        *,
+        engine: str = "forward",
+        normalize: str = "org",
+        temperature: float = 1.0,
+        head: str | None = None,
+        tail_modules: int | None = None,
+        **common,
+    ):
         super().__init__(**common)
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        check_engine_options(engine, head, tail_modules)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
+        self.head, self.tail_modules = head, tail_modules
 
     def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+        """The weights, then the weighted loss of the real forward's logits.
+
+        Under data parallelism the weights sum to one over all replicas, so the single-process
+        loss of the concatenated batch is the sum over replicas of each one's weighted sum; DDP
+        divides the summed gradients by world_size, hence each replica back-propagates
+        world_size times its part.
+        """
         opts = dict(normalize=self.normalize, temperature=self.temperature)
         if dist is not None:
-            return self._distributed_loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
-        if self.engine == "fused":
+            self._check_distributed(model, dist)
+        if self.engine == "head":
+            logits, mw = self._head_weights(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
+        elif self.engine in ("fused", "tail") and dist is None:
             rows = ROWS[self.rows]
-            tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer)
+            names = None if self.engine == "fused" else tail_parameters(model, self.tail_modules)
+            tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, params=names)
             logits, zdot = dual_forward(model, inputs, tangents, real_step=True)
             raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
             mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
         else:
+            # Under DDP on the bare module with global reductions; the real forward below goes
+            # through the wrapper. It is the only forward that updates BatchNorm statistics.
             mw = meta_weights(
-                model,
+                unwrap_model(model),
                 inputs,
                 targets,
                 meta_inputs,
@@ -73,10 +115,15 @@ class _MetaMethod(Method):
                 optimizer,
                 method=self.rows,
                 engine=self.engine,
+                collective=dist,
+                tail_modules=self.tail_modules,
                 **opts,
             )
-            logits = model(inputs)  # the real forward: the only one that updates BatchNorm statistics
-        return self.weighted_loss(logits, targets, mw), StepOutput(
+            logits = model(inputs)
+        loss = self.weighted_loss(logits, targets, mw)
+        if dist is not None:
+            loss = loss * dist.world_size
+        return loss, StepOutput(
             loss=0.0,
             alpha=mw.alpha.detach(),
             beta=mw.beta.detach(),
@@ -85,13 +132,22 @@ class _MetaMethod(Method):
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
         )
 
-    def _distributed_loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts):
-        """Weights on the bare module with global reductions; the real forward through the DDP wrapper.
+    def _head_weights(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts):
+        """engine='head': the real forward first, its head input read by a hook (removed right
+        after), then the meta batch's forward and the closed-form scores."""
+        net = unwrap_model(model)
+        head = find_head(net, name=self.head)
+        with capture_head(net, head) as cap:
+            logits = model(inputs)  # the real forward (through the DDP wrapper under dist)
+        features = cap.features().detach()
+        tangents, meta_loss = head_tangents(net, meta_inputs, meta_labels, optimizer, head=head, collective=dist)
+        prefix = f"{head}." if head else ""
+        zdot = head_jvp(features, tangents.get(prefix + "weight"), tangents.get(prefix + "bias"), logits.shape[1])
+        rows = ROWS[self.rows]
+        raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
+        return logits, weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, collective=dist, **opts)
 
-        The weights sum to one over all replicas, so the single-process loss of the concatenated
-        batch is the sum over replicas of each one's weighted sum; DDP divides the summed
-        gradients by world_size, hence each replica back-propagates world_size times its part.
-        """
+    def _check_distributed(self, model, dist) -> None:
         if self.engine == "fused":
             raise ValueError(
                 "engine='fused' is not supported under data parallelism: its real forward is the "
@@ -105,28 +161,6 @@ class _MetaMethod(Method):
                 "forward-mode derivative and no double backward, which the meta-gradient needs; keep "
                 "per-replica BatchNorm for meta methods (SyncBatchNorm works with ce / bootstrap)"
             )
-        mw = meta_weights(
-            net,
-            inputs,
-            targets,
-            meta_inputs,
-            meta_labels,
-            optimizer,
-            method=self.rows,
-            engine=self.engine,
-            collective=dist,
-            **opts,
-        )
-        logits = model(inputs)  # through the wrapper: the only forward that updates BatchNorm statistics
-        loss = self.weighted_loss(logits, targets, mw) * dist.world_size
-        return loss, StepOutput(
-            loss=0.0,
-            alpha=mw.alpha.detach(),
-            beta=mw.beta.detach(),
-            pseudo_labels=mw.pseudo_labels,
-            predictions=predicted(logits, targets),
-            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
-        )
 
     def weighted_loss(self, logits: Tensor, targets: Tensor, mw: MetaWeights) -> Tensor:
         """sum_i alpha_i CE(z_i, y_i) + beta_i CE(z_i, pseudo_i): the weights already sum to one."""

@@ -53,6 +53,10 @@ class _PooledCNN(nn.Module):
         """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
         return self.classifier(self.features(x))
 
+    def meta_blocks(self) -> list[nn.Module]:
+        """The layers in forward order, for ``engine="tail"`` (see :mod:`l2b.meta.tail`)."""
+        return [*self.features, self.classifier]
+
 
 def _check_width(width: int) -> None:
     if width < 1:

@@ -64,6 +64,10 @@ class MLP(nn.Module):
         """Map ``(N, *in_shape)`` to logits ``(N, num_classes)``."""
         return self.classifier(self.features(torch.flatten(x, 1)))
 
+    def meta_blocks(self) -> list[nn.Module]:
+        """The layers in forward order, for ``engine="tail"`` (see :mod:`l2b.meta.tail`)."""
+        return [*self.features, self.classifier]
+
 
 @register_model("mlp")
 def mlp(

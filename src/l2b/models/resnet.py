@@ -122,6 +122,11 @@ class PreActResNet(nn.Module):
         out = self.pool(self.relu(self.bn(out)))
         return self.fc(out.flatten(1))
 
+    def meta_blocks(self) -> list[nn.Module]:
+        """Stem conv, each residual block, final BN, fc: forward order, for ``engine="tail"``
+        (see :mod:`l2b.meta.tail`)."""
+        return [self.stem, *(block for stage in self.stages for block in stage), self.bn, self.fc]
+
 
 @register_model("preact_resnet18")
 def preact_resnet18(*, num_classes: int, in_shape: tuple[int, ...]) -> PreActResNet:
@@ -271,6 +276,11 @@ class ResNet(nn.Module):
         """Map ``(N, C, H, W)`` to logits ``(N, num_classes)``."""
         out = self.pool(self.stages(self.stem(x)))
         return self.fc(out.flatten(1))
+
+    def meta_blocks(self) -> list[nn.Module]:
+        """Stem conv and BN, each residual block, fc: forward order, for ``engine="tail"``
+        (see :mod:`l2b.meta.tail`)."""
+        return [*self.stem, *(block for stage in self.stages for block in stage), self.fc]
 
 
 @register_model("resnet18")
