@@ -45,12 +45,17 @@ from typing import Any
 import numpy as np
 import yaml
 
+from l2b.configs import load_yaml
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ALIASES = {"l2b-mixup": {"method": "l2b", "mixup": True}}
 
 
 def load_grid(path: Path) -> dict[str, Any]:
-    grid = yaml.safe_load(path.read_text())
+    try:
+        grid = load_yaml(path.read_text(), source=str(path))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     for key in ("name", "base", "settings", "methods", "seeds"):
         if key not in grid:
             raise SystemExit(f"{path}: missing key {key!r}")

@@ -17,7 +17,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..configs import config_path, list_configs
+from ..configs import config_path, list_configs, load_yaml
 from ..data import DATASETS
 from ..meta import ENGINES, NORMALIZATIONS
 from ..methods import list_methods
@@ -266,10 +266,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.config is not None:
         path = config_path(args.config)
         source = str(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from None
+        doc = load_yaml(path.read_text(), source=str(path))
         doc = {} if doc is None else doc
         if not isinstance(doc, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")

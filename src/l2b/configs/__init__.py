@@ -7,6 +7,50 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class DuplicateKeyError(ValueError):
+    """A YAML mapping holds the same key twice (PyYAML alone would keep the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping holding the same key twice."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DuplicateKeyError(
+                f"duplicate key {key!r} on line {key_node.start_mark.line + 1} (first on line {seen[key] + 1}); "
+                "keep one of them"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def load_yaml(text: str, *, source: str = "YAML") -> Any:
+    """Parse YAML as yaml.safe_load does (no objects built), but refuse duplicate keys.
+
+    Raises
+    ------
+    ValueError
+        One line naming `source`: ``{source}: duplicate key 'lr' on line 3 (first on line 1)...``
+        (:class:`DuplicateKeyError`), or ``{source} is not valid YAML: ...``.
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as err:
+        raise DuplicateKeyError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:  # safe loading builds no objects: a python/* tag is refused here
+        raise ValueError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def list_configs() -> list[str]:

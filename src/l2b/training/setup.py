@@ -38,14 +38,25 @@ DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', 
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """'auto' picks CUDA when available, else CPU; anything else is passed to torch.device."""
+    """'auto' picks CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:N' and 'mps' are checked
+    against what this machine has. Anything else is a ValueError naming the value and the choices."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    choices = "use 'auto', 'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a device name; {choices}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available; {choices}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} was asked for but MPS is not available on this machine; {choices}")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not supported by l2b; {choices}")
     return dev
 
 
