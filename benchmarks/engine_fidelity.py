@@ -58,9 +58,9 @@ from sklearn.metrics import average_precision_score
 
 import l2b
 from l2b import TrainConfig, meta_weights
-from l2b.data import augment_batch
 from l2b.meta import model_blocks
 from l2b.training import build_model, build_trainer, evaluate, prepare_data
+from l2b.training.setup import build_augmentation
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -210,7 +210,7 @@ def run_set(name: str, values: dict, checkpoints: tuple[int, ...], args, log) ->
         num_classes=data.num_classes,
         progress=False,
         callbacks=(on_epoch,),
-        augment=augment_batch if config.augment else None,
+        augment=build_augmentation(config),
     )
     holder["trainer"] = trainer
     t0 = time.perf_counter()

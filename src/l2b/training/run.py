@@ -18,15 +18,13 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
-from ..data.augment import FeatureNoise, augment_batch
 from ..distributed import DistContext, barrier
-from ..methods import method_class
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
 from .meta_sources import confident_meta_set
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
-from .setup import build_model, build_trainer, resolve_device, seeded
+from .setup import build_augmentation, build_model, build_trainer, resolve_device, seeded
 from .trainer import FitResult, evaluate, predict_proba
 
 __all__ = ["run_experiment"]
@@ -152,7 +150,7 @@ def run_experiment(
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,
             meta_selector=selector,
-            augment=_augmentation(config, data),
+            augment=build_augmentation(config, streamed=data.streamed),
             log=log,
             dist=dist,
         )
@@ -194,24 +192,6 @@ def run_experiment(
     if dist is not None:
         barrier()  # the run directory is complete before any process returns
     return summary
-
-
-def _augmentation(config: TrainConfig, data: PreparedData):
-    """The batched augmentation of in-memory training batches: crop and flip for images
-    (``augment``), Gaussian feature noise as the stand-in for data without one
-    (``feature_noise``), or none. A method that takes several views of each example needs one
-    (streamed images are augmented by their loader)."""
-    if config.augment:
-        return augment_batch
-    if config.feature_noise is not None:
-        return FeatureNoise(config.feature_noise)
-    if method_class(config.method).views > 1 and not data.streamed:
-        raise ValueError(
-            f"method {config.method!r} trains on {method_class(config.method).views} augmented views of every "
-            "example: set augment: true (images) or feature_noise: STD (Gaussian noise, the stand-in for data "
-            "without an image augmentation, e.g. digits or feature vectors)"
-        )
-    return None
 
 
 def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, Any]:

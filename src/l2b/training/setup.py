@@ -26,13 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.augment import FeatureNoise, augment_batch
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import TrainConfig
 from .optim import Optimization
 from .trainer import Trainer
 
-__all__ = ["build_model", "build_trainer", "resolve_device", "seeded", "trainer_generator"]
+__all__ = ["build_augmentation", "build_model", "build_trainer", "resolve_device", "seeded", "trainer_generator"]
 
 DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
 
@@ -71,6 +72,24 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 def trainer_generator(seed: int) -> torch.Generator:
     """The CPU generator every sampling decision of a run draws from."""
     return torch.Generator().manual_seed(seed + 2)
+
+
+def build_augmentation(config: TrainConfig, *, streamed: bool = False):
+    """The batched augmentation of in-memory training batches: crop and flip for images
+    (``augment``), Gaussian feature noise as the stand-in for data without one
+    (``feature_noise``), or none. A method that takes several views of each example needs one
+    (streamed images are augmented by their loader)."""
+    if config.augment:
+        return augment_batch
+    if config.feature_noise is not None:
+        return FeatureNoise(config.feature_noise)
+    if method_class(config.method).views > 1 and not streamed:
+        raise ValueError(
+            f"method {config.method!r} trains on {method_class(config.method).views} augmented views of every "
+            "example: set augment: true (images) or feature_noise: STD (Gaussian noise, the stand-in for data "
+            "without an image augmentation, e.g. digits or feature vectors)"
+        )
+    return None
 
 
 def build_model(
