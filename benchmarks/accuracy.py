@@ -286,6 +286,26 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
                 f"| {m} | " + " | ".join(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best)) + " |"
             )
         lines.append("")
+    if any(r.get("memorised") is not None for r in rows):
+        # The regime: a benchmark where the baseline never fits the noise cannot show a repair.
+        lines += [
+            "## Regime: does the run fit the noise?",
+            "",
+            "Peak: the best test accuracy of any evaluated epoch (for the record; nothing is selected on it). "
+            "Drop: peak minus the last epoch's test accuracy, in points. Memorised: the share of "
+            "mislabelled training examples predicted as their wrong given label at the last epoch.",
+            "",
+            "| method | " + " | ".join(f"{s}: peak / drop / memorised" for s in settings) + " |",
+            "|---|" + "---|" * len(settings),
+        ]
+        for m in methods:
+            parts = []
+            for s in settings:
+                peak, last, mem = (stat(s, m, f)[0] for f in ("peak_test_accuracy", "test_accuracy", "memorised"))
+                text = f"{100 * peak:.1f} / {100 * (peak - last):.1f} / {100 * mem:.0f} %"
+                parts.append("—" if np.isnan(peak) else text)
+            lines.append(f"| {m} | " + " | ".join(parts) + " |")
+        lines.append("")
     lines += [
         "## Label-issue detection: precision / recall (%)",
         "",

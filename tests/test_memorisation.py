@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import torch
+import yaml
 
 import l2b
 from l2b.cli.main import main
@@ -72,3 +73,23 @@ def test_cross_entropy_memorises_the_noise_of_a_small_set_it_trains_long_on():
     )
     first, last = result.history[0], result.history[-1]
     assert first["memorised"] < 0.3 and last["memorised"] > 0.8 and last["train_accuracy"] > 0.9
+
+
+def test_test_every_thins_the_test_passes_but_keeps_the_last_and_each_new_best(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "7", "--warmup-epochs", "1", "--test-every", "3", "--out", str(out)]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best, improving = (-1.0, 0.0), set()
+    for r in records:
+        key = (r["meta_accuracy"], -r["meta_eval_loss"])
+        if key > best:
+            best, _ = key, improving.add(r["epoch"])
+    expected = {3, 6, 7} | improving
+    assert {r["epoch"] for r in records if "test_accuracy" in r} == expected
+    assert len(expected) < 7  # something was skipped, or the test shows nothing
+    summary = json.loads((out / "summary.json").read_text())
+    at_best = next(r for r in records if r["epoch"] == summary["best_meta_epoch"])
+    assert summary["test_accuracy_at_best_meta"] == at_best["test_accuracy"]
+    assert summary["peak_test_accuracy"] == max(r["test_accuracy"] for r in records if "test_accuracy" in r)
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["test_every"] == 3

@@ -204,6 +204,13 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
         {"type": int},
         "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run",
     ),
+    (
+        "--test-every",
+        "test_every",
+        {"type": int, "metavar": "N"},
+        "evaluate the test set every N epochs, at the last one and whenever the meta accuracy improves "
+        "(default 1: every epoch; the selected checkpoint's test accuracy is exact either way)",
+    ),
 ]
 _GROUPS = {"--data": "data and noise", "--model": "model and method", "--epochs": "optimisation", "--seed": "run"}
 

@@ -111,6 +111,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_bad_steps: int = Optimization.max_bad_steps
+    test_every: int = 1
 
     def __post_init__(self) -> None:
         self._resolve_options()
@@ -123,6 +124,7 @@ class TrainConfig:
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
             ("workers", self.workers >= 0, "must be non-negative"),
+            ("test_every", isinstance(self.test_every, int) and self.test_every >= 1, "must be a positive epoch count"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
             ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
             ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),

@@ -153,6 +153,7 @@ def run_experiment(
             augment=build_augmentation(config, streamed=data.streamed),
             log=log,
             dist=dist,
+            test_every=config.test_every,
         )
         if ckpt is not None:
             trainer.load_state_dict(ckpt["trainer"])
@@ -244,7 +245,7 @@ def _summary(
         "test_accuracy_at_best_meta": test_accuracy_at_best_meta,
         # the highest test accuracy of any epoch: for seeing whether a run fits the noise (its last
         # epoch falling below it), never for choosing a checkpoint
-        "peak_test_accuracy": max(r["test_accuracy"] for r in history),
+        "peak_test_accuracy": max(r["test_accuracy"] for r in history if "test_accuracy" in r),
         "seconds": round(seconds, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in history)),

@@ -73,7 +73,7 @@ def predict_proba(model: nn.Module, inputs: Tensor | Source, *, batch_size: int 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Source, *, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: Source, *, batch_size: int = 256) -> tuple[float, float]:
     """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`."""
     probs = predict_proba(model, data, batch_size=batch_size)
     labels = data.labels.to(probs.device)
@@ -180,6 +180,10 @@ class Trainer:
         logged; this many in a row raise :class:`TrainingDiverged` (the last checkpoint, written
         at the end of the previous epoch, is left as it was).
     log : callable receiving warning lines, or None.
+    test_every : int
+        The test set passed to :meth:`fit` is evaluated after every `test_every`-th epoch, the
+        last epoch and every epoch that improves the meta accuracy (so the selected epoch's
+        figure is always there); other records have no ``test_accuracy``.
 
     The method's hooks (:meth:`l2b.methods.Method.start_epoch`, ``state_dict``) are called for
     every method alike: before an epoch's first step, and with every checkpoint.
@@ -215,6 +219,7 @@ class Trainer:
         max_bad_steps: int = 10,
         log: Callable[[str], None] | None = None,
         dist: DistContext | None = None,
+        test_every: int = 1,
     ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.warmup_method = method.warmup_method()
@@ -222,6 +227,8 @@ class Trainer:
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
+        self.test_every = test_every
+        self.target_epochs = 0  # set by fit(): the last epoch always evaluates the test set
         self.dist = dist if dist is not None and dist.world_size > 1 else None
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
         self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
@@ -320,8 +327,8 @@ class Trainer:
         Parameters
         ----------
         train : the noisy training set.  meta : the clean meta set (needed by meta methods and
-        used for model selection by every method).  test : evaluated every epoch for the record
-        only; nothing is selected on it.  clean_labels : (N,) true training labels, when known,
+        used for model selection by every method).  test : evaluated for the record only
+        (see `test_every`); nothing is selected on it.  clean_labels : (N,) true training labels, when known,
         for diagnostics (weights on truly clean vs noisy examples).
         """
         if self.meta_selector is not None and meta is not None:
@@ -329,6 +336,7 @@ class Trainer:
         if self.method.needs_meta and (meta is None or len(meta) == 0) and self.meta_selector is None:
             raise ValueError(f"method {self.method.name!r} needs a clean meta set (num_meta > 0)")
         meta = meta if meta is not None and len(meta) > 0 else None
+        self.target_epochs = epochs
         if self.per_example is None:
             self.per_example = PerExample(len(train))
         noisy_mask = None if clean_labels is None else clean_labels != train.labels.cpu().numpy()
@@ -601,7 +609,14 @@ class Trainer:
                 record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == given))
         elif meta is not None:
             record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
-        if test is not None:
+        key = (record["meta_accuracy"], -record["meta_eval_loss"]) if "meta_accuracy" in record else None
+        # The test set is for the record only, so it may be thinned out (its pass can cost more
+        # than the epoch's training); the last epoch and every new best one are always evaluated.
+        if test is not None and (
+            self.epoch % self.test_every == 0
+            or self.epoch >= self.target_epochs
+            or (key is not None and key > self.best_key)
+        ):
             record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
         record.update(self._fit_to_labels(train, noisy_mask, clean_labels))
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
