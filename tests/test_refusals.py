@@ -42,3 +42,40 @@ def test_an_unknown_or_missing_device_is_one_clear_line(name, match, capsys):
     )  # --print-config resolves nothing; a real run refuses:
     assert main(["train", "--device", name, "--epochs", "1", "--warmup-epochs", "0", "--quiet"]) == 2
     assert match.split(";")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs, warmup", [(40, 5), (12, 2), (5, 1), (3, 0), (1, 0)])
+def test_the_default_warmup_is_an_eighth_of_the_epochs_and_is_recorded(epochs, warmup):
+    from l2b.training import TrainConfig
+
+    cfg = TrainConfig(epochs=epochs)
+    assert cfg.warmup_epochs == warmup and cfg.to_dict()["warmup_epochs"] == warmup
+
+
+def test_a_warmup_that_swallows_the_run_is_refused_for_every_method_but_ce(tmp_path, capsys):
+    import numpy as np
+
+    import l2b
+    from l2b.training import TrainConfig
+
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "3", "--warmup-epochs", "3", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "warmup_epochs=3 leaves none of the 3 epochs for method 'l2b'" in err and "Traceback" not in err
+    assert not out.exists()
+    assert TrainConfig(method="ce", epochs=3, warmup_epochs=3).warmup_epochs == 3  # CE is CE either way
+    x, y = np.random.default_rng(0).normal(size=(40, 4)).astype("float32"), np.arange(40) % 2
+    with pytest.raises(ValueError, match="leaves none of the 2 epochs for method 'l2rw'"):
+        l2b.fit(l2b.models.create_model("mlp", num_classes=2, in_shape=(4,)), (x, y), meta=(x, y),
+                method="l2rw", epochs=2, warmup_epochs=2)  # fmt: skip
+
+
+@pytest.mark.parametrize("noise", ["cifar10-asymmetric", "cifar100-hierarchical"])
+def test_a_noise_model_made_for_another_data_set_is_refused(noise, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--noise", noise, "--epochs", "2", "--out", str(out), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    made_for = noise.split("-")[0]
+    assert f"noise={noise!r} flips {made_for}'s classes by name, but data 'digits' has other classes" in err
+    assert "choose noise 'pair'" in err and not out.exists()

@@ -41,7 +41,7 @@ def fit(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     nesterov: bool = False,
-    warmup_epochs: int = 5,
+    warmup_epochs: int | None = None,
     max_bad_steps: int = 10,
     device: str | torch.device = "cpu",
     seed: int = 0,
@@ -78,7 +78,9 @@ def fit(
         ``"l2b"``, ``"l2rw"``, ``"ce"``, ``"bootstrap-soft"``, ``"bootstrap-hard"``, ``"dividemix"``,
         ``"dividemix-l2b"`` (the registry: :func:`l2b.methods.list_methods`).
     epochs, warmup_epochs : int
-        Epochs in all, of which the first `warmup_epochs` use plain cross-entropy.
+        Epochs in all, of which the first `warmup_epochs` use plain cross-entropy (default: an
+        eighth of `epochs`, :func:`l2b.training.optim.default_warmup`; one that leaves no epoch
+        for a method other than ``"ce"`` is refused).
     batch_size, meta_batch_size : int
         Every epoch covers every training example once in ceil(N / batch_size) nearly equal batches;
         meta batches are drawn from reshuffled passes over the meta set. Both at least 2 (as in

@@ -59,8 +59,9 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         Initial SGD learning rate, annealed to 0 with a cosine schedule.
     momentum : float, default=0.9
     weight_decay : float, default=5e-4
-    warmup_epochs : int, default=5
-        Epochs of plain cross-entropy before the method starts; at most `epochs`.
+    warmup_epochs : int or None, default=None
+        Epochs of plain cross-entropy before the method starts; None: an eighth of `epochs`
+        (5 of the default 40). One that leaves no epoch for a method other than ``"ce"`` is refused.
     num_meta : int or None, default=None
         Used only when `fit` gets no ``X_meta``: the size of the class-balanced subset of
         ``(X, y)`` taken out of the training data and used as the clean meta set. **This treats
@@ -112,7 +113,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         lr=0.1,
         momentum=0.9,
         weight_decay=5e-4,
-        warmup_epochs=5,
+        warmup_epochs=None,
         num_meta=None,
         mixup=False,
         feature_noise=None,

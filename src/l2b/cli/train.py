@@ -317,7 +317,8 @@ def run(args: argparse.Namespace) -> int:
             where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
             log(
                 f"l2b train: {config.method} on {config.data}, {config.noise} noise {rate or config.noise_file}, "
-                f"{config.epochs} epochs, seed {config.seed}{where} -> {out}"
+                f"{config.epochs} epochs ({config.warmup_epochs} of them warm-up with plain cross-entropy), "
+                f"seed {config.seed}{where} -> {out}"
             )
         try:
             summary = run_experiment(

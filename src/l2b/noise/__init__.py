@@ -16,6 +16,8 @@ from .cifar100 import (
 from .files import LABEL_FILE_SUFFIXES, load_noisy_labels, noisy_labels_from_file
 from .synthetic import (
     CIFAR10_ASYMMETRIC_MAP,
+    CIFAR10_LABEL_NAMES,
+    CLASS_SPECIFIC_NOISE,
     NOISE_KINDS,
     NoisyLabels,
     asymmetric_noise,

@@ -34,6 +34,8 @@ from .cifar100 import CIFAR100_ASYMMETRIC_MAP, _siblings
 
 __all__ = [
     "CIFAR10_ASYMMETRIC_MAP",
+    "CIFAR10_LABEL_NAMES",
+    "CLASS_SPECIFIC_NOISE",
     "NOISE_KINDS",
     "NoisyLabels",
     "asymmetric_noise",
@@ -51,6 +53,19 @@ __all__ = [
 #: Class-to-class flips of the standard CIFAR-10 asymmetric noise benchmark:
 #: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_ASYMMETRIC_MAP: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+#: CIFAR-10's classes in label order (also their alphabetical order, so an image folder of them
+#: gets the same labels).
+CIFAR10_LABEL_NAMES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+#: Noise kinds defined on one data set's classes: the data set they were made for.
+CLASS_SPECIFIC_NOISE: dict[str, str] = {
+    "cifar10-asymmetric": "cifar10",
+    "cifar100-asymmetric": "cifar100",
+    "cifar100-hierarchical": "cifar100",
+}
 
 #: Names accepted by :func:`make_noise`.
 NOISE_KINDS: tuple[str, ...] = (

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
-from .optim import Optimization
+from .optim import Optimization, check_warmup
 
 META_SOURCES = ("split", "file", "confident")
 
@@ -43,8 +43,11 @@ class TrainConfig:
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
     counted; this many in a row stop the run (its last checkpoint kept).
     Optimisation: SGD(lr, momentum, weight_decay, nesterov), cosine schedule over all steps,
-    ``warmup_epochs`` of plain cross-entropy before any other method starts (checked by
-    :class:`~l2b.training.optim.Optimization`, as :func:`l2b.fit` checks them).
+    ``warmup_epochs`` of plain cross-entropy before any other method starts (unset: an eighth of
+    the epochs, recorded as resolved; a warm-up that leaves no epoch for a method other than
+    ``ce`` is refused; checked by :class:`~l2b.training.optim.Optimization`, as :func:`l2b.fit`
+    checks them). ``test_every``: the test set is evaluated every this many epochs, at the last
+    one and at each new best on the meta set (for the record only).
 
     Options of one method or model (:data:`OPTION_KEYS`: ``engine``, ``normalize``,
     ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``, the
@@ -101,7 +104,7 @@ class TrainConfig:
     dividemix_l2b_clip: float | None = None
     # The optimisation keys (see optimization()); their defaults are Optimization's.
     epochs: int = Optimization.epochs
-    warmup_epochs: int = Optimization.warmup_epochs
+    warmup_epochs: int | None = Optimization.warmup_epochs
     batch_size: int = Optimization.batch_size
     meta_batch_size: int = Optimization.meta_batch_size
     lr: float = Optimization.lr
@@ -116,9 +119,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._resolve_options()
         try:
-            self.optimization()
+            optim = self.optimization()
+            check_warmup(self.method, optim)
         except ValueError as err:
             raise ValueError(f"config {err}") from None
+        object.__setattr__(self, "warmup_epochs", optim.warmup_epochs)  # config.yaml says what ran
         checks = [
             ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Optimization", "batches_per_epoch", "sgd_with_cosine"]
+__all__ = ["Optimization", "batches_per_epoch", "check_warmup", "default_warmup", "sgd_with_cosine"]
 
 
 def _is_int(x: Any) -> bool:
@@ -26,7 +26,8 @@ def _is_real(x: Any) -> bool:
 class Optimization:
     """How a network is optimised: SGD(lr, momentum, weight_decay, nesterov) with a cosine
     schedule from `lr` to 0 over every step of `epochs` epochs, the first `warmup_epochs` of them
-    with plain cross-entropy; `batch_size` noisy and `meta_batch_size` clean examples per step;
+    with plain cross-entropy (unset: :func:`default_warmup`, an eighth of the epochs, so that a
+    short run is never all warm-up); `batch_size` noisy and `meta_batch_size` clean examples per step;
     a run stops after `max_bad_steps` consecutive steps with a non-finite gradient.
 
     ``l2b train`` (:class:`~l2b.training.TrainConfig`), :func:`l2b.fit` and
@@ -35,7 +36,7 @@ class Optimization:
     """
 
     epochs: int = 40
-    warmup_epochs: int = 5
+    warmup_epochs: int | None = None
     batch_size: int = 64
     meta_batch_size: int = 100
     lr: float = 0.1
@@ -45,6 +46,8 @@ class Optimization:
     max_bad_steps: int = 10
 
     def __post_init__(self) -> None:
+        if self.warmup_epochs is None and _is_int(self.epochs):
+            object.__setattr__(self, "warmup_epochs", default_warmup(int(self.epochs)))
         checks = [
             ("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be at least 1"),
             (
@@ -70,7 +73,7 @@ class Optimization:
         for f in fields(self):  # plain Python numbers from here on (numpy scalars are accepted)
             value = getattr(self, f.name)
             object.__setattr__(
-                self, f.name, bool(value) if f.type == "bool" else int(value) if f.type == "int" else float(value)
+                self, f.name, bool(value) if f.type == "bool" else int(value) if "int" in f.type else float(value)
             )
 
     def replace(self, **changes: Any) -> Optimization:
@@ -93,6 +96,22 @@ class Optimization:
             epochs=self.epochs,
             num_examples=num_examples,
             batch_size=self.batch_size,
+        )
+
+
+def default_warmup(epochs: int) -> int:
+    """The warm-up when none is given: an eighth of the epochs, rounded half up (5 of the default
+    40; 1 of 5; none of 3). A fixed count would turn a short run into plain cross-entropy."""
+    return int(math.floor(epochs / 8 + 0.5))
+
+
+def check_warmup(method: str, optim: Optimization) -> None:
+    """Refuse a run whose warm-up leaves no epoch for its method: it would train plain
+    cross-entropy and record it under the method's name."""
+    if method != "ce" and optim.warmup_epochs >= optim.epochs:
+        raise ValueError(
+            f"warmup_epochs={optim.warmup_epochs} leaves none of the {optim.epochs} epochs for method {method!r} "
+            "(warm-up is plain cross-entropy); lower warmup_epochs or raise epochs"
         )
 
 

@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset
-from ..noise import NoisyLabels, instance_dependent_noise, make_noise, noisy_labels_from_file
+from ..noise import (
+    CIFAR10_LABEL_NAMES,
+    CIFAR100_FINE_LABEL_NAMES,
+    CLASS_SPECIFIC_NOISE,
+    NoisyLabels,
+    instance_dependent_noise,
+    make_noise,
+    noisy_labels_from_file,
+)
 from .batches import TensorData
 from .config import TrainConfig
 from .meta_sources import read_meta_file
@@ -153,6 +161,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
             "(and a small image_size) or choose another noise"
         )
+    _check_noise_fits(config, train.class_names)
     noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
     if config.train_subset is not None:
         train, noisy = _train_subset(config, train, noisy)
@@ -213,6 +222,23 @@ def _train_subset(config: TrainConfig, train, noisy: NoisyLabels):
     labels = noisy.labels[idx]
     mask = labels != train.labels[idx]
     return train.subset(idx), dataclasses.replace(noisy, labels=labels, noise_mask=mask, noise_rate=float(mask.mean()))
+
+
+def _check_noise_fits(config: TrainConfig, class_names: tuple[str, ...] | None) -> None:
+    """Refuse a noise model defined on another data set's classes (CIFAR-10's truck -> automobile
+    applied to digits would flip 9 -> 1 and still be called "asymmetric"). It fits the built-in
+    loader of its data set, or data whose class names are that data set's, in its label order."""
+    made_for = CLASS_SPECIFIC_NOISE.get(config.noise)
+    if made_for is None or config.data == made_for:
+        return
+    names = {"cifar10": CIFAR10_LABEL_NAMES, "cifar100": CIFAR100_FINE_LABEL_NAMES}[made_for]
+    if class_names is not None and tuple(class_names) == names:
+        return
+    shown = "unnamed" if class_names is None else ", ".join(class_names[:5]) + (" ..." if len(class_names) > 5 else "")
+    raise ValueError(
+        f"config noise={config.noise!r} flips {made_for}'s classes by name, but data {config.data!r} has other "
+        f"classes ({shown}); choose noise 'pair' or 'symmetric', or give real noisy labels with noise 'file'"
+    )
 
 
 def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | None, num_classes: int) -> NoisyLabels:

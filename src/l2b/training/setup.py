@@ -30,7 +30,7 @@ from ..data.augment import FeatureNoise, augment_batch
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import TrainConfig
-from .optim import Optimization
+from .optim import Optimization, check_warmup
 from .trainer import Trainer
 
 __all__ = ["build_augmentation", "build_model", "build_trainer", "resolve_device", "seeded", "trainer_generator"]
@@ -141,6 +141,7 @@ def build_trainer(
     trainer_options : passed to :class:`Trainer` (progress, callbacks, checkpoint, meta_selector,
         augment, log, dist).
     """
+    check_warmup(method if isinstance(method, str) else method.name, optim)
     if isinstance(method, str):
         method = create_method(method, **(method_options or {}))
     elif method_options:
