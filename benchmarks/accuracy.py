@@ -7,9 +7,11 @@ A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every ru
 (a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
 ``methods`` and ``seeds``, and optionally ``method_seeds`` (method -> its own, usually shorter,
 seed list, for costly methods), ``method_config`` (method -> config keys for that method only, e.g.
-DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` too) and
-``cleanlab_folds``. Methods are registered l2b methods, ``l2b-mixup`` (l2b with mixup)
-and ``cleanlab``: out-of-fold probabilities from ``cleanlab_folds``-fold cross-validation
+DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` too; a
+``method`` key there makes the name a label for that method with those options, e.g.
+``l2b-head: {method: l2b, engine: head}``) and ``cleanlab_folds``. Methods are registered l2b
+methods, ``l2b-mixup`` (l2b with mixup) and ``cleanlab``: out-of-fold probabilities from
+``cleanlab_folds``-fold cross-validation
 (stratified on the noisy labels) of the same network trained with cross-entropy for the same
 epochs, ``cleanlab.filter.find_label_issues`` (its defaults) on them, then the same network
 retrained with cross-entropy on the examples it keeps: ``cleanlab_folds`` + 1 trainings.

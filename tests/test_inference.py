@@ -50,8 +50,10 @@ def test_evaluate_defaults_to_the_runs_test_split(run, capsys):
     assert out["data"] == "digits" and out["split"] == "test" and out["examples"] == 359
     assert out["accuracy"] == pytest.approx(summary["test_accuracy_at_best_meta"], abs=1e-6)
     assert 0 < out["loss"] < 5
-    code, stdout, err = l2b_inprocess("evaluate", root / "run", "--data", root / "test.npz", capsys=capsys)
-    assert code == 0, err  # the same examples from a file
+    code, stdout, err = l2b_inprocess(
+        "evaluate", root / "run", "--data", root / "test.npz", "--preprocessed", capsys=capsys
+    )
+    assert code == 0, err  # the same examples from a file (already standardised: raw pixels are the default)
     assert json.loads(stdout)["accuracy"] == pytest.approx(out["accuracy"], abs=1e-6)
     code, stdout, err = l2b_inprocess("evaluate", root / "run", "--data", "digits", "--split", "train", capsys=capsys)
     assert code == 0, err
@@ -71,7 +73,14 @@ def test_predict_writes_index_label_and_probabilities(run, capsys):
     assert np.allclose(body[:, 2:].sum(1), 1, atol=1e-4)
     assert np.array_equal(body[:, 1], body[:, 2:].argmax(1))
     code, stdout, err = l2b_inprocess(
-        "predict", root / "run", "--data", root / "unlabelled.npz", "--out", root / "u.csv", capsys=capsys
+        "predict",
+        root / "run",
+        "--data",
+        root / "unlabelled.npz",
+        "--preprocessed",
+        "--out",
+        root / "u.csv",
+        capsys=capsys,
     )
     assert code == 0, err
     assert "accuracy" not in json.loads(stdout) and json.loads(stdout)["examples"] == 7
@@ -86,7 +95,9 @@ def test_shape_mismatch_and_other_errors_are_clear(run, capsys):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "flat.npz" in r.stderr and "(359, 64)" in r.stderr and "(1, 8, 8)" in r.stderr, r.stderr
     assert not (root / "x.csv").exists()
-    code, _, err = l2b_inprocess("evaluate", root / "run", "--data", root / "unlabelled.npz", capsys=capsys)
+    code, _, err = l2b_inprocess(
+        "evaluate", root / "run", "--data", root / "unlabelled.npz", "--preprocessed", capsys=capsys
+    )
     assert code == 2 and "no 'labels' array" in err, err
     code, _, err = l2b_inprocess("evaluate", root / "nowhere", capsys=capsys)
     assert code == 2 and "not an l2b run directory" in err, err

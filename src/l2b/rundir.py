@@ -13,6 +13,10 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
                        beta, pseudo-label, class probabilities of the selected model; the meta indices
                        and the noise transition matrix
     model.pt           the state dict of the epoch selected on the clean meta set
+    skipped_files.csv  the image files left out as undecodable (split, path, reason), with
+                       ``--skip-bad-files`` when there were any
+    run.lock           held (flock) by the process that owns the run, with its pid, host and start
+                       time; removed when it ends (a killed run leaves it, and it no longer blocks)
     tensorboard/       TensorBoard scalars, with ``--tensorboard``
 
 Every module that reads or writes a run directory takes the names from here. This module imports
@@ -28,8 +32,10 @@ import errno
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,21 +51,27 @@ __all__ = [
     "CHECKPOINT",
     "CONFIG",
     "LABEL_ISSUES",
+    "LOCK",
     "METRICS",
     "MODEL",
     "PER_EXAMPLE",
+    "SKIPPED_FILES",
     "SUMMARY",
     "TENSORBOARD",
+    "RunDirectoryLocked",
     "append_metrics",
     "atomic_write_bytes",
     "check_free_space",
     "load_checkpoint",
+    "lock_run_dir",
     "prepare_run_dir",
     "read_run_config",
     "read_run_doc",
+    "resume_command",
     "save_checkpoint",
     "write_metrics",
     "write_run_config",
+    "write_skipped_files",
     "write_summary",
 ]
 
@@ -70,7 +82,25 @@ SUMMARY = "summary.json"
 LABEL_ISSUES = "label_issues.csv"
 PER_EXAMPLE = "per_example.npz"
 MODEL = "model.pt"
+SKIPPED_FILES = "skipped_files.csv"
+LOCK = "run.lock"
 TENSORBOARD = "tensorboard"
+
+
+def resume_command(out: str | os.PathLike) -> str:
+    """The command that continues the run in `out`, launched as this process was: under torchrun
+    (``WORLD_SIZE`` set) the torchrun form with this job's process counts."""
+    if "WORLD_SIZE" not in os.environ:
+        return f"l2b train --resume {out}"
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = max(1, world // max(local, 1))
+    if nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {local} -m l2b train --resume {out}"
+    return (
+        f"torchrun --nnodes {nodes} --nproc-per-node {local} <the rendezvous options of the first launch> "
+        f"-m l2b train --resume {out}"
+    )
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
@@ -100,20 +130,109 @@ def prepare_run_dir(out: Path) -> None:
         raise OSError(err.errno, f"cannot write to the run directory {out}: {err.strerror or err}") from None
 
 
-def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) -> None:
+def check_free_space(out: Path, model: torch.nn.Module, *, num_examples: int) -> int:
     """Refuse to start when the disk of `out` cannot hold two checkpoints (the old one stays
-    until the new one is complete) plus the final outputs."""
+    until the new one is complete) plus the final outputs; return the bytes still needed.
+
+    A checkpoint already in `out` (a resumed run) is one of the two: its size counts as already
+    on the disk, and as the size of the checkpoints to come when it exceeds the estimate. So a
+    run resumed with the free space it left has the space it started with.
+    """
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     # model, momentum, best state; per-example statistics; model.pt and per_example.npz at the end.
     checkpoint = 3 * state_bytes + 64 * num_examples + (1 << 20)
-    need = 2 * checkpoint + state_bytes + 64 * num_examples
+    try:
+        existing = (out / CHECKPOINT).stat().st_size
+    except FileNotFoundError:
+        existing = 0
+    checkpoint = max(checkpoint, existing)
+    need = 2 * checkpoint + state_bytes + 64 * num_examples - existing
     free = shutil.disk_usage(out).free
     if free < need:
+        kept = f" besides the {existing / 2**20:.1f} MiB checkpoint it replaces" if existing else ""
         raise OSError(
             errno.ENOSPC,
             f"only {free / 2**20:.1f} MiB free on the disk of {out}; this run needs about "
-            f"{need / 2**20:.1f} MiB (two checkpoints while one replaces the other, and the outputs)",
+            f"{need / 2**20:.1f} MiB more{kept} (two checkpoints while one replaces the other, and the "
+            "outputs): free some space and start it again" + (f" with `{resume_command(out)}`" if existing else ""),
         )
+    return need
+
+
+# -- owning the run directory -----------------------------------------------------------------
+
+
+class RunDirectoryLocked(FileExistsError):
+    """Another live process owns the run directory (holds its lock)."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(out: Path) -> Iterator[None]:
+    """Own the run directory `out` (which must exist) for the duration of the block.
+
+    Takes an exclusive ``flock`` on ``out/run.lock`` and writes this process's pid, host and start
+    time into it. The kernel drops the lock when the process ends, however it ends (SIGKILL and
+    power loss included), so a lock file left by a dead run never blocks the next one. The file is
+    removed on exit while still locked.
+
+    Raises
+    ------
+    RunDirectoryLocked
+        When another process holds the lock; the message names it (pid, host, start time).
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the directory is not guarded against a second run
+        yield
+        return
+    path = out / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write to the run directory {out}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            os.close(fd)
+            raise RunDirectoryLocked(_locked_message(out, holder)) from None
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            fd = -1  # a file system without locks: the run goes unguarded, as without flock
+            break
+        try:  # the previous holder removes the file as it lets go: hold the one at the path now
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    if fd < 0:
+        yield
+        return
+    try:
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _locked_message(out: Path, holder: str) -> str:
+    try:
+        h = json.loads(holder)
+        who = f"process {h['pid']} on host {h['host']} (started {h['started']})"
+    except (ValueError, KeyError, TypeError):
+        who = "another process (which has not yet recorded its pid)"
+    return (
+        f"run directory {out} is in use by {who}, which holds {out / LOCK}; wait for that run to end "
+        "or stop it, then try again, or choose another --out"
+    )
 
 
 # -- the recorded config ----------------------------------------------------------------------
@@ -160,6 +279,18 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def write_skipped_files(out: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
+    """skipped_files.csv: one line per image file left out as undecodable (split, path, reason)."""
+    import csv
+
+    path = out / SKIPPED_FILES
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "path", "reason"])
+        w.writerows(rows)
+    return path
+
+
 # -- the checkpoint ---------------------------------------------------------------------------
 
 
@@ -173,12 +304,17 @@ def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
             err.errno,
             f"could not write the checkpoint {path} ({err.strerror or err}); "
             "the previous checkpoint, if any, is unchanged: free some space and continue with "
-            f"`l2b train --resume {out}`",
+            f"`{resume_command(out)}`",
         ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code from it (weights_only)."""
+    """Load a checkpoint without executing code from it (weights_only). A truncated or corrupt
+    file is a ValueError that says so and what to do."""
     from .training.validation import load_untrusted_torch
 
-    return load_untrusted_torch(path, what="checkpoint")
+    return load_untrusted_torch(
+        path,
+        what="checkpoint",
+        if_corrupt="resume from another copy of the run directory, or start the run again without --resume",
+    )

@@ -29,6 +29,7 @@ from .models import create_model
 from .training.optim import Optimization
 from .training.progress import format_epoch
 from .training.setup import resolve_device, seeded
+from .training.threads import torch_threads, training_threads
 from .training.trainer import predict_proba as _predict_proba
 
 __all__ = ["L2BClassifier"]
@@ -84,6 +85,10 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         left as it was.
     verbose : bool, default=False
         Print one line per epoch.
+    threads : int or None, default=None
+        CPU threads torch uses during `fit` and `predict`; None means 1, the thread policy of
+        ``l2b train`` for the MLP (its small matrices gain nothing from more threads and lose
+        badly on a busy machine). The previous setting is restored afterwards.
 
     Attributes
     ----------
@@ -120,6 +125,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         device="cpu",
         random_state=None,
         verbose=False,
+        threads=None,
     ):
         self.hidden = hidden
         self.method = method
@@ -136,6 +142,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.threads = threads
 
     def fit(self, X, y, X_meta=None, y_meta=None):
         """Train on features `X` (n_samples, n_features) with noisy labels `y`.
@@ -223,25 +230,26 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         elif self.feature_noise is not None:
             augment = FeatureNoise(float(self.feature_noise))
         callbacks = (lambda r: print(format_epoch(r, self.epochs), flush=True),) if self.verbose else ()
-        result = _fit(
-            model,
-            train,
-            meta,
-            method=self.method,
-            epochs=self.epochs,
-            batch_size=min(self.batch_size, len(train[1])),
-            meta_batch_size=self.meta_batch_size,
-            lr=float(self.lr),
-            momentum=float(self.momentum),
-            weight_decay=float(self.weight_decay),
-            warmup_epochs=self.warmup_epochs,
-            device=dev,
-            seed=seed,
-            num_classes=k,
-            callbacks=callbacks,
-            augment=augment,
-            mixup=bool(self.mixup),  # the DivideMix methods refuse it by name: they always mix
-        )
+        with torch_threads(training_threads("mlp", self.threads)):  # the CLI's policy, restored after
+            result = _fit(
+                model,
+                train,
+                meta,
+                method=self.method,
+                epochs=self.epochs,
+                batch_size=min(self.batch_size, len(train[1])),
+                meta_batch_size=self.meta_batch_size,
+                lr=float(self.lr),
+                momentum=float(self.momentum),
+                weight_decay=float(self.weight_decay),
+                warmup_epochs=self.warmup_epochs,
+                device=dev,
+                seed=seed,
+                num_classes=k,
+                callbacks=callbacks,
+                augment=augment,
+                mixup=bool(self.mixup),  # the DivideMix methods refuse it by name: they always mix
+            )
         self.model_ = model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
@@ -253,7 +261,8 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         dev = next(self.model_.parameters()).device
         inputs = torch.as_tensor(self._standardise(X), device=dev)
-        probs = _predict_proba(self.model_, inputs).cpu().numpy().astype(np.float64)
+        with torch_threads(training_threads("mlp", self.threads)):
+            probs = _predict_proba(self.model_, inputs).cpu().numpy().astype(np.float64)
         return probs / probs.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
@@ -281,6 +290,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints") from None
         if not all(is_int(h) and h >= 1 for h in hidden):
             raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints")
+        training_threads("mlp", self.threads)  # ValueError unless None or a positive int
         if not (self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0)):
             raise ValueError(f"num_meta={self.num_meta!r} must be None or a non-negative int")
         # The optimisation settings are checked where l2b train and l2b.fit check them.

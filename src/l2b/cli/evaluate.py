@@ -27,16 +27,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """RUN_DIR, --data, --split, --device: shared by evaluate and predict."""
+    """RUN_DIR, --data, --preprocessed, --split, --device: shared by evaluate and predict."""
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="directory of a finished `l2b train` run")
     p.add_argument(
         "--data",
         default=None,
         required=required,
-        metavar="NAME|PATH.npz",
-        help="a registered data set (e.g. digits), or an .npz file holding 'inputs' (N, *example_shape), "
-        "preprocessed as the run's data were, and optionally integer 'labels' (N,)"
+        metavar="NAME|PATH.npz|PATH.npy",
+        help="a registered data set (e.g. digits), or an .npz file holding raw 'inputs' (N, *example_shape) "
+        "(8-bit pixels 0..255; digits: 0..16) and optionally integer 'labels' (N,), or an .npy file of raw "
+        "inputs; a file's inputs get the run's preprocessing (see --preprocessed)"
         + ("" if required else " (default: the run's own data set)"),
+    )
+    p.add_argument(
+        "--preprocessed",
+        action="store_true",
+        help="the file's inputs are already preprocessed (standardised) as the run's data were: use them as they are",
     )
     p.add_argument(
         "--split",
@@ -63,6 +69,7 @@ def load(args: argparse.Namespace):
         split=args.split,
         owner=f"the model of {args.run_dir}",
         run_data=(train, test),
+        preprocessed=args.preprocessed,
     )
     return model, config, data
 
@@ -70,9 +77,10 @@ def load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     model, config, data = load(args)
     if data.labels is None:
+        what = "is an .npy file of inputs only" if data.source.endswith(".npy") else "has no 'labels' array"
         raise ValueError(
-            f"{data.source} has no 'labels' array: evaluate needs labels "
-            f"(`l2b predict {args.run_dir} --data {data.source} --out FILE.csv` needs none)"
+            f"{data.source} {what}: evaluate needs labels (an .npz file with 'inputs' and 'labels'; "
+            f"`l2b predict {args.run_dir} --data {data.source} --out FILE.csv` needs none)"
         )
     dev = next(model.parameters()).device
     inputs = as_model_inputs(data.inputs, dev)
@@ -80,19 +88,17 @@ def run(args: argparse.Namespace) -> int:
         model,
         inputs if isinstance(inputs, StreamData) else TensorData(inputs, torch.as_tensor(data.labels, device=dev)),
     )
-    print(
-        json.dumps(
-            {
-                "run_dir": str(args.run_dir),
-                "method": config.method,
-                "model": config.model,
-                "data": data.source,
-                "split": data.split,
-                "examples": len(data),
-                "accuracy": acc,
-                "loss": loss,
-            },
-            indent=2,
-        )
-    )
+    report = {
+        "run_dir": str(args.run_dir),
+        "method": config.method,
+        "model": config.model,
+        "data": data.source,
+        "split": data.split,
+        "examples": len(data),
+        "accuracy": acc,
+        "loss": loss,
+    }
+    if data.preprocessing is not None:
+        report["preprocessing"] = data.preprocessing
+    print(json.dumps(report, indent=2))
     return 0

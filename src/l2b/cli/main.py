@@ -4,6 +4,7 @@ arguments become plain values or a TrainConfig before any library code sees them
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ..training.trainer import TrainingDiverged
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         # A full disk, an unwritable directory, a diverged run: the message says what to do.
         print(f"l2b {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"l2b {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        # 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM.
+        signum = getattr(err, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"l2b {args.command}: {what}", file=sys.stderr)
+        return 128 + signum

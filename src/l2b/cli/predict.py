@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         for i, (label, row) in enumerate(zip(pred, probs)):
             w.writerow([i, int(label), *(f"{p:.6g}" for p in row)])
     report = {"out": str(args.out), "data": data.source, "split": data.split, "examples": len(data)}
+    if data.preprocessing is not None:
+        report["preprocessing"] = data.preprocessing
     if data.labels is not None:
         report["accuracy"] = float(np.mean(pred == data.labels))
     print(json.dumps(report, indent=2))

@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Write a corrected label file (CSV: index,label) for a finished run: examples flagged as "
         "label issues (probability of the given label under the meta-selected model below "
         "--threshold, and another class predicted) take the predicted label, the others keep the "
-        "given one. Also writes RUN_DIR/label_issues.csv.",
+        "given one. Without --out, writes RUN_DIR/relabelled.csv and RUN_DIR/label_issues.csv (at this "
+        "--threshold); with --out, nothing in RUN_DIR is written (it may be read-only).",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `l2b train`")
     p.add_argument("--out", type=Path, default=None, help=f"output CSV (default: RUN_DIR/{DEFAULT_NAME})")
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise FileNotFoundError(f"directory {out.parent} (of --out {out}) not found")
     fixed = corrected_labels(pe, threshold=args.threshold)
-    write_table(label_issues(pe, threshold=args.threshold), args.run_dir / LABEL_ISSUES)
+    if args.out is None:  # the run directory is the output; --out elsewhere leaves it untouched
+        write_table(label_issues(pe, threshold=args.threshold), args.run_dir / LABEL_ISSUES)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "label"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ from ..meta import ENGINES, NORMALIZATIONS
 from ..methods import list_methods
 from ..models import list_models
 from ..noise import NOISE_KINDS
-from ..rundir import CHECKPOINT, read_run_config
+from ..rundir import CHECKPOINT, CONFIG, read_run_config, resume_command
 from ..training import TrainConfig, resolve_device, run_experiment
 from ..training.config import META_SOURCES
+from ..training.run import RESUME_MAY_CHANGE
 from ..training.setup import DEVICE_HELP
+from ..training.threads import training_threads
 
 _D = TrainConfig()
 
@@ -104,6 +108,13 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--model", "model", {"choices": list_models()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
     ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
+    (
+        "--init-weights",
+        "init_weights",
+        {"metavar": "PATH"},
+        "start the model from this state dict (torch.save(model.state_dict())); torchvision's ResNet layout "
+        "is read, and a classifier for another number of classes is re-initialised",
+    ),
     ("--method", "method", {"choices": list_methods()}, "training method"),
     (
         "--engine",
@@ -237,7 +248,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="RUN_DIR",
-        help="continue an interrupted run from its last checkpoint (its own config is used)",
+        help="continue an interrupted run from its last checkpoint with its own config (options that would "
+        "change it are refused; --threads, --workers, --quiet and --tensorboard may differ)",
     )
     for flag, key, kw, text in _OPTIONS:
         if flag in _GROUPS:
@@ -284,12 +296,64 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source=source)
 
 
+def resume_config(args: argparse.Namespace) -> TrainConfig:
+    """The config of the run in ``args.resume``, with the options of :data:`RESUME_MAY_CHANGE`
+    taken from the command line. Any other option, or a --config key, that differs from the run's
+    own value is refused, all of them named with both values; one that agrees is accepted."""
+    run_dir = Path(args.resume)
+    config = read_run_config(run_dir)
+    recorded = config.to_dict()
+    flags = {key: flag for flag, key, _, _ in _OPTIONS}
+    given: dict[str, tuple[str, Any]] = {}  # key -> (where it was given, value)
+    if args.config is not None:
+        path = config_path(args.config)
+        doc = load_yaml(path.read_text(), source=str(path)) or {}
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
+        for key, value in (doc["config"] if isinstance(doc.get("config"), dict) else doc).items():
+            if key not in recorded:
+                raise ValueError(f"{path}: unknown key {key!r}; known keys: {', '.join(recorded)}")
+            given[key] = (f"--config {args.config}: {key}", value)
+    given.update({key: (flags[key], value) for key, value in vars(args).items() if key in flags})
+    conflicts = [
+        f"{where} {_shown(value)} (the run has {_shown(recorded[key])})"
+        for key, (where, value) in given.items()
+        if key not in RESUME_MAY_CHANGE and not _same_value(value, recorded[key])
+    ]
+    if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+        conflicts.append(f"--out {args.out} (the run is {run_dir})")
+    if conflicts:
+        raise ValueError(
+            f"--resume {run_dir}: {'; '.join(conflicts)}: a resumed run keeps the config it started with "
+            f"({run_dir / CONFIG}); drop these options to resume it, or start a new run with them and another --out"
+        )
+    changes = {key: value for key, (_, value) in given.items() if key in RESUME_MAY_CHANGE}
+    return config.replace(**changes) if changes else config
+
+
+def _same_value(given: Any, recorded: Any) -> bool:
+    if isinstance(given, (list, tuple)) and isinstance(recorded, (list, tuple)):
+        return len(given) == len(recorded) and all(map(_same_value, given, recorded))
+    if isinstance(given, bool) or isinstance(recorded, bool):
+        return given is recorded
+    return given == recorded
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(_shown, value))
+    return "unset" if value is None else str(value)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads={args.threads} must be at least 1")
-    log = None if args.quiet else tqdm.write  # keeps the progress bar below the epoch lines
+    # On a terminal: tqdm's progress bars, with the epoch lines written above them. Into a file or
+    # a pipe: no bars (their carriage returns and escape codes would fill the log), plain lines.
+    interactive = sys.stderr.isatty()
+    log = None if args.quiet else (tqdm.write if interactive else _plain_line)
     if args.resume is not None:
-        config = read_run_config(args.resume)
+        config = resume_config(args)
         out, resume = args.resume, True
     else:
         config = resolve_config(args)
@@ -297,11 +361,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
-    # The MLP's matrices are too small to gain from a second thread, and OpenMP threads that spin
-    # while another job holds a core make it 30x slower (measured: 240 s against 7.6 s).
-    threads = args.threads if args.threads is not None else (1 if config.model == "mlp" else None)
-    if threads is not None:
+    threads = training_threads(config.model, args.threads)
+    if threads is not None:  # for the whole process, as for any command-line program
         torch.set_num_threads(threads)
+    progress = not args.quiet and interactive
     rate = "" if config.noise_rate is None else f"{config.noise_rate:g}"  # None: labels from a file
     out = out or Path("runs") / (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{config.method}-{config.data}-{config.noise}{rate}-s{config.seed}"
@@ -324,15 +387,17 @@ def run(args: argparse.Namespace) -> int:
             summary = run_experiment(
                 config,
                 out_dir=out,
-                progress=not args.quiet and log is not None,
+                progress=progress and log is not None,
                 log=log,
                 resume=resume,
                 tensorboard=args.tensorboard,
                 dist=ctx,
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             if (Path(out) / CHECKPOINT).exists() and (ctx is None or ctx.is_main):
-                print(f"interrupted: resume with `l2b train --resume {out}`")
+                signum = getattr(err, "signum", signal.SIGINT)
+                what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+                print(f"{what}: resume with `{resume_command(out)}`", flush=True)
             raise
     finally:
         if ctx is not None:
@@ -341,3 +406,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _plain_line(line: str) -> None:
+    print(line, flush=True)

@@ -25,8 +25,11 @@ class ImageArrayDataset(ArrayDataset):
     ----------------
     mean, std : tuple[float, ...]
         Per-channel statistics (pixel values scaled to [0, 1]) that were subtracted / divided:
-        ``inputs = (pixels / 255 - mean) / std``. Computed on the training split and applied to
-        both splits; ``(0, ...)`` / ``(1, ...)`` when normalisation was switched off.
+        ``inputs = (pixels / scale - mean) / std``. Computed on the training split and applied to
+        both splits; ``(0, ...)`` / ``(1, ...)`` when normalisation was switched off. One entry
+        applies to every channel.
+    scale : float
+        The raw pixels' full range: 255 for 8-bit images (16 for scikit-learn's digits).
     skipped : tuple[str, ...]
         Files left out because they could not be decoded (``skip_bad_files=True``); empty otherwise.
     """
@@ -34,6 +37,7 @@ class ImageArrayDataset(ArrayDataset):
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     skipped: tuple[str, ...] = ()
+    scale: float = 255.0
 
     @property
     def num_skipped(self) -> int:
@@ -44,7 +48,14 @@ class ImageArrayDataset(ArrayDataset):
     ) -> ImageArrayDataset:
         y = self.labels[index] if labels is None else labels
         return ImageArrayDataset(
-            self.inputs[index], y, self.num_classes, name or self.name, self.class_names, mean=self.mean, std=self.std
+            self.inputs[index],
+            y,
+            self.num_classes,
+            name or self.name,
+            self.class_names,
+            mean=self.mean,
+            std=self.std,
+            scale=self.scale,
         )
 
 

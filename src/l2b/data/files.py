@@ -48,8 +48,69 @@ def _pil():
     return Image
 
 
+# Background that transparent pixels are composited on (white, as an image viewer shows them):
+# the colour stored under a transparent pixel is arbitrary and must not reach the model.
+ALPHA_BACKGROUND = (255, 255, 255)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(im, path: str):
+    """An opened PIL image as an 8-bit RGB image, whatever its mode (the one conversion every
+    decoded image goes through).
+
+    - 16-bit grey (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``) and 32-bit integer ``I`` holding
+      values 0..65535 (how Pillow opens 16-bit greyscale): divided by 257 and rounded, so
+      65535 -> 255 (Pillow's own conversion clips at 255 instead: almost white). ``I`` values
+      outside 0..65535 are refused.
+    - 32-bit float ``F``: values in [0, 1] are multiplied by 255 and rounded; anything else (other
+      ranges, NaN) is refused, as its scale is unknown.
+    - Alpha (``LA``, ``RGBA``, ``PA``, premultiplied ``La`` / ``RGBa``) and palette or colour-key
+      transparency: composited on :data:`ALPHA_BACKGROUND` (white).
+    - ``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``RGBX``: Pillow's conversion.
+
+    Raises BadImageError naming the file for a mode or value range that cannot be converted."""
+    Image = _pil()
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        return im.convert("RGB")  # a loaded copy: the file can be closed
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(im)
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise BadImageError(
+                path,
+                f"32-bit integer image (mode 'I') with values {lo}..{hi}, outside the 16-bit range "
+                "0..65535 that is scaled to 8 bits; convert it to an 8-bit or 16-bit image",
+            )
+        grey = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "F":
+        values = np.asarray(im)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
+            lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+            raise BadImageError(
+                path,
+                f"32-bit float image (mode 'F') with values {lo:.4g}..{hi:.4g} (or NaN); only values in "
+                "[0, 1] have a known scale: convert it to an 8-bit or 16-bit image",
+            )
+        return Image.fromarray(np.round(values * 255.0).astype(np.uint8)).convert("RGB")
+    if mode in ("La", "RGBa"):  # premultiplied alpha: un-premultiply first
+        im = im.convert("LA" if mode == "La" else "RGBA")
+        mode = im.mode
+    palette_alpha = mode == "P" and getattr(getattr(im, "palette", None), "mode", "").endswith("A")
+    if mode in ("LA", "RGBA", "PA") or "transparency" in im.info or palette_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return im.convert("RGB")
+    except ValueError as exc:
+        raise BadImageError(path, f"image mode {mode!r} cannot be converted to RGB ({exc})") from None
+
+
 def open_rgb(path: str | os.PathLike, *, draft_size: tuple[int, int] | None = None):
-    """Decode an image file into an RGB PIL image (fully loaded, file closed).
+    """Decode an image file into an 8-bit RGB PIL image (fully loaded, file closed), converting
+    every mode as :func:`to_rgb` says.
 
     ``draft_size`` (width, height) lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while
     staying at least that large: much faster when the image is far larger than needed.
@@ -57,7 +118,8 @@ def open_rgb(path: str | os.PathLike, *, draft_size: tuple[int, int] | None = No
     Raises
     ------
     BadImageError
-        The file does not exist, cannot be identified as an image, or is corrupt or truncated.
+        The file does not exist, cannot be identified as an image, is corrupt or truncated, or
+        its mode or value range cannot be converted to 8-bit RGB.
     """
     Image = _pil()
     path = os.fspath(path)
@@ -65,7 +127,9 @@ def open_rgb(path: str | os.PathLike, *, draft_size: tuple[int, int] | None = No
         with Image.open(path) as im:
             if draft_size is not None and im.format == "JPEG":
                 im.draft("RGB", draft_size)
-            return im.convert("RGB")
+            return to_rgb(im, path)
+    except BadImageError:
+        raise
     except FileNotFoundError:
         raise BadImageError(path, "file not found") from None
     except IsADirectoryError:
@@ -418,10 +482,19 @@ def make_loader(
 
 def list_image_files(folder: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """Files under ``folder`` (recursively, sorted, hidden files and folders left out) whose
-    extension is one of ``extensions`` (case-insensitive)."""
+    extension is one of ``extensions`` (case-insensitive).
+
+    Symlinked folders are followed, but a folder whose real path was already walked (a symlink
+    loop, or a second link to one folder) is walked once only."""
     exts = {e.lower() for e in extensions}
     found = []
+    walked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in walked:
+            dirnames[:] = []
+            continue
+        walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts:

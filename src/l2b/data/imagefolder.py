@@ -3,6 +3,9 @@ list-file loaders (in memory at a fixed size, or lazily as FileListDatasets).
 
     root/<class>/<image>                         one tree, split with test_fraction / split_seed
     root/train/<class>/<image> + root/test/...   the given split
+
+Anything else is refused (:func:`detect_layout`), and so is an image reached twice (a symlink
+to an image elsewhere in the tree, or in the other split's tree).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import IMAGENET_MEAN, IMAGENET_STD, make_image_datasets, require_root
+from .duplicates import file_keys, refuse_leak, refuse_repeats
 from .files import IMAGE_EXTENSIONS, FileListDataset, decode_images, find_bad_images, list_image_files
 from .splits import stratified_holdout
 from .transforms import eval_transform, train_transform
@@ -110,6 +114,70 @@ def build_image_split(
     )
 
 
+def _layouts(train_dir: str = "train", test_dir: str = "test") -> str:
+    return (
+        f"accepted layouts: root/<class>/<images> (one tree, split with test_fraction), or "
+        f"root/{train_dir}/<class>/<images> with root/{test_dir}/<class>/<images> (the given split), "
+        "and nothing else beside them but hidden or non-image files"
+    )
+
+
+def _entries(folder: Path, extensions: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(sub-folder names, image file names) directly in `folder`, sorted, hidden ones left out."""
+    exts = {e.lower() for e in extensions}
+    dirs, images = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            dirs.append(entry.name)
+        elif entry.suffix.lower() in exts:
+            images.append(entry.name)
+    return dirs, images
+
+
+def detect_layout(
+    root: str | os.PathLike,
+    *,
+    train_dir: str = "train",
+    test_dir: str = "test",
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> str:
+    """``"split"`` for ``root/train/<class>/...`` + ``root/test/<class>/...``, ``"classes"``
+    for ``root/<class>/...``.
+
+    Raises ValueError, listing the accepted layouts, for anything in between: ``train/`` without
+    ``test/`` (or the reverse), split folders mixed with other folders, image files loose in
+    ``root`` (next to class or split folders), no sub-folder at all.
+    """
+    root = Path(root)
+    dirs, images = _entries(root, extensions)
+    splits = [d for d in (train_dir, test_dir) if d in dirs]
+    if splits:
+        if len(splits) == 1:
+            missing = test_dir if splits[0] == train_dir else train_dir
+            raise ValueError(
+                f"{root}: has a {splits[0]}/ folder but no {missing}/ folder, so {splits[0]!r} is neither a "
+                f"split nor safely a class name; add {root / missing}/ or rename {splits[0]}/; "
+                f"{_layouts(train_dir, test_dir)}"
+            )
+        others = [d for d in dirs if d not in splits]
+        if others:
+            raise ValueError(
+                f"{root}: mixes the split folders {train_dir}/ and {test_dir}/ with other folders "
+                f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); {_layouts(train_dir, test_dir)}"
+            )
+    if images:
+        raise ValueError(
+            f"{root}: {len(images)} image file{'s' if len(images) > 1 else ''} directly in the root "
+            f"({', '.join(images[:3])}{', ...' if len(images) > 3 else ''}), which belong to no class; "
+            f"move them into a class folder; {_layouts(train_dir, test_dir)}"
+        )
+    if not dirs:
+        raise ValueError(f"{root}: no class sub-folders; {_layouts(train_dir, test_dir)}")
+    return "split" if splits else "classes"
+
+
 def scan_image_folder(
     folder: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS, classes: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
@@ -117,12 +185,20 @@ def scan_image_folder(
 
     Classes are the sorted sub-folders (hidden ones left out), unless ``classes`` fixes them (a
     test tree is read with the training tree's classes: a folder outside them is an error). Files
-    whose extension is not an image extension are ignored; a class folder without images is an error.
+    whose extension is not an image extension are ignored; image files directly in ``folder``
+    (next to the class folders) and a class folder without images are errors. Symlinked folders
+    are followed, each real folder once (:func:`~l2b.data.files.list_image_files`).
     """
     folder = Path(folder)
-    found = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found, loose = _entries(folder, extensions)
     if not found:
-        raise ValueError(f"{folder}: no class sub-folders (expected {folder}/<class>/<image files>)")
+        raise ValueError(f"{folder}: no class sub-folders (expected {folder}/<class>/<image files>); {_layouts()}")
+    if loose:
+        raise ValueError(
+            f"{folder}: {len(loose)} image file{'s' if len(loose) > 1 else ''} next to the class folders "
+            f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}), which belong to no class; "
+            f"move them into a class folder; {_layouts()}"
+        )
     if classes is None:
         classes = found
     else:
@@ -144,6 +220,23 @@ def scan_image_folder(
     return paths, np.asarray(labels, dtype=np.int64), tuple(classes)
 
 
+def _refuse_repeated_images(
+    paths: list[str], labels: np.ndarray, classes: Sequence[str], base: Path, tree: Path
+) -> list[str]:
+    """The files' keys; ValueError if one image is reached through two paths of the tree."""
+    keys = file_keys(paths)
+    refuse_repeats(
+        keys,
+        labels,
+        source=str(tree),
+        shown=keys,
+        where=[os.path.relpath(p, base) for p in paths],
+        class_names=classes,
+        fix="keep one path to each image (a symlink to an image counts as that image)",
+    )
+    return keys
+
+
 def load_imagefolder(
     *,
     root: str | os.PathLike | None = None,
@@ -163,8 +256,10 @@ def load_imagefolder(
     """Images in class sub-folders as (train, test).
 
     Layout: ``root/train/<class>/...`` and ``root/test/<class>/...`` (the given split; the test
-    tree may lack classes but not add any), else ``root/<class>/...`` split stratified by class
-    with ``test_fraction`` and ``split_seed``. Classes are the sorted folder names.
+    tree may lack classes but not add any), or ``root/<class>/...`` split stratified by class
+    with ``test_fraction`` and ``split_seed``; anything else is refused (:func:`detect_layout`).
+    Classes are the sorted folder names. An image reached through two paths (a symlink), within
+    a tree or in both the train and the test tree, is refused.
 
     Options: ``image_size`` (in memory: side of the square every image is resized to, default 32;
     lazy: crop size, default 224), ``lazy`` (FileListDatasets instead of arrays),
@@ -174,11 +269,23 @@ def load_imagefolder(
     """
     base = require_root(root, "imagefolder", "a folder of class sub-folders (or train/ and test/ trees of them)")
     train_root, test_root = base / train_dir, base / test_dir
-    if train_root.is_dir() and test_root.is_dir():
+    if detect_layout(base, train_dir=train_dir, test_dir=test_dir, extensions=extensions) == "split":
         train_paths, train_y, classes = scan_image_folder(train_root, extensions=extensions)
         test_paths, test_y, _ = scan_image_folder(test_root, extensions=extensions, classes=classes)
+        train_keys = _refuse_repeated_images(train_paths, train_y, classes, base, train_root)
+        test_keys = _refuse_repeated_images(test_paths, test_y, classes, base, test_root)
+        refuse_leak(
+            train_keys,
+            test_keys,
+            train_source=str(train_root),
+            test_source=str(test_root),
+            test_shown=test_keys,
+            test_where=[os.path.relpath(p, base) for p in test_paths],
+            train_where=[os.path.relpath(p, base) for p in train_paths],
+        )
     else:
         paths, labels, classes = scan_image_folder(base, extensions=extensions)
+        _refuse_repeated_images(paths, labels, classes, base, base)
         train_idx, test_idx = stratified_holdout(labels, fraction=test_fraction, seed=split_seed)
         if len(test_idx) == 0:
             raise ValueError(f"{base}: test_fraction={test_fraction} of {len(labels)} images leaves no test image")

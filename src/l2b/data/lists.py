@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import require_root
+from .duplicates import file_keys, refuse_leak, refuse_repeats
 from .files import FileListDataset
 from .imagefolder import build_image_split
 from .splits import stratified_holdout
@@ -64,12 +66,38 @@ def iter_rows(path: str | os.PathLike, *, delimiter: str | None = None) -> Itera
 
 @dataclass
 class LabelList:
-    """One list file, parsed: full paths, int64 labels and the line each came from."""
+    """One list file, parsed: full paths, int64 labels, the line each came from, the paths as
+    written and one key per file (:func:`~l2b.data.duplicates.file_keys`)."""
 
     source: Path
     paths: list[str]
     labels: np.ndarray
     lines: list[int]
+    written: list[str]
+    keys: list[str]
+
+    def refuse_repeats(self, class_names: Sequence[str] | None = None) -> None:
+        """ValueError naming the file, the repeated paths and their lines, if a file is listed twice."""
+        refuse_repeats(
+            self.keys,
+            self.labels,
+            source=str(self.source),
+            shown=self.written,
+            where=[f"line {n}" for n in self.lines],
+            class_names=class_names,
+        )
+
+    def refuse_leak(self, train: LabelList) -> None:
+        """ValueError if a file of this (test) list is also in the `train` list."""
+        refuse_leak(
+            train.keys,
+            self.keys,
+            train_source=str(train.source),
+            test_source=str(self.source),
+            test_shown=self.written,
+            test_where=[f"line {n}" for n in self.lines],
+            train_where=[f"line {n}" for n in train.lines],
+        )
 
 
 def _column(
@@ -124,7 +152,11 @@ def read_label_list(
         file ... in the first column, label / class / target ... in the second)
     path_column, label_column : column names (with a header) or 0-based positions (default: the
         first column named like a path / label, else columns 0 and 1)
-    check_files : whether every path must exist
+    check_files : whether every path must exist (and symlinks are resolved when looking for
+        repeated files; without it paths are only normalised)
+
+    A file listed more than once (as ``a/x.png``, ``a/./x.png`` or through a symlink), with the
+    same label or not, is a ValueError naming the file, the paths, their lines and the count.
 
     Returns the parsed list and the label format used.
     """
@@ -144,6 +176,7 @@ def read_label_list(
         raise ValueError(f"{source}: header but no entries")
     need = max(pc, lc) + 1
     paths: list[str] = []
+    written: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
     for number, fields in rows:
@@ -178,9 +211,14 @@ def read_label_list(
         if check_files and not os.path.isfile(full):
             raise ValueError(f"{source} line {number}: unknown path {rel!r} (no file {full})")
         paths.append(full)
+        written.append(rel)
         labels.append(label)
         lines.append(number)
-    return LabelList(source, paths, np.asarray(labels, dtype=np.int64), lines), label_format
+    parsed = LabelList(
+        source, paths, np.asarray(labels, dtype=np.int64), lines, written, file_keys(paths, resolve=check_files)
+    )
+    parsed.refuse_repeats(None if class_index is None or label_format != "name" else list(class_index))
+    return parsed, label_format
 
 
 class _FrozenIndex(dict):
@@ -229,7 +267,8 @@ def load_csv(
     when it is given); without ``train_list``, ``root/train.{csv,txt,tsv}`` and
     ``root/test.{csv,txt,tsv}``. Without a test list the training list is split stratified by
     class with ``test_fraction`` and ``split_seed``. Image paths in a list are relative to
-    ``root`` when given, else to the list file's folder.
+    ``root`` when given, else to the list file's folder. A file listed twice in one list, or in
+    both lists (a train/test leak), is refused (ValueError naming the file, paths and lines).
 
     Labels are integer class indices (``num_classes`` defaults to the largest + 1, or the number
     of ``class_names``) or class names (indexed by ``class_names`` when given, else in order of
@@ -279,6 +318,7 @@ def load_csv(
     options["num_classes"] = num_classes
     if test_path is not None:
         test, _ = read_label_list(test_path, label_format=fmt, class_index=index, **options)
+        test.refuse_leak(train)
         train_paths, train_y, test_paths, test_y = train.paths, train.labels, test.paths, test.labels
     else:
         train_idx, test_idx = stratified_holdout(train.labels, fraction=test_fraction, seed=split_seed)
@@ -452,6 +492,17 @@ def load_isic2019(
         for p, number, i in zip(paths, lines, ids):
             if not os.path.isfile(p):
                 raise ValueError(f"{gt_path} line {number}: unknown path: image {i!r} has no file {p}")
+        # ids are unique (checked above); two ids can still be one file through a symlink
+        keys = file_keys(paths)
+        refuse_repeats(
+            keys,
+            labels,
+            source=str(gt_path),
+            shown=keys,
+            where=[f"line {n} (image {i})" for n, i in zip(lines, ids)],
+            class_names=classes,
+            fix="keep one copy of each image",
+        )
     if drop_unused_classes:
         used = np.unique(labels)
         remap = np.full(len(classes), -1, dtype=np.int64)
@@ -602,7 +653,8 @@ def _clothing_names(ann: Path) -> tuple[str, ...]:
 
 def _clothing_split(
     base: Path, ann: Path, split: str, cache: dict[str, dict[str, int]], check_files: bool
-) -> tuple[list[str], np.ndarray]:
+) -> LabelList:
+    """One split's key list with its labels; a key listed twice (or two keys of one file) refused."""
     if split not in CLOTHING1M_SPLITS:
         raise ValueError(f"unknown Clothing1M split {split!r}; known: {', '.join(CLOTHING1M_SPLITS)}")
     list_name, kv_name = CLOTHING1M_SPLITS[split]
@@ -614,7 +666,9 @@ def _clothing_split(
         for p, k, number in zip(paths, keys, lines):
             if not os.path.isfile(p):
                 raise ValueError(f"{ann / list_name} line {number}: unknown path {k!r} (no file {p})")
-    return paths, labels
+    parsed = LabelList(ann / list_name, paths, labels, lines, keys, file_keys(paths, resolve=check_files))
+    parsed.refuse_repeats(CLOTHING1M_CLASSES)
+    return parsed
 
 
 def load_clothing1m_split(
@@ -623,10 +677,10 @@ def load_clothing1m_split(
     """One Clothing1M split as a FileListDataset: ``noisy_train`` (noisy labels), ``clean_train``,
     ``clean_val`` or ``clean_test`` (clean labels), e.g. a clean meta set."""
     base, ann = _clothing_dirs(root)
-    paths, labels = _clothing_split(base, ann, split, {}, check_files)
+    listed = _clothing_split(base, ann, split, {}, check_files)
     return FileListDataset(
-        paths,
-        labels,
+        listed.paths,
+        listed.labels,
         transform=transform,
         num_classes=len(CLOTHING1M_CLASSES),
         class_names=_clothing_names(ann),
@@ -659,18 +713,37 @@ def load_clothing1m(
     and ``test_split`` (default ``clean_test``) name the key lists used; see
     :func:`load_clothing1m_split` for the clean validation set. The official split is used:
     ``test_fraction`` and ``split_seed`` are accepted and ignored. ``check_files`` checks that
-    every listed image exists (about a million ``stat`` calls for the noisy training set).
+    every listed image exists (about a million ``stat`` calls for the noisy training set). A key
+    listed twice in a split is refused. Images of the test split that the training split lists
+    too are left out of training, with a warning giving their count: the official lists are
+    used as published, without a train/test leak.
     """
     del test_fraction, split_seed  # official split
     base, ann = _clothing_dirs(root)
     cache: dict[str, dict[str, int]] = {}
-    train_paths, train_y = _clothing_split(base, ann, train_split, cache, check_files)
-    test_paths, test_y = _clothing_split(base, ann, test_split, cache, check_files)
+    train = _clothing_split(base, ann, train_split, cache, check_files)
+    test = _clothing_split(base, ann, test_split, cache, check_files)
+    in_test = set(test.keys)
+    keep = [i for i, k in enumerate(train.keys) if k not in in_test]
+    if len(keep) < len(train.keys):
+        warnings.warn(
+            f"{train.source}: {len(train.keys) - len(keep)} images of the {test_split} split are also listed in "
+            f"{train_split}; they are left out of training (they would leak the test set into it)",
+            stacklevel=2,
+        )
+        train = LabelList(
+            train.source,
+            [train.paths[i] for i in keep],
+            train.labels[keep],
+            [train.lines[i] for i in keep],
+            [train.written[i] for i in keep],
+            [train.keys[i] for i in keep],
+        )
     return build_image_split(
-        train_paths,
-        train_y,
-        test_paths,
-        test_y,
+        train.paths,
+        train.labels,
+        test.paths,
+        test.labels,
         num_classes=len(CLOTHING1M_CLASSES),
         class_names=_clothing_names(ann),
         name="clothing1m",

@@ -277,6 +277,25 @@ class ResNet(nn.Module):
         out = self.pool(self.stages(self.stem(x)))
         return self.fc(out.flatten(1))
 
+    def translate_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A state dict in torchvision's ResNet layout (``conv1``, ``bn1``, ``layer1``..``layer4``,
+        ``fc``) renamed to this model's (``stem.0``, ``stem.1``, ``stages.0``..``stages.3``, ``fc``);
+        the blocks' own names (conv1..3, bn1..3, downsample.0/1) already agree. A state dict in
+        this model's layout comes back unchanged."""
+        if not any(k.startswith("layer1.") for k in state):
+            return dict(state)
+        out = {}
+        for key, value in state.items():
+            head, _, rest = key.partition(".")
+            if head == "conv1":
+                key = f"stem.0.{rest}"
+            elif head == "bn1":
+                key = f"stem.1.{rest}"
+            elif head.startswith("layer") and head[5:].isdigit():
+                key = f"stages.{int(head[5:]) - 1}.{rest}"
+            out[key] = value
+        return out
+
     def meta_blocks(self) -> list[nn.Module]:
         """Stem conv and BN, each residual block, fc: forward order, for ``engine="tail"``
         (see :mod:`l2b.meta.tail`)."""

@@ -10,9 +10,11 @@ Supported formats, chosen by the file suffix:
     ``random_label1``/``2``/``3``; ``CIFAR-100_human.pt`` holds
     ``clean_label`` and ``noisy_label`` (plus coarse labels as lists). These
     files are pickles, so they are read with ``torch.load(weights_only=True)``
-    and only the numpy globals needed to rebuild integer arrays are
+    and only the numpy globals needed to rebuild numeric arrays are
     allow-listed; anything else (e.g. a pickle that would call a function)
-    is refused with a :class:`ValueError`. Needs ``torch >= 2.6``.
+    is refused with a :class:`ValueError`. Float or boolean arrays load, and
+    are then refused as labels ("labels must have an integer dtype, got
+    dtype float32"), never rounded. Needs ``torch >= 2.6``.
 ``.npy``
     A 1-D integer array (``np.load`` with ``allow_pickle=False``).
 ``.npz``
@@ -59,24 +61,25 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 
 
 def _numpy_safe_globals() -> list:
-    """The numpy globals an integer ``ndarray`` pickle references, and nothing more.
+    """The numpy globals a numeric ``ndarray`` pickle references, and nothing more.
 
     ``ndarray.__reduce__`` points at numpy's ``_reconstruct``; files written
     with numpy 1.x name it ``numpy.core.multiarray._reconstruct`` and files
     written with numpy 2.x ``numpy._core.multiarray._reconstruct``, so the
     same function is registered under both names. The dtype classes are
-    needed to restore the state of an unpickled ``numpy.dtype``.
+    needed to restore the state of an unpickled ``numpy.dtype``: the integer
+    ones, and the float and bool ones so that such an array loads and is then
+    refused as labels by its dtype, instead of as an unsafe file.
     """
     reconstruct = np.zeros(0).__reduce__()[0]
-    int_dtypes = [
-        type(np.dtype(name)) for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-    ]
+    ints = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    dtypes = [type(np.dtype(name)) for name in (*ints, "float16", "float32", "float64", "bool")]
     return [
         (reconstruct, "numpy.core.multiarray._reconstruct"),
         (reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,
         np.dtype,
-        *dict.fromkeys(int_dtypes),  # unique, order kept
+        *dict.fromkeys(dtypes),  # unique, order kept
     ]
 
 
@@ -126,18 +129,40 @@ def _numpy_reason(exc: BaseException) -> str:
     return text
 
 
+def _starts_as_pickle(path: Path) -> bool:
+    """Whether the file starts as a binary pickle does (protocol 2 to 5)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def _read_npy(path: Path):
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    # np.load takes any file without the .npy header for a pickle, and calls it one.
+    if magic != b"\x93NUMPY" and not _starts_as_pickle(path):
+        raise ValueError(
+            f"{str(path)!r} is not a valid .npy file (it does not start with the .npy header); "
+            "save the labels with numpy.save"
+        )
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{str(path)!r} is not a readable .npy array of labels: {_numpy_reason(exc)}") from None
 
 
 def _read_npz(path: Path):
+    import zipfile
+
+    if not zipfile.is_zipfile(path) and not _starts_as_pickle(path):  # else np.load calls it a pickle
+        raise ValueError(
+            f"{str(path)!r} is not a valid .npz file (not a zip archive, or a truncated one); "
+            "save the labels with numpy.savez"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{str(path)!r} is not a readable .npz archive of labels: {_numpy_reason(exc)}") from None
 
 

@@ -39,6 +39,8 @@ class TrainConfig:
     Model and method: ``model``, ``hidden`` (MLP widths), ``width`` (small_cnn's and fast_cnn's
     first layer), ``method`` and its options; ``augment``
     (random 4-pixel-padded crop and horizontal flip of image batches, noisy and meta).
+    ``init_weights``: a state dict file to start the model from (see
+    :mod:`l2b.training.init_weights`; torchvision's ResNet layout is understood).
     ``allow_incomplete_meta``: accept a meta set that lacks some class (a warning instead of an
     error). ``max_bad_steps``: steps with a non-finite loss or meta-gradient are skipped and
     counted; this many in a row stop the run (its last checkpoint kept).
@@ -81,6 +83,7 @@ class TrainConfig:
     model: str = "mlp"
     hidden: tuple[int, ...] | None = None
     width: int | None = None
+    init_weights: str | None = None
     method: str = "l2b"
     engine: str | None = None
     engine_head: str | None = None

@@ -6,6 +6,10 @@
 The model is rebuilt from the run's config (model name, MLP widths) and the shape and class count
 of the run's data set, then ``model.pt`` (the epoch selected on the clean meta set) is loaded
 with ``torch.load(weights_only=True)``, so no code from the file is executed.
+
+Inputs from a file (``.npz`` / ``.npy``) are raw by default (8-bit pixels 0..255; digits' 0..16)
+and get exactly the run's preprocessing, re-derived from the run's data set as its config
+describes it (:func:`run_preprocessing`); ``preprocessed=True`` takes them as already preprocessed.
 """
 
 from __future__ import annotations
@@ -19,14 +23,24 @@ import torch
 from torch import nn
 
 from ..data import DATASETS, FileListDataset
+from ..data.preprocessing import Preprocessing, preprocessing_of
 from ..rundir import CONFIG, MODEL, read_run_config
 from .config import TrainConfig
 from .prepare import load_run_data
 from .setup import build_model, resolve_device
 from .streams import StreamData
-from .validation import load_untrusted_torch
+from .validation import check_state_fits, load_untrusted_torch
 
-__all__ = ["InputData", "as_model_inputs", "example_shape", "load_inputs", "load_npz", "load_trained_model"]
+__all__ = [
+    "InputData",
+    "as_model_inputs",
+    "example_shape",
+    "load_input_file",
+    "load_inputs",
+    "load_npz",
+    "load_trained_model",
+    "run_preprocessing",
+]
 
 
 def as_model_inputs(inputs: np.ndarray | StreamData, device: torch.device) -> torch.Tensor | StreamData:
@@ -73,29 +87,46 @@ def load_trained_model(
         in_shape = example_shape(train, test) if in_shape is None else in_shape
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     state = load_untrusted_torch(path, what="model file", map_location=dev)  # weights_only: runs no code
-    model = build_model(config, num_classes=num_classes, in_shape=in_shape)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise ValueError(
-            f"{path} does not fit the {config.model!r} model that {run_dir / CONFIG} describes "
-            f"(input shape {tuple(in_shape)}, {num_classes} classes): {err}"
-        ) from None
+    model = build_model(config, num_classes=num_classes, in_shape=in_shape, init_weights=False)
+    check_state_fits(
+        state,
+        model,
+        source=str(path),
+        advice=f"it does not fit the {config.model!r} model that {run_dir / CONFIG} describes (input shape "
+        f"{tuple(in_shape)}, {num_classes} classes): use the model.pt this run wrote",
+    )
+    model.load_state_dict(state)
     return model.to(dev).eval(), config
 
 
 @dataclass(frozen=True)
 class InputData:
     """Inputs (N, *example_shape) float32 (or, for a streamed data set, a :class:`StreamData`
-    decoding them batch by batch), labels (N,) int64 or None, and where they came from."""
+    decoding them batch by batch), labels (N,) int64 or None, where they came from and, for a
+    file, what preprocessing was applied to its inputs."""
 
     inputs: np.ndarray | StreamData
     labels: np.ndarray | None
     source: str
     split: str | None = None
+    preprocessing: str | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+
+def run_preprocessing(train, config: TrainConfig) -> Preprocessing:
+    """How the run turned raw inputs into model inputs, read off its (re-loaded) training data.
+
+    Raises ValueError when the data set records none (then only ``preprocessed=True`` inputs
+    can be fed)."""
+    prep = preprocessing_of(train)
+    if prep is None:
+        raise ValueError(
+            f"data set {config.data!r} records no input preprocessing, so raw inputs cannot be prepared as the run's "
+            "were: give inputs already preprocessed as the run's data were and pass --preprocessed (preprocessed=True)"
+        )
+    return prep
 
 
 def load_inputs(
@@ -107,79 +138,143 @@ def load_inputs(
     split: str | None = None,
     owner: str = "the model",
     run_data: tuple | None = None,
+    preprocessed: bool = False,
 ) -> InputData:
-    """Data for a trained model: a registered data set's split, or an .npz file.
+    """Data for a trained model: a registered data set's split, or an .npz / .npy file.
 
     Parameters
     ----------
     data : None (the run's own data set), a registered data set name, or the path of an .npz file
-        holding ``inputs`` (N, *example_shape) and optionally ``labels`` (N,).
+        holding ``inputs`` (N, *example_shape) and optionally ``labels`` (N,), or of an .npy file
+        holding the inputs alone.
     split : "test" (default) or "train", for registered data sets, split as the run split them;
-        not allowed with an .npz file.
+        not allowed with a file.
     example_shape, num_classes : what the model expects; checked against the data.
     owner : names the model in error messages (e.g. "the model of runs/x").
     run_data : (train, test) of the run's own data set when the caller has loaded them already
         (:func:`load_run_data`), so they are not loaded a second time.
+    preprocessed : False (default): a file's inputs are raw (values in [0, scale]: 8-bit pixels
+        0..255, digits 0..16) and get the run's preprocessing (:func:`run_preprocessing`); True:
+        they are already preprocessed as the run's data were and are used as they are.
+
+    A registered data set other than the run's own is put through the run's standardisation
+    (its own training-split statistics undone), so the model sees inputs on the scale it was
+    trained on.
     """
     if split not in (None, "test", "train"):
         raise ValueError(f"split must be 'test' or 'train', got {split!r}")
+    own = run_data
+
+    def run_train():
+        nonlocal own
+        if own is None:
+            own = load_run_data(config)
+        return own[0]
+
     text = None if data is None else str(data)
     if text is None or (text in DATASETS and not Path(text).is_file()):
         name = config.data if text is None else text
-        train, test = run_data if run_data is not None and name == config.data else load_run_data(config, name)
+        if name == config.data:
+            run_train()
+            train, test = own
+        else:
+            train, test = load_run_data(config, name)
         part = split or "test"
         ds = test if part == "test" else train
         if ds.num_classes != num_classes:
             raise ValueError(f"data set {name!r} has {ds.num_classes} classes but {owner} predicts {num_classes}")
+        theirs = preprocessing_of(ds)
+        mine = theirs if name == config.data else preprocessing_of(run_train())
         if isinstance(ds, FileListDataset):  # streamed: decoded batch by batch with the evaluation transform
             view = ds if part == "test" else ds.with_transform(test.transform)
             _check_shape(view[0][0].numpy()[None], example_shape, f"data set {name!r}", owner)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(
+                    f"data set {name!r} is streamed with the preprocessing {theirs.describe()}, but the run on "
+                    f"{config.data!r} used {mine.describe()}; load it with the run's mean and std"
+                )
             stream = StreamData(view, view, np.arange(len(ds)), torch.as_tensor(ds.labels), workers=config.workers)
             return InputData(stream, ds.labels, name, part)
         _check_shape(ds.inputs, example_shape, f"data set {name!r}", owner)
-        return InputData(ds.inputs, ds.labels, name, part)
+        inputs = ds.inputs
+        if mine is not None and theirs is not None and mine != theirs:  # another data set: the run's statistics
+            inputs = mine.rebase(inputs, theirs)
+        return InputData(inputs, ds.labels, name, part)
     path = Path(text)
-    if path.suffix != ".npz" and not path.is_file():
+    if path.suffix not in (".npz", ".npy") and not path.is_file():
         raise ValueError(
-            f"data {text!r} is neither a registered data set ({', '.join(sorted(DATASETS))}) nor an .npz file"
+            f"data {text!r} is neither a registered data set ({', '.join(sorted(DATASETS))}) nor an .npz / .npy file"
         )
     if split is not None:
         raise ValueError(f"a split ({split!r}) applies to registered data sets, not to the file {path}")
-    inputs, labels = load_npz(path, example_shape=example_shape, num_classes=num_classes, owner=owner)
-    return InputData(inputs, labels, str(path), None)
+    raw, labels = load_input_file(path, example_shape=example_shape, num_classes=num_classes, owner=owner)
+    if preprocessed:
+        return InputData(raw.astype(np.float32, copy=False), labels, str(path), None, "none (--preprocessed)")
+    prep = run_preprocessing(run_train(), config)
+    prep.check_raw(raw, str(path))
+    return InputData(prep.apply(raw), labels, str(path), None, f"the run's: {prep.describe()}")
 
 
-def load_npz(
+def load_input_file(
     path: str | Path, *, example_shape: Sequence[int], num_classes: int, owner: str = "the model"
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``inputs`` (as float32) and, if present, ``labels`` (as int64) from an .npz file,
-    checking the example shape, finiteness and the label range; errors name the file."""
+    """``inputs`` and, if present, ``labels`` (int64) from an .npz file, or the inputs alone from
+    an .npy file (read with ``allow_pickle=False``: an object array is refused, never unpickled).
+
+    The inputs come back with their own numeric dtype (integer or float; raw pixels stay
+    integers), checked for the example shape (N, *example_shape), at least one example and
+    finite values; the labels for shape (N,), an integer dtype and the range [0, num_classes).
+    Errors name the file, the array and what was expected.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
+    expected = "an .npz file with 'inputs' (N, *example_shape) and optionally 'labels' (N,), or an .npy file of inputs"
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "Object arrays" in str(err):  # an .npy of Python objects: never unpickled
+            raise ValueError(_object_message(path, "the array")) from None
+        if "pickled data" in str(err):  # neither .npy nor .npz: numpy would try it as a pickle
+            err = "not in the .npy or .npz format; a pickle is never loaded"
+        raise ValueError(f"{path} is not a readable .npz or .npy file ({err}); expected {expected}") from None
     except Exception as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from None
+        raise ValueError(f"{path} is not a readable .npz or .npy file ({err}); expected {expected}") from None
+    if isinstance(loaded, np.ndarray):
+        held, arrays = ["inputs"], {"inputs": loaded}
+        if loaded.dtype.hasobject:  # np.load refuses these while loading; a structured array may slip through
+            raise ValueError(_object_message(path, "the array"))
+    else:
+        with loaded as f:
+            held, arrays = list(f.files), {}
+            for key in ("inputs", "labels"):
+                if key not in held:
+                    continue
+                try:
+                    arrays[key] = f[key]
+                except ValueError as err:
+                    if "allow_pickle" in str(err):
+                        raise ValueError(_object_message(path, f"array {key!r}")) from None
+                    raise ValueError(f"{path}: array {key!r} cannot be read ({err})") from None
+                except Exception as err:
+                    raise ValueError(f"{path}: array {key!r} cannot be read ({err})") from None
     if "inputs" not in arrays:
         raise ValueError(
-            f"{path} has no 'inputs' array (it holds: {', '.join(sorted(arrays)) or 'nothing'}); "
-            "expected 'inputs' (N, *example_shape) and optionally 'labels' (N,)"
+            f"{path} has no 'inputs' array (it holds: {', '.join(sorted(held)) or 'nothing'}); expected {expected}"
         )
     x = arrays["inputs"]
-    if x.dtype.kind not in "fiub" or x.ndim < 1:
+    if x.dtype.kind not in "fiu" or x.ndim < 1:
         raise ValueError(
-            f"{path}: 'inputs' must be a numeric array of shape (N, *example_shape), got dtype "
+            f"{path}: 'inputs' must be a numeric (integer or float) array of shape (N, *example_shape), got dtype "
             f"{x.dtype} shape {x.shape}"
         )
     _check_shape(x, example_shape, str(path), owner)
-    x = x.astype(np.float32, copy=False)
     if len(x) == 0:
         raise ValueError(f"{path}: 'inputs' holds no examples")
-    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-    if bad.size:
-        raise ValueError(f"{path}: input {int(bad[0])} has NaN or Inf values ({bad.size} such examples)")
+    if x.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{path}: input {int(bad[0])} has NaN or Inf values ({bad.size} such examples)")
     y = arrays.get("labels")
     if y is not None:
         if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
@@ -195,6 +290,21 @@ def load_npz(
             )
         y = y.astype(np.int64)
     return x, y
+
+
+def load_npz(
+    path: str | Path, *, example_shape: Sequence[int], num_classes: int, owner: str = "the model"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`load_input_file` with the inputs as float32, taken as they are (no preprocessing)."""
+    x, y = load_input_file(path, example_shape=example_shape, num_classes=num_classes, owner=owner)
+    return x.astype(np.float32, copy=False), y
+
+
+def _object_message(path: Path, what: str) -> str:
+    return (
+        f"{path}: {what} holds Python objects, which are refused (loading them would unpickle, and so could run, "
+        "code from the file); save a numeric array instead, e.g. np.asarray(x, dtype=np.float32)"
+    )
 
 
 def _check_shape(x: np.ndarray, example_shape: Sequence[int], source: str, owner: str) -> None:

@@ -52,7 +52,8 @@ def read_meta_file(path: str, *, num_examples: int, num_classes: int) -> tuple[n
     """A user's list of trusted training examples: lines ``index`` or ``index,label`` (a header
     line naming the columns is allowed). Returns (indices (M,), labels (M,) or None).
 
-    Raises ValueError naming the file, the line and the value for anything malformed.
+    Raises ValueError naming the file, the line and the value for anything malformed, and for a
+    list that leaves fewer than two of the `num_examples` examples to train on.
     """
     import csv
 
@@ -84,5 +85,13 @@ def read_meta_file(path: str, *, num_examples: int, num_classes: int) -> tuple[n
     idx_arr = np.asarray(indices, dtype=np.int64)
     if len(np.unique(idx_arr)) != len(idx_arr):
         raise ValueError(f"{path}: an index is listed more than once")
+    left = num_examples - len(idx_arr)
+    if left < 2:  # the meta examples leave the training set; a batch needs two (BatchNorm)
+        listed = f"all {num_examples}" if left == 0 else f"{len(idx_arr)} of the {num_examples}"
+        raise ValueError(
+            f"{path}: the meta file lists {listed} training examples, leaving {left or 'none'} to train on; "
+            "list a small trusted subset (a few per class), at most "
+            f"{num_examples - 2} of the {num_examples}"
+        )
     has_labels = labels[0] is not None
     return idx_arr, (np.asarray(labels, dtype=np.int64) if has_labels else None)

@@ -54,6 +54,8 @@ class PreparedData:
     train_idx : (N,) int64, the examples trained on;  meta_idx : (M,) int64, the clean meta set
         (empty for ``meta_source: confident``, which chooses one every epoch);  meta_labels : (M,)
         their trusted labels.
+    skipped_files : ((split, path), ...), the undecodable image files the loader left out
+        (``skip_bad_files``), training split first; kept here because a subset forgets them.
     """
 
     config: TrainConfig
@@ -63,6 +65,7 @@ class PreparedData:
     train_idx: np.ndarray
     meta_idx: np.ndarray
     meta_labels: np.ndarray
+    skipped_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -102,7 +105,7 @@ class PreparedData:
     @property
     def num_skipped(self) -> int:
         """Undecodable image files left out with ``skip_bad_files``."""
-        return int(getattr(self.train, "num_skipped", 0) + getattr(self.test, "num_skipped", 0))
+        return len(self.skipped_files)
 
     def sets(
         self, device: torch.device
@@ -150,6 +153,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             "config augment=True is for image data sets; digits' 8x8 images are too small for 4-pixel crops"
         )
     train, test = load_run_data(config)  # the first stage, which evaluate and predict use alone
+    skipped = tuple(
+        (split, str(path)) for split, ds in (("train", train), ("test", test)) for path in getattr(ds, "skipped", ())
+    )
     stream = isinstance(train, FileListDataset)
     if stream and config.augment:
         raise ValueError(
@@ -167,7 +173,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         train, noisy = _train_subset(config, train, noisy)
     meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
     validate_run_data(config, train, test, meta_labels)
-    return PreparedData(config, train, test, noisy, train_idx, meta_idx, meta_labels)
+    return PreparedData(config, train, test, noisy, train_idx, meta_idx, meta_labels, skipped)
 
 
 def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, Any]:

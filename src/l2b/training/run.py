@@ -7,6 +7,7 @@ The data come from :func:`~l2b.training.prepare_data`, the model and trainer fro
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Callable
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
-from ..distributed import DistContext, barrier
+from ..data import BadImageError
+from ..data.files import open_rgb
+from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
 from .meta_sources import confident_meta_set
@@ -26,8 +29,14 @@ from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
 from .setup import build_augmentation, build_model, build_trainer, resolve_device, seeded
 from .trainer import FitResult, evaluate, predict_proba
+from .validation import check_state_fits
 
-__all__ = ["run_experiment"]
+__all__ = ["RESUME_MAY_CHANGE", "run_experiment"]
+
+#: Config keys a resumed run may change: how it runs, not what it computes (DataLoader workers).
+#: Every other key must be the run's own; ``device`` too, since another device gives other numbers
+#: than the uninterrupted run would have.
+RESUME_MAY_CHANGE = ("workers",)
 
 
 def run_experiment(
@@ -61,7 +70,35 @@ def run_experiment(
 
     The global torch RNG is forked for the duration of the run (see :mod:`l2b.training.setup`
     for every seed) and restored afterwards; all sampling uses explicit generators.
+
+    The process that writes the run directory owns it while the run lasts (an flock on
+    ``run.lock``, see :func:`l2b.rundir.lock_run_dir`): a second run on the same directory, new or
+    resumed, is refused with :class:`l2b.rundir.RunDirectoryLocked` naming the holder.
     """
+    with contextlib.ExitStack() as held:  # the run directory's lock, released however the run ends
+        return _run_experiment(
+            config,
+            out_dir=out_dir,
+            progress=progress,
+            log=log,
+            resume=resume,
+            tensorboard=tensorboard,
+            dist=dist,
+            held=held,
+        )
+
+
+def _run_experiment(
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    resume: bool,
+    tensorboard: bool,
+    dist: DistContext | None,
+    held: contextlib.ExitStack,
+) -> dict[str, Any]:
     device = resolve_device(config.device) if dist is None else dist.device
     main = dist is None or dist.is_main
     if not main:
@@ -73,11 +110,11 @@ def run_experiment(
             f"global: with {world} processes they must be at least {2 * world} / {world}"
         )
     out = Path(out_dir) if out_dir is not None else None
+    if resume and out is not None and out.is_dir():
+        _own_run_dir(held, out, main=main, dist=dist)
     ckpt = _checkpoint_to_resume(config, out) if resume else None
-    if not resume and out is not None and ((out / rundir.SUMMARY).exists() or (out / rundir.CHECKPOINT).exists()):
-        raise FileExistsError(
-            f"run directory {out} already holds a run; resume it with --resume or choose another --out"
-        )
+    if not resume and out is not None:
+        _refuse_existing_run(out)
     started = time.perf_counter()
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
@@ -85,8 +122,18 @@ def run_experiment(
     data = prepare_data(config)
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), data.meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
-    if out is not None and main and not resume:  # only now: bad data must not leave a half-made run directory
-        rundir.prepare_run_dir(out)
+    # Before the run directory exists: init_weights that do not fit must not leave one behind.
+    # A resumed run takes its weights from the checkpoint, not from init_weights.
+    model = build_model(
+        config, num_classes=data.num_classes, in_shape=data.example_shape, device=device,
+        init_weights=ckpt is None, log=log,
+    )  # fmt: skip
+    if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
+        if main:
+            rundir.prepare_run_dir(out)
+        _own_run_dir(held, out, main=main, dist=dist)
+    if out is not None and main and not resume:
+        _refuse_existing_run(out)  # again, now that it is ours: another run may have made it meanwhile
         rundir.write_run_config(
             out,
             config,
@@ -98,11 +145,11 @@ def run_experiment(
             },
         )
         rundir.write_metrics(out, [])
+    skipped_list = _list_skipped_files(out, data) if out is not None and main and data.num_skipped else None
     if log is not None and data.num_skipped:
-        log(
-            f"skipped {data.train.num_skipped} training and {data.test.num_skipped} test files that could not be "
-            "decoded"
-        )
+        where = f"; listed with the reasons in {skipped_list}" if skipped_list is not None else ""
+        n_train = sum(split == "train" for split, _ in data.skipped_files)
+        log(f"skipped {n_train} training and {data.num_skipped - n_train} test files that could not be decoded{where}")
     train_t, meta_t, test_t = data.sets(device)
     writer = _tensorboard_writer(out) if tensorboard else None
 
@@ -131,7 +178,6 @@ def run_experiment(
                 },
             )
 
-    model = build_model(config, num_classes=data.num_classes, in_shape=data.example_shape, device=device)
     with seeded(config.seed, device):
         selector = (
             partial(confident_meta_set, num_meta=config.num_meta, num_classes=data.num_classes)
@@ -155,15 +201,16 @@ def run_experiment(
             dist=dist,
             test_every=config.test_every,
         )
+        if out is not None and main:  # before resuming changes anything in the run directory
+            rundir.check_free_space(out, model, num_examples=len(train_t))
         if ckpt is not None:
+            _check_checkpoint_fits(ckpt, model, out)
             trainer.load_state_dict(ckpt["trainer"])
             if main:  # keep exactly the epochs the checkpoint knows (a kill can fall between the two writes)
                 rundir.write_metrics(out, trainer.history)
             if log is not None:
                 step = f", step {trainer.cursor.step + 1}" if trainer.cursor is not None else ""
                 log(f"resuming {out} at epoch {trainer.epoch + 1}{step}")
-        if out is not None and main:
-            rundir.check_free_space(out, model, num_examples=len(train_t))
         try:
             result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=data.clean)
         finally:
@@ -181,6 +228,8 @@ def run_experiment(
         device=device,
         processes=world,
     )
+    if data.num_skipped:
+        summary["skipped_files_list"] = rundir.SKIPPED_FILES if out is not None else None
     if out is not None and main:
         try:
             _write_outputs(out, result, model, summary, data, train_t, trainer.method.per_example_outputs())
@@ -188,11 +237,61 @@ def run_experiment(
             raise OSError(
                 err.errno,
                 f"could not write the outputs of {out} ({err.strerror or err}); its checkpoint "
-                f"is kept: free some space and finish with `l2b train --resume {out}`",
+                f"is kept: free some space and finish with `{rundir.resume_command(out)}`",
             ) from None
     if dist is not None:
         barrier()  # the run directory is complete before any process returns
     return summary
+
+
+def _refuse_existing_run(out: Path) -> None:
+    if (out / rundir.SUMMARY).exists() or (out / rundir.CHECKPOINT).exists():
+        raise FileExistsError(
+            f"run directory {out} already holds a run; resume it with --resume or choose another --out"
+        )
+
+
+def _own_run_dir(held: contextlib.ExitStack, out: Path, *, main: bool, dist: DistContext | None) -> None:
+    """Rank 0 (the process that writes `out`) takes its lock until `held` closes; under torchrun
+    every process learns whether it could, so that all of them stop when it could not."""
+    refusal = None
+    if main:
+        try:
+            held.enter_context(rundir.lock_run_dir(out))
+        except rundir.RunDirectoryLocked as err:
+            refusal = str(err)
+    if dist is not None:
+        refusal = broadcast_object(refusal)
+    if refusal is not None:
+        raise rundir.RunDirectoryLocked(refusal)
+
+
+def _list_skipped_files(out: Path, data: PreparedData) -> Path:
+    """skipped_files.csv: every image file left out as undecodable, with the decoder's reason."""
+
+    def reason(path: str) -> str:
+        try:
+            open_rgb(path, draft_size=(8, 8))
+        except BadImageError as err:
+            return err.reason
+        return "could not be decoded when the data set was loaded"
+
+    return rundir.write_skipped_files(out, ((split, p, reason(p)) for split, p in data.skipped_files))
+
+
+def _check_checkpoint_fits(ckpt: dict[str, Any], model: torch.nn.Module, out: Path) -> None:
+    """A checkpoint whose tensors do not fit the model of the run's config is refused by name."""
+    path = out / rundir.CHECKPOINT
+    advice = (
+        f"it was not written for the model that {out / rundir.CONFIG} describes: put back this run's own "
+        "checkpoint, or start the run again without --resume"
+    )
+    state = ckpt.get("trainer")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no trainer state; {advice}")
+    check_state_fits(state.get("model"), model, source=str(path), advice=advice)
+    if state.get("best_state"):
+        check_state_fits(state["best_state"], model, source=f"{path} (best epoch's weights)", advice=advice)
 
 
 def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, Any]:
@@ -209,7 +308,13 @@ def _checkpoint_to_resume(config: TrainConfig, out: Path | None) -> dict[str, An
     ckpt = rundir.load_checkpoint(path)
     recorded = ckpt.get("config")
     try:  # normalised as config.yaml is: older versions recorded every key
-        same = isinstance(recorded, dict) and TrainConfig.from_dict(recorded, recorded=True) == config
+        same = (
+            isinstance(recorded, dict)
+            and TrainConfig.from_dict(recorded, recorded=True).replace(
+                **{key: getattr(config, key) for key in RESUME_MAY_CHANGE}
+            )
+            == config
+        )
     except ValueError:
         same = False
     if not same:

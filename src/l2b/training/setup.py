@@ -20,7 +20,7 @@ shipped model draws from it, and the caller's global state is left as it was.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from ..data.augment import FeatureNoise, augment_batch
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import TrainConfig
+from .init_weights import load_init_weights
 from .optim import Optimization, check_warmup
 from .trainer import Trainer
 
@@ -99,12 +100,17 @@ def build_model(
     in_shape: Sequence[int],
     device: torch.device | None = None,
     seed: int | None = None,
+    init_weights: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> nn.Module:
-    """The untrained network `config` describes, for examples of shape `in_shape` (for a method
-    that trains two networks, a :class:`~l2b.methods.TwoNetworks` pair of them).
+    """The network `config` describes, for examples of shape `in_shape` (for a method that
+    trains two networks, a :class:`~l2b.methods.TwoNetworks` pair of them).
 
     Initialised under a forked global torch RNG seeded with `seed` (default: ``config.seed``),
-    as ``l2b train`` initialises it; the caller's global RNG state is unchanged.
+    as ``l2b train`` initialises it; the caller's global RNG state is unchanged. Then, with
+    ``config.init_weights`` set and `init_weights` true, every network is loaded from that
+    state dict (:func:`~l2b.training.init_weights.load_init_weights`; a fresh classifier where
+    the number of classes differs), and what was loaded is passed to `log`.
     """
     dev = torch.device("cpu") if device is None else device
     seed = config.seed if seed is None else seed
@@ -114,6 +120,10 @@ def build_model(
             nets.append(
                 create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
             )
+        if init_weights and config.init_weights is not None:
+            report = load_init_weights(nets[-1], config.init_weights)
+            if log is not None and i == 0:
+                log(report.line())
     model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
     return model.to(dev)
 

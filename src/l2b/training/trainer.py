@@ -36,6 +36,7 @@ from .streams import StreamData
 __all__ = [
     "FitResult",
     "GracefulStop",
+    "Interrupted",
     "NonFiniteStep",
     "PerExample",
     "Trainer",
@@ -47,8 +48,21 @@ __all__ = [
 Source = TensorData | StreamData
 
 
-class GracefulStop(KeyboardInterrupt):
-    """Ctrl-C honoured at a step boundary: the trainer's state is consistent there."""
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: Ctrl-C (SIGINT) or SIGTERM, which ``signum`` holds."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class GracefulStop(Interrupted):
+    """Ctrl-C or SIGTERM honoured at a step boundary: the trainer's state is consistent there
+    (and the checkpoint written on the way out holds it)."""
+
+
+#: The signals a run stops on gracefully: Ctrl-C, and what a job scheduler or ``kill`` sends.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingDiverged(RuntimeError):
@@ -163,8 +177,9 @@ class Trainer:
     generator : torch.Generator (CPU)
         All of the trainer's sampling (batches, meta batches, mixup) draws from it.
     callbacks : callables receiving each epoch's record dict.
-    checkpoint : callable receiving :meth:`state_dict` after every epoch and, on Ctrl-C, at the
-        end of the step in progress (a second Ctrl-C stops at once, without it), or None.
+    checkpoint : callable receiving :meth:`state_dict` after every epoch and, on Ctrl-C or
+        SIGTERM, at the end of the step in progress (a second signal stops at once, without it), or
+        None.
     meta_selector : callable (probs (N, K), given labels (N,)) -> indices (M,), or None
         With no clean meta set: after warm-up, at the start of every epoch, the meta set becomes
         the training examples at these indices with their given labels (e.g.
@@ -233,7 +248,8 @@ class Trainer:
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
         self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
         self.device = next(model.parameters()).device
-        self.interrupt_requested = False  # set by the first Ctrl-C, honoured at the next step boundary
+        self.interrupt_requested = False  # set by the first Ctrl-C / SIGTERM, honoured at the next step boundary
+        self.stop_signal = signal.SIGINT  # which of the two it was
         # Progress; everything below is in state_dict().
         self.bad_in_row = 0
         self.meta_index: np.ndarray | None = None  # the selected meta set (meta_selector mode)
@@ -293,8 +309,8 @@ class Trainer:
 
     @contextlib.contextmanager
     def _deferred_interrupt(self):
-        """Turn the first Ctrl-C into a request honoured at the next step boundary, so the
-        checkpoint written on interrupt is consistent; a second Ctrl-C interrupts at once."""
+        """Turn the first Ctrl-C or SIGTERM into a request honoured at the next step boundary, so
+        the checkpoint written on interrupt is consistent; a second one interrupts at once."""
         self.interrupt_requested = False
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -302,14 +318,15 @@ class Trainer:
 
         def handler(signum, frame):
             if self.interrupt_requested:
-                raise KeyboardInterrupt
-            self.interrupt_requested = True
+                raise Interrupted(signum)
+            self.interrupt_requested, self.stop_signal = True, signum
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, old in previous.items():
+                signal.signal(s, signal.SIG_DFL if old is None else old)  # None: set outside Python
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(
@@ -421,8 +438,8 @@ class Trainer:
                     img_s=f"{cursor.step * self.batch_size / max(cursor.seconds, 1e-9):.0f}",
                     refresh=False,
                 )
-                if self._stop_requested():  # Ctrl-C arrived during the step: stop at its boundary
-                    raise GracefulStop
+                if self._stop_requested():  # Ctrl-C / SIGTERM arrived during the step: stop at its boundary
+                    raise GracefulStop(self.stop_signal)
                 t0 = time.perf_counter()
         finally:
             bar.close()

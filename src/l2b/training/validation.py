@@ -4,7 +4,8 @@
 noisy labels and the meta split exist and before the run directory is created: the clean meta set
 must hold every class (or, with ``allow_incomplete_meta``, a warning names the missing ones) and
 the in-memory inputs must be finite. :func:`load_untrusted_torch` reads a checkpoint or model file
-with ``torch.load(weights_only=True)`` and turns a refusal into one short ValueError naming the file.
+with ``torch.load(weights_only=True)`` and turns a refusal into one short ValueError naming the file;
+:func:`check_state_fits` says which tensor of a loaded state dict does not fit a model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "IncompleteMetaSetWarning",
     "check_finite_inputs",
     "check_meta_set",
+    "check_state_fits",
     "load_untrusted_torch",
     "validate_run_data",
 ]
@@ -154,18 +156,32 @@ def _refusal_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {(useful or lines or [''])[0]}".rstrip(": ")
 
 
-def load_untrusted_torch(path: str | os.PathLike, *, what: str, map_location: Any = "cpu") -> Any:
+def _is_truncated(err: BaseException) -> bool:
+    """Whether a ``torch.load`` error means the file stops short: a zip archive without its end
+    (central directory), or a pickle that runs out of input."""
+    text = str(err)
+    return isinstance(err, EOFError) or any(
+        m in text for m in ("central directory", "Ran out of input", "failed reading zip archive", "unexpected EOF")
+    )
+
+
+def load_untrusted_torch(
+    path: str | os.PathLike, *, what: str, map_location: Any = "cpu", if_corrupt: str | None = None
+) -> Any:
     """``torch.load(path, weights_only=True)``: tensors, plain containers and numbers only.
+
+    `if_corrupt`: what to do when the file is truncated or corrupt, added to that message.
 
     Raises
     ------
     FileNotFoundError
         When the file does not exist.
     ValueError
-        When the unpickler refuses the file (it names a function or class outside torch's
-        allow-list, as a crafted file would) or the file is torn or foreign. The message names
-        the file and `what` it should be, says that nothing in it was executed, and gives the
-        unpickler's reason in one line.
+        When the file is truncated or corrupt (cut short while being written or copied): the
+        message says so and adds `if_corrupt`. When the unpickler refuses the file (it names a
+        function or class outside torch's allow-list, as a crafted file would) or the file is
+        foreign: the message names the file and `what` it should be, says that nothing in it was
+        executed, and gives the unpickler's reason in one line.
     """
     import torch
 
@@ -174,7 +190,35 @@ def load_untrusted_torch(path: str | os.PathLike, *, what: str, map_location: An
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - an unpickler refusal or a torn / foreign file
+        if _is_truncated(err):
+            raise ValueError(
+                f"{os.fspath(path)}: this {what} is truncated or corrupt (its data stop short, as when a "
+                f"write or a copy was cut off); {if_corrupt or 'use another copy of it'}"
+            ) from None
         raise ValueError(
             f"{os.fspath(path)}: refused to load this {what}: it is not a torch file holding only "
             f"tensors and plain containers; nothing in it was executed ({_refusal_reason(err)})"
         ) from None
+
+
+def check_state_fits(state: Any, model: Any, *, source: str, advice: str) -> None:
+    """Raise ValueError unless `state` (a state dict loaded from `source`) has exactly the keys of
+    ``model.state_dict()`` with the same shapes: the message names `source`, the first key that is
+    missing, unexpected or of another shape (both shapes), and ends with `advice`."""
+    import torch
+
+    if not isinstance(state, dict):
+        raise ValueError(f"{source} holds a {type(state).__name__}, not a state dict of tensors; {advice}")
+    expected = model.state_dict()
+    for key, want in expected.items():
+        if key not in state:
+            raise ValueError(f"{source} has no tensor {key!r}, which the model needs; {advice}")
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(
+                f"{source}: tensor {key!r} has shape {shape} but the model needs {tuple(want.shape)}; {advice}"
+            )
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise ValueError(f"{source} has tensor {extra[0]!r}, which the model does not have; {advice}")

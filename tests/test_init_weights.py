@@ -1,0 +1,128 @@
+"""--init-weights: a run starts from a state dict the user has, torchvision's ResNet layout
+included (built here from the published architecture, since torchvision is not a dependency)."""
+
+import pickle
+
+import pytest
+import torch
+
+from l2b.cli.main import main
+from l2b.models import create_model
+from l2b.training import TrainConfig, build_model
+from l2b.training.init_weights import load_init_weights
+
+
+def _bn(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+    shapes = {f"{prefix}.{k}": (c,) for k in ("weight", "bias", "running_mean", "running_var")}
+    return {**shapes, f"{prefix}.num_batches_tracked": ()}
+
+
+def torchvision_resnet_shapes(depth: int, classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torchvision's resnet18 / resnet50 state dict, written from the architecture."""
+    blocks, bottleneck = {18: ([2, 2, 2, 2], False), 50: ([3, 4, 6, 3], True)}[depth]
+    out = {"conv1.weight": (64, 3, 7, 7), **_bn("bn1", 64)}
+    c_in = 64
+    for stage, n in enumerate(blocks):
+        planes = 64 * 2**stage
+        c_out = planes * (4 if bottleneck else 1)
+        for b in range(n):
+            p = f"layer{stage + 1}.{b}"
+            if bottleneck:
+                convs = [(planes, c_in, 1, 1), (planes, planes, 3, 3), (c_out, planes, 1, 1)]
+            else:
+                convs = [(planes, c_in, 3, 3), (c_out, planes, 3, 3)]
+            for i, shape in enumerate(convs, 1):
+                out[f"{p}.conv{i}.weight"] = shape
+                out.update(_bn(f"{p}.bn{i}", shape[0]))
+            if b == 0 and (stage > 0 or c_in != c_out):
+                out[f"{p}.downsample.0.weight"] = (c_out, c_in, 1, 1)
+                out.update(_bn(f"{p}.downsample.1", c_out))
+            c_in = c_out
+    return {**out, "fc.weight": (classes, c_in), "fc.bias": (classes,)}
+
+
+@pytest.mark.parametrize("depth, count", [(18, 122), (50, 320)])
+def test_a_torchvision_resnet_state_dict_loads_with_a_fresh_classifier(depth, count, tmp_path):
+    shapes = torchvision_resnet_shapes(depth)
+    assert len(shapes) == count  # torchvision's resnet18 / resnet50 state dicts hold 122 / 320 entries
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randint(0, 5, s, generator=g) if s else torch.tensor(7) for k, s in shapes.items()}
+    state = {k: v if k.endswith("num_batches_tracked") else v.float() + 0.5 for k, v in state.items()}
+    path = tmp_path / f"resnet{depth}.pth"
+    torch.save(state, path)
+    model = create_model(f"resnet{depth}", num_classes=8, in_shape=(3, 64, 64))
+    fresh_fc = model.fc.weight.detach().clone()
+    report = load_init_weights(model, path)
+    assert report.loaded == count - 2 and report.reinitialised == ("fc.bias", "fc.weight") and not report.unexpected
+    own = model.state_dict()
+    assert torch.equal(own["stem.0.weight"], state["conv1.weight"])
+    assert torch.equal(own["stem.1.running_var"], state["bn1.running_var"])
+    last = "layer4.1.bn2.weight" if depth == 18 else "layer4.2.conv3.weight"
+    assert torch.equal(own[last.replace("layer4", "stages.3")], state[last])
+    assert torch.equal(model.fc.weight, fresh_fc)  # 1,000 ImageNet classes against 8 here
+    assert "classifier re-initialised (fc.bias, fc.weight" in report.line()
+
+
+def test_the_same_number_of_classes_loads_the_classifier_too_and_ddp_prefixes_are_dropped(tmp_path):
+    src = create_model("resnet18", num_classes=10, in_shape=(3, 32, 32))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}, "epoch": 3}, tmp_path / "c.pt")
+    model = create_model("resnet18", num_classes=10, in_shape=(3, 32, 32))
+    report = load_init_weights(model, tmp_path / "c.pt")
+    assert not report.reinitialised and all(torch.equal(a, b) for a, b in zip(model.parameters(), src.parameters()))
+
+
+def test_weights_for_another_input_or_model_are_refused_with_the_key_and_shapes(tmp_path):
+    torch.save({k: torch.zeros(s) for k, s in torchvision_resnet_shapes(18).items()}, tmp_path / "rgb.pth")
+    grey = create_model("resnet18", num_classes=8, in_shape=(1, 64, 64))
+    with pytest.raises(ValueError, match=r"rgb\.pth: stem\.0\.weight has shape \(64, 3, 7, 7\) in the file but "
+                       r"\(64, 1, 7, 7\) in model ResNet"):  # fmt: skip
+        load_init_weights(grey, tmp_path / "rgb.pth")
+    torch.save(create_model("mlp", num_classes=10, in_shape=(64,)).state_dict(), tmp_path / "mlp.pt")
+    with pytest.raises(ValueError, match=r"mlp\.pt: \d+ of model ResNet's \d+ tensors are not in the file"):
+        load_init_weights(create_model("resnet18", num_classes=8, in_shape=(3, 64, 64)), tmp_path / "mlp.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=r"list\.pt: not a state dict .* found list"):
+        load_init_weights(grey, tmp_path / "list.pt")
+
+
+def test_a_crafted_file_runs_nothing_and_a_missing_one_is_named(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('ran')",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Boom()))
+    model = create_model("mlp", num_classes=10, in_shape=(64,))
+    with pytest.raises(ValueError, match=r"evil\.pt: refused to load this state dict of initial weights"):
+        load_init_weights(model, tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError, match="init_weights .*nope.pt: no such file"):
+        load_init_weights(model, tmp_path / "nope.pt")
+
+
+def test_l2b_train_starts_from_a_finished_runs_model(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--epochs", "2", "--out", str(first), "--quiet"]) == 0
+    cfg = TrainConfig(init_weights=str(first / "model.pt"))
+    model = build_model(cfg, num_classes=10, in_shape=(64,))
+    saved = torch.load(first / "model.pt", weights_only=True)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    args = ["train", "--epochs", "2", "--init-weights", str(first / "model.pt"), "--out", str(second)]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert f"initial weights from {first / 'model.pt'}: {len(saved)} tensors loaded" in out.out + out.err
+    assert main(["train", "--epochs", "2", "--init-weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "3")]) == 2
+
+
+def test_a_missing_init_weights_file_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--init-weights", str(tmp_path / "x.pt"), "--out", str(out)]) == 2
+    assert "x.pt: no such file" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_model_file_that_does_not_fit_names_the_key_and_shapes(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    torch.save(create_model("mlp", num_classes=10, in_shape=(64,), hidden=(32,)).state_dict(), run / "model.pt")
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt: tensor" in err and "has shape" in err and "use the model.pt this run wrote" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
