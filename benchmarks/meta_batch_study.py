@@ -1,6 +1,7 @@
 """Does a larger meta batch or meta set make the L2B weights tell mislabelled examples apart?
 
     python benchmarks/meta_batch_study.py --data-root /tmp/cifar      # the recorded run, 1 thread
+    python benchmarks/meta_batch_study.py --protocol fashion-mnist   # the cheaper check
     python benchmarks/meta_batch_study.py --quick --out-prefix /tmp/mb  # smoke test: digits, seconds
 
 (/tmp/cifar holds cifar-10-batches-py: ``python ../shared/data/cifar10/prepare.py /tmp/cifar``.)
@@ -24,6 +25,9 @@ examples by low alpha (the clamped, normalised weight on the given label), by lo
 for every combination; chance = the noise rate); mean alpha on clean and on mislabelled
 examples; and the cost: thread CPU seconds per meta_weights call, and per plain CE step on the same
 batch, measured side by side (the ratio is what to read; the machine is shared).
+
+``--protocol fashion-mnist`` does the same on the Fashion-MNIST memorisation-regime grid's
+protocol (benchmarks/grids/fashion-mnist-memorise.yaml: 5,000 noisy images, MLP, 100 epochs).
 
 Nothing is trained by the measurement (meta_weights changes neither model nor optimizer). Writes
 <out-prefix>.json (every number, the command, machine and torch version) and .md.
@@ -75,6 +79,27 @@ CIFAR = dict(
     test_every=10,
 )
 CHECKPOINTS = (10, 75, 149)
+# The cheaper check: the Fashion-MNIST memorisation-regime grid's protocol
+# (benchmarks/grids/fashion-mnist-memorise.yaml) at 40 % symmetric noise.
+FASHION = dict(
+    data="fashion-mnist",
+    train_subset=6000,
+    model="mlp",
+    hidden=(256,),
+    epochs=100,
+    warmup_epochs=10,
+    batch_size=128,
+    num_meta=1000,
+    meta_batch_size=128,
+    lr=0.1,
+    noise="symmetric",
+    noise_rate=0.4,
+    method="l2b",
+    seed=0,
+    device="cpu",
+    test_every=10,
+)
+FASHION_CHECKPOINTS = (10, 50, 99)
 QUICK = dict(
     data="digits", model="mlp", hidden=(64,), epochs=4, warmup_epochs=1, batch_size=64, num_meta=200, device="cpu"
 )
@@ -253,7 +278,8 @@ def write_md(path: Path, data: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default="/tmp/cifar", help="folder holding cifar-10-batches-py")
+    p.add_argument("--protocol", choices=("cifar10", "fashion-mnist"), default="cifar10")
+    p.add_argument("--data-root", default=None, help="CIFAR-10: the folder holding cifar-10-batches-py")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true", help="smoke test: digits, 4 epochs, no extra meta images")
     p.add_argument(
@@ -262,9 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.out_prefix is None:
-        args.out_prefix = str(
-            Path(tempfile.gettempdir()) / "meta_batch_study-quick" if args.quick else RESULTS / "meta_batch_study"
-        )
+        name = "meta_batch_study" + ("" if args.protocol == "cifar10" else f"-{args.protocol}")
+        args.out_prefix = str(Path(tempfile.gettempdir()) / f"{name}-quick" if args.quick else RESULTS / name)
     prefix = Path(args.out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -274,8 +299,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.quick:
         values, checkpoints, extra = QUICK, (1, 3), 0
+    elif args.protocol == "fashion-mnist":
+        values, checkpoints, extra = {**FASHION, "data_root": args.data_root}, FASHION_CHECKPOINTS, 1000
     else:
-        values, checkpoints, extra = {**CIFAR, "data_root": args.data_root}, CHECKPOINTS, 1000
+        values, checkpoints, extra = {**CIFAR, "data_root": args.data_root or "/tmp/cifar"}, CHECKPOINTS, 1000
     data = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
         "environment": environment(),

@@ -79,3 +79,32 @@ def test_a_noise_model_made_for_another_data_set_is_refused(noise, tmp_path, cap
     made_for = noise.split("-")[0]
     assert f"noise={noise!r} flips {made_for}'s classes by name, but data 'digits' has other classes" in err
     assert "choose noise 'pair'" in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("lr", float("inf"), "lr=inf must be positive and finite"),
+        ("weight_decay", float("nan"), "weight_decay=nan must be non-negative and finite"),
+        ("clip_grad", float("inf"), "clip_grad=inf must be positive and finite"),
+        ("seed", -1, r"seed=-1 must be in \[0, 2\*\*32 - 3\)"),
+        ("seed", 2**40, "seed=1099511627776 must be in"),
+    ],
+)
+def test_infinite_rates_and_out_of_range_seeds_are_refused_by_key(key, value, match):
+    from l2b.training import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict({key: value})
+
+
+def test_a_stray_huge_label_in_a_list_is_refused_not_millions_of_classes(tmp_path):
+    from PIL import Image
+
+    from l2b.data.lists import load_csv
+
+    for i in range(4):
+        Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / f"{i}.png")
+    (tmp_path / "train.csv").write_text("path,label\n0.png,0\n1.png,1\n2.png,0\n3.png,99999999\n")
+    with pytest.raises(ValueError, match=r"train\.csv line 5: label 99999999 would make 100000000 classes"):
+        load_csv(root=tmp_path, train_list=tmp_path / "train.csv")

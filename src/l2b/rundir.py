@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from .configs import load_yaml
+from .configs import load_yaml_file
 
 if TYPE_CHECKING:
     from .training.config import TrainConfig
@@ -248,7 +248,7 @@ def read_run_doc(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not an l2b run directory")
-    doc = load_yaml(path.read_text(), source=str(path))  # builds no objects: a python/* tag is refused
+    doc = load_yaml_file(path)  # builds no objects: a python/* tag is refused
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError(f"{path} has no 'config' mapping")
     return doc

@@ -19,7 +19,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..configs import config_path, list_configs, load_yaml
+from ..configs import config_path, list_configs, load_yaml_file
 from ..data import DATASETS
 from ..meta import ENGINES, NORMALIZATIONS
 from ..methods import list_methods
@@ -285,7 +285,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.config is not None:
         path = config_path(args.config)
         source = str(path)
-        doc = load_yaml(path.read_text(), source=str(path))
+        doc = load_yaml_file(path)
         doc = {} if doc is None else doc
         if not isinstance(doc, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
@@ -307,7 +307,7 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
     given: dict[str, tuple[str, Any]] = {}  # key -> (where it was given, value)
     if args.config is not None:
         path = config_path(args.config)
-        doc = load_yaml(path.read_text(), source=str(path)) or {}
+        doc = load_yaml_file(path) or {}
         if not isinstance(doc, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
         for key, value in (doc["config"] if isinstance(doc.get("config"), dict) else doc).items():

@@ -24,6 +24,10 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = Fals
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:  # a list or mapping as a key: construct_mapping says so, as a YAML error
+            break
         if key in seen:
             raise DuplicateKeyError(
                 f"duplicate key {key!r} on line {key_node.start_mark.line + 1} (first on line {seen[key] + 1}); "
@@ -51,6 +55,15 @@ def load_yaml(text: str, *, source: str = "YAML") -> Any:
         raise DuplicateKeyError(f"{source}: {err}") from None
     except yaml.YAMLError as err:  # safe loading builds no objects: a python/* tag is refused here
         raise ValueError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """:func:`load_yaml` of a UTF-8 file; a file that is not UTF-8 text is a ValueError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err})") from None
+    return load_yaml(text, source=str(path))
 
 
 def list_configs() -> list[str]:

@@ -25,6 +25,16 @@ from .splits import stratified_holdout
 PATH_COLUMNS = ("path", "image", "file", "filename", "filepath", "file_path", "image_path", "img", "image_id", "key")
 LABEL_COLUMNS = ("label", "labels", "class", "class_id", "class_name", "target", "category", "y")
 _INT = re.compile(r"[+-]?\d+")
+_MAX_LABEL = np.iinfo(np.int64).max
+
+
+def _class_index(value: str) -> int | None:
+    """`value` as a class index: a non-negative integer that the int64 label array holds, else
+    None (int() alone would overflow that array, or refuse thousands of digits unnamed)."""
+    if not _INT.fullmatch(value) or len(value.lstrip("+-").lstrip("0")) > 19:
+        return None
+    label = int(value)
+    return label if 0 <= label <= _MAX_LABEL else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,10 +199,10 @@ def read_label_list(
         if label_format == "auto":
             label_format = "index" if _INT.fullmatch(value) else "name"
         if label_format == "index":
-            if not _INT.fullmatch(value) or int(value) < 0 or (num_classes is not None and int(value) >= num_classes):
+            label = _class_index(value)
+            if label is None or (num_classes is not None and label >= num_classes):
                 bound = f"[0, {num_classes})" if num_classes is not None else "a non-negative integer"
                 raise ValueError(f"{source} line {number}: bad label {value!r} (expected a class index in {bound})")
-            label = int(value)
         else:
             if class_index is None:
                 class_index = {}
@@ -219,6 +229,10 @@ def read_label_list(
     )
     parsed.refuse_repeats(None if class_index is None or label_format != "name" else list(class_index))
     return parsed, label_format
+
+
+#: The most classes an index-labelled list may imply without ``num_classes`` being given.
+MAX_INFERRED_CLASSES = 100_000
 
 
 class _FrozenIndex(dict):
@@ -315,6 +329,12 @@ def load_csv(
         index = _FrozenIndex(index)
     elif num_classes is None:
         num_classes = int(train.labels.max()) + 1
+        if num_classes > MAX_INFERRED_CLASSES:  # one stray label would make millions of empty classes
+            line = train.lines[int(train.labels.argmax())]
+            raise ValueError(
+                f"{train.source} line {line}: label {num_classes - 1} would make {num_classes} classes; "
+                f"labels are class indices from 0: give num_classes (or class names) if that many is meant"
+            )
     options["num_classes"] = num_classes
     if test_path is not None:
         test, _ = read_label_list(test_path, label_format=fmt, class_index=index, **options)
@@ -322,10 +342,11 @@ def load_csv(
         train_paths, train_y, test_paths, test_y = train.paths, train.labels, test.paths, test.labels
     else:
         train_idx, test_idx = stratified_holdout(train.labels, fraction=test_fraction, seed=split_seed)
-        if len(test_idx) == 0:
-            raise ValueError(
-                f"{train_path}: test_fraction={test_fraction} of {len(train.labels)} entries leaves no test entry"
-            )
+        for left, what in ((test_idx, "test"), (train_idx, "training")):
+            if len(left) == 0:
+                raise ValueError(
+                    f"{train_path}: test_fraction={test_fraction} of {len(train.labels)} entries leaves no {what} entry"
+                )
         train_paths, train_y = [train.paths[i] for i in train_idx], train.labels[train_idx]
         test_paths, test_y = [train.paths[i] for i in test_idx], train.labels[test_idx]
     if names is None:
@@ -593,11 +614,11 @@ def read_key_labels(path: str | os.PathLike, *, num_classes: int = 14) -> dict[s
         if len(fields) != 2:
             raise ValueError(f"{source} line {number}: expected '<image path> <label>', found {' '.join(fields)!r}")
         key, value = fields
-        if not _INT.fullmatch(value) or not 0 <= int(value) < num_classes:
+        label = _class_index(value)
+        if label is None or label >= num_classes:
             raise ValueError(
                 f"{source} line {number}: bad label {value!r} for {key} (expected an integer in [0, {num_classes}))"
             )
-        label = int(value)
         if key in out and out[key] != label:
             raise ValueError(
                 f"{source} line {number}: {key} has label {label} here but {out[key]} on line {where[key]}"

@@ -493,7 +493,7 @@ class DivideMixL2B(DivideMix):
         super().__init__(**options)
         if meta_split not in self.choices["meta_split"]:
             raise ValueError(f"meta_split must be one of {', '.join(self.choices['meta_split'])}, got {meta_split!r}")
-        if l2b_clip_grad is not None and l2b_clip_grad <= 0:
+        if l2b_clip_grad is not None and not l2b_clip_grad > 0:  # NaN too
             raise ValueError(f"l2b_clip_grad must be positive or None, got {l2b_clip_grad}")
         create_method("l2b", engine=engine, normalize=normalize, temperature=temperature)  # checks them
         self.meta_split, self.engine, self.normalize, self.temperature = meta_split, engine, normalize, temperature

@@ -78,7 +78,7 @@ class _MetaMethod(Method):
         check_engine_options(engine, head, tail_modules)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
-        if temperature <= 0:
+        if not temperature > 0:  # NaN too
             raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
         self.head, self.tail_modules = head, tail_modules

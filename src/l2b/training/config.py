@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,14 +137,24 @@ class TrainConfig:
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
             ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
             ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),
-            ("mixup_alpha", self.mixup_alpha > 0, "must be positive"),
-            ("feature_noise", self.feature_noise is None or self.feature_noise > 0, "must be positive or unset"),
+            ("mixup_alpha", math.isfinite(self.mixup_alpha) and self.mixup_alpha > 0, "must be positive and finite"),
+            (
+                "feature_noise",
+                self.feature_noise is None or (math.isfinite(self.feature_noise) and self.feature_noise > 0),
+                "must be positive and finite, or unset",
+            ),
+            ("seed", 0 <= self.seed < 2**32 - 3, "must be in [0, 2**32 - 3) (seeds up to seed + 3 are used)"),
+            ("split_seed", 0 <= self.split_seed < 2**32, "must be in [0, 2**32)"),
             (
                 "feature_noise",
                 self.feature_noise is None or not self.augment,
                 "is a stand-in for image augmentation: set it or augment, not both",
             ),
-            ("clip_grad", self.clip_grad is None or self.clip_grad > 0, "must be positive or unset"),
+            (
+                "clip_grad",
+                self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad > 0),
+                "must be positive and finite, or unset",
+            ),
             (
                 "noise_file",
                 (self.noise_file is not None) == (self.noise == "file"),
@@ -218,7 +229,7 @@ class TrainConfig:
         apply to the run's method, model or noise are dropped there instead of refused.
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        unknown = sorted(set(values) - set(fields), key=str)  # YAML keys may be numbers, too
         if unknown:
             raise ValueError(
                 f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(fields)}"
@@ -389,7 +400,10 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float
+            raise bad() from None
     if kind == "str":
         if not isinstance(value, str):
             raise bad()

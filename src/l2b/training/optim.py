@@ -61,9 +61,13 @@ class Optimization:
                 "must be at least 2 (BatchNorm needs two examples)",
             ),
             ("meta_batch_size", _is_int(self.meta_batch_size) and self.meta_batch_size >= 2, "must be at least 2"),
-            ("lr", _is_real(self.lr) and self.lr > 0, "must be positive"),
+            ("lr", _is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0, "must be positive and finite"),
             ("momentum", _is_real(self.momentum) and 0.0 <= self.momentum < 1.0, "must be in [0, 1)"),
-            ("weight_decay", _is_real(self.weight_decay) and self.weight_decay >= 0, "must be non-negative"),
+            (
+                "weight_decay",
+                _is_real(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                "must be non-negative and finite",
+            ),
             ("nesterov", isinstance(self.nesterov, (bool, np.bool_)), "must be true or false"),
             ("max_bad_steps", _is_int(self.max_bad_steps) and self.max_bad_steps >= 1, "must be at least 1"),
         ]
@@ -102,7 +106,7 @@ class Optimization:
 def default_warmup(epochs: int) -> int:
     """The warm-up when none is given: an eighth of the epochs, rounded half up (5 of the default
     40; 1 of 5; none of 3). A fixed count would turn a short run into plain cross-entropy."""
-    return int(math.floor(epochs / 8 + 0.5))
+    return (int(epochs) + 4) // 8  # floor(epochs / 8 + 1/2), exact for any int (no float overflow)
 
 
 def check_warmup(method: str, optim: Optimization) -> None:
