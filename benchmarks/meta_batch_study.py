@@ -81,24 +81,11 @@ CIFAR = dict(
 CHECKPOINTS = (10, 75, 149)
 # The cheaper check: the Fashion-MNIST memorisation-regime grid's protocol
 # (benchmarks/grids/fashion-mnist-memorise.yaml) at 40 % symmetric noise.
-FASHION = dict(
-    data="fashion-mnist",
-    train_subset=6000,
-    model="mlp",
-    hidden=(256,),
-    epochs=100,
-    warmup_epochs=10,
-    batch_size=128,
-    num_meta=1000,
-    meta_batch_size=128,
-    lr=0.1,
-    noise="symmetric",
-    noise_rate=0.4,
-    method="l2b",
-    seed=0,
-    device="cpu",
-    test_every=10,
-)
+FASHION = {
+    **CIFAR,
+    **dict(data="fashion-mnist", train_subset=6000, model="mlp", hidden=(256,), augment=False, epochs=100),
+}
+del FASHION["width"]
 FASHION_CHECKPOINTS = (10, 50, 99)
 QUICK = dict(
     data="digits", model="mlp", hidden=(64,), epochs=4, warmup_epochs=1, batch_size=64, num_meta=200, device="cpu"

@@ -220,3 +220,28 @@ def test_weight_separation_table(tmp_path):
     ce = train("ce")
     with pytest.raises(SystemExit, match=f"{ce}: no per-example weights"):
         weight_separation.main([str(ce)])
+
+
+def test_meta_batch_study_quick_scores_every_combination(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    prefix = tmp_path / "mb"
+    script = ROOT / "benchmarks" / "meta_batch_study.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out-prefix", str(prefix)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads(prefix.with_suffix(".json").read_text())
+    res = data["result"]
+    assert [c["epoch"] for c in res["checkpoints"]] == [1, 3]
+    for ck in res["checkpoints"]:
+        combos = {(row["meta_set"], row["meta_batch"]) for row in ck["rows"]}
+        assert {m for m, _ in combos} == {100, 200}  # half of the meta set, and all of it
+        for row in ck["rows"]:
+            assert row["meta_batch"] <= row["meta_set"]  # a meta batch never exceeds its pool
+            assert 0 < row["ap_alpha"] <= 1 and 0 < row["ap_raw"] <= 1 and row["seconds_per_call"] > 0
+    assert "| meta set | meta batch | AP α |" in prefix.with_suffix(".md").read_text()
