@@ -109,14 +109,17 @@ def key(row: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
-    """One run in this (worker) process, on one torch thread."""
+    """One run in this (worker) process: on one torch thread, or on the grid's ``device``
+    (``--device cuda``: the workers share the GPU)."""
     import torch
 
     from l2b.reports import detection_scores, load_per_example
     from l2b.training import TrainConfig, run_experiment
 
-    torch.set_num_threads(1)
-    values = {**grid["base"], **cell["overrides"], "seed": cell["seed"], "device": "cpu"}
+    device = grid.get("device", "cpu")
+    if device == "cpu":
+        torch.set_num_threads(1)
+    values = {**grid["base"], **cell["overrides"], "seed": cell["seed"], "device": device}
     started = time.perf_counter()
     row: dict[str, Any] = {"setting": cell["setting"], "method": cell["method"], "seed": cell["seed"]}
     if cell["method"] == "cleanlab":
@@ -391,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("grid", type=Path)
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one torch thread each")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the rows")
+    p.add_argument("--device", default="cpu", help="cpu (default: one thread per worker) or cuda (workers share it)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument(
         "--set",
@@ -401,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     grid = load_grid(args.grid)
+    grid["device"] = args.device
     for item in args.set:
         k, _, v = item.partition("=")
         grid["base"][k] = yaml.safe_load(v)
@@ -410,12 +415,18 @@ def main(argv: list[str] | None = None) -> int:
     done = {key(r) for r in rows}
     todo = [c for c in cells(grid) if key(c) not in done]
     command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
+    command += "" if args.device == "cpu" else f" --device {args.device}"
     if not args.render and todo:
         if any(c["method"] == "cleanlab" for c in todo):
             import cleanlab  # noqa: F401  - fail before hours of runs, not after
         print(f"{len(todo)} runs to do ({len(done)} already in {rows_path}), {args.workers} worker(s)", flush=True)
         args.results.mkdir(parents=True, exist_ok=True)
-        env = {"machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+        env = {
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "device": args.device,
+        }
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_cell, grid, c): c for c in todo}
             for n, fut in enumerate(as_completed(futures), 1):
