@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..meta import find_head
 from .validation import load_untrusted_torch
 
 __all__ = ["InitReport", "load_init_weights"]
@@ -68,10 +69,13 @@ def _state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
 
 
 def _classifier_keys(model: nn.Module) -> set[str]:
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
+    """The state-dict keys of the model's classifier: its last ``nn.Linear``, as the head engine
+    finds it (none for a model without one)."""
+    try:
+        name = find_head(model)
+    except ValueError:  # no nn.Linear: nothing to re-initialise
         return set()
-    prefix = f"{linears[-1]}." if linears[-1] else ""
+    prefix = f"{name}." if name else ""
     return {f"{prefix}weight", f"{prefix}bias"}
 
 
