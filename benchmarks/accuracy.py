@@ -104,6 +104,17 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: c["order"])
 
 
+def selected(cell: dict[str, Any], only: list[str], parser: argparse.ArgumentParser) -> bool:
+    """Whether ``cell`` passes every ``--only FIELD=A,B`` filter (FIELD: setting, method or seed)."""
+    for item in only:
+        field, sep, values = item.partition("=")
+        if not sep or field not in ("setting", "method", "seed"):
+            parser.error(f"--only {item!r}: expected setting=..., method=... or seed=... (comma-separated values)")
+        if str(cell[field]) not in [v.strip() for v in values.split(",")]:
+            return False
+    return True
+
+
 def key(row: dict[str, Any]) -> tuple[str, str, int]:
     return row["setting"], row["method"], int(row["seed"])
 
@@ -403,6 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a base config key (YAML value), e.g. --set data_root=/data/cifar",
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=A,B",
+        help="run only the cells whose setting label, method or seed is one of the values (repeatable; "
+        "the table still shows every row), e.g. --only method=l2b,ce --only 'setting=sym 40%%'",
+    )
     args = p.parse_args(argv)
     grid = load_grid(args.grid)
     grid["device"] = args.device
@@ -413,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_path = out.with_suffix(".jsonl")
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
     done = {key(r) for r in rows}
-    todo = [c for c in cells(grid) if key(c) not in done]
+    todo = [c for c in cells(grid) if key(c) not in done and selected(c, args.only, p)]
     command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
     command += "" if args.device == "cpu" else f" --device {args.device}"
     if not args.render and todo:

@@ -467,17 +467,28 @@ class ThreadCollective:
 
 
 def run_replicas(fn, world=2):
-    """fn(rank, collective) in `world` threads; their results in rank order."""
-    slots, barrier, got = [None] * world, threading.Barrier(world), [None] * world
+    """fn(rank, collective) in `world` threads; their results in rank order.
+
+    A replica that raises aborts the barrier, so the others fail instead of waiting forever, and
+    its error is re-raised here. The timeout bounds a reduction that some replica never reaches.
+    """
+    slots, barrier, got, errors = [None] * world, threading.Barrier(world, timeout=120), [None] * world, []
 
     def replica(r):
-        got[r] = fn(r, ThreadCollective(r, world, slots, barrier))
+        try:
+            got[r] = fn(r, ThreadCollective(r, world, slots, barrier))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread below
+            errors.append(e)
+            barrier.abort()
 
-    threads = [threading.Thread(target=replica, args=(r,)) for r in range(world)]
+    threads = [threading.Thread(target=replica, args=(r,), daemon=True) for r in range(world)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a replica thread did not finish"
+    if errors:
+        raise errors[0]
     return got
 
 
@@ -494,9 +505,19 @@ def replica_setup():
 def test_head_replicas_give_the_weights_of_the_concatenated_batch():
     model, opt, (x, y, mx, my), cols, mcols = replica_setup()
     ref = meta_weights(model, x, y, mx, my, opt, engine="head")
+    # Each replica owns its model, as under DDP: the head engine's forward hooks on one shared
+    # model would see the other thread's forwards.
+    copies = [copy.deepcopy((model, opt)) for _ in range(2)]
     got = run_replicas(
         lambda r, ctx: meta_weights(
-            model, x[cols[r]], y[cols[r]], mx[mcols[r]], my[mcols[r]], opt, engine="head", collective=ctx
+            copies[r][0],
+            x[cols[r]],
+            y[cols[r]],
+            mx[mcols[r]],
+            my[mcols[r]],
+            copies[r][1],
+            engine="head",
+            collective=ctx,
         )
     )
     torch.testing.assert_close(torch.cat([g.raw for g in got], 1), ref.raw, rtol=1e-10, atol=1e-14)
@@ -512,8 +533,11 @@ def test_tail_replicas_get_the_tangents_of_the_concatenated_meta_batch(k):
     model, opt, (_, _, mx, my), _, mcols = replica_setup()
     names = tail_parameters(model, k)
     ref, ref_loss = meta_tangents(model, mx, my, opt, params=names)
+    copies = [copy.deepcopy((model, opt)) for _ in range(2)]
     got = run_replicas(
-        lambda r, ctx: meta_tangents(model, mx[mcols[r]], my[mcols[r]], opt, collective=ctx, params=names)
+        lambda r, ctx: meta_tangents(
+            copies[r][0], mx[mcols[r]], my[mcols[r]], copies[r][1], collective=ctx, params=names
+        )
     )
     assert set(ref) == set(names)
     for tangents, loss in got:
