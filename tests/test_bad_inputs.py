@@ -534,7 +534,7 @@ def test_imagefolder_bad_files_skipped_and_counted(tmp_path):
     (root / "dog" / "cut.jpg").write_bytes((root / "dog" / "0.jpeg").read_bytes()[:120])
     train, test = load_dataset("imagefolder", root=root, test_fraction=0.25, skip_bad_files=True)
     assert train.num_skipped + test.num_skipped == 2
-    assert sorted(Path(p).name for p in train.skipped + test.skipped) == ["cut.jpg", "notes.png"]
+    assert sorted(Path(p).name for p in [*train.skipped, *test.skipped]) == ["cut.jpg", "notes.png"]
     assert len(train) + len(test) == 8
 
 

@@ -4,7 +4,7 @@ statistics, per-channel statistics of uint8 images and the conversion to normali
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,14 @@ class ImageArrayDataset(ArrayDataset):
         applies to every channel.
     scale : float
         The raw pixels' full range: 255 for 8-bit images (16 for scikit-learn's digits).
-    skipped : tuple[str, ...]
-        Files left out because they could not be decoded (``skip_bad_files=True``); empty otherwise.
+    skipped : dict[str, str]
+        Files left out because they could not be decoded (``skip_bad_files=True``), each with the
+        decoder's reason, in path order; empty otherwise.
     """
 
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
-    skipped: tuple[str, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)
     scale: float = 255.0
 
     @property
@@ -111,8 +112,8 @@ def make_image_datasets(
     normalize: bool = True,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    train_skipped: tuple[str, ...] = (),
-    test_skipped: tuple[str, ...] = (),
+    train_skipped: dict[str, str] | None = None,
+    test_skipped: dict[str, str] | None = None,
 ) -> tuple[ImageArrayDataset, ImageArrayDataset]:
     """Normalise uint8 (N, C, H, W) train/test images with the training set's channel statistics
     (or the given ones) and wrap them as ImageArrayDatasets named ``<name>-train`` / ``<name>-test``."""
@@ -135,7 +136,7 @@ def make_image_datasets(
                 class_names,
                 mean=mean,
                 std=std,
-                skipped=tuple(skipped),
+                skipped=dict(skipped or {}),
             )
         )
     return out[0], out[1]

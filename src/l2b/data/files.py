@@ -227,8 +227,8 @@ class FileListDataset(Dataset):
     Python strings, so forked DataLoader workers share them instead of copying them page by page.
 
     Attributes: ``labels`` (int64 (N,)), ``num_classes``, ``class_names``, ``name``, ``root``,
-    ``transform``; ``path(i)`` is file i's full path and ``paths`` all of them; ``skipped`` (paths
-    of undecodable files a loader left out with ``skip_bad_files=True``), ``num_skipped``, and
+    ``transform``; ``path(i)`` is file i's full path and ``paths`` all of them; ``skipped`` (path ->
+    decoder's reason, for the undecodable files a loader left out with ``skip_bad_files=True``), ``num_skipped``, and
     ``mean`` / ``std`` (the normalisation in the loader's transforms, or None).
 
     Raises
@@ -277,7 +277,7 @@ class FileListDataset(Dataset):
         self.transform = ToTensor() if transform is None else transform
         self.return_index = return_index
         # Set by the loaders: files left out as undecodable, and the normalisation statistics.
-        self.skipped: tuple[str, ...] = ()
+        self.skipped: dict[str, str] = {}
         self.mean: tuple[float, ...] | None = None
         self.std: tuple[float, ...] | None = None
 
@@ -348,7 +348,7 @@ class FileListDataset(Dataset):
         out.labels = y
         out.num_classes, out.class_names, out.name = self.num_classes, self.class_names, name or self.name
         out.root, out.return_index = self.root, self.return_index
-        out.skipped, out.mean, out.std = (), self.mean, self.std
+        out.skipped, out.mean, out.std = {}, self.mean, self.std
         out.transform = self.transform if transform is None else transform
         return out
 

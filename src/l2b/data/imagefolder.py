@@ -73,12 +73,11 @@ def build_image_split(
             ("test", test_paths, test_labels, eval_transform(size, mean=mean, std=std)),
         ):
             paths = [os.fspath(p) for p in paths]
-            skipped: list[str] = []
+            skipped: dict[str, str] = {}
             if skip_bad_files:
-                bad = {e.path for e in find_bad_images(paths, threads=threads)}
-                if bad:
-                    keep = np.array([p not in bad for p in paths])
-                    skipped = [p for p in paths if p in bad]
+                skipped = {e.path: e.reason for e in find_bad_images(paths, threads=threads)}
+                if skipped:
+                    keep = np.array([p not in skipped for p in paths])
                     paths, labels = [p for p, k in zip(paths, keep) if k], labels[keep]
             ds = FileListDataset(
                 paths,
@@ -88,7 +87,7 @@ def build_image_split(
                 class_names=class_names,
                 name=f"{name}-{split}",
             )
-            ds.skipped, ds.mean, ds.std = tuple(skipped), tuple(mean), tuple(std)
+            ds.skipped, ds.mean, ds.std = skipped, tuple(mean), tuple(std)
             out.append(ds)
         return out[0], out[1]
     size = IN_MEMORY_SIZE if image_size is None else int(image_size)
@@ -109,8 +108,8 @@ def build_image_split(
         normalize=normalize,
         mean=None if mean is None else tuple(mean),
         std=None if std is None else tuple(std),
-        train_skipped=tuple(e.path for e in train_bad),
-        test_skipped=tuple(e.path for e in test_bad),
+        train_skipped={e.path: e.reason for e in train_bad},
+        test_skipped={e.path: e.reason for e in test_bad},
     )
 
 

@@ -54,7 +54,8 @@ class PreparedData:
     train_idx : (N,) int64, the examples trained on;  meta_idx : (M,) int64, the clean meta set
         (empty for ``meta_source: confident``, which chooses one every epoch);  meta_labels : (M,)
         their trusted labels.
-    skipped_files : ((split, path), ...), the undecodable image files the loader left out
+    skipped_files : ((split, path, reason), ...), the undecodable image files the loader left
+        out, with the decoder's reason
         (``skip_bad_files``), training split first; kept here because a subset forgets them.
     """
 
@@ -65,7 +66,7 @@ class PreparedData:
     train_idx: np.ndarray
     meta_idx: np.ndarray
     meta_labels: np.ndarray
-    skipped_files: tuple[tuple[str, str], ...] = ()
+    skipped_files: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -154,7 +155,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         )
     train, test = load_run_data(config)  # the first stage, which evaluate and predict use alone
     skipped = tuple(
-        (split, str(path)) for split, ds in (("train", train), ("test", test)) for path in getattr(ds, "skipped", ())
+        (split, str(path), reason)
+        for split, ds in (("train", train), ("test", test))
+        for path, reason in getattr(ds, "skipped", {}).items()
     )
     stream = isinstance(train, FileListDataset)
     if stream and config.augment:

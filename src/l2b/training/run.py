@@ -19,8 +19,6 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
-from ..data import BadImageError
-from ..data.files import open_rgb
 from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
@@ -145,10 +143,12 @@ def _run_experiment(
             },
         )
         rundir.write_metrics(out, [])
-    skipped_list = _list_skipped_files(out, data) if out is not None and main and data.num_skipped else None
+    skipped_list = (
+        rundir.write_skipped_files(out, data.skipped_files) if out is not None and main and data.num_skipped else None
+    )
     if log is not None and data.num_skipped:
         where = f"; listed with the reasons in {skipped_list}" if skipped_list is not None else ""
-        n_train = sum(split == "train" for split, _ in data.skipped_files)
+        n_train = sum(split == "train" for split, *_ in data.skipped_files)
         log(f"skipped {n_train} training and {data.num_skipped - n_train} test files that could not be decoded{where}")
     train_t, meta_t, test_t = data.sets(device)
     writer = _tensorboard_writer(out) if tensorboard else None
@@ -264,19 +264,6 @@ def _own_run_dir(held: contextlib.ExitStack, out: Path, *, main: bool, dist: Dis
         refusal = broadcast_object(refusal)
     if refusal is not None:
         raise rundir.RunDirectoryLocked(refusal)
-
-
-def _list_skipped_files(out: Path, data: PreparedData) -> Path:
-    """skipped_files.csv: every image file left out as undecodable, with the decoder's reason."""
-
-    def reason(path: str) -> str:
-        try:
-            open_rgb(path, draft_size=(8, 8))
-        except BadImageError as err:
-            return err.reason
-        return "could not be decoded when the data set was loaded"
-
-    return rundir.write_skipped_files(out, ((split, p, reason(p)) for split, p in data.skipped_files))
 
 
 def _check_checkpoint_fits(ckpt: dict[str, Any], model: torch.nn.Module, out: Path) -> None:
