@@ -14,7 +14,7 @@ network trained only in its head / tail, and an approximation of the L2B weights
 script measures how good an approximation, where L2B is used: noisy labels (40 % symmetric),
 clean meta set, SGD with momentum and weight decay, the weights normalised as in training
 (``org``). For each data set one short run goes through the library's one path (prepare_data,
-build_model, build_trainer): CE warm-up, then L2B with the exact ``forward`` engine. At three
+build_model, trainer_for_config): CE warm-up, then L2B with the exact ``forward`` engine. At three
 checkpoints (early: the end of the warm-up, when L2B takes over; middle; late: the second-to-last
 epoch, since the cosine schedule's lr is 0 after the last one, which zeroes every score) the run's own
 model and optimizer (current lr, momentum buffers) go to every engine, on the same fixed batches:
@@ -59,8 +59,7 @@ from sklearn.metrics import average_precision_score
 import l2b
 from l2b import TrainConfig, meta_weights
 from l2b.meta import model_blocks
-from l2b.training import build_model, build_trainer, evaluate, prepare_data
-from l2b.training.setup import build_augmentation
+from l2b.training import build_model, evaluate, prepare_data, trainer_for_config
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -200,17 +199,8 @@ def run_set(name: str, values: dict, checkpoints: tuple[int, ...], args, log) ->
             )
         )
 
-    trainer = build_trainer(
-        model,
-        method=config.method,
-        method_options=config.method_options(),
-        optim=config.optimization(),
-        seed=config.seed,
-        num_examples=len(train),
-        num_classes=data.num_classes,
-        progress=False,
-        callbacks=(on_epoch,),
-        augment=build_augmentation(config),
+    trainer = trainer_for_config(
+        config, model, num_examples=len(train), num_classes=data.num_classes, progress=False, callbacks=(on_epoch,)
     )
     holder["trainer"] = trainer
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@
 The protocol is the memorisation-regime CIFAR-10 grid's (benchmarks/grids/cifar10-memorise.yaml)
 at 40 % symmetric noise: 2,000 noisy training images, 1,000 clean meta images, fast_cnn, crop +
 flip, 150 epochs, L2B with meta batch = batch (128). One seed-0 run goes through the library's one
-path (prepare_data, build_model, build_trainer). At checkpoints early (the end of the warm-up),
+path (prepare_data, build_model, trainer_for_config). At checkpoints early (the end of the warm-up),
 middle and late (the second-to-last epoch: the cosine lr is 0 after the last), the run's own model
 and optimizer score every training example once (the epoch cut into batches of 128, given labels,
 no augmentation) with each combination of
@@ -51,9 +51,8 @@ from sklearn.metrics import average_precision_score
 
 from l2b import TrainConfig, meta_weights
 from l2b.data.splits import class_balanced_split
-from l2b.training import build_model, build_trainer, evaluate, predict_proba, prepare_data
+from l2b.training import build_model, evaluate, predict_proba, prepare_data, trainer_for_config
 from l2b.training.prepare import load_run_data
-from l2b.training.setup import build_augmentation
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -201,17 +200,8 @@ def run(values: dict, checkpoints: tuple[int, ...], extra: int, log) -> dict:
             )
         )
 
-    trainer = build_trainer(
-        model,
-        method=config.method,
-        method_options=config.method_options(),
-        optim=config.optimization(),
-        seed=config.seed,
-        num_examples=len(train),
-        num_classes=data.num_classes,
-        progress=False,
-        callbacks=(on_epoch,),
-        augment=build_augmentation(config),
+    trainer = trainer_for_config(
+        config, model, num_examples=len(train), num_classes=data.num_classes, progress=False, callbacks=(on_epoch,)
     )
     holder["trainer"] = trainer
     t0 = time.perf_counter()

@@ -13,7 +13,8 @@ from l2b.cli.main import main
 from l2b.meta import ENGINES
 from l2b.training import Optimization, TrainConfig, build_model, prepare_data, run_experiment
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "l2b"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "l2b"
 
 
 def _fit_like_train(cfg: TrainConfig):
@@ -176,6 +177,29 @@ def test_the_trainer_leaves_no_hook_on_the_optimizer():
         progress=False,
     )
     assert not trainer.optimizer._optimizer_step_pre_hooks and not trainer.optimizer._optimizer_step_post_hooks
+
+
+def test_a_config_reaches_its_trainer_through_one_function():
+    """trainer_for_config carries every trainer setting a TrainConfig holds, and nothing else in
+    the package or the benchmarks assembles a trainer from a config's fields by hand."""
+    cfg = TrainConfig(
+        epochs=4, warmup_epochs=1, device="cpu", method="l2b", engine="head", test_every=3, meta_source="confident"
+    )
+    cfg = cfg.replace(meta_batch_size=17, batch_size=33, feature_noise=0.1)
+    data = prepare_data(cfg)
+    model = build_model(cfg, num_classes=data.num_classes, in_shape=data.example_shape)
+    trainer = l2b.training.trainer_for_config(
+        cfg, model, num_examples=len(data.train_idx), num_classes=data.num_classes, progress=False
+    )
+    assert trainer.test_every == 3 and trainer.meta_selector is not None and trainer.augment is not None
+    assert (trainer.batch_size, trainer.meta_batch_size, trainer.warmup_epochs) == (33, 17, 1)
+    assert trainer.method.name == "l2b" and trainer.method.engine == "head"
+    by_hand = [
+        str(f.relative_to(ROOT))
+        for f in [*SRC.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+        if f.name != "setup.py" and "method_options=config.method_options()" in f.read_text()
+    ]
+    assert by_hand == []
 
 
 def _private_imports(path: Path) -> list[str]:

@@ -5,7 +5,7 @@ from .config import TrainConfig
 from .optim import Optimization
 from .prepare import PreparedData, prepare_data
 from .run import run_experiment
-from .setup import build_model, build_trainer, resolve_device
+from .setup import build_model, build_trainer, resolve_device, trainer_for_config
 from .trainer import FitResult, Trainer, evaluate, predict_proba
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "prepare_data",
     "resolve_device",
     "run_experiment",
+    "trainer_for_config",
 ]

@@ -11,7 +11,6 @@ import contextlib
 import platform
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ from .. import __version__, rundir
 from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
-from .meta_sources import confident_meta_set
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
-from .setup import build_augmentation, build_model, build_trainer, resolve_device, seeded
+from .setup import build_model, resolve_device, seeded, trainer_for_config
 from .trainer import FitResult, evaluate, predict_proba
 from .validation import check_state_fits
 
@@ -179,27 +177,17 @@ def _run_experiment(
             )
 
     with seeded(config.seed, device):
-        selector = (
-            partial(confident_meta_set, num_meta=config.num_meta, num_classes=data.num_classes)
-            if config.meta_source == "confident"
-            else None
-        )
-        trainer = build_trainer(
+        trainer = trainer_for_config(
+            config,
             model,
-            method=config.method,
-            method_options=config.method_options(),
-            optim=config.optimization(),
-            seed=config.seed,
             num_examples=len(train_t),
             num_classes=data.num_classes,
+            streamed=data.streamed,
             progress=progress,
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,
-            meta_selector=selector,
-            augment=build_augmentation(config, streamed=data.streamed),
             log=log,
             dist=dist,
-            test_every=config.test_every,
         )
         if out is not None and main:  # before resuming changes anything in the run directory
             rundir.check_free_space(out, model, num_examples=len(train_t))

@@ -1,8 +1,10 @@
 """The one place that builds a training run: device, model, optimizer, schedule, method, trainer, seeds.
 
 ``l2b train`` (:func:`l2b.training.run_experiment`), :func:`l2b.fit`, the scikit-learn estimator
-(through :func:`l2b.fit`) and the benchmarks all build their trainer with :func:`build_trainer`,
-so the same settings and seed give the same run everywhere, bit for bit.
+(through :func:`l2b.fit`) and the benchmarks all build their trainer with :func:`build_trainer`;
+those that start from a :class:`TrainConfig` (``l2b train`` and the benchmarks) go through
+:func:`trainer_for_config`, which reads every setting from it. So the same settings and seed give
+the same run everywhere, bit for bit.
 
 Seeds, from one ``seed``:
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -31,10 +34,19 @@ from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import TrainConfig
 from .init_weights import load_init_weights
+from .meta_sources import confident_meta_set
 from .optim import Optimization, check_warmup
 from .trainer import Trainer
 
-__all__ = ["build_augmentation", "build_model", "build_trainer", "resolve_device", "seeded", "trainer_generator"]
+__all__ = [
+    "build_augmentation",
+    "build_model",
+    "build_trainer",
+    "resolve_device",
+    "seeded",
+    "trainer_for_config",
+    "trainer_generator",
+]
 
 DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
 
@@ -171,5 +183,37 @@ def build_trainer(
         warmup_epochs=optim.warmup_epochs,
         max_bad_steps=optim.max_bad_steps,
         generator=trainer_generator(seed),
+        **trainer_options,
+    )
+
+
+def trainer_for_config(
+    config: TrainConfig,
+    model: nn.Module,
+    *,
+    num_examples: int,
+    num_classes: int,
+    streamed: bool = False,
+    **trainer_options: Any,
+) -> Trainer:
+    """:func:`build_trainer` with every setting a :class:`TrainConfig` holds: the method and its
+    options, the optimisation, the seed, the augmentation (:func:`build_augmentation`; `streamed`
+    when the loader augments), ``test_every`` and, for ``meta_source: confident``, the meta-set
+    selector. `trainer_options` are the run's own hooks (progress, callbacks, checkpoint, log,
+    dist)."""
+    selector = None
+    if config.meta_source == "confident":
+        selector = partial(confident_meta_set, num_meta=config.num_meta, num_classes=num_classes)
+    return build_trainer(
+        model,
+        method=config.method,
+        method_options=config.method_options(),
+        optim=config.optimization(),
+        seed=config.seed,
+        num_examples=num_examples,
+        num_classes=num_classes,
+        meta_selector=selector,
+        augment=build_augmentation(config, streamed=streamed),
+        test_every=config.test_every,
         **trainer_options,
     )
