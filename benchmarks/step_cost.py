@@ -61,6 +61,7 @@ Results are saved after every configuration, so an interrupted run keeps what it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import gc
@@ -73,6 +74,7 @@ import statistics
 import subprocess
 import sys
 import time
+import unittest.mock
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import l2b.meta.engine as meta_engine
 from l2b.meta import dual_forward, meta_tangents, scores_from_jvp, weights_from_scores
 from l2b.methods import create_method
 from l2b.models import create_model
@@ -100,6 +103,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "l2b-head": ("l2b", {"engine": "head"}),
     **{f"l2b-tail{k}": ("l2b", {"engine": "tail", "tail_modules": k}) for k in (2, 3, 4)},
 }
+# The exact engines with torch's own forward-mode rule for BatchNorm instead of
+# l2b.meta.batchnorm's closed form (what they ran before it), to measure what the closed form saves.
+TORCH_BN = "-torchbn"
+VARIANTS.update({f"{v}{TORCH_BN}": VARIANTS[v] for v in ("l2b-forward", "l2b-fused")})
 # What runs without --variants (the recorded tables' set), and with --all-engines.
 DEFAULT_VARIANTS = ("ce", "l2rw-reverse", "l2b-reverse", "l2rw-fused", "l2b-forward", "l2b-fused")
 ENGINE_VARIANTS = ("ce", "l2b-reverse", "l2b-forward", "l2b-fused", "l2b-tail3", "l2b-head")
@@ -173,11 +180,19 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     method_name, options = VARIANTS[base]
     method = create_method(method_name, **options)
 
+    rule = torch_batchnorm_rule if base.endswith(TORCH_BN) else contextlib.nullcontext
+
     def run():
-        method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
+        with rule():
+            method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
         return None
 
     return run
+
+
+def torch_batchnorm_rule():
+    """Within the block the engines' dual forward takes torch's own BatchNorm tangent."""
+    return unittest.mock.patch.object(meta_engine, "batchnorm_tangents", lambda model: contextlib.nullcontext())
 
 
 def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .batchnorm import batchnorm_tangents
 from .collective import Collective, global_any, sum_tensors
 from .head import capture_head, find_head, head_gradient, head_jvp
 from .normalize import normalize_scores
@@ -261,7 +262,9 @@ def dual_forward(
     """
     params = dict(model.named_parameters()) if real_step else {n: p.detach() for n, p in model.named_parameters()}
     buffers = dict(model.named_buffers()) if real_step else _clone_buffers(model)
-    with fwAD.dual_level():
+    # BatchNorm's tangent comes from l2b.meta.batchnorm's closed form: torch's rule costs several
+    # times the layer's forward and, with real_step, would sit in the autograd graph until the backward.
+    with fwAD.dual_level(), batchnorm_tangents(model):
         duals = {n: fwAD.make_dual(p, tangents[n]) if n in tangents else p for n, p in params.items()}
         logits, zdot = fwAD.unpack_dual(functional_call(model, {**duals, **buffers}, (inputs,)))
     if zdot is None:  # no parameter moves the logits
