@@ -103,10 +103,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "l2b-head": ("l2b", {"engine": "head"}),
     **{f"l2b-tail{k}": ("l2b", {"engine": "tail", "tail_modules": k}) for k in (2, 3, 4)},
 }
-# The exact engines with torch's own forward-mode rule for BatchNorm instead of
-# l2b.meta.batchnorm's closed form (what they ran before it), to measure what the closed form saves.
-TORCH_BN = "-torchbn"
-VARIANTS.update({f"{v}{TORCH_BN}": VARIANTS[v] for v in ("l2b-forward", "l2b-fused")})
+# The exact engines with torch's own forward-mode rules instead of l2b.meta.dual_rules (what they
+# ran before those rules), to measure what the rules save, side by side.
+TORCH_RULES = "-torchrules"
+VARIANTS.update({f"{v}{TORCH_RULES}": VARIANTS[v] for v in ("l2b-forward", "l2b-fused")})
 # What runs without --variants (the recorded tables' set), and with --all-engines.
 DEFAULT_VARIANTS = ("ce", "l2rw-reverse", "l2b-reverse", "l2rw-fused", "l2b-forward", "l2b-fused")
 ENGINE_VARIANTS = ("ce", "l2b-reverse", "l2b-forward", "l2b-fused", "l2b-tail3", "l2b-head")
@@ -180,19 +180,19 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     method_name, options = VARIANTS[base]
     method = create_method(method_name, **options)
 
-    rule = torch_batchnorm_rule if base.endswith(TORCH_BN) else contextlib.nullcontext
+    rules = torch_rules if base.endswith(TORCH_RULES) else contextlib.nullcontext
 
     def run():
-        with rule():
+        with rules():
             method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
         return None
 
     return run
 
 
-def torch_batchnorm_rule():
-    """Within the block the engines' dual forward takes torch's own BatchNorm tangent."""
-    return unittest.mock.patch.object(meta_engine, "batchnorm_tangents", lambda model: contextlib.nullcontext())
+def torch_rules():
+    """Within the block the engines' dual forward takes torch's own forward-mode rules."""
+    return unittest.mock.patch.object(meta_engine, "dual_rules", contextlib.nullcontext)
 
 
 def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:

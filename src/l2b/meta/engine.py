@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .batchnorm import batchnorm_tangents
 from .collective import Collective, global_any, sum_tensors
+from .dual_rules import dual_rules
 from .head import capture_head, find_head, head_gradient, head_jvp
 from .normalize import normalize_scores
 from .tail import tail_parameters
@@ -262,9 +262,10 @@ def dual_forward(
     """
     params = dict(model.named_parameters()) if real_step else {n: p.detach() for n, p in model.named_parameters()}
     buffers = dict(model.named_buffers()) if real_step else _clone_buffers(model)
-    # BatchNorm's tangent comes from l2b.meta.batchnorm's closed form: torch's rule costs several
-    # times the layer's forward and, with real_step, would sit in the autograd graph until the backward.
-    with fwAD.dual_level(), batchnorm_tangents(model):
+    # The tangents of BatchNorm, conv2d and linear layers come from l2b.meta.dual_rules: outside
+    # autograd (with real_step torch would keep them in the graph until the backward), and
+    # BatchNorm's in closed form (torch's rule costs several times the layer's forward).
+    with fwAD.dual_level(), dual_rules():
         duals = {n: fwAD.make_dual(p, tangents[n]) if n in tangents else p for n, p in params.items()}
         logits, zdot = fwAD.unpack_dual(functional_call(model, {**duals, **buffers}, (inputs,)))
     if zdot is None:  # no parameter moves the logits
