@@ -279,7 +279,9 @@ def test_imagefolder_corrupt_image(tmp_path):
         load_imagefolder(root=tmp_path, test_fraction=0.25)
     train, test = load_imagefolder(root=tmp_path, test_fraction=0.25, skip_bad_files=True)
     assert train.num_skipped + test.num_skipped == 2
-    assert {Path(p).name for p in train.skipped + test.skipped} == {"broken.jpg", "0.jpeg"}
+    skipped = {**train.skipped, **test.skipped}  # path -> the decoder's reason
+    assert {Path(p).name for p in skipped} == {"broken.jpg", "0.jpeg"}
+    assert all("cannot decode image" in reason for reason in skipped.values())
     assert len(train) + len(test) == 11  # 13 files, 2 bad
     lazy_train, lazy_test = load_imagefolder(root=tmp_path, test_fraction=0.25, skip_bad_files=True, lazy=True)
     assert lazy_train.num_skipped + lazy_test.num_skipped == 2 and len(lazy_train) + len(lazy_test) == 11
