@@ -104,15 +104,29 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: c["order"])
 
 
-def selected(cell: dict[str, Any], only: list[str], parser: argparse.ArgumentParser) -> bool:
-    """Whether ``cell`` passes every ``--only FIELD=A,B`` filter (FIELD: setting, method or seed)."""
+ONLY_FIELDS = ("setting", "method", "seed")
+
+
+def parse_only(only: list[str], grid_cells: list[dict[str, Any]], parser: argparse.ArgumentParser) -> dict[str, set]:
+    """The ``--only FIELD=A,B`` filters as FIELD -> allowed values (repeated fields intersect).
+    A field other than setting, method or seed, or a value that names no cell of the grid, is
+    refused by name, so a typo cannot silently select nothing."""
+    filters: dict[str, set] = {}
     for item in only:
         field, sep, values = item.partition("=")
-        if not sep or field not in ("setting", "method", "seed"):
+        if not sep or field not in ONLY_FIELDS:
             parser.error(f"--only {item!r}: expected setting=..., method=... or seed=... (comma-separated values)")
-        if str(cell[field]) not in [v.strip() for v in values.split(",")]:
-            return False
-    return True
+        wanted = {v.strip() for v in values.split(",")}
+        known = {str(c[field]) for c in grid_cells}
+        if wanted - known:
+            parser.error(f"--only {item!r}: no {field} {sorted(wanted - known)} in the grid (it has {sorted(known)})")
+        filters[field] = filters.get(field, wanted) & wanted
+    return filters
+
+
+def selected(cell: dict[str, Any], filters: dict[str, set]) -> bool:
+    """Whether ``cell`` passes every filter of :func:`parse_only`."""
+    return all(str(cell[field]) in values for field, values in filters.items())
 
 
 def key(row: dict[str, Any]) -> tuple[str, str, int]:
@@ -432,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     rows_path = out.with_suffix(".jsonl")
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
     done = {key(r) for r in rows}
-    todo = [c for c in cells(grid) if key(c) not in done and selected(c, args.only, p)]
+    grid_cells = cells(grid)
+    filters = parse_only(args.only, grid_cells, p)
+    todo = [c for c in grid_cells if key(c) not in done and selected(c, filters)]
     command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
     command += "" if args.device == "cpu" else f" --device {args.device}"
     if not args.render and todo:

@@ -167,16 +167,29 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
     bad.write_text(yaml.safe_dump({**grid, "method_seeds": {"bootstrap-hard": [0]}}))
     with pytest.raises(SystemExit, match="method_seeds names methods not in the grid: \\['bootstrap-hard'\\]"):
         accuracy.load_grid(bad)
-    # --only keeps the cells that match every filter; a filter on another field is refused
+    # --only keeps the cells that match every filter; another field, or a value that names no
+    # cell of the grid, is refused
     import argparse
 
-    parser = argparse.ArgumentParser()
-    only = ["method=l2b,cleanlab", "setting=symmetric 40%"]
-    kept = [(c["seed"], c["method"], c["setting"]) for c in accuracy.cells(grid) if accuracy.selected(c, only, parser)]
-    assert kept == [(0, "l2b", "symmetric 40%"), (0, "cleanlab", "symmetric 40%"), (1, "l2b", "symmetric 40%")]
-    assert [c["seed"] for c in accuracy.cells(grid) if accuracy.selected(c, ["seed=1"], parser)] == [1] * 4
-    with pytest.raises(SystemExit):
-        accuracy.selected(accuracy.cells(grid)[0], ["lr=0.1"], parser)
+    parser, all_cells = argparse.ArgumentParser(), accuracy.cells(grid)
+
+    def kept(*only):
+        filters = accuracy.parse_only(list(only), all_cells, parser)
+        return [(c["seed"], c["method"], c["setting"]) for c in all_cells if accuracy.selected(c, filters)]
+
+    assert kept("method=l2b,cleanlab", "setting=symmetric 40%") == [
+        (0, "l2b", "symmetric 40%"),
+        (0, "cleanlab", "symmetric 40%"),
+        (1, "l2b", "symmetric 40%"),
+    ]
+    assert [seed for seed, _, _ in kept("seed=1")] == [1] * 4
+    assert kept("method=ce,l2b", "method=l2b") == [(0, "l2b", "symmetric 20%"), (0, "l2b", "symmetric 40%")] + [
+        (1, "l2b", "symmetric 20%"),
+        (1, "l2b", "symmetric 40%"),
+    ]
+    for bad in ("lr=0.1", "method=l2bb", "seed=7", "setting=sym 40%"):
+        with pytest.raises(SystemExit):
+            kept(bad)
 
 
 def test_weight_separation_table(tmp_path):
