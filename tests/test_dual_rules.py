@@ -130,9 +130,19 @@ def _models():
 @pytest.mark.parametrize("name", ["preact_resnet", "small_cnn", "mlp"])
 @pytest.mark.parametrize("real_step", [False, True])
 def test_a_network_gets_the_same_dual_forward_as_with_torchs_rules(name, real_step, monkeypatch):
-    """The engines' dual forward with these rules matches torch's own, and with ``real_step``
-    the gradients and BatchNorm statistics are bit for bit those of the plain forward."""
+    """The engines' dual forward takes these rules (each layer kind of the network goes through
+    its Function), matches torch's own rules, and with ``real_step`` the gradients and BatchNorm
+    statistics are bit for bit those of the plain forward."""
     model = _models()[name].double().train()
+    calls: dict[str, int] = {}
+    for fn in (BatchNormTangent, Conv2dTangent, LinearTangent):
+        original = fn.apply
+
+        def counted(*args, _name=fn.__name__, _original=original):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _original(*args)
+
+        monkeypatch.setattr(fn, "apply", counted)
     x = torch.randn(6, 3, 8, 8, dtype=torch.float64)
     tangents = {n: torch.randn_like(p) * 0.1 for n, p in model.named_parameters()}
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -140,10 +150,18 @@ def test_a_network_gets_the_same_dual_forward_as_with_torchs_rules(name, real_st
     def run(ours):
         model.load_state_dict(state)
         model.zero_grad()
-        if not ours:
-            monkeypatch.setattr(engine, "dual_rules", torch.enable_grad)
-        z, zdot = dual_forward(model, x, tangents, real_step=real_step)
-        monkeypatch.undo()
+        calls.clear()
+        with monkeypatch.context() as m:
+            if not ours:
+                m.setattr(engine, "dual_rules", torch.enable_grad)
+            z, zdot = dual_forward(model, x, tangents, real_step=real_step)
+        has = {
+            "BatchNormTangent": (nn.BatchNorm1d, nn.BatchNorm2d),
+            "Conv2dTangent": nn.Conv2d,
+            "LinearTangent": nn.Linear,
+        }
+        expected = {f: ours and any(isinstance(mod, kinds) for mod in model.modules()) for f, kinds in has.items()}
+        assert {f: calls.get(f, 0) > 0 for f in has} == expected
         grads = None
         if real_step:
             z.square().sum().backward()
