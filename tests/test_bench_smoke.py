@@ -268,3 +268,24 @@ def test_meta_batch_study_quick_scores_every_combination(tmp_path):
             assert row["meta_batch"] <= row["meta_set"]  # a meta batch never exceeds its pool
             assert 0 < row["ap_alpha"] <= 1 and 0 < row["ap_raw"] <= 1 and row["seconds_per_call"] > 0
     assert "| meta set | meta batch | AP α |" in prefix.with_suffix(".md").read_text()
+
+
+def test_gpu_script_phase1_checks_the_weights_and_fits_the_epochs_to_the_budget():
+    """benchmarks/gpu_cifar10.py's first phase on the CPU at a tiny size (its grid needs CIFAR-10)."""
+    import torch
+    import yaml
+
+    mod = _bench_module("gpu_cifar10")
+    r = mod.speed_settings(torch.device("cpu"), width=4, batch=16, meta_batch=16, reps=1)
+    # Each setting starts from the same state (own copies of the momentum buffers too): float32
+    # twice gives the same weights on the CPU, and bf16 autocast leaves the weights in float32.
+    assert r["fidelity"]["fp32 again"]["deviation"] == 0.0 and r["fidelity"]["bf16"]["deviation"] == 0.0
+    assert r["fidelity"]["bf16"]["exact"] and r["fp32_spread"] == 0.0
+    assert len(r["times"]) == 8 and all(t > 0 for t in r["times"].values())
+    assert mod.choose(r) in mod.SETTINGS and r["fidelity"][mod.choose(r)]["exact"]
+    grid = yaml.safe_load(mod.GRID.read_text())
+    assert "train_subset" not in grid["base"] and grid["base"]["num_meta"] == 1000  # full CIFAR-10: 49k / 1k
+    epochs, wall = mod.fit_epochs(grid, r, "fp32", 1e12, workers=6)
+    assert epochs == grid["base"]["epochs"]  # an ample budget keeps the grid's epochs
+    fewer, shorter = mod.fit_epochs(grid, r, "fp32", 1.0, workers=6)
+    assert fewer == 10 and shorter < wall  # the floor: never fewer than 10 epochs

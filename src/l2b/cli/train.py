@@ -27,7 +27,7 @@ from ..models import list_models
 from ..noise import NOISE_KINDS
 from ..rundir import CHECKPOINT, CONFIG, read_run_config, resume_command
 from ..training import TrainConfig, resolve_device, run_experiment
-from ..training.config import META_SOURCES
+from ..training.config import META_SOURCES, PRECISIONS
 from ..training.run import RESUME_MAY_CHANGE
 from ..training.setup import DEVICE_HELP
 from ..training.threads import training_threads
@@ -209,6 +209,19 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--clip-grad", "clip_grad", {"type": float}, "clip the gradient norm to this value (unset: no clipping)"),
     ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
     ("--device", "device", {}, DEVICE_HELP),
+    (
+        "--precision",
+        "precision",
+        {"choices": PRECISIONS},
+        "fp32, or bf16: training steps under bfloat16 autocast (a GPU speed-up), the meta-gradient and so "
+        "the weights still in float32",
+    ),
+    (
+        "--channels-last",
+        "channels_last",
+        {"action": "store_true"},
+        "channels-last memory format for convolution weights (faster cuDNN kernels on a GPU)",
+    ),
     (
         "--max-bad-steps",
         "max_bad_steps",

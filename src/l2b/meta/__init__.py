@@ -16,6 +16,7 @@ from .engine import (
     meta_weights,
     scores_from_jvp,
     weights_from_scores,
+    without_autocast,
 )
 from .head import HeadCapture, capture_head, find_head, head_gradient, head_jvp
 from .normalize import NORMALIZATIONS, normalize_scores
@@ -50,4 +51,5 @@ __all__ = [
     "tail_parameters",
     "virtual_step",
     "weights_from_scores",
+    "without_autocast",
 ]

@@ -35,6 +35,7 @@ its own shard's statistics (those of the forward it runs), as plain DistributedD
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -90,6 +91,13 @@ class MetaWeights:
     meta_loss: float
     all_zero: bool
     logits: Tensor
+
+
+def without_autocast(like: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `like`'s device type. The meta-gradient runs inside it, so under a
+    bf16 autocast region (``precision: bf16``) the weights are still computed in the inputs' and
+    parameters' own dtype: they do not change with the precision of the rest of the step."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def check_engine_options(engine: str, head: str | None, tail_modules: int | None) -> None:
@@ -456,18 +464,26 @@ def meta_weights(
     was_training = model.training
     model.train()
     try:
-        args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective)
-        if engine == "head":
-            raw, pseudo, logits, meta_loss = _head_engine(*args, head)
-        elif engine == "tail":
-            raw, pseudo, logits, meta_loss = _tail_engine(*args, tail_modules)
-        else:
-            raw, pseudo, logits, meta_loss = (_reverse_engine if engine == "reverse" else _forward_engine)(*args)
+        with without_autocast(inputs):
+            args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective)
+            if engine == "head":
+                raw, pseudo, logits, meta_loss = _head_engine(*args, head)
+            elif engine == "tail":
+                raw, pseudo, logits, meta_loss = _tail_engine(*args, tail_modules)
+            else:
+                raw, pseudo, logits, meta_loss = (_reverse_engine if engine == "reverse" else _forward_engine)(*args)
+            return weights_from_scores(
+                raw,
+                pseudo,
+                logits,
+                meta_loss,
+                rows=rows,
+                normalize=normalize,
+                temperature=temperature,
+                collective=collective,
+            )
     finally:
         model.train(was_training)
-    return weights_from_scores(
-        raw, pseudo, logits, meta_loss, rows=rows, normalize=normalize, temperature=temperature, collective=collective
-    )
 
 
 def weights_from_scores(

@@ -21,6 +21,7 @@ from ..meta import (
     scores_from_jvp,
     tail_parameters,
     weights_from_scores,
+    without_autocast,
 )
 from .base import Method, StepOutput, predicted, register_method, unwrap_model
 
@@ -95,14 +96,18 @@ class _MetaMethod(Method):
         if dist is not None:
             self._check_distributed(model, dist)
         if self.engine == "head":
-            logits, mw = self._head_weights(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
+            # These engines share the real forward with the meta-gradient, so under autocast
+            # (precision bf16) the whole step stays in float32: the weights must not change.
+            with without_autocast(inputs):
+                logits, mw = self._head_weights(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
         elif self.engine in ("fused", "tail") and dist is None:
             rows = ROWS[self.rows]
             names = None if self.engine == "fused" else tail_parameters(model, self.tail_modules)
-            tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, params=names)
-            logits, zdot = dual_forward(model, inputs, tangents, real_step=True)
-            raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
-            mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
+            with without_autocast(inputs):
+                tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, params=names)
+                logits, zdot = dual_forward(model, inputs, tangents, real_step=True)
+                raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
+                mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
         else:
             # Under DDP on the bare module with global reductions; the real forward below goes
             # through the wrapper. It is the only forward that updates BatchNorm statistics.

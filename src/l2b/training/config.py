@@ -7,11 +7,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
 from .optim import Optimization, check_warmup
 
 META_SOURCES = ("split", "file", "confident")
+# precision -> the dtype of the training steps' autocast (None: none).
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = tuple(AUTOCAST_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class TrainConfig:
     ``ce`` is refused; checked by :class:`~l2b.training.optim.Optimization`, as :func:`l2b.fit`
     checks them). ``test_every``: the test set is evaluated every this many epochs, at the last
     one and at each new best on the meta set (for the record only).
+    Speed: ``precision: bf16`` runs each training step's forward and backward under bfloat16
+    autocast, except the meta-gradient (the weights are computed in float32 whatever it says, so
+    they stay exact; see :class:`~l2b.training.Trainer`); ``channels_last`` stores the convolution
+    weights in channels-last memory format, which lets cuDNN pick its faster NHWC kernels.
 
     Options of one method or model (:data:`OPTION_KEYS`: ``engine``, ``normalize``,
     ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``, the
@@ -117,6 +126,8 @@ class TrainConfig:
     nesterov: bool = Optimization.nesterov
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
     max_bad_steps: int = Optimization.max_bad_steps
     test_every: int = 1
 
@@ -160,6 +171,7 @@ class TrainConfig:
                 (self.noise_file is not None) == (self.noise == "file"),
                 "must be set exactly when noise is 'file'",
             ),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("meta_source", self.meta_source in META_SOURCES, f"must be one of {', '.join(META_SOURCES)}"),
             (
                 "meta_file",

@@ -32,7 +32,7 @@ from torch import nn
 from ..data.augment import FeatureNoise, augment_batch
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
-from .config import TrainConfig
+from .config import AUTOCAST_DTYPES, TrainConfig
 from .init_weights import load_init_weights
 from .meta_sources import confident_meta_set
 from .optim import Optimization, check_warmup
@@ -122,7 +122,8 @@ def build_model(
     as ``l2b train`` initialises it; the caller's global RNG state is unchanged. Then, with
     ``config.init_weights`` set and `init_weights` true, every network is loaded from that
     state dict (:func:`~l2b.training.init_weights.load_init_weights`; a fresh classifier where
-    the number of classes differs), and what was loaded is passed to `log`.
+    the number of classes differs), and what was loaded is passed to `log`. With
+    ``config.channels_last`` its convolution weights are stored channels-last.
     """
     dev = torch.device("cpu") if device is None else device
     seed = config.seed if seed is None else seed
@@ -137,7 +138,8 @@ def build_model(
             if log is not None and i == 0:
                 log(report.line())
     model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
-    return model.to(dev)
+    # channels_last reorders 4-d weights only (convolutions): the same maths, other kernels.
+    return model.to(dev, memory_format=torch.channels_last) if config.channels_last else model.to(dev)
 
 
 def build_trainer(
@@ -198,7 +200,8 @@ def trainer_for_config(
 ) -> Trainer:
     """:func:`build_trainer` with every setting a :class:`TrainConfig` holds: the method and its
     options, the optimisation, the seed, the augmentation (:func:`build_augmentation`; `streamed`
-    when the loader augments), ``test_every`` and, for ``meta_source: confident``, the meta-set
+    when the loader augments), ``test_every``, ``precision`` (the steps' autocast) and, for
+    ``meta_source: confident``, the meta-set
     selector. `trainer_options` are the run's own hooks (progress, callbacks, checkpoint, log,
     dist)."""
     selector = None
@@ -215,5 +218,6 @@ def trainer_for_config(
         meta_selector=selector,
         augment=build_augmentation(config, streamed=streamed),
         test_every=config.test_every,
+        autocast_dtype=AUTOCAST_DTYPES[config.precision],
         **trainer_options,
     )

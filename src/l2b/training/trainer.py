@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,12 @@ class Trainer:
 
     The method's hooks (:meth:`l2b.methods.Method.start_epoch`, ``state_dict``) are called for
     every method alike: before an epoch's first step, and with every checkpoint.
+    autocast_dtype : torch.dtype or None
+        Run every training step (forward and backward) under :func:`torch.autocast` with this
+        dtype (e.g. ``torch.bfloat16``, ``precision: bf16``). The meta-gradient switches it off
+        (:func:`l2b.meta.without_autocast`), so the weights are those of the float32 step; the
+        engines whose real forward is shared with it (fused, tail, head) keep that forward in float32
+        too. Evaluation, the epoch-start passes and checkpoints stay in float32.
     dist : l2b.distributed.DistContext or None
         Data parallelism over ``dist.world_size`` processes (launched by torchrun). Every process
         holds the whole data set and draws the same plan from the same `generator`; each takes
@@ -235,8 +242,10 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         dist: DistContext | None = None,
         test_every: int = 1,
+        autocast_dtype: torch.dtype | None = None,
     ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
+        self.autocast_dtype = autocast_dtype
         self.warmup_method = method.warmup_method()
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
@@ -248,6 +257,8 @@ class Trainer:
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
         self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
         self.device = next(model.parameters()).device
+        on = autocast_dtype is not None
+        self.autocast = partial(torch.autocast, self.device.type, dtype=autocast_dtype, enabled=on)
         self.interrupt_requested = False  # set by the first Ctrl-C / SIGTERM, honoured at the next step boundary
         self.stop_signal = signal.SIGINT  # which of the two it was
         # Progress; everything below is in state_dict().
@@ -496,19 +507,20 @@ class Trainer:
         """The method's step; one whose gradient is not finite is undone and counted instead."""
         buffers = {k: b.clone() for k, b in self.model.named_buffers()}
         try:
-            out = method.step(
-                self.step_model,
-                self.optimizer,
-                batch.inputs,
-                batch.labels,
-                batch.meta_inputs,
-                batch.meta_labels,
-                num_classes=self.num_classes,
-                generator=self.generator,
-                dist=self.dist,
-                index=batch.index,
-                views=batch.views,
-            )
+            with self.autocast():
+                out = method.step(
+                    self.step_model,
+                    self.optimizer,
+                    batch.inputs,
+                    batch.labels,
+                    batch.meta_inputs,
+                    batch.meta_labels,
+                    num_classes=self.num_classes,
+                    generator=self.generator,
+                    dist=self.dist,
+                    index=batch.index,
+                    views=batch.views,
+                )
         except NonFiniteStep:
             out = self._skip_step(buffers, self.cursor.step)
             self.cursor.skipped += 1
