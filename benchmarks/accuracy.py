@@ -187,11 +187,12 @@ def train_ce(cfg, data, rows: np.ndarray, seed: int):
     """The config's network trained with cross-entropy on training rows `rows` (positions in
     ``data.train_idx``; `data` from ``l2b.prepare_data(cfg)``) with their given labels, the
     checkpoint selected on the clean meta set. Built as ``l2b train`` builds its run
-    (``l2b.training.build_model`` / ``build_trainer``), with `seed` for the initialisation and the
-    trainer's generator. Returns (model with the selected weights, FitResult, seconds)."""
+    (``l2b.training.build_model`` / ``build_trainer``, with the config's augmentation and
+    precision), with `seed` for the initialisation and the trainer's generator. Returns (model
+    with the selected weights, FitResult, seconds)."""
     import torch
 
-    from l2b.training import TensorData, build_model, build_trainer
+    from l2b.training import AUTOCAST_DTYPES, TensorData, build_augmentation, build_model, build_trainer
 
     started = time.perf_counter()
     train = data.train
@@ -207,6 +208,8 @@ def train_ce(cfg, data, rows: np.ndarray, seed: int):
         seed=seed - 2,
         num_examples=len(rows),
         num_classes=data.num_classes,
+        augment=build_augmentation(cfg),
+        autocast_dtype=AUTOCAST_DTYPES[cfg.precision],
         progress=False,
     )
     rows_idx = data.train_idx[rows]

@@ -44,6 +44,7 @@ import yaml
 
 from l2b.methods import create_method
 from l2b.models import create_model
+from l2b.training import Optimization
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "grids" / "cifar10-gpu.yaml"
@@ -77,19 +78,28 @@ def _deviation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-def speed_settings(device: torch.device, width: int, batch: int, meta_batch: int, reps: int) -> dict:
-    """Phase 1: the weights of one L2B step and the step times of CE and L2B in every setting.
+def speed_settings(device: torch.device, base_config: dict, reps: int) -> dict:
+    """Phase 1: the weights of one L2B step and the step times of CE and L2B in every setting,
+    for the network, batch sizes and SGD settings of the grid's `base_config`.
 
     Inputs are seeded Gaussian images (B, 3, 32, 32) with random labels over 10 classes: the
     weights' exactness and the step time do not depend on the pixels.
     """
+    width, batch, meta_batch = base_config["width"], base_config["batch_size"], base_config["meta_batch_size"]
+    optim = Optimization(**{k: v for k, v in base_config.items() if k in Optimization.field_names()})
+
+    def sgd(params):
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay, nesterov=optim.nesterov
+        )
+
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(batch, 3, 32, 32, generator=g).to(device), torch.randint(0, 10, (batch,), generator=g).to(device)
     mx = torch.randn(meta_batch, 3, 32, 32, generator=g).to(device)
     my = torch.randint(0, 10, (meta_batch,), generator=g).to(device)
     torch.manual_seed(0)
     base = create_model("fast_cnn", num_classes=10, in_shape=(3, 32, 32), width=width).to(device)
-    opt = torch.optim.SGD(base.parameters(), lr=0.15, momentum=0.9, weight_decay=5e-4)
+    opt = sgd(base.parameters())
     for _ in range(5):  # away from the initialisation, with momentum buffers
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(base(x), y).backward()
@@ -99,7 +109,7 @@ def speed_settings(device: torch.device, width: int, batch: int, meta_batch: int
         model = copy.deepcopy(base)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        o = torch.optim.SGD(model.parameters(), lr=0.15, momentum=0.9, weight_decay=5e-4)
+        o = sgd(model.parameters())
         o.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict shares the momentum buffers
         return model, o
 
@@ -238,13 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or (Path(tempfile.mkdtemp(prefix="gpu_cifar10-")) if args.tiny else HERE / "results")
     results.mkdir(parents=True, exist_ok=True)
     grid = yaml.safe_load(GRID.read_text())
+    grid_epochs = grid["base"]["epochs"]
     if args.tiny:
         grid["base"].update(TINY)
     base = grid["base"]
 
     print(f"phase 1: speed settings on {device}", flush=True)
     reps = 2 if args.tiny else args.reps
-    phase1 = speed_settings(device, base["width"], base["batch_size"], base["meta_batch_size"], reps)
+    phase1 = speed_settings(device, base, reps)
     chosen = choose(phase1)
     bf16, last = SETTINGS[chosen]
     sets = [f"precision={'bf16' if bf16 else 'fp32'}", f"channels_last={'true' if last else 'false'}"]
@@ -281,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "chosen": chosen,
         "sets": [s for s in sets if not s.startswith("data_root=")],
         "grid_name": grid["name"],
-        "grid_epochs": yaml.safe_load(GRID.read_text())["base"]["epochs"],
+        "grid_epochs": grid_epochs,
         "epochs": epochs,
         "budget_s": args.budget_s,
         "predicted_s": predicted,

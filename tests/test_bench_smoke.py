@@ -276,7 +276,8 @@ def test_gpu_script_phase1_checks_the_weights_and_fits_the_epochs_to_the_budget(
     import yaml
 
     mod = _bench_module("gpu_cifar10")
-    r = mod.speed_settings(torch.device("cpu"), width=4, batch=16, meta_batch=16, reps=1)
+    small = {"width": 4, "batch_size": 16, "meta_batch_size": 16, "lr": 0.15, "momentum": 0.9}
+    r = mod.speed_settings(torch.device("cpu"), small, reps=1)
     # Each setting starts from the same state (own copies of the momentum buffers too): float32
     # twice gives the same weights on the CPU, and bf16 autocast leaves the weights in float32.
     assert r["fidelity"]["fp32 again"]["deviation"] == 0.0 and r["fidelity"]["bf16"]["deviation"] == 0.0
@@ -289,3 +290,31 @@ def test_gpu_script_phase1_checks_the_weights_and_fits_the_epochs_to_the_budget(
     assert epochs == grid["base"]["epochs"]  # an ample budget keeps the grid's epochs
     fewer, shorter = mod.fit_epochs(grid, r, "fp32", 1.0, workers=6)
     assert fewer == 10 and shorter < wall  # the floor: never fewer than 10 epochs
+
+
+def test_cleanlab_trainings_use_the_configs_augmentation_and_precision(monkeypatch):
+    """The cleanlab pipeline's CE trainings get the config's augmentation and autocast, as the
+    other methods' runs do (they once ran without CIFAR's crop + flip)."""
+    import numpy as np
+    import torch
+
+    import l2b.training
+    from l2b import TrainConfig, prepare_data
+
+    mod = _bench_module("accuracy")
+    seen = []
+    real = l2b.training.build_trainer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(l2b.training, "build_trainer", spy)
+    cfg = TrainConfig(epochs=1, warmup_epochs=0, feature_noise=0.3, precision="bf16", num_meta=50)
+    data = prepare_data(cfg)
+    mod.train_ce(cfg, data, np.arange(200), seed=3)
+    (kwargs,) = seen
+    assert kwargs["augment"] is not None and kwargs["autocast_dtype"] == torch.bfloat16
+    plain = cfg.replace(feature_noise=None, precision="fp32")
+    mod.train_ce(plain, prepare_data(plain), np.arange(200), seed=3)
+    assert seen[1]["augment"] is None and seen[1]["autocast_dtype"] is None

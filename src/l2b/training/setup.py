@@ -201,9 +201,8 @@ def trainer_for_config(
     """:func:`build_trainer` with every setting a :class:`TrainConfig` holds: the method and its
     options, the optimisation, the seed, the augmentation (:func:`build_augmentation`; `streamed`
     when the loader augments), ``test_every``, ``precision`` (the steps' autocast) and, for
-    ``meta_source: confident``, the meta-set
-    selector. `trainer_options` are the run's own hooks (progress, callbacks, checkpoint, log,
-    dist)."""
+    ``meta_source: confident``, the meta-set selector. `trainer_options` are the run's own hooks
+    (progress, callbacks, checkpoint, log, dist)."""
     selector = None
     if config.meta_source == "confident":
         selector = partial(confident_meta_set, num_meta=config.num_meta, num_classes=num_classes)

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -257,8 +256,6 @@ class Trainer:
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
         self.shard = None if self.dist is None else (self.dist.rank, self.dist.world_size)
         self.device = next(model.parameters()).device
-        on = autocast_dtype is not None
-        self.autocast = partial(torch.autocast, self.device.type, dtype=autocast_dtype, enabled=on)
         self.interrupt_requested = False  # set by the first Ctrl-C / SIGTERM, honoured at the next step boundary
         self.stop_signal = signal.SIGINT  # which of the two it was
         # Progress; everything below is in state_dict().
@@ -507,7 +504,8 @@ class Trainer:
         """The method's step; one whose gradient is not finite is undone and counted instead."""
         buffers = {k: b.clone() for k, b in self.model.named_buffers()}
         try:
-            with self.autocast():
+            on = self.autocast_dtype is not None
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=on):
                 out = method.step(
                     self.step_model,
                     self.optimizer,
