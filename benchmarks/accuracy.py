@@ -51,6 +51,9 @@ from l2b.configs import load_yaml
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALIASES = {"l2b-mixup": {"method": "l2b", "mixup": True}}
+# Per-epoch curves kept in each row (None where a method has no such figure): the regime (does the
+# run fit the noise?) and, for the meta-gradient methods, where their loss weight went.
+CURVES = ("test_accuracy", "memorised", "train_accuracy", "true_class_share", "weight_on_noisy", "relabelled_share")
 
 
 def load_grid(path: Path) -> dict[str, Any]:
@@ -166,7 +169,7 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
             memorised=s.get("memorised"),
             train_accuracy=s.get("train_accuracy"),
             noisy_correct=s.get("noisy_correct"),
-            curves={k: [m.get(k) for m in metrics] for k in ("test_accuracy", "memorised", "train_accuracy")},
+            curves={k: [m.get(k) for m in metrics] for k in CURVES},
         )
         row.update(
             test_accuracy=s["test_accuracy"],

@@ -229,17 +229,25 @@ def test_weight_separation_table(tmp_path):
     assert [r["part"] for r in rows] == ["clean", "mislabelled"]
     n = sum(r["examples"] for r in rows)
     assert abs(sum(r["examples"] * (r["alpha"] + r["beta"]) for r in rows) / n - 1) < 0.05
+    assert abs(sum(r["weight_share"] for r in rows) - 1) < 1e-9
     for r in rows:
         assert 0 <= r["no_weight"] <= r["alpha_zero"] <= 1 and 0 <= r["pseudo_correct"] <= 1
+        assert 0 <= r["true_class_share"] <= 1
         assert (
             0 < r["ap_alpha"] <= 1
             and 0 < r["ap_alpha_mean"] <= 1
             and 0 < r["ap_model"] <= 1
             and abs(r["noise_rate"] - 0.4) < 0.01
         )
+    curve = weight_separation.signal_curve(run)
+    assert [r["epoch"] for r in curve] == [2, 3]  # the warm-up epoch has no weights
+    for r in curve:
+        assert 0 <= r["weight_on_noisy"] <= 1 and 0 <= r["relabelled_share"] <= r["true_class_share"] <= 1
+    with pytest.raises(SystemExit, match=r"no weights recorded at epoch\(s\) \[1\]"):
+        weight_separation.signal_curve(run, [1])
     out = tmp_path / "sep.md"
     assert weight_separation.main([str(run), "--out", str(out)]) == 0
-    assert f"| {run}: mislabelled |" in out.read_text()
+    assert f"| {run}: mislabelled |" in out.read_text() and f"| {run} | 3 |" in out.read_text()
     ce = train("ce")
     with pytest.raises(SystemExit, match=f"{ce}: no per-example weights"):
         weight_separation.main([str(ce)])

@@ -4,6 +4,7 @@ mislabelled examples memorised (predicted as their wrong label) or predicted cor
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -93,3 +94,41 @@ def test_test_every_thins_the_test_passes_but_keeps_the_last_and_each_new_best(t
     assert summary["test_accuracy_at_best_meta"] == at_best["test_accuracy"]
     assert summary["peak_test_accuracy"] == max(r["test_accuracy"] for r in records if "test_accuracy" in r)
     assert yaml.safe_load((out / "config.yaml").read_text())["config"]["test_every"] == 3
+
+
+def test_training_signal_by_hand():
+    """Where the weight went, on 4 examples whose true class is 0: two clean, two mislabelled
+    (the last unseen, NaN)."""
+    from l2b.reports import training_signal
+
+    alpha, beta = np.array([1.0, 0.5, 0.2, np.nan]), np.array([0.0, 0.5, 0.8, 1.0])
+    pseudo, noisy, clean = np.array([0, 1, 0, 2]), np.array([False, False, True, True]), np.zeros(4, int)
+    got = training_signal(alpha, beta, pseudo, noisy, clean)
+    total = 1.0 + 0.5 + 0.5 + 0.2 + 0.8
+    assert got["weight_on_noisy"] == (0.2 + 0.8) / total
+    assert got["true_class_share"] == (1.0 + 0.5 + 0.8) / total  # alpha on clean + beta on right pseudo-labels
+    assert got["relabelled_share"] == 0.8 / total
+    # Uniform weights on the given label alone (cross-entropy) move nothing: the shares are the noise's.
+    rng = np.random.default_rng(0)
+    noisy = rng.random(1000) < 0.4
+    ce = training_signal(np.ones(1000), np.zeros(1000), np.full(1000, -1), noisy, np.zeros(1000, int))
+    assert ce["weight_on_noisy"] == noisy.mean() and abs(ce["true_class_share"] - (1 - noisy.mean())) < 1e-12
+    assert ce["relabelled_share"] == 0.0
+    assert training_signal(np.full(2, np.nan), np.full(2, np.nan), pseudo[:2], noisy[:2], clean[:2]) == {}
+
+
+def test_l2b_records_where_its_weight_went_and_it_matches_the_last_epochs_weights():
+    cfg, data, rows = _data()
+    model = build_model(cfg, num_classes=10, in_shape=data.example_shape)
+    x, given, clean = data.train_inputs[rows], data.given[rows], data.clean[rows]
+    meta = (data.train.inputs[data.meta_idx], data.meta_labels)
+    result = l2b.fit(
+        model, (x, given), meta=meta, method="l2b", epochs=3, warmup_epochs=1, batch_size=32, clean_labels=clean
+    )
+    pe, last = result.per_example, result.history[-1]
+    noisy = given != clean
+    w = pe.alpha + pe.beta
+    assert last["weight_on_noisy"] == pytest.approx(w[noisy].sum() / w.sum())
+    right = np.where(noisy, 0.0, pe.alpha) + np.where(pe.pseudo == clean, pe.beta, 0.0)
+    assert last["true_class_share"] == pytest.approx(right.sum() / w.sum())
+    assert "true_class_share" not in result.history[0]  # the CE warm-up has no weights

@@ -2,6 +2,7 @@
 commands end to end on two short real digits runs (ce and l2b, 40 % symmetric noise)."""
 
 import csv
+import re
 import subprocess
 import sys
 
@@ -186,6 +187,14 @@ def test_report_command(runs, capsys, monkeypatch):
         assert f"]({image})" in md
     table = [line for line in md.splitlines() if line.startswith("| ce seed 0") or line.startswith("| l2b seed 0")]
     assert len(table) == 2 and all(len(line.split("|")) == 16 for line in table)
+    # Where the weight went: only the run with weights has a line, and at 40 % noise on digits L2B
+    # puts more of its weight on the true class than cross-entropy's 1 - noise rate.
+    signal = [line for line in md.splitlines() if "on the true class" in line and line.startswith("- ")]
+    assert len(signal) == 1 and signal[0].startswith("- l2b seed 0")
+    share, ce_share = (
+        float(x) for x in re.findall(r"on the true class ([0-9.]+) \(cross-entropy ([0-9.]+)\)", signal[0])[0]
+    )
+    assert share > ce_share
     code, out, err = run("report", "ce", "nowhere", "--out", "r2")
     assert code == 2 and "nowhere" in err
 

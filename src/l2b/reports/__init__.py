@@ -14,6 +14,7 @@ from .issues import (
     label_issues,
     load_per_example,
     noise_mask,
+    training_signal,
     write_label_issues,
     write_table,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "label_issues",
     "load_per_example",
     "noise_mask",
+    "training_signal",
     "write_label_issues",
     "write_table",
 ]

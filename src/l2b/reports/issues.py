@@ -96,6 +96,55 @@ def alpha_share(per_example: Mapping[str, Any]) -> np.ndarray:
         return np.where(total > 0, a / np.where(total > 0, total, 1.0), np.nan)
 
 
+def training_signal(
+    alpha: np.ndarray, beta: np.ndarray, pseudo: np.ndarray, noisy: np.ndarray, clean: np.ndarray
+) -> dict[str, float]:
+    """Where a meta-gradient method put its loss weight, when the true labels are known.
+
+    L2B's loss for example i is ``alpha[i] * CE(given[i]) + beta[i] * CE(pseudo[i])``. The weight
+    whose target is the true class is alpha where the given label is right plus beta where the
+    pseudo-label is right. Compared with cross-entropy, which puts the share ``1 - noise rate`` of
+    its (uniform) weight on the true class, this tells the two ways a method can clean its signal:
+    selection (less weight on mislabelled examples) and relabelling (their weight moved to a right
+    pseudo-label). If neither share moves, any gain is regularisation.
+
+    Parameters
+    ----------
+    alpha, beta : (N,) float
+        Per-example weights of the given-label and pseudo-label costs (any common scale; NaN where
+        an example got none, e.g. not yet seen this epoch).
+    pseudo : (N,) int
+        Pseudo-labels (ignored where beta is 0; -1 where none).
+    noisy : (N,) bool
+        Whether the given label is wrong.
+    clean : (N,) int
+        True labels.
+
+    Returns
+    -------
+    dict (empty when no example has weights):
+
+    - ``weight_on_noisy``: share of the total weight alpha + beta on mislabelled examples
+      (cross-entropy: the noise rate);
+    - ``true_class_share``: share of the total weight whose target is the true class
+      (cross-entropy: 1 - the noise rate);
+    - ``relabelled_share``: share of the total weight on mislabelled examples' right pseudo-labels,
+      the part of ``true_class_share`` that relabelling contributes.
+    """
+    seen = ~(np.isnan(alpha) | np.isnan(beta))
+    a, b = np.asarray(alpha, np.float64)[seen], np.asarray(beta, np.float64)[seen]
+    total = float(a.sum() + b.sum())
+    if not seen.any() or total <= 0:
+        return {}
+    noisy = np.asarray(noisy, bool)[seen]
+    pseudo_right = (np.asarray(pseudo) == np.asarray(clean))[seen]
+    return {
+        "weight_on_noisy": float((a[noisy].sum() + b[noisy].sum()) / total),
+        "true_class_share": float((a[~noisy].sum() + b[pseudo_right].sum()) / total),
+        "relabelled_share": float(b[noisy & pseudo_right].sum() / total),
+    }
+
+
 def label_issues(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Rank a run's training examples by how likely their given label is correct.
 

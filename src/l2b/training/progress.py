@@ -19,6 +19,8 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
         parts.append(f"memorised {record['memorised']:.2f}")
     if "alpha_noisy" in record:
         parts.append(f"alpha clean/noisy {record['alpha_clean']:.2f}/{record['alpha_noisy']:.2f}")
+    if "true_class_share" in record:
+        parts.append(f"weight on true class {record['true_class_share']:.2f}")
     if record.get("skipped_steps"):
         parts.append(f"{record['skipped_steps']} non-finite steps skipped")
     parts.append(f"{record['images_per_second']:.0f} img/s")

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import DistContext, broadcast_object, gather_cat, wrap_ddp
 from ..methods import Method, NonFiniteStep, StepOutput
+from ..reports import training_signal
 from .batches import Batch, EpochCursor, TensorData
 from .optim import batches_per_epoch
 from .streams import StreamData
@@ -659,8 +660,9 @@ class Trainer:
 
 
 def _diagnostics(pe: PerExample, noisy_mask: np.ndarray | None, clean: np.ndarray | None) -> dict[str, float]:
-    """Mean weights on truly clean vs truly noisy examples, and how often the pseudo-label
-    recovers the true label where the given one is wrong (only when ground truth is known)."""
+    """Mean weights on truly clean vs truly noisy examples, how often the pseudo-label recovers the
+    true label where the given one is wrong, and where the weight went (:func:`l2b.reports.training_signal`);
+    only when ground truth is known."""
     if noisy_mask is None or np.all(np.isnan(pe.alpha)):
         return {}
     out = {}
@@ -670,4 +672,5 @@ def _diagnostics(pe: PerExample, noisy_mask: np.ndarray | None, clean: np.ndarra
                 out[f"{name}_{part}"] = float(np.nanmean(arr[mask]))
     if noisy_mask.any() and (pe.pseudo[noisy_mask] >= 0).any():
         out["pseudo_label_accuracy_on_noisy"] = float(np.mean(pe.pseudo[noisy_mask] == clean[noisy_mask]))
+    out.update(training_signal(pe.alpha, pe.beta, pe.pseudo, noisy_mask, clean))
     return out
