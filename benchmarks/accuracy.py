@@ -53,7 +53,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ALIASES = {"l2b-mixup": {"method": "l2b", "mixup": True}}
 # Per-epoch curves kept in each row (None where a method has no such figure): the regime (does the
 # run fit the noise?) and, for the meta-gradient methods, where their loss weight went.
-CURVES = ("test_accuracy", "memorised", "train_accuracy", "true_class_share", "weight_on_noisy", "relabelled_share")
+CURVES = (
+    "test_accuracy",
+    "memorised",
+    "train_accuracy",
+    "true_class_share",
+    "weight_on_noisy",
+    "relabelled_share",
+    "wrong_label_share",
+)
 
 
 def load_grid(path: Path) -> dict[str, Any]:

@@ -17,8 +17,8 @@ first, of the last epoch and averaged over the meta epochs (what the weights say
 A second table follows each run's training from its metrics.jsonl: near the first epoch with
 weights, the quartiles and the last (the nearest epochs with a test figure; or ``--epochs``), the
 test accuracy, the memorised share, and where the
-epoch's weight went (on the true class, on mislabelled examples, on their right pseudo-labels),
-beside cross-entropy's shares (1 - noise rate and the noise rate).
+epoch's weight went (on the true class, on mislabelled examples, on their right pseudo-labels, on
+their wrong given labels), beside cross-entropy's shares (1 - noise rate, the noise rate).
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def signal_curve(run_dir: Path, epochs: list[int] | None = None) -> list[dict]:
             "true_class_share": by_epoch[e]["true_class_share"],
             "weight_on_noisy": by_epoch[e]["weight_on_noisy"],
             "relabelled_share": by_epoch[e]["relabelled_share"],
+            "wrong_label_share": by_epoch[e].get("wrong_label_share"),  # absent in runs before it existed
             "noise_rate": rate,
         }
         for e in epochs
@@ -136,8 +137,8 @@ def curve_table(curves: dict[str, list[dict]]) -> str:
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}"  # noqa: E731
     lines = [
         "| run | epoch | test acc. % | memorised % | weight on the true class % (CE) | "
-        "on mislabelled examples % (CE) | on their right pseudo-labels % |",
-        "|---|---|---|---|---|---|---|",
+        "on mislabelled examples % (CE) | on their right pseudo-labels % | on their wrong given labels % (CE) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in curves.items():
         for r in rows:
@@ -145,7 +146,8 @@ def curve_table(curves: dict[str, list[dict]]) -> str:
             lines.append(
                 f"| {name} | {r['epoch']} | {pct(r['test_accuracy'])} | {pct(r['memorised'])} | "
                 f"{pct(r['true_class_share'])} ({pct(None if rate is None else 1 - rate)}) | "
-                f"{pct(r['weight_on_noisy'])} ({pct(rate)}) | {pct(r['relabelled_share'])} |"
+                f"{pct(r['weight_on_noisy'])} ({pct(rate)}) | {pct(r['relabelled_share'])} | "
+                f"{pct(r['wrong_label_share'])} ({pct(rate)}) |"
             )
     return "\n".join(lines) + "\n"
 

@@ -243,6 +243,8 @@ def test_weight_separation_table(tmp_path):
     assert [r["epoch"] for r in curve] == [2, 3]  # the warm-up epoch has no weights
     for r in curve:
         assert 0 <= r["weight_on_noisy"] <= 1 and 0 <= r["relabelled_share"] <= r["true_class_share"] <= 1
+        assert 0 <= r["wrong_label_share"] <= r["weight_on_noisy"]
+        assert r["true_class_share"] + r["wrong_label_share"] <= 1 + 1e-9
     with pytest.raises(SystemExit, match=r"no weights recorded at epoch\(s\) \[1\]"):
         weight_separation.signal_curve(run, [1])
     out = tmp_path / "sep.md"

@@ -108,12 +108,15 @@ def test_training_signal_by_hand():
     assert got["weight_on_noisy"] == (0.2 + 0.8) / total
     assert got["true_class_share"] == (1.0 + 0.5 + 0.8) / total  # alpha on clean + beta on right pseudo-labels
     assert got["relabelled_share"] == 0.8 / total
+    assert got["wrong_label_share"] == 0.2 / total  # alpha on the mislabelled example's given label
+    # By target, the weight is the true class's, the wrong given labels' or the wrong pseudo-labels'.
+    assert got["true_class_share"] + got["wrong_label_share"] + 0.5 / total == pytest.approx(1.0)
     # Uniform weights on the given label alone (cross-entropy) move nothing: the shares are the noise's.
     rng = np.random.default_rng(0)
     noisy = rng.random(1000) < 0.4
     ce = training_signal(np.ones(1000), np.zeros(1000), np.full(1000, -1), noisy, np.zeros(1000, int))
     assert ce["weight_on_noisy"] == noisy.mean() and abs(ce["true_class_share"] - (1 - noisy.mean())) < 1e-12
-    assert ce["relabelled_share"] == 0.0
+    assert ce["relabelled_share"] == 0.0 and ce["wrong_label_share"] == noisy.mean()
     assert training_signal(np.full(2, np.nan), np.full(2, np.nan), pseudo[:2], noisy[:2], clean[:2]) == {}
 
 
@@ -131,4 +134,5 @@ def test_l2b_records_where_its_weight_went_and_it_matches_the_last_epochs_weight
     assert last["weight_on_noisy"] == pytest.approx(w[noisy].sum() / w.sum())
     right = np.where(noisy, 0.0, pe.alpha) + np.where(pe.pseudo == clean, pe.beta, 0.0)
     assert last["true_class_share"] == pytest.approx(right.sum() / w.sum())
+    assert last["wrong_label_share"] == pytest.approx(pe.alpha[noisy].sum() / w.sum())
     assert "true_class_share" not in result.history[0]  # the CE warm-up has no weights

@@ -106,7 +106,11 @@ def training_signal(
     pseudo-label is right. Compared with cross-entropy, which puts the share ``1 - noise rate`` of
     its (uniform) weight on the true class, this tells the two ways a method can clean its signal:
     selection (less weight on mislabelled examples) and relabelling (their weight moved to a right
-    pseudo-label). If neither share moves, any gain is regularisation.
+    pseudo-label). The weight splits by target into three parts: the true class, the given labels of
+    mislabelled examples (alpha there: what teaches the network the wrong labels) and wrong
+    pseudo-labels (beta there: the network's own current guesses, the rest). If neither the
+    true-class share nor the wrong-label share moves from cross-entropy's, any gain is
+    regularisation.
 
     Parameters
     ----------
@@ -129,7 +133,9 @@ def training_signal(
     - ``true_class_share``: share of the total weight whose target is the true class
       (cross-entropy: 1 - the noise rate);
     - ``relabelled_share``: share of the total weight on mislabelled examples' right pseudo-labels,
-      the part of ``true_class_share`` that relabelling contributes.
+      the part of ``true_class_share`` that relabelling contributes;
+    - ``wrong_label_share``: share of the total weight on mislabelled examples' given labels
+      (cross-entropy: the noise rate).
     """
     seen = ~(np.isnan(alpha) | np.isnan(beta))
     a, b = np.asarray(alpha, np.float64)[seen], np.asarray(beta, np.float64)[seen]
@@ -142,6 +148,7 @@ def training_signal(
         "weight_on_noisy": float((a[noisy].sum() + b[noisy].sum()) / total),
         "true_class_share": float((a[~noisy].sum() + b[pseudo_right].sum()) / total),
         "relabelled_share": float(b[noisy & pseudo_right].sum() / total),
+        "wrong_label_share": float(a[noisy].sum() / total),
     }
 
 

@@ -374,15 +374,18 @@ def make_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, threshol
             "Where the loss weight went, last epoch (runs with weights and known noise): the share of the "
             "weight (α + β) whose target is the true class (α where the given label is right, β where the "
             "pseudo-label is), against cross-entropy's 1 − noise rate; the share on mislabelled examples, "
-            "against the noise rate; and the share moved to mislabelled examples' right pseudo-labels. "
-            "Less weight on mislabelled examples is *selection*; weight on their right pseudo-labels is "
-            "*relabelling*; if neither moves, a gain is regularisation.",
+            "against the noise rate; the share moved to mislabelled examples' right pseudo-labels; and the "
+            "share on mislabelled examples' given labels (α there: what teaches the wrong labels), against "
+            "the noise rate. Less weight on mislabelled examples is *selection*; weight on their right "
+            "pseudo-labels is *relabelling*; weight moved from the wrong labels to the network's own wrong "
+            "guesses is neither (self-training); if no share moves, a gain is regularisation.",
             "",
         ]
         lines += [
             f"- {r.label}: on the true class {_fmt(m['true_class_share'], 3)} "
             f"(cross-entropy {_fmt(_clean_rate(r), 3)}), on mislabelled examples {_fmt(m['weight_on_noisy'], 3)}, "
-            f"relabelled {_fmt(m['relabelled_share'], 3)}"
+            f"relabelled {_fmt(m['relabelled_share'], 3)}, on the wrong given labels "
+            f"{_fmt(m.get('wrong_label_share'), 3)} (cross-entropy {_fmt(r.summary.get('realised_noise_rate'), 3)})"
             for r, m in signal
         ]
         lines.append("")
