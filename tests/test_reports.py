@@ -195,6 +195,11 @@ def test_report_command(runs, capsys, monkeypatch):
         float(x) for x in re.findall(r"on the true class ([0-9.]+) \(cross-entropy ([0-9.]+)\)", signal[0])[0]
     )
     assert share > ce_share
+    # ...and less of it on the mislabelled examples' wrong given labels than cross-entropy's noise rate.
+    wrong, rate = (
+        float(x) for x in re.findall(r"on the wrong given labels ([0-9.]+) \(cross-entropy ([0-9.]+)\)", signal[0])[0]
+    )
+    assert 0 <= wrong < rate
     code, out, err = run("report", "ce", "nowhere", "--out", "r2")
     assert code == 2 and "nowhere" in err
 
