@@ -5,12 +5,15 @@ import random
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import make_blobs
 from torch import nn
 
 import l2b
 from l2b.data import class_balanced_split, load_digits
 from l2b.noise import symmetric_noise
+from l2b.reports.issues import COLUMNS, detection_scores
 from l2b.training import TensorData
+from l2b.training.trainer import FitResult
 
 
 class Net(nn.Module):
@@ -176,6 +179,39 @@ def test_bad_inputs_raise_clear_errors(digits, case, match):
             model = nn.Sequential(nn.Linear(64, 1), nn.Flatten(0))  # (B,), not (B, K)
     with pytest.raises(ValueError, match=match):
         l2b.fit(model, train, meta, **kw)
+
+
+@pytest.mark.parametrize("method", ["l2b", "ce"])
+def test_find_label_issues_ranks_the_flipped_labels_first(method):
+    torch.set_num_threads(1)
+    x, y = make_blobs(n_samples=640, centers=4, n_features=8, cluster_std=2.0, random_state=0)
+    x = x.astype(np.float32)
+    meta, (xt, yt) = (x[:40], y[:40]), (x[40:], y[40:])
+    noisy = symmetric_noise(yt, rate=0.2, num_classes=4, seed=0).labels
+    flipped = noisy != yt
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4))
+    result = l2b.fit(net, (xt, noisy), meta, method=method, epochs=8, warmup_epochs=2, lr=0.05, clean_labels=yt)
+    assert isinstance(result, FitResult)  # the trainer's result, with the training labels' probabilities
+    table = result.find_label_issues()
+    assert tuple(table) == COLUMNS and all(len(v) == len(xt) for v in table.values())  # one row per example
+    assert np.array_equal(np.sort(table["index"]), np.arange(len(xt)))
+    assert np.all(np.diff(table["label_quality"]) >= 0)  # most suspicious first
+    assert np.array_equal(table["given_label"], noisy[table["index"]])
+    with torch.no_grad():
+        prob = torch.softmax(net(torch.as_tensor(xt)), 1).numpy()  # the selected model, already loaded
+    assert np.allclose(table["label_quality"], prob[table["index"], table["given_label"]], atol=1e-6)
+    flag = table["is_label_issue"]
+    precision = flipped[table["index"][flag]].mean()
+    recall = flag[np.argsort(table["index"])][flipped].mean()
+    assert precision > 0.8 and recall > 0.8, (precision, recall)  # 20 % flipped; measured: 0.98-1.0 both
+    assert detection_scores(result.per_example_arrays())["precision"] == pytest.approx(precision)  # truth passed
+    assert not result.find_label_issues(threshold=0.0)["is_label_issue"].any()
+    share = table["alpha_share"]
+    if method == "ce":
+        assert np.isnan(share).all()  # no weights
+    else:
+        share = share[~np.isnan(share)]  # NaN where both weights were 0
+        assert len(share) and np.all((share >= 0) & (share <= 1))
 
 
 def test_exports():

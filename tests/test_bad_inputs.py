@@ -124,7 +124,10 @@ def rewrite_batch(path: Path, change) -> None:
         ({"hidden": [64, "wide"]}, r"my\.yaml: hidden=\[64, 'wide'\] should be of type tuple"),
         ({"epochs": 3, "warmup_epochs": 5}, r"my\.yaml: config warmup_epochs=5 must be in \[0, epochs=3\]"),
         ({"noise": "file"}, r"my\.yaml: config noise_file=None must be set exactly when noise is 'file'"),
-        ({"meta_source": "oracle"}, r"my\.yaml: config meta_source='oracle' must be one of split, file, confident"),
+        (
+            {"meta_source": "oracle"},
+            r"my\.yaml: config meta_source='oracle' must be one of split, file, trusted, confident, none",
+        ),
     ],
     ids=[
         "unknown-key",

@@ -504,6 +504,7 @@ def test_raw_8_bit_pixels_of_an_image_run_get_its_channel_statistics(tmp_path, c
     cfg = TrainConfig(
         method="ce",
         data="imagefolder",
+        noise="symmetric",  # simulated: the folder's test split is scored
         data_root=str(root),
         image_size=8,
         epochs=1,

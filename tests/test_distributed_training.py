@@ -93,6 +93,8 @@ def test_two_processes_train_a_streamed_image_folder(tmp_path):
     r = torchrun(
         "--data",
         "imagefolder",
+        "--noise",
+        "symmetric",
         "--data-root",
         "images",
         "--lazy",

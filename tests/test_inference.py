@@ -67,11 +67,12 @@ def test_predict_writes_index_label_and_probabilities(run, capsys):
     assert json.loads(r.stdout)["accuracy"] == pytest.approx(summary["test_accuracy_at_best_meta"], abs=1e-6)
     with open(root / "pred" / "test.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["index", "predicted_label"] + [f"probability_{k}" for k in range(10)]
+    assert rows[0] == ["index", "predicted_label", "confidence"] + [f"probability_{k}" for k in range(10)]
     body = np.array(rows[1:], dtype=float)
-    assert body.shape == (359, 12) and np.array_equal(body[:, 0], np.arange(359))
-    assert np.allclose(body[:, 2:].sum(1), 1, atol=1e-4)
-    assert np.array_equal(body[:, 1], body[:, 2:].argmax(1))
+    assert body.shape == (359, 13) and np.array_equal(body[:, 0], np.arange(359))
+    assert np.allclose(body[:, 3:].sum(1), 1, atol=1e-4)
+    assert np.array_equal(body[:, 1], body[:, 3:].argmax(1))  # class names of digits are "0".."9"
+    assert np.allclose(body[:, 2], body[:, 3:].max(1), atol=1e-5)  # confidence: the predicted class's
     code, stdout, err = l2b_inprocess(
         "predict",
         root / "run",

@@ -159,9 +159,10 @@ def test_relabel_command(runs, capsys, monkeypatch):
     assert code == 0, err
     with open(runs / "fixed.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["index", "label"] and len(rows) == 1 + 1338
+    assert rows[0] == ["index", "given_label", "label", "changed"] and len(rows) == 1 + 1338
     pe = np.load(runs / "l2b" / "per_example.npz")
-    label = np.array([int(x[1]) for x in rows[1:]])
+    label = np.array([int(x[2]) for x in rows[1:]])  # digits' class names are "0".."9"
+    assert all(x[3] == str(x[1] != x[2]) for x in rows[1:])
     assert [int(x[0]) for x in rows[1:]] == sorted(pe["index"].tolist())
     changed = int((label != pe["given_label"]).sum())
     assert f"changed {changed} of 1338 labels" in out and "changes are right" in out
@@ -202,6 +203,11 @@ def test_report_command(runs, capsys, monkeypatch):
     assert 0 <= wrong < rate
     code, out, err = run("report", "ce", "nowhere", "--out", "r2")
     assert code == 2 and "nowhere" in err
+    # digits are arrays, not image files: no gallery; the same ./report is written again without --force
+    assert "gallery_" not in md and "no run was trained on image files" in md
+    code, out, err = run("report", "l2b")
+    assert code == 0, err
+    assert "ce seed 0" not in (runs / "report" / "report.md").read_text()
 
 
 def test_the_package_does_not_import_pandas_or_cleanlab():

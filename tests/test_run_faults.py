@@ -173,7 +173,8 @@ def test_skipped_image_files_are_listed_with_their_reasons(tmp_path):
     (root / "c1" / "broken.png").write_bytes(b"not an image")
     (root / "c2" / "cut.png").write_bytes((root / "c2" / "0.png").read_bytes()[:40])
     r = l2b(
-        "train", "--data", "imagefolder", "--data-root", root, "--skip-bad-files", "--image-size", "8",
+        "train", "--data", "imagefolder", "--noise", "symmetric", "--data-root", root, "--skip-bad-files",
+        "--image-size", "8",
         "--num-meta", "6", "--batch-size", "8", "--meta-batch-size", "6", "--epochs", "2", "--warmup-epochs", "1",
         "--threads", "1", "--out", "run", cwd=tmp_path,
     )  # fmt: skip
@@ -395,5 +396,5 @@ def test_relabel_with_out_elsewhere_writes_nothing_into_a_read_only_run_director
     finally:
         done_run.chmod(0o755)
     assert code == 0, err
-    assert (tmp_path / "fixed.csv").read_text().startswith("index,label\n") and "wrote" in out
+    assert (tmp_path / "fixed.csv").read_text().startswith("index,given_label,label,changed\n") and "wrote" in out
     assert snapshot(done_run) == before

@@ -34,6 +34,7 @@ def config(folder, **kw):
     base = dict(
         data="imagefolder",
         data_root=str(folder),
+        noise="symmetric",  # simulated: the folder labels play the truth
         lazy=True,
         image_size=16,
         model="small_cnn",
@@ -58,6 +59,8 @@ def test_cli_trains_a_streamed_image_folder_and_its_model_evaluates_and_predicts
         "train",
         "--data",
         "imagefolder",
+        "--noise",
+        "symmetric",
         "--data-root",
         str(folder),
         "--lazy",

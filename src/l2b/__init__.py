@@ -1,17 +1,18 @@
-"""l2b: Learning to Bootstrap (Zhou et al., CVPR 2024) for training classifiers on noisy labels."""
+"""l2b: Learning to Bootstrap (Zhou et al., CVPR 2024) for training classifiers on noisy labels.
 
-from importlib.metadata import PackageNotFoundError, version
+The names below are imported on first use (PEP 562), so that importing a light part of the
+package, such as the command line answering ``l2b --help``, does not import torch.
+"""
 
-from .meta import MetaWeights, meta_weights, normalize_scores
+from __future__ import annotations
 
-try:
-    __version__ = version("l2b")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# After __version__: the training modules import it.
-from .api import fit  # noqa: E402
-from .training import TrainConfig, Trainer, prepare_data, run_experiment  # noqa: E402
+if TYPE_CHECKING:
+    from .api import fit
+    from .meta import MetaWeights, meta_weights, normalize_scores
+    from .training import TrainConfig, Trainer, prepare_data, run_experiment
 
 __all__ = [
     "MetaWeights",
@@ -24,3 +25,46 @@ __all__ = [
     "prepare_data",
     "run_experiment",
 ]
+
+# name -> the module that defines it.
+_LAZY = {
+    "MetaWeights": ".meta",
+    "meta_weights": ".meta",
+    "normalize_scores": ".meta",
+    "fit": ".api",
+    "TrainConfig": ".training",
+    "Trainer": ".training",
+    "prepare_data": ".training",
+    "run_experiment": ".training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif not name.startswith("_"):  # `import l2b; l2b.models.create_model(...)`, as when all was imported
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("l2b")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"

@@ -3,6 +3,7 @@
 >>> import l2b
 >>> result = l2b.fit(model, (x_noisy, y_noisy), (x_clean, y_clean), epochs=40)
 >>> result.best_epoch, result.history[-1]["meta_accuracy"]
+>>> issues = result.find_label_issues()  # the training labels that look wrong, most suspicious first
 
 The optimisation is the command line's: SGD with momentum and weight decay, a cosine learning-rate
 schedule over every step, `warmup_epochs` of plain cross-entropy before the method starts, and the
@@ -12,6 +13,7 @@ epoch with the best clean meta accuracy selected at the end.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -19,13 +21,82 @@ import torch
 from torch import Tensor, nn
 
 from .methods import TwoNetworks, create_method
+from .reports.issues import label_issues
 from .training.batches import TensorData
 from .training.config import AUTOCAST_DTYPES
 from .training.optim import Optimization, batches_per_epoch
 from .training.setup import build_trainer, resolve_device, seeded
-from .training.trainer import FitResult
+from .training.trainer import FitResult, predict_proba
 
-__all__ = ["fit"]
+__all__ = ["FitOutput", "fit"]
+
+
+@dataclass
+class FitOutput(FitResult):
+    """What :func:`fit` returns: the trainer's :class:`~l2b.training.trainer.FitResult`
+    (``history``, ``best_epoch``, ``best_state``, ``per_example``, ``seconds``) and what the label
+    issues are read from.
+
+    Attributes
+    ----------
+    given_label : ndarray of int64, shape (N,)
+        The training labels as passed to :func:`fit` (possibly noisy).
+    pred_prob : ndarray of float32, shape (N, K)
+        The selected model's eval-mode class probabilities on the training inputs (no
+        augmentation), computed once at the end of :func:`fit`.
+    clean_label : ndarray of int64, shape (N,), or None
+        ``clean_labels`` as passed to :func:`fit`, when the truth is known (a simulation).
+    method_outputs : dict of str to ndarray (N,)
+        The method's own per-example arrays (DivideMix: ``clean_prob``); empty for the others.
+    """
+
+    given_label: np.ndarray
+    pred_prob: np.ndarray
+    clean_label: np.ndarray | None
+    method_outputs: dict[str, np.ndarray]
+
+    def per_example_arrays(self) -> dict[str, np.ndarray]:
+        """The per-example arrays under the names of a run's ``per_example.npz``, so that every
+        function of :mod:`l2b.reports.issues` takes them (``detection_scores`` too, when
+        ``clean_label`` is known): ``index`` (N,) (positions in the training set), ``given_label``
+        (N,), ``pred_prob`` (N, K), ``alpha`` / ``beta`` / ``alpha_mean`` / ``beta_mean`` (N,)
+        (NaN for methods without weights), ``pseudo_label`` (N,), ``clean_label`` (N,) when
+        known, and the method's own arrays."""
+        pe = self.per_example
+        return {
+            "index": np.arange(len(self.given_label), dtype=np.int64),
+            "given_label": self.given_label,
+            "pred_prob": self.pred_prob,
+            "alpha": pe.alpha,
+            "beta": pe.beta,
+            "alpha_mean": pe.alpha_mean,
+            "beta_mean": pe.beta_mean,
+            "pseudo_label": pe.pseudo,
+            **({"clean_label": self.clean_label} if self.clean_label is not None else {}),
+            **self.method_outputs,
+        }
+
+    def find_label_issues(self, *, threshold: float = 0.5) -> dict[str, np.ndarray]:
+        """The training examples ranked by how likely their given label is correct, as cleanlab's
+        ``find_label_issues`` ranks them: :func:`l2b.reports.issues.label_issues` on
+        :meth:`per_example_arrays` (the run's ``label_issues.csv``, in memory).
+
+        Parameters
+        ----------
+        threshold : float in [0, 1]
+            An example is flagged (``is_label_issue``) when the selected model gives its given
+            label a probability below this and predicts another class.
+
+        Returns
+        -------
+        dict of numpy columns, each (N,), one row per training example, most suspicious first
+        (``label_quality`` ascending, ties by index): ``index`` (position in `train`),
+        ``given_label``, ``predicted_label``, ``label_quality``, ``is_label_issue``,
+        ``alpha_share`` (NaN for methods without weights), and ``clean_probability`` for the
+        DivideMix methods. ``pandas.DataFrame(table)`` makes a data frame of it (pandas is not
+        a dependency of l2b).
+        """
+        return label_issues(self.per_example_arrays(), threshold=threshold)
 
 
 def fit(
@@ -53,7 +124,7 @@ def fit(
     augment: Callable[..., Tensor] | None = None,
     precision: str = "fp32",
     **method_options: Any,
-) -> FitResult:
+) -> FitOutput:
     """Train `model` on noisy labels with `method`, selecting the epoch on the clean meta set.
 
     The model is trained **in place**: it is moved to `device`, trained, and at the end the
@@ -126,10 +197,12 @@ def fit(
 
     Returns
     -------
-    FitResult
+    FitOutput
         ``history`` (the epoch records), ``best_epoch`` (1-based), ``best_state`` (CPU state dict
         of that epoch, already loaded into `model`), ``per_example`` (last-epoch and mean weights
-        and pseudo-labels, indexed like `train`), ``seconds``.
+        and pseudo-labels, indexed like `train`), ``seconds``; ``given_label`` (N,) and
+        ``pred_prob`` (N, K), the selected model's probabilities on `train` (one eval-mode pass
+        at the end), from which ``find_label_issues()`` ranks the training labels.
 
     Raises
     ------
@@ -225,7 +298,15 @@ def fit(
         result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
     model.load_state_dict(result.best_state)
     model.eval()
-    return result
+    # One eval-mode pass of the selected model, as l2b train writes pred_prob to per_example.npz.
+    prob = predict_proba(model, train_t).cpu().numpy()
+    return FitOutput(
+        **{f.name: getattr(result, f.name) for f in fields(FitResult)},
+        given_label=train_t.labels.cpu().numpy(),
+        pred_prob=prob,
+        clean_label=None if clean is None else clean.astype(np.int64),
+        method_outputs=algo.per_example_outputs(),
+    )
 
 
 def _is_int(x: Any) -> bool:

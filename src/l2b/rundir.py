@@ -13,6 +13,14 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
                        beta, pseudo-label, class probabilities of the selected model; the meta indices
                        and the noise transition matrix
     model.pt           the state dict of the epoch selected on the clean meta set
+    model.safetensors  the same weights in the safetensors format (for Hugging Face / timm tools)
+    data.json          what the model was trained on: class names (in label order), the input shape,
+                       whether the true training labels are known (``truth_known``), where the meta,
+                       selection and test sets came from, and the input preprocessing
+    files.csv          for data read from image files: one line per example of the training pool,
+                       ``index,path,given_label,role`` (role: train, meta, selection or test;
+                       given_label as a class name, the checked one for meta and selection;
+                       index as in per_example.npz and label_issues.csv)
     skipped_files.csv  the image files left out as undecodable (split, path, reason), with
                        ``--skip-bad-files`` when there were any
     run.lock           held (flock) by the process that owns the run, with its pid, host and start
@@ -50,10 +58,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT",
     "CONFIG",
+    "DATA_INFO",
+    "FILES",
     "LABEL_ISSUES",
     "LOCK",
     "METRICS",
     "MODEL",
+    "MODEL_SAFETENSORS",
     "PER_EXAMPLE",
     "SKIPPED_FILES",
     "SUMMARY",
@@ -65,10 +76,14 @@ __all__ = [
     "load_checkpoint",
     "lock_run_dir",
     "prepare_run_dir",
+    "read_data_info",
+    "read_files",
     "read_run_config",
     "read_run_doc",
     "resume_command",
     "save_checkpoint",
+    "write_data_info",
+    "write_files",
     "write_metrics",
     "write_run_config",
     "write_skipped_files",
@@ -82,7 +97,10 @@ SUMMARY = "summary.json"
 LABEL_ISSUES = "label_issues.csv"
 PER_EXAMPLE = "per_example.npz"
 MODEL = "model.pt"
+MODEL_SAFETENSORS = "model.safetensors"
 SKIPPED_FILES = "skipped_files.csv"
+DATA_INFO = "data.json"
+FILES = "files.csv"
 LOCK = "run.lock"
 TENSORBOARD = "tensorboard"
 
@@ -289,6 +307,61 @@ def write_skipped_files(out: Path, rows: Iterable[tuple[str, str, str]]) -> Path
         w.writerow(["split", "path", "reason"])
         w.writerows(rows)
     return path
+
+
+# -- what the model was trained on ------------------------------------------------------------
+
+
+def write_data_info(out: Path, info: dict[str, Any]) -> None:
+    """data.json: class names, input shape, whether the truth is known, the sets' sources."""
+    (out / DATA_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def read_data_info(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's data.json as a dict, or None for a run written before l2b recorded it.
+
+    Keys: ``class_names`` (list of str, in label order), ``num_classes``, ``example_shape``,
+    ``truth_known`` (bool: whether the true training labels are known, so that figures against
+    them exist), ``meta`` / ``selection`` / ``test`` (where each set came from, or None), and
+    ``preprocessing`` (``scale``, ``mean``, ``std``; streamed images also ``image_size``)."""
+    path = Path(run_dir) / DATA_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} could not be read as JSON ({err})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("class_names"), list):
+        raise ValueError(f"{path} has no 'class_names' list; it was not written by l2b")
+    return info
+
+
+def write_files(out: Path, rows: Iterable[tuple[int, str, str, str]]) -> Path:
+    """files.csv: ``index,path,given_label,role`` for every example of the training pool."""
+    import csv
+
+    path = out / FILES
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "path", "given_label", "role"])
+        w.writerows(rows)
+    return path
+
+
+def read_files(run_dir: str | Path) -> dict[int, str] | None:
+    """index -> absolute path of every example of the run's training pool (from files.csv), or
+    None when the run's data were not image files (or it predates files.csv)."""
+    import csv
+
+    path = Path(run_dir) / FILES
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return {int(r["index"]): r["path"] for r in rows}
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path} is not an l2b files.csv (columns index,path,given_label,role)") from None
 
 
 # -- the checkpoint ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ subset whose labels were checked by hand.
 >>> clf = L2BClassifier(epochs=40, random_state=0)
 >>> clf.fit(X_noisy, y_noisy, X_meta=X_checked, y_meta=y_checked)
 >>> clf.predict(X_new), clf.predict_proba(X_new), clf.score(X_test, y_test)
+>>> clf.label_issues_  # the rows of X whose label looks wrong, most suspicious first
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .api import fit as _fit
 from .data import FeatureNoise
 from .methods import TwoNetworks, create_method, method_class
 from .models import create_model
+from .reports.issues import label_issues
 from .training.optim import Optimization
 from .training.progress import format_epoch
 from .training.setup import resolve_device, seeded
@@ -106,6 +108,10 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         One record per epoch (loss, learning rate, meta accuracy, ...).
     best_epoch_ : int
         The epoch whose weights were kept (1-based).
+    label_issues_ : dict of str to ndarray
+        The rows of X trained on, ranked by how likely their label is correct (most suspicious
+        first): :meth:`find_label_issues` at threshold 0.5. The rows taken out of X as the meta
+        set (``meta_index_``) are not in it: their labels were trusted, not trained on as noisy.
     """
 
     def __init__(
@@ -190,6 +196,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         Xs = self._standardise(X)
 
         self.meta_index_ = None
+        train_rows = np.arange(X.shape[0])  # the row of X behind every training example
         if y_meta is not None:
             meta = (self._standardise(X_meta), encoder.transform(y_meta))
             train = (Xs, y_enc)
@@ -212,7 +219,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
                         f"taking a meta set of {len(meta_idx)} out of {X.shape[0]} samples leaves "
                         f"{len(rest)} to train on; pass X_meta/y_meta or a smaller num_meta"
                     )
-                self.meta_index_ = meta_idx
+                self.meta_index_, train_rows = meta_idx, rest
                 meta, train = (Xs[meta_idx], y_enc[meta_idx]), (Xs[rest], y_enc[rest])
         if needs_meta and len(meta[1]) < 2:
             raise ValueError(f"the meta set has {len(meta[1])} sample; method {self.method!r} needs at least 2")
@@ -253,7 +260,37 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
+        # Kept so that find_label_issues re-applies the rule at any threshold without the data.
+        self._per_example = {**result.per_example_arrays(), "index": train_rows}
+        self.label_issues_ = self.find_label_issues()
         return self
+
+    def find_label_issues(self, *, threshold: float = 0.5) -> dict[str, np.ndarray]:
+        """The rows of X trained on, ranked by how likely their label is correct.
+
+        The rule of ``l2b train``'s ``label_issues.csv`` (:func:`l2b.reports.issues.label_issues`):
+        ``label_quality`` is the probability the selected model gives the row's label, and a row
+        is flagged when that is below `threshold` and another class is predicted. The rows taken
+        out of X as the meta set (``meta_index_``) are left out: their labels were trusted.
+
+        Parameters
+        ----------
+        threshold : float in [0, 1], default=0.5
+
+        Returns
+        -------
+        dict of numpy columns, each (n_trained,), most suspicious first (``label_quality``
+        ascending, ties by row): ``index`` (the row of X passed to `fit`), ``given_label`` and
+        ``predicted_label`` (values from ``classes_``), ``label_quality``, ``is_label_issue``,
+        ``alpha_share`` (NaN for methods without weights), and ``clean_probability`` for the
+        DivideMix methods. ``pandas.DataFrame(table)`` makes a data frame of it (pandas is not
+        a dependency of l2b).
+        """
+        check_is_fitted(self)
+        table = label_issues(self._per_example, threshold=threshold)
+        table["given_label"] = self.classes_[table["given_label"]]
+        table["predicted_label"] = self.classes_[table["predicted_label"]]
+        return table
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns ordered as ``classes_``."""

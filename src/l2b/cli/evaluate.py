@@ -6,14 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from ..rundir import read_run_config
-from ..training import TensorData, evaluate, resolve_device
-from ..training.inference import as_model_inputs, example_shape, load_inputs, load_trained_model
-from ..training.prepare import load_run_data
-from ..training.streams import StreamData
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,11 +25,13 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
         "--data",
         default=None,
         required=required,
-        metavar="NAME|PATH.npz|PATH.npy",
-        help="a registered data set (e.g. digits), or an .npz file holding raw 'inputs' (N, *example_shape) "
+        metavar="NAME|PATH",
+        help="image files: an image, a folder of images, a folder of class sub-folders (labels by folder name), "
+        "or a list file (.csv/.txt/.tsv: path lines, or path,label with class names), decoded as the run's images "
+        "were; or a registered data set (e.g. digits), or an .npz file holding raw 'inputs' (N, *example_shape) "
         "(8-bit pixels 0..255; digits: 0..16) and optionally integer 'labels' (N,), or an .npy file of raw "
         "inputs; a file's inputs get the run's preprocessing (see --preprocessed)"
-        + ("" if required else " (default: the run's own data set)"),
+        + ("" if required else " (default: the run's checked test set)"),
     )
     p.add_argument(
         "--preprocessed",
@@ -54,8 +48,46 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 
 def load(args: argparse.Namespace):
-    """(model, config, InputData) for the parsed arguments."""
+    """(model, config, InputData, class names) for the parsed arguments."""
+    from ..rundir import read_data_info, read_run_config
+    from ..training import resolve_device
+    from ..training.inference import (
+        example_shape,
+        image_inputs,
+        is_image_source,
+        load_inputs,
+        load_trained_model,
+        read_image_source,
+    )
+    from ..training.prepare import load_run_data
+
     config = read_run_config(args.run_dir)
+    info = read_data_info(args.run_dir)
+    source = args.data
+    if source is None and config.trusted_test is not None:
+        source = config.trusted_test  # the run's own checked test set
+    elif source is None and not config.test_checked:
+        raise ValueError(
+            f"the run in {args.run_dir} has no checked test set (its data's labels are unchecked and no "
+            "trusted_test was given): pass --data with checked images (a folder of class sub-folders, or a "
+            "path,label list)"
+        )
+    if is_image_source(source) and args.split is None and not args.preprocessed:
+        if info is None:
+            raise ValueError(
+                f"{args.run_dir} predates data.json, which image inputs need (the run's classes and decoding); "
+                "give an .npz of raw inputs instead"
+            )
+        names = [str(n) for n in info["class_names"]]
+        paths, labels, _ = read_image_source(source, names)
+        model, config = load_trained_model(
+            args.run_dir,
+            device=resolve_device(args.device),
+            num_classes=int(info["num_classes"]),
+            in_shape=tuple(info["example_shape"]),
+        )
+        data = image_inputs(paths, labels, info, workers=config.workers, source=str(source))
+        return model, config, data, names
     train, test = load_run_data(config)
     shape = example_shape(train, test)
     model, config = load_trained_model(
@@ -71,11 +103,18 @@ def load(args: argparse.Namespace):
         run_data=(train, test),
         preprocessed=args.preprocessed,
     )
-    return model, config, data
+    names = getattr(train, "class_names", None)
+    return model, config, data, [str(n) for n in names] if names is not None else None
 
 
 def run(args: argparse.Namespace) -> int:
-    model, config, data = load(args)
+    import torch
+
+    from ..training import TensorData, evaluate
+    from ..training.inference import as_model_inputs
+    from ..training.streams import StreamData
+
+    model, config, data, _ = load(args)
     if data.labels is None:
         what = "is an .npy file of inputs only" if data.source.endswith(".npy") else "has no 'labels' array"
         raise ValueError(

@@ -1,5 +1,11 @@
 """The `l2b` command line. Each sub-command lives in its own module with `add_parser` and `run`;
-arguments become plain values or a TrainConfig before any library code sees them."""
+arguments become plain values or a TrainConfig before any library code sees them.
+
+Startup: every command builds the whole parser, so no command module imports torch, numpy or
+the training code at import time; each `run` imports what it needs. `l2b --help`, `l2b train
+--help` and argument errors then answer without importing torch (about a second); see
+:mod:`l2b.cli.train` for where its choice lists and defaults come from.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import argparse
 import signal
 import sys
 
-from ..training.trainer import TrainingDiverged
 from . import evaluate, predict, relabel, report, train
 
 COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": evaluate, "predict": predict}
@@ -29,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         # Validation errors name the file, key and value; a traceback would only hide that.
         print(f"l2b {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (OSError, TrainingDiverged) as err:
+    except Exception as err:
         # A full disk, an unwritable directory, a diverged run: the message says what to do.
+        if not isinstance(err, OSError) and not _diverged(err):
+            raise
         print(f"l2b {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
@@ -39,3 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
         print(f"l2b {args.command}: {what}", file=sys.stderr)
         return 128 + signum
+
+
+def _diverged(err: Exception) -> bool:
+    """Whether `err` is a TrainingDiverged; only a loaded trainer module can have raised one, so a
+    command that never trained imports no torch to find out."""
+    trainer = sys.modules.get("l2b.training.trainer")
+    return trainer is not None and isinstance(err, trainer.TrainingDiverged)

@@ -1,19 +1,20 @@
-"""`l2b relabel`: a corrected label file from a finished run.
+"""`l2b relabel`: a corrected label list from a finished run, and on request a corrected copy of
+the folder tree.
 
-Examples flagged as label issues (see :func:`l2b.reports.label_issues`) take the suggested label,
-the others keep the label they were trained on. The file lists the run's noisy training examples
-(`index` = position in the data set's training split); the clean meta examples are not in it.
+Examples flagged as label issues (see :func:`l2b.reports.label_issues`) take the suggested class,
+the others keep the class they were trained on. The list covers the run's training examples
+(``index`` = position in the run's training pool, as in label_issues.csv); the trusted meta
+examples are not in it. For image files it carries each file's ``path`` and is itself a valid
+``--data csv`` list (columns ``path`` and ``label``); classes are written by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import shutil
 from pathlib import Path
-
-import numpy as np
-
-from ..reports import LABEL_ISSUES, corrected_labels, label_issues, load_per_example, noise_mask, write_table
 
 DEFAULT_NAME = "relabelled.csv"
 
@@ -22,11 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "relabel",
         help="write corrected labels for a finished run",
-        description="Write a corrected label file (CSV: index,label) for a finished run: examples flagged as "
-        "label issues (probability of the given label under the meta-selected model below "
-        "--threshold, and another class predicted) take the predicted label, the others keep the "
-        "given one. Without --out, writes RUN_DIR/relabelled.csv and RUN_DIR/label_issues.csv (at this "
-        "--threshold); with --out, nothing in RUN_DIR is written (it may be read-only).",
+        description="Write a corrected label list (CSV: index, path for image files, given_label, label, changed; "
+        "classes by name) for a finished run: examples flagged as label issues (probability of the given "
+        "label under the selected model below --threshold, and another class predicted) take the predicted "
+        "class, the others keep the given one. For image files the list is a valid `--data csv` list. "
+        "Without --out, writes RUN_DIR/relabelled.csv and RUN_DIR/label_issues.csv (at this --threshold); "
+        "with --out, nothing in RUN_DIR is written (it may be read-only). --copy-to DIR also writes a copy "
+        "of the training images sorted into DIR/<corrected class>/ (your files are never moved).",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `l2b train`")
     p.add_argument("--out", type=Path, default=None, help=f"output CSV (default: RUN_DIR/{DEFAULT_NAME})")
@@ -36,27 +39,64 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=0.5,
         help="flag a label when the model gives it less than this probability (default: 0.5)",
     )
+    p.add_argument(
+        "--copy-to",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copy every training image into DIR/<corrected class>/ (DIR must not exist or be empty; image "
+        "files only); the original files are left where they are",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..reports import (
+        LABEL_ISSUES,
+        corrected_labels,
+        label_issues,
+        load_per_example,
+        noise_mask,
+        run_names,
+        write_table,
+    )
+    from .outputs import refuse_run_file
+
     if not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must lie in [0, 1]")
     pe = load_per_example(args.run_dir)
     out = args.out if args.out is not None else args.run_dir / DEFAULT_NAME
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give the path of the CSV file to write")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"directory {out.parent} (of --out {out}) not found")
+    if args.out is not None:
+        refuse_run_file(out, args.run_dir, option="--out")
+    names, paths = run_names(args.run_dir)
+    if args.copy_to is not None:
+        if paths is None:
+            raise ValueError(f"--copy-to: the run in {args.run_dir} was not trained on image files (no files.csv)")
+        _check_copy_target(args.copy_to)
     fixed = corrected_labels(pe, threshold=args.threshold)
     if args.out is None:  # the run directory is the output; --out elsewhere leaves it untouched
-        write_table(label_issues(pe, threshold=args.threshold), args.run_dir / LABEL_ISSUES)
+        table = label_issues(pe, threshold=args.threshold, class_names=names, paths=paths)
+        write_table(table, args.run_dir / LABEL_ISSUES)
+    shown = (lambda k: names[int(k)]) if names is not None else (lambda k: str(int(k)))
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "label"])
-        w.writerows(zip(fixed["index"].tolist(), fixed["label"].tolist()))
+        w.writerow(["index", *(["path"] if paths is not None else []), "given_label", "label", "changed"])
+        for i, given, label, changed in zip(fixed["index"], fixed["given_label"], fixed["label"], fixed["changed"]):
+            where = [paths[int(i)]] if paths is not None else []
+            w.writerow([int(i), *where, shown(given), shown(label), "True" if changed else "False"])
     changed = fixed["changed"]
     n, k = len(changed), int(changed.sum())
     print(f"changed {k} of {n} labels (threshold {args.threshold:g}); wrote {out}")
+    if args.copy_to is not None:
+        copied = _copy_tree(args.copy_to, [paths[int(i)] for i in fixed["index"]], [shown(c) for c in fixed["label"]])
+        print(f"copied {copied} images into {args.copy_to}/<class>/ (the originals are untouched)")
     noisy = noise_mask(pe)
-    if noisy is not None:  # true labels known (synthetic noise): score the changes
+    if noisy is not None:  # true labels known (simulated noise or a benchmark): score the changes
         order = np.argsort(np.asarray(pe["index"]), kind="stable")
         clean = np.asarray(pe["clean_label"]).astype(np.int64)[order]
         right = int((changed & (fixed["label"] == clean)).sum())
@@ -67,3 +107,29 @@ def run(args: argparse.Namespace) -> int:
             f"wrong labels {before} -> {after} of {n}"
         )
     return 0
+
+
+def _check_copy_target(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"--copy-to {target} exists and is not an empty folder; choose a new folder")
+
+
+def _copy_tree(target: Path, files: list[str], classes: list[str]) -> int:
+    """Copy `files` into target/<class>/; two files of one name get their folder's name prefixed
+    (then a number), so that none overwrites another."""
+    target.mkdir(parents=True, exist_ok=True)
+    taken: set[Path] = set()
+    for path, cls in zip(files, classes):
+        folder = target / cls
+        folder.mkdir(exist_ok=True)
+        name = os.path.basename(path)
+        dest = folder / name
+        if dest in taken:
+            dest = folder / f"{Path(path).parent.name}_{name}"
+        n = 1
+        while dest in taken:
+            dest = folder / f"{Path(path).stem}_{n}{Path(path).suffix}"
+            n += 1
+        taken.add(dest)
+        shutil.copy2(path, dest)
+    return len(taken)

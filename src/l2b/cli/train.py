@@ -2,41 +2,35 @@
 
 Configuration flows one way: TrainConfig's defaults, then a YAML file (`--config`), then the
 options given on the command line, then a frozen, validated TrainConfig.
+
+Every command builds this parser, so building it imports no torch (about a second): `--help` and
+argument errors answer at once. The plain choice lists come from :mod:`l2b.names`; the registered
+methods, models and data sets, and TrainConfig's defaults, from :mod:`l2b.cli.declared`, which
+reads them from the modules that declare them without importing those. The training code is
+imported by the functions that run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import yaml
-from tqdm.auto import tqdm
+from ..configs import list_configs
+from ..names import DEVICE_HELP, ENGINES, META_SOURCES, NOISE_KINDS, NORMALIZATIONS, PRECISIONS
+from .declared import dataset_names, method_names, model_names, train_defaults
 
-from .. import distributed
-from ..configs import config_path, list_configs, load_yaml_file
-from ..data import DATASETS
-from ..meta import ENGINES, NORMALIZATIONS
-from ..methods import list_methods
-from ..models import list_models
-from ..noise import NOISE_KINDS
-from ..rundir import CHECKPOINT, CONFIG, read_run_config, resume_command
-from ..training import TrainConfig, resolve_device, run_experiment
-from ..training.config import META_SOURCES, PRECISIONS
-from ..training.run import RESUME_MAY_CHANGE
-from ..training.setup import DEVICE_HELP
-from ..training.threads import training_threads
-
-_D = TrainConfig()
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 # (flag, config key, argparse keywords, help). Defaults come from TrainConfig and are shown in --help.
 _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--data", "data", {}, f"data set name (registered: {', '.join(DATASETS)})"),
+    ("--data", "data", {}, f"data set name (registered: {', '.join(dataset_names())})"),
     ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
     (
         "--image-size",
@@ -88,34 +82,63 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
         {},
         "which label set of --noise-file, e.g. worse_label, aggre_label, random_label1, noisy_label",
     ),
-    ("--num-meta", "num_meta", {"type": int}, "size of the meta set"),
+    (
+        "--trusted",
+        "trusted",
+        {"metavar": "FOLDER_OR_LIST"},
+        "checked images for the meta set: a folder of class sub-folders named like the training classes, or a "
+        "path,label list (class names or indices); those that are also training files are taken out of "
+        "training, whatever their folder",
+    ),
+    (
+        "--trusted-test",
+        "trusted_test",
+        {"metavar": "FOLDER_OR_LIST"},
+        "checked images to measure accuracy on (same forms as --trusted); without it, a data set of unchecked "
+        "labels gets no test set and no test accuracy",
+    ),
+    (
+        "--selection-fraction",
+        "selection_fraction",
+        {"type": float, "metavar": "F"},
+        "hold this share of the trusted examples out of the meta set, stratified, and choose the checkpoint "
+        "on them (so not on the examples the weights were fitted to)",
+    ),
+    ("--num-meta", "num_meta", {"type": int}, "size of the meta set (meta source 'split' and 'confident')"),
     (
         "--meta-source",
         "meta_source",
         {"choices": META_SOURCES},
-        "'split': a clean class-balanced subset taken out of the training split; 'file': the training "
-        "examples listed in --meta-file (lines index[,label]); 'confident': no clean data, rebuilt every "
-        "epoch after warm-up from examples the model predicts confidently and in agreement with their label",
+        "'trusted': the images of --trusted; 'split': a clean class-balanced subset taken out of the training "
+        "split (benchmarks, whose labels are true); 'file': the training examples listed in --meta-file (lines "
+        "index[,label]); 'confident': no clean data, rebuilt every epoch after warm-up from examples the model "
+        "predicts confidently and in agreement with their label; 'none': no meta set (ce, bootstrap, dividemix)",
     ),
-    ("--meta-file", "meta_file", {}, "list of trusted training examples for --meta-source file"),
+    ("--meta-file", "meta_file", {}, "list of trusted training examples by position, for --meta-source file"),
     (
         "--allow-incomplete-meta",
         "allow_incomplete_meta",
         {"action": "store_true"},
         "accept a meta set missing some class (a warning instead of an error)",
     ),
-    ("--test-fraction", "test_fraction", {"type": float}, "held-out test fraction"),
-    ("--model", "model", {"choices": list_models()}, "network"),
+    (
+        "--test-fraction",
+        "test_fraction",
+        {"type": float},
+        "share of a single-tree data set held out as the test split (0: none)",
+    ),
+    ("--model", "model", {"choices": model_names()}, "network"),
     ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
     ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
     (
         "--init-weights",
         "init_weights",
         {"metavar": "PATH"},
-        "start the model from this state dict (torch.save(model.state_dict())); torchvision's ResNet layout "
-        "is read, and a classifier for another number of classes is re-initialised",
+        "start the model from this state dict: a .safetensors file (Hugging Face, timm) or a torch file "
+        "(torch.save(model.state_dict())); neither runs code. torchvision's ResNet layout is read, and a "
+        "classifier for another number of classes is re-initialised",
     ),
-    ("--method", "method", {"choices": list_methods()}, "training method"),
+    ("--method", "method", {"choices": method_names()}, "training method"),
     (
         "--engine",
         "engine",
@@ -236,6 +259,19 @@ _OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
         "(default 1: every epoch; the selected checkpoint's test accuracy is exact either way)",
     ),
 ]
+# Defaults that depend on the data or on other keys, said in words.
+_SHOWN_DEFAULTS = {
+    "noise": "symmetric on benchmark data sets (digits, CIFAR, MNIST ...), none on imagefolder, csv, clothing1m",
+    "noise_rate": "0.4 when noise is simulated",
+    "test_fraction": "0.2; 0 on data of unchecked labels without simulated noise",
+    "meta_source": "trusted with --trusted, split on benchmarks, none on data of unchecked labels",
+    "selection_fraction": 0.0,
+    "warmup_epochs": "an eighth of the epochs",
+}
+# Unset, these take the default method's and model's own defaults (l2b's, mlp's; see
+# TrainConfig._resolve_options). Written here because the registry entries that hold them import
+# torch; tests/test_cli_startup.py checks them against TrainConfig().
+_ENTRY_DEFAULTS = {"hidden": (256,), "engine": "forward", "normalize": "org", "temperature": 1.0}
 _GROUPS = {"--data": "data and noise", "--model": "model and method", "--epochs": "optimisation", "--seed": "run"}
 
 
@@ -264,11 +300,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="continue an interrupted run from its last checkpoint with its own config (options that would "
         "change it are refused; --threads, --workers, --quiet and --tensorboard may differ)",
     )
+    defaults = train_defaults()
     for flag, key, kw, text in _OPTIONS:
         if flag in _GROUPS:
             g = p.add_argument_group(_GROUPS[flag])
-        default = getattr(_D, key)
-        shown = list(default) if isinstance(default, tuple) else default
+        default = _ENTRY_DEFAULTS.get(key, defaults[key])
+        shown = _SHOWN_DEFAULTS.get(key, list(default) if isinstance(default, tuple) else default)
         g.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=f"{text} (default: {shown})", **kw)
     g.add_argument(
         "--out",
@@ -293,6 +330,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults <- --config file <- command-line options, validated."""
+    from ..configs import config_path, load_yaml_file
+    from ..training import TrainConfig
+
     values: dict[str, Any] = {}
     source = "command line"
     if args.config is not None:
@@ -303,16 +343,36 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if not isinstance(doc, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
         # A run directory's config.yaml nests the keys under "config".
-        values.update(doc["config"] if isinstance(doc.get("config"), dict) else doc)
+        values.update(_paths_from(doc["config"] if isinstance(doc.get("config"), dict) else doc, args.config, path))
     keys = {key for _, key, _, _ in _OPTIONS}
     values.update({k: v for k, v in vars(args).items() if k in keys})
     return TrainConfig.from_dict(values, source=source)
+
+
+def _paths_from(values: dict[str, Any], given: str, path: Path) -> dict[str, Any]:
+    """A config file's relative paths are relative to the file's own folder (a shipped config's,
+    named without a path, to the working directory), so a config travels with its data."""
+    from ..training.config import PATH_KEYS
+
+    if given in list_configs() and not Path(given).is_file():
+        return dict(values)
+    out = dict(values)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[key] = str(path.parent.resolve() / value)
+    return out
 
 
 def resume_config(args: argparse.Namespace) -> TrainConfig:
     """The config of the run in ``args.resume``, with the options of :data:`RESUME_MAY_CHANGE`
     taken from the command line. Any other option, or a --config key, that differs from the run's
     own value is refused, all of them named with both values; one that agrees is accepted."""
+    from ..configs import config_path, load_yaml_file
+    from ..rundir import CONFIG, read_run_config
+    from ..training.config import PATH_KEYS
+    from ..training.run import RESUME_MAY_CHANGE
+
     run_dir = Path(args.resume)
     config = read_run_config(run_dir)
     recorded = config.to_dict()
@@ -328,6 +388,9 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
                 raise ValueError(f"{path}: unknown key {key!r}; known keys: {', '.join(recorded)}")
             given[key] = (f"--config {args.config}: {key}", value)
     given.update({key: (flags[key], value) for key, value in vars(args).items() if key in flags})
+    for key in PATH_KEYS:  # recorded absolute: compare what the given path names
+        if key in given and isinstance(given[key][1], str) and given[key][1]:
+            given[key] = (given[key][0], os.path.abspath(os.path.expanduser(given[key][1])))
     conflicts = [
         f"{where} {_shown(value)} (the run has {_shown(recorded[key])})"
         for key, (where, value) in given.items()
@@ -359,6 +422,15 @@ def _shown(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    import yaml
+    from tqdm.auto import tqdm
+
+    from .. import distributed
+    from ..rundir import CHECKPOINT, resume_command
+    from ..training import resolve_device, run_experiment
+    from ..training.threads import training_threads
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads={args.threads} must be at least 1")
     # On a terminal: tqdm's progress bars, with the epoch lines written above them. Into a file or
@@ -392,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
         if log:
             where = "" if ctx is None else f", {ctx.world_size} processes ({ctx.backend})"
             log(
-                f"l2b train: {config.method} on {config.data}, {config.noise} noise {rate or config.noise_file}, "
+                f"l2b train: {config.method} on {config.data}, {_noise_words(config)}, {_meta_words(config)}, "
                 f"{config.epochs} epochs ({config.warmup_epochs} of them warm-up with plain cross-entropy), "
                 f"seed {config.seed}{where} -> {out}"
             )
@@ -419,6 +491,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _noise_words(config: TrainConfig) -> str:
+    if config.noise == "none":
+        return "no simulated noise (the given labels as they are)"
+    if config.noise == "file":
+        return f"noisy labels from {config.noise_file}"
+    return f"{config.noise} noise {config.noise_rate:g} simulated"
+
+
+def _meta_words(config: TrainConfig) -> str:
+    return {
+        "trusted": f"meta set: the checked images of {config.trusted}",
+        "split": f"meta set: {config.num_meta} examples of the training split with their true labels",
+        "file": f"meta set: the examples listed in {config.meta_file}",
+        "confident": "meta set: chosen each epoch among confidently predicted examples (no checked data)",
+        "none": "no meta set",
+    }[config.meta_source]
 
 
 def _plain_line(line: str) -> None:

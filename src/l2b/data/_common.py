@@ -30,6 +30,8 @@ class ImageArrayDataset(ArrayDataset):
         applies to every channel.
     scale : float
         The raw pixels' full range: 255 for 8-bit images (16 for scikit-learn's digits).
+    paths : tuple[str, ...] or None
+        The image file of every example (N,), when the images were read from files.
     skipped : dict[str, str]
         Files left out because they could not be decoded (``skip_bad_files=True``), each with the
         decoder's reason, in path order; empty otherwise.
@@ -39,6 +41,7 @@ class ImageArrayDataset(ArrayDataset):
     std: tuple[float, ...] = ()
     skipped: dict[str, str] = field(default_factory=dict)
     scale: float = 255.0
+    paths: tuple[str, ...] | None = None
 
     @property
     def num_skipped(self) -> int:
@@ -57,6 +60,7 @@ class ImageArrayDataset(ArrayDataset):
             mean=self.mean,
             std=self.std,
             scale=self.scale,
+            paths=None if self.paths is None else tuple(self.paths[int(i)] for i in np.asarray(index).reshape(-1)),
         )
 
 
@@ -114,9 +118,13 @@ def make_image_datasets(
     std: tuple[float, ...] | None = None,
     train_skipped: dict[str, str] | None = None,
     test_skipped: dict[str, str] | None = None,
-) -> tuple[ImageArrayDataset, ImageArrayDataset]:
+    train_paths: list[str] | None = None,
+    test_paths: list[str] | None = None,
+) -> tuple[ImageArrayDataset, ImageArrayDataset | None]:
     """Normalise uint8 (N, C, H, W) train/test images with the training set's channel statistics
-    (or the given ones) and wrap them as ImageArrayDatasets named ``<name>-train`` / ``<name>-test``."""
+    (or the given ones) and wrap them as ImageArrayDatasets named ``<name>-train`` / ``<name>-test``.
+    ``test_u8=None``: no test split (the second data set is None). ``*_paths``: the files the
+    images were decoded from, kept as the data sets' ``paths``."""
     channels = train_u8.shape[1]
     if not normalize:
         mean, std = (0.0,) * channels, (1.0,) * channels
@@ -125,8 +133,14 @@ def make_image_datasets(
         mean = m if mean is None else tuple(float(v) for v in mean)
         std = s if std is None else tuple(float(v) for v in std)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    out = []
-    for split, x, y, skipped in (("train", train_u8, train_y, train_skipped), ("test", test_u8, test_y, test_skipped)):
+    out: list[ImageArrayDataset | None] = []
+    for split, x, y, skipped, paths in (
+        ("train", train_u8, train_y, train_skipped, train_paths),
+        ("test", test_u8, test_y, test_skipped, test_paths),
+    ):
+        if x is None:
+            out.append(None)
+            continue
         out.append(
             ImageArrayDataset(
                 normalise_uint8(x, mean, std),
@@ -137,6 +151,7 @@ def make_image_datasets(
                 mean=mean,
                 std=std,
                 skipped=dict(skipped or {}),
+                paths=None if paths is None else tuple(paths),
             )
         )
     return out[0], out[1]

@@ -280,6 +280,7 @@ class FileListDataset(Dataset):
         self.skipped: dict[str, str] = {}
         self.mean: tuple[float, ...] | None = None
         self.std: tuple[float, ...] | None = None
+        self.image_size: int | None = None  # the side of the loader's crops, when a loader set it
 
     @property
     def transform(self) -> Callable:
@@ -348,7 +349,7 @@ class FileListDataset(Dataset):
         out.labels = y
         out.num_classes, out.class_names, out.name = self.num_classes, self.class_names, name or self.name
         out.root, out.return_index = self.root, self.return_index
-        out.skipped, out.mean, out.std = {}, self.mean, self.std
+        out.skipped, out.mean, out.std, out.image_size = {}, self.mean, self.std, self.image_size
         out.transform = self.transform if transform is None else transform
         return out
 

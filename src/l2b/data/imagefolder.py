@@ -29,8 +29,8 @@ LAZY_SIZE = 224
 def build_image_split(
     train_paths: Sequence[str],
     train_labels: np.ndarray,
-    test_paths: Sequence[str],
-    test_labels: np.ndarray,
+    test_paths: Sequence[str] | None,
+    test_labels: np.ndarray | None,
     *,
     num_classes: int,
     class_names: Sequence[str] | None,
@@ -43,7 +43,7 @@ def build_image_split(
     std: Sequence[float] | None = None,
     threads: int | None = None,
 ):
-    """(train, test) from file lists.
+    """(train, test) from file lists; ``test_paths=None``: no test split (test is None).
 
     In memory (``lazy=False``): every file decoded, converted to RGB and resized to
     ``image_size`` x ``image_size`` (default 32), then normalised per channel with the training
@@ -59,7 +59,8 @@ def build_image_split(
     ``skip_bad_files`` are left out and listed in each data set's ``skipped``.
     """
     class_names = None if class_names is None else tuple(class_names)
-    train_labels, test_labels = np.asarray(train_labels, np.int64), np.asarray(test_labels, np.int64)
+    train_labels = np.asarray(train_labels, np.int64)
+    test_labels = None if test_paths is None else np.asarray(test_labels, np.int64)
     if lazy:
         size = LAZY_SIZE if image_size is None else int(image_size)
         if normalize:
@@ -67,11 +68,14 @@ def build_image_split(
             std = IMAGENET_STD if std is None else tuple(std)
         else:
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        out = []
+        out: list[FileListDataset | None] = []
         for split, paths, labels, transform in (
             ("train", train_paths, train_labels, train_transform(size, mean=mean, std=std)),
             ("test", test_paths, test_labels, eval_transform(size, mean=mean, std=std)),
         ):
+            if paths is None:
+                out.append(None)
+                continue
             paths = [os.fspath(p) for p in paths]
             skipped: dict[str, str] = {}
             if skip_bad_files:
@@ -87,21 +91,25 @@ def build_image_split(
                 class_names=class_names,
                 name=f"{name}-{split}",
             )
-            ds.skipped, ds.mean, ds.std = skipped, tuple(mean), tuple(std)
+            ds.skipped, ds.mean, ds.std, ds.image_size = skipped, tuple(mean), tuple(std), size
             out.append(ds)
         return out[0], out[1]
     size = IN_MEMORY_SIZE if image_size is None else int(image_size)
     train_x, train_ok, train_bad = decode_images(
         list(train_paths), size, skip_bad_files=skip_bad_files, threads=threads
     )
-    test_x, test_ok, test_bad = decode_images(list(test_paths), size, skip_bad_files=skip_bad_files, threads=threads)
+    test_x, test_ok, test_bad = (None, None, [])
+    if test_paths is not None:
+        test_x, test_ok, test_bad = decode_images(
+            list(test_paths), size, skip_bad_files=skip_bad_files, threads=threads
+        )
     if len(train_x) == 0:
         raise ValueError(f"data set {name!r}: no decodable training image ({len(train_bad)} skipped)")
     return make_image_datasets(
         train_x,
         train_labels[train_ok],
         test_x,
-        test_labels[test_ok],
+        None if test_paths is None else test_labels[test_ok],
         num_classes=num_classes,
         name=name,
         class_names=class_names,
@@ -110,6 +118,8 @@ def build_image_split(
         std=None if std is None else tuple(std),
         train_skipped={e.path: e.reason for e in train_bad},
         test_skipped={e.path: e.reason for e in test_bad},
+        train_paths=[os.fspath(p) for p, ok in zip(train_paths, train_ok) if ok],
+        test_paths=None if test_paths is None else [os.fspath(p) for p, ok in zip(test_paths, test_ok) if ok],
     )
 
 
@@ -256,7 +266,8 @@ def load_imagefolder(
 
     Layout: ``root/train/<class>/...`` and ``root/test/<class>/...`` (the given split; the test
     tree may lack classes but not add any), or ``root/<class>/...`` split stratified by class
-    with ``test_fraction`` and ``split_seed``; anything else is refused (:func:`detect_layout`).
+    with ``test_fraction`` and ``split_seed`` (``test_fraction=0``: no split, test is None);
+    anything else is refused (:func:`detect_layout`).
     Classes are the sorted folder names. An image reached through two paths (a symlink), within
     a tree or in both the train and the test tree, is refused.
 
@@ -285,11 +296,14 @@ def load_imagefolder(
     else:
         paths, labels, classes = scan_image_folder(base, extensions=extensions)
         _refuse_repeated_images(paths, labels, classes, base, base)
-        train_idx, test_idx = stratified_holdout(labels, fraction=test_fraction, seed=split_seed)
-        if len(test_idx) == 0:
-            raise ValueError(f"{base}: test_fraction={test_fraction} of {len(labels)} images leaves no test image")
-        train_paths, train_y = [paths[i] for i in train_idx], labels[train_idx]
-        test_paths, test_y = [paths[i] for i in test_idx], labels[test_idx]
+        if test_fraction == 0:  # no held-out split: every image is trained on (and scored)
+            train_paths, train_y, test_paths, test_y = paths, labels, None, None
+        else:
+            train_idx, test_idx = stratified_holdout(labels, fraction=test_fraction, seed=split_seed)
+            if len(test_idx) == 0:
+                raise ValueError(f"{base}: test_fraction={test_fraction} of {len(labels)} images leaves no test image")
+            train_paths, train_y = [paths[i] for i in train_idx], labels[train_idx]
+            test_paths, test_y = [paths[i] for i in test_idx], labels[test_idx]
     return build_image_split(
         train_paths,
         train_y,

@@ -130,10 +130,10 @@ def _column(
     return fallback
 
 
-def _looks_like_header(fields: list[str]) -> bool:
-    return (len(fields) >= 1 and fields[0].lower() in PATH_COLUMNS) or (
-        len(fields) >= 2 and fields[1].lower() in LABEL_COLUMNS
-    )
+def looks_like_header(fields: list[str]) -> bool:
+    """A header names a path column anywhere (``index,path,label`` as `l2b relabel` writes it),
+    or a label column second."""
+    return any(f.lower() in PATH_COLUMNS for f in fields) or (len(fields) >= 2 and fields[1].lower() in LABEL_COLUMNS)
 
 
 def read_label_list(
@@ -178,7 +178,7 @@ def read_label_list(
     if not rows:
         raise ValueError(f"{source}: no entries")
     head: list[str] | None = None
-    if header is True or (header is None and _looks_like_header(rows[0][1])):
+    if header is True or (header is None and looks_like_header(rows[0][1])):
         head, rows = rows[0][1], rows[1:]
     pc = _column(head, path_column, PATH_COLUMNS, 0, source, "path")
     lc = _column(head, label_column, LABEL_COLUMNS, 1, source, "label")
@@ -280,7 +280,7 @@ def load_csv(
     ``train_list`` / ``test_list``: the list files (relative ones are taken relative to ``root``
     when it is given); without ``train_list``, ``root/train.{csv,txt,tsv}`` and
     ``root/test.{csv,txt,tsv}``. Without a test list the training list is split stratified by
-    class with ``test_fraction`` and ``split_seed``. Image paths in a list are relative to
+    class with ``test_fraction`` and ``split_seed`` (0: no split, test is None). Image paths in a list are relative to
     ``root`` when given, else to the list file's folder. A file listed twice in one list, or in
     both lists (a train/test leak), is refused (ValueError naming the file, paths and lines).
 
@@ -340,6 +340,8 @@ def load_csv(
         test, _ = read_label_list(test_path, label_format=fmt, class_index=index, **options)
         test.refuse_leak(train)
         train_paths, train_y, test_paths, test_y = train.paths, train.labels, test.paths, test.labels
+    elif test_fraction == 0:  # no held-out split: every listed image is trained on
+        train_paths, train_y, test_paths, test_y = train.paths, train.labels, None, None
     else:
         train_idx, test_idx = stratified_holdout(train.labels, fraction=test_fraction, seed=split_seed)
         for left, what in ((test_idx, "test"), (train_idx, "training")):

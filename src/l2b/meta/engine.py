@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..names import ENGINES
 from .collective import Collective, global_any, sum_tensors
 from .dual_rules import dual_rules
 from .head import capture_head, find_head, head_gradient, head_jvp
@@ -53,11 +54,7 @@ from .tail import tail_parameters
 from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
-# The one list of engine names. ``fused`` computes the weights as ``forward`` does; it differs
-# only inside a training step, where its dual forward is also the real step's forward
-# (see l2b.methods.meta), so meta_weights treats it as ``forward``. ``head`` and ``tail`` are the
-# restricted engines (module docstring).
-ENGINES = ("forward", "fused", "reverse", "head", "tail")
+# ENGINES, the one list of engine names, is l2b.names.ENGINES (what each does: there).
 ROWS = {"l2b": 2, "l2rw": 1}
 
 

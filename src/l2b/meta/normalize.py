@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..names import NORMALIZATIONS
 from .collective import Collective
 
-NORMALIZATIONS = ("org", "softmax", "sigmoid")
 ORG_EPS = 1e-10  # the published normaliser's guard; it also defines the all-zero case
 
 

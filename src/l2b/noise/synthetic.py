@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..names import NOISE_KINDS
 from .cifar100 import CIFAR100_ASYMMETRIC_MAP, _siblings
 
 __all__ = [
@@ -67,16 +68,7 @@ CLASS_SPECIFIC_NOISE: dict[str, str] = {
     "cifar100-hierarchical": "cifar100",
 }
 
-#: Names accepted by :func:`make_noise`.
-NOISE_KINDS: tuple[str, ...] = (
-    "none",
-    "symmetric",
-    "symmetric-uniform",
-    "pair",
-    "cifar10-asymmetric",
-    "cifar100-asymmetric",
-    "cifar100-hierarchical",
-)
+# NOISE_KINDS, the names accepted by make_noise, is l2b.names.NOISE_KINDS.
 
 _CONVENTIONS = ("flip", "uniform")
 _CIFAR10_NUM_CLASSES = 10

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..rundir import LABEL_ISSUES, PER_EXAMPLE
+from ..rundir import LABEL_ISSUES, PER_EXAMPLE, read_data_info, read_files
 
 # cleanlab's get_label_issues() columns (given_label, predicted_label, label_quality,
 # is_label_issue) after the example's index, then l2b's own.
@@ -152,7 +152,13 @@ def training_signal(
     }
 
 
-def label_issues(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def label_issues(
+    per_example: Mapping[str, Any],
+    *,
+    threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    paths: Mapping[int, str] | None = None,
+) -> dict[str, np.ndarray]:
     """Rank a run's training examples by how likely their given label is correct.
 
     Parameters
@@ -162,6 +168,10 @@ def label_issues(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> d
         (N,) when the method has weights.
     threshold : flag an example when its label quality is below this and the suggested label
         differs from the given one.
+    class_names : the name of every class (K,): ``given_label`` and ``predicted_label`` come back
+        as these names instead of indices.
+    paths : index -> image file (a run's files.csv, :func:`l2b.rundir.read_files`): adds a
+        ``path`` column after ``index``.
 
     Returns
     -------
@@ -183,7 +193,33 @@ def label_issues(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> d
     cols = _columns(per_example, threshold)
     order = np.lexsort((cols["index"], cols["label_quality"]))
     keys = COLUMNS + (("clean_probability",) if "clean_probability" in cols else ())
-    return {k: cols[k][order] for k in keys}
+    table = {k: cols[k][order] for k in keys}
+    return _named(table, class_names=class_names, paths=paths)
+
+
+def _named(
+    table: dict[str, np.ndarray], *, class_names: Sequence[str] | None, paths: Mapping[int, str] | None
+) -> dict[str, np.ndarray]:
+    """`table` with a ``path`` column after ``index`` and label columns as class names."""
+    out: dict[str, np.ndarray] = {}
+    for key, col in table.items():
+        if key.endswith("label") and class_names is not None:
+            names = np.asarray([str(n) for n in class_names], dtype=object)
+            col = names[np.asarray(col, dtype=np.int64)]
+        out[key] = col
+        if key == "index" and paths is not None:
+            try:
+                out["path"] = np.asarray([paths[int(i)] for i in col], dtype=object)
+            except KeyError as err:
+                raise ValueError(f"no file recorded for training example {err.args[0]}") from None
+    return out
+
+
+def run_names(run_dir: str | Path) -> tuple[list[str] | None, dict[int, str] | None]:
+    """(class names, index -> file) that a run recorded (data.json, files.csv); None for what it
+    did not record (runs on arrays have no files; runs before l2b recorded them have neither)."""
+    info = read_data_info(run_dir)
+    return (None if info is None else [str(n) for n in info["class_names"]]), read_files(run_dir)
 
 
 def _columns(per_example: Mapping[str, Any], threshold: float) -> dict[str, np.ndarray]:
@@ -261,6 +297,8 @@ def _cell(value: Any) -> str:
         return "True" if value else "False"
     if isinstance(value, (float, np.floating)):
         return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, str):
+        return value
     return str(int(value)) if isinstance(value, (int, np.integer)) else str(value)
 
 
@@ -276,10 +314,12 @@ def write_table(table: Mapping[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
-def write_label_issues(run_dir: str | Path, *, threshold: float = 0.5) -> Path:
-    """Write ``RUN_DIR/label_issues.csv`` (the :func:`label_issues` table) and return its path."""
-    table = label_issues(load_per_example(run_dir), threshold=threshold)
-    return write_table(table, Path(run_dir) / LABEL_ISSUES)
+def write_label_issues(run_dir: str | Path, *, threshold: float = 0.5, out: str | Path | None = None) -> Path:
+    """Write ``RUN_DIR/label_issues.csv`` (or `out`): the :func:`label_issues` table with the
+    run's class names and, for image files, their paths; return its path."""
+    names, paths = run_names(run_dir)
+    table = label_issues(load_per_example(run_dir), threshold=threshold, class_names=names, paths=paths)
+    return write_table(table, Path(run_dir) / LABEL_ISSUES if out is None else Path(out))
 
 
 def corrected_labels(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> dict[str, np.ndarray]:

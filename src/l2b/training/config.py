@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..data import labels_checked
 from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
+from ..names import META_SOURCES, PRECISIONS
 from .optim import Optimization, check_warmup
 
-META_SOURCES = ("split", "file", "confident")
-# precision -> the dtype of the training steps' autocast (None: none).
+# META_SOURCES and PRECISIONS (the values of meta_source and precision) are defined in l2b.names.
+#: Config keys that hold paths: recorded absolute, so a run works from any directory.
+PATH_KEYS = ("data_root", "noise_file", "meta_file", "trusted", "trusted_test", "init_weights")
+# precision -> the dtype of the training steps' autocast (None: none). Its keys are PRECISIONS
+# (tests/test_cli_startup.py checks it).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-PRECISIONS = tuple(AUTOCAST_DTYPES)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run. Defaults: L2B on digits with 40 % symmetric noise.
+
+    Two modes, and the data decide. On a benchmark (digits, CIFAR, MNIST ...: the data set's
+    labels are true labels) ``noise`` defaults to 40 % ``symmetric`` noise and every figure
+    against the truth is computed. On a user's own data (``imagefolder``, ``csv``; Clothing1M's
+    training labels), whose labels nobody checked, ``noise`` defaults to ``none``, no figure
+    needs the truth (:attr:`truth_known` is False), no test split is cut from the unchecked
+    labels (``test_fraction`` 0 unless ``trusted_test`` or simulated noise makes a test set
+    trustworthy), and the meta set comes from ``trusted``: a folder of checked images in the
+    same class layout, or a ``path,label`` list of them (class names or indices), taken out of
+    the training data by file. ``trusted_test`` is a checked test set in the same forms. Noise
+    simulated on a user's data (``noise`` set) makes the given labels the truth, as asked.
+    ``selection_fraction``: the share of the meta set held out (stratified) for choosing the
+    checkpoint, so that selection does not run on the examples the weights were fitted to.
+    Paths (:data:`PATH_KEYS`) are recorded absolute.
 
     Noise: ``noise`` names a synthetic generator (:data:`l2b.noise.NOISE_KINDS`), ``instance``
     (instance-dependent, Xia et al. 2020, from the inputs) or ``file`` (real noisy labels read
@@ -80,15 +99,18 @@ class TrainConfig:
     workers: int = 2
     skip_bad_files: bool = False
     train_subset: int | None = None
-    test_fraction: float = 0.2
+    test_fraction: float | None = None
     split_seed: int = 0
-    noise: str = "symmetric"
+    noise: str | None = None
     noise_rate: float | None = None
     noise_file: str | None = None
     noise_label: str | None = None
     num_meta: int = 100
-    meta_source: str = "split"
+    meta_source: str | None = None
     meta_file: str | None = None
+    trusted: str | None = None
+    trusted_test: str | None = None
+    selection_fraction: float | None = None
     allow_incomplete_meta: bool = False
     model: str = "mlp"
     hidden: tuple[int, ...] | None = None
@@ -147,7 +169,12 @@ class TrainConfig:
             ("test_every", isinstance(self.test_every, int) and self.test_every >= 1, "must be a positive epoch count"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
             ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
-            ("test_fraction", 0.0 < self.test_fraction < 1.0, "must be in (0, 1)"),
+            ("test_fraction", 0.0 <= self.test_fraction < 1.0, "must be in [0, 1) (0: no test split)"),
+            (
+                "selection_fraction",
+                0.0 <= self.selection_fraction < 1.0,
+                "must be in [0, 1) (the share of the meta set held out for model selection)",
+            ),
             ("mixup_alpha", math.isfinite(self.mixup_alpha) and self.mixup_alpha > 0, "must be positive and finite"),
             (
                 "feature_noise",
@@ -177,6 +204,16 @@ class TrainConfig:
                 "meta_file",
                 (self.meta_file is not None) == (self.meta_source == "file"),
                 "must be set exactly when meta_source is 'file'",
+            ),
+            (
+                "trusted",
+                (self.trusted is not None) == (self.meta_source == "trusted"),
+                "must be set exactly when meta_source is 'trusted' (the default when it is set)",
+            ),
+            (
+                "selection_fraction",
+                self.selection_fraction == 0 or self.meta_source in ("split", "file", "trusted"),
+                f"holds out part of a fixed meta set, and meta_source {self.meta_source!r} has none",
             ),
             (
                 "warmup_epochs",
@@ -215,14 +252,24 @@ class TrainConfig:
                     f"config {key}={value!r} {OPTION_MEANING[key]}, and is for {kind}s "
                     f"{' and '.join(takers)} only; it does not apply to {kind} {getattr(self, kind)!r}"
                 )
-        if self.noise == "file":
+        for key, value in _data_defaults(self).items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        if self.noise in ("file", "none"):
             if self.noise_rate is not None:
+                why = {
+                    "file": "the rate is what the file's labels give (recorded as realised_noise_rate)",
+                    "none": "no noise is simulated; set noise (e.g. symmetric) to simulate some",
+                }[self.noise]
                 raise ValueError(
-                    f"config noise_rate={self.noise_rate!r} does not apply to noise 'file': the rate "
-                    f"is what the file's labels give (recorded as realised_noise_rate); remove it"
+                    f"config noise_rate={self.noise_rate!r} does not apply to noise {self.noise!r}: {why}; remove it"
                 )
         elif self.noise_rate is None:
             object.__setattr__(self, "noise_rate", DEFAULT_NOISE_RATE)
+        for key in PATH_KEYS:  # absolute, so the recorded config works from any directory
+            value = getattr(self, key)
+            if value is not None and value != "":
+                object.__setattr__(self, key, os.path.abspath(os.path.expanduser(value)))
         if self._auto_feature_noise():
             object.__setattr__(self, "feature_noise", DIGITS_FEATURE_NOISE)
         if self.hidden is not None:
@@ -279,13 +326,32 @@ class TrainConfig:
                         continue
                     if _same(values[key], old[option]) or not _takes(changes[kind], kind, option):
                         values[key] = _FIELD_DEFAULTS[key]  # then filled from the new entry, if it takes it
-        if "noise" in changes and "noise_rate" not in changes and (changes["noise"] == "file"):
+        if "noise" in changes and "noise_rate" not in changes and changes["noise"] in ("file", "none"):
             values["noise_rate"] = None
+        # Defaults the data chose follow the new data (and the new noise), explicit values stay.
+        defaults = {**_data_defaults(self), "noise": _default_noise(self.data)}
+        for key, value in defaults.items():
+            if key not in changes and values[key] == value:
+                values[key] = None
+        if values["noise"] is None and "noise_rate" not in changes and values["noise_rate"] == DEFAULT_NOISE_RATE:
+            values["noise_rate"] = None  # filled in again if the new data's noise takes a rate
         if "feature_noise" not in changes and self.data == "digits" and method_class(self.method).views > 1:
             if self.feature_noise == DIGITS_FEATURE_NOISE:  # filled in for the old method: refilled if needed
                 values["feature_noise"] = None
         values.update(changes)
         return TrainConfig(**values)
+
+    @property
+    def truth_known(self) -> bool:
+        """Whether the true labels of the training examples are known: the data set's own labels
+        are true labels (a benchmark), or noise is simulated on top of them (as the user asked)."""
+        return self.noise != "none" or labels_checked(self.data, "train")
+
+    @property
+    def test_checked(self) -> bool:
+        """Whether the test set's labels may be scored against: a ``trusted_test`` set, a
+        benchmark's test split, or the test split of data whose labels play the truth."""
+        return self.trusted_test is not None or self.noise != "none" or labels_checked(self.data, "test")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -366,6 +432,32 @@ DEFAULT_NOISE_RATE = 0.4
 DIGITS_FEATURE_NOISE = 0.3
 
 
+def _default_noise(data: str) -> str:
+    """Noise is simulated by default on a benchmark only, never on labels nobody checked."""
+    return "symmetric" if labels_checked(data, "train") else "none"
+
+
+def _data_defaults(config: TrainConfig) -> dict[str, Any]:
+    """The defaults that depend on the data: noise is simulated on a benchmark only; a user's
+    unchecked labels get no test split cut from them and no meta set taken from them."""
+    noise = config.noise if config.noise is not None else _default_noise(config.data)
+    simulated = noise != "none"
+    truth = simulated or labels_checked(config.data, "train")
+    test_checked = config.trusted_test is not None or simulated or labels_checked(config.data, "test")
+    if config.trusted is not None:
+        meta = "trusted"
+    elif config.meta_file is not None:
+        meta = "file"
+    else:
+        meta = "split" if truth else "none"
+    return {
+        "noise": noise,
+        "test_fraction": 0.2 if test_checked and config.trusted_test is None else 0.0,
+        "meta_source": meta,
+        "selection_fraction": 0.0,
+    }
+
+
 def _same(a: Any, b: Any) -> bool:
     return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
@@ -384,7 +476,7 @@ def _applicable(values: dict[str, Any]) -> dict[str, Any]:
         name = out.get(kind, getattr(_DEFAULTS, kind))
         if key in out and not _takes(name, kind, option):
             del out[key]
-    if out.get("noise") == "file":
+    if out.get("noise") in ("file", "none"):
         out.pop("noise_rate", None)
     return out
 

@@ -14,6 +14,7 @@ describes it (:func:`run_preprocessing`); ``preprocessed=True`` takes them as al
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,13 @@ __all__ = [
     "InputData",
     "as_model_inputs",
     "example_shape",
+    "image_inputs",
+    "is_image_source",
     "load_input_file",
     "load_inputs",
     "load_npz",
     "load_trained_model",
+    "read_image_source",
     "run_preprocessing",
 ]
 
@@ -103,13 +107,14 @@ def load_trained_model(
 class InputData:
     """Inputs (N, *example_shape) float32 (or, for a streamed data set, a :class:`StreamData`
     decoding them batch by batch), labels (N,) int64 or None, where they came from and, for a
-    file, what preprocessing was applied to its inputs."""
+    file, what preprocessing was applied to its inputs; ``paths`` (N,) for image files."""
 
     inputs: np.ndarray | StreamData
     labels: np.ndarray | None
     source: str
     split: str | None = None
     preprocessing: str | None = None
+    paths: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -315,3 +320,100 @@ def _check_shape(x: np.ndarray, example_shape: Sequence[int], source: str, owner
             f"{source}: inputs have shape {tuple(x.shape)}, i.e. examples of shape {tuple(x.shape[1:])}, "
             f"but {owner} expects examples of shape {expected} (inputs of shape ({want}))"
         )
+
+
+# -- image files: one image, a folder, a folder tree of classes, or a list ---------------------
+
+#: List-file suffixes `predict` / `evaluate` read as lists of images.
+LIST_SUFFIXES = (".csv", ".txt", ".tsv")
+
+
+def is_image_source(data: str | Path | None) -> bool:
+    """Whether `data` names image files: an image, a folder, or a list file (.csv / .txt / .tsv)."""
+    from ..data.files import IMAGE_EXTENSIONS
+
+    if data is None:
+        return False
+    path = Path(data).expanduser()
+    return path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS + LIST_SUFFIXES
+
+
+def read_image_source(source: str | Path, class_names: Sequence[str]) -> tuple[list[str], np.ndarray | None, str]:
+    """(absolute paths (N,), labels (N,) or None, what it was) of an image source.
+
+    - an image file: that image, no label;
+    - a folder of images (no sub-folders with images): every image in it, no labels;
+    - a folder of class sub-folders (named like the run's classes): every image, labelled by folder;
+    - a list file: ``path`` lines (no labels) or ``path,label`` lines (class names or indices),
+      relative paths taken relative to the list's folder.
+    """
+    from ..data.files import IMAGE_EXTENSIONS
+    from ..data.lists import iter_rows, looks_like_header
+    from ..data.trusted import read_trusted
+
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return [os.path.abspath(path)], None, "image"
+    if path.is_dir():
+        loose = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        subdirs = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        if loose and subdirs:
+            raise ValueError(
+                f"{path} holds both images and sub-folders: give a folder of images, or a folder of class "
+                "sub-folders, not both"
+            )
+        if loose:
+            return [os.path.abspath(p) for p in loose], None, "folder"
+        if not subdirs:
+            raise ValueError(f"{path}: no images and no class sub-folders in it")
+        paths, labels = read_trusted(path, class_names, what="data")
+        return paths, labels, "class folders"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    if path.suffix.lower() not in LIST_SUFFIXES:
+        raise ValueError(f"{path} is neither an image ({', '.join(IMAGE_EXTENSIONS)}) nor a list (.csv, .txt, .tsv)")
+    rows = list(iter_rows(path))
+    body = rows[1:] if rows and looks_like_header(rows[0][1]) else rows
+    if not body:
+        raise ValueError(f"{path}: no images listed")
+    if all(len(fields) == 1 for _, fields in body):
+        out = []
+        for number, (rel,) in ((n, f) for n, f in body):
+            full = rel if os.path.isabs(rel) else os.path.join(path.parent, rel)
+            if not os.path.isfile(full):
+                raise ValueError(f"{path} line {number}: unknown path {rel!r} (no file {full})")
+            out.append(os.path.abspath(full))
+        return out, None, "list"
+    paths, labels = read_trusted(path, class_names, what="data")
+    return paths, labels, "labelled list"
+
+
+def image_inputs(
+    paths: Sequence[str], labels: np.ndarray | None, info: dict, *, workers: int = 0, source: str = "images"
+) -> InputData:
+    """The images `paths` decoded as the run's were (data.json's ``preprocessing`` and
+    ``example_shape``): in memory at the run's size and normalisation, or streamed through the
+    evaluation transform (resize, centre crop) for a streamed run."""
+    from ..data._common import normalise_uint8
+    from ..data.files import FileListDataset, decode_images
+    from ..data.transforms import eval_transform
+
+    prep = info.get("preprocessing")
+    if prep is None:
+        raise ValueError(f"{source}: the run records no image preprocessing (it was not trained on image files)")
+    shape = tuple(int(d) for d in info["example_shape"])
+    y = np.full(len(paths), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+    described = f"the run's: images at {shape[1]}x{shape[2]}, normalised with mean {prep['mean']} std {prep['std']}"
+    if "image_size" in prep:  # streamed: the evaluation transform
+        view = FileListDataset(
+            list(paths),
+            np.maximum(y, 0),
+            transform=eval_transform(int(prep["image_size"]), mean=prep["mean"], std=prep["std"]),
+            num_classes=int(info["num_classes"]),
+            name=source,
+        )
+        stream = StreamData(view, view, np.arange(len(paths)), torch.as_tensor(np.maximum(y, 0)), workers=workers)
+        return InputData(stream, None if labels is None else y, source, None, described, tuple(paths))
+    pixels, _, _ = decode_images(list(paths), (shape[1], shape[2]))
+    inputs = normalise_uint8(pixels, tuple(prep["mean"]), tuple(prep["std"]))
+    return InputData(inputs, None if labels is None else y, source, None, described, tuple(paths))

@@ -58,17 +58,19 @@ def read_meta_file(path: str, *, num_examples: int, num_classes: int) -> tuple[n
     import csv
 
     indices, labels = [], []
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(cell.strip() for cell in r)]
-    if rows and not rows[0][0].strip().lstrip("-").isdigit():
-        header = [c.strip().lower() for c in rows[0]]
+    with open(path, newline="") as f:  # (line number in the file, cells): errors name the file's own lines
+        rows = [(n, r) for n, r in enumerate(csv.reader(f), start=1) if r and any(cell.strip() for cell in r)]
+    if rows and not rows[0][1][0].strip().lstrip("-").isdigit():
+        header = [c.strip().lower() for c in rows[0][1]]
         if header[0] != "index" or (len(header) > 1 and header[1] != "label"):
-            raise ValueError(f"{path}: header must be 'index' or 'index,label', got {','.join(rows[0])}")
+            raise ValueError(
+                f"{path}: line {rows[0][0]}: header must be 'index' or 'index,label', got {','.join(rows[0][1])}"
+            )
         rows = rows[1:]
-    widths = {len(r) for r in rows}
+    widths = {len(r) for _, r in rows}
     if len(widths) > 1:
         raise ValueError(f"{path}: every line must have the same number of columns (found {sorted(widths)})")
-    for lineno, row in enumerate(rows, start=1):
+    for lineno, row in rows:
         try:
             idx = int(row[0])
             lab = int(row[1]) if len(row) > 1 else None

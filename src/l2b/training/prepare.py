@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset
+from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset, stratified_holdout
+from ..data.trusted import append_files, dataset_paths, decode_like, match_files, read_trusted
+from ..methods import create_method
 from ..noise import (
     CIFAR10_LABEL_NAMES,
     CIFAR100_FINE_LABEL_NAMES,
@@ -52,11 +54,20 @@ class PreparedData:
     noisy : NoisyLabels
         The labels the run learns from, over every example of `train`, with the transition matrix.
     train_idx : (N,) int64, the examples trained on;  meta_idx : (M,) int64, the clean meta set
-        (empty for ``meta_source: confident``, which chooses one every epoch);  meta_labels : (M,)
-        their trusted labels.
+        (empty for ``meta_source: confident``, which chooses one every epoch, and ``none``);
+        meta_labels : (M,) their trusted labels.
+    selection_idx, selection_labels : (S,) the part of the trusted examples held out for model
+        selection (``selection_fraction``; empty: selection runs on the meta set).
+    test : the test set, or None when there is none whose labels may be scored (a user's
+        unchecked labels and no ``trusted_test``).
     skipped_files : ((split, path, reason), ...), the undecodable image files the loader left
         out, with the decoder's reason
         (``skip_bad_files``), training split first; kept here because a subset forgets them.
+    sources : where the meta, selection and test sets came from, in words (recorded in data.json).
+    notes : lines for the run's log about what was done to the user's data (checked images
+        taken out of training, a test tree left unscored ...).
+    test_pool_idx : positions of `train` that are checked test images (``trusted_test``), so
+        out of training.
     """
 
     config: TrainConfig
@@ -67,6 +78,11 @@ class PreparedData:
     meta_idx: np.ndarray
     meta_labels: np.ndarray
     skipped_files: tuple[tuple[str, str, str], ...] = ()
+    selection_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    selection_labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    sources: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    test_pool_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def num_classes(self) -> int:
@@ -83,13 +99,33 @@ class PreparedData:
         return self.noisy.labels[self.train_idx]
 
     @property
-    def clean(self) -> np.ndarray:
-        """(N,) the true labels of the training examples."""
-        return self.train.labels[self.train_idx]
+    def truth_known(self) -> bool:
+        """Whether the true labels of the training examples are known (see
+        :attr:`TrainConfig.truth_known`); when not, :attr:`clean` is None."""
+        return self.config.truth_known
 
     @property
-    def realised_noise_rate(self) -> float:
+    def clean(self) -> np.ndarray | None:
+        """(N,) the true labels of the training examples, or None when nobody knows them."""
+        return self.train.labels[self.train_idx] if self.truth_known else None
+
+    @property
+    def realised_noise_rate(self) -> float | None:
+        """The share of wrong given labels; None when the truth is unknown."""
+        if not self.truth_known:
+            return None
         return float(np.mean(self.given != self.clean)) if len(self.train_idx) else 0.0
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The name of every class, in label order (the indices as names when the data set has none)."""
+        names = getattr(self.train, "class_names", None)
+        return tuple(str(n) for n in names) if names is not None else tuple(str(k) for k in range(self.num_classes))
+
+    @property
+    def paths(self) -> list[str] | None:
+        """The image file of every example of `train` (the pool the indices point into), or None."""
+        return dataset_paths(self.train)
 
     @property
     def train_inputs(self) -> np.ndarray:
@@ -98,9 +134,11 @@ class PreparedData:
 
     @property
     def example_shape(self) -> tuple[int, ...]:
-        """The shape of one model input (for streamed images: a decoded test image's)."""
+        """The shape of one model input (for streamed images: a decoded image's, evaluation view)."""
         if isinstance(self.test, FileListDataset):
             return tuple(self.test[0][0].shape)
+        if isinstance(self.train, FileListDataset):
+            return tuple(self.train.with_transform(self._eval_transform())[0][0].shape)
         return tuple(self.train.example_shape)
 
     @property
@@ -115,7 +153,7 @@ class PreparedData:
         them: tensors on `device`, or streams that decode batches with DataLoader workers."""
         if self.streamed:
             # One pool of files for the training and meta sets, viewed with either transform.
-            pool, pool_eval = self.train, self.train.with_transform(self.test.transform)
+            pool, pool_eval = self.train, self.train.with_transform(self._eval_transform())
 
             def files(rows: np.ndarray, labels: np.ndarray, pool=pool, pool_eval=pool_eval) -> StreamData:
                 return StreamData(
@@ -127,7 +165,9 @@ class PreparedData:
                     pin_memory=device.type == "cuda",
                 )
 
-            test = files(np.arange(len(self.test)), self.test.labels, pool=self.test, pool_eval=self.test)
+            test = None
+            if self.test is not None:
+                test = files(np.arange(len(self.test)), self.test.labels, pool=self.test, pool_eval=self.test)
             train = files(self.train_idx, self.given)
             meta = files(self.meta_idx, self.meta_labels) if len(self.meta_idx) else None
             return train, meta, test
@@ -136,7 +176,33 @@ class PreparedData:
             return TensorData(torch.as_tensor(x, device=device), torch.as_tensor(y, device=device))
 
         meta = tensors(self.train.inputs[self.meta_idx], self.meta_labels) if len(self.meta_idx) else None
-        return tensors(self.train_inputs, self.given), meta, tensors(self.test.inputs, self.test.labels)
+        test = None if self.test is None else tensors(self.test.inputs, self.test.labels)
+        return tensors(self.train_inputs, self.given), meta, test
+
+    def _eval_transform(self):
+        """The evaluation transform of streamed images: the test set's, else the loader's own."""
+        if isinstance(self.test, FileListDataset):
+            return self.test.transform
+        return decode_like(self.train, [self.train.path(0)], self.train.labels[:1], name="probe").transform
+
+    def selection_set(self, device: torch.device) -> TensorData | StreamData | None:
+        """The held-out trusted examples model selection runs on, or None (selection on the meta set)."""
+        if not len(self.selection_idx):
+            return None
+        if self.streamed:
+            view = self.train.with_transform(self._eval_transform())
+            return StreamData(
+                view,
+                view,
+                np.asarray(self.selection_idx, np.int64),
+                torch.as_tensor(self.selection_labels, dtype=torch.int64),
+                workers=self.config.workers,
+                pin_memory=device.type == "cuda",
+            )
+        return TensorData(
+            torch.as_tensor(self.train.inputs[self.selection_idx], device=device),
+            torch.as_tensor(self.selection_labels, device=device),
+        )
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
@@ -171,12 +237,177 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             "(and a small image_size) or choose another noise"
         )
     _check_noise_fits(config, train.class_names)
+    _refuse_untrusted_meta(config)
+    notes: list[str] = []
+    sources: dict[str, str | None] = {}
+    if not config.test_checked and test is not None:  # e.g. a test/ tree of unchecked labels
+        notes.append(
+            f"the test split of {config.data!r} has the same unchecked labels as its training split: it is not "
+            "scored (an accuracy against unchecked labels says little); give checked test images with "
+            "trusted_test (--trusted-test FOLDER_OR_LIST)"
+        )
+        test = None
     noisy = _make_noise(config, train.labels, None if stream else train.inputs, train.num_classes)
     if config.train_subset is not None:
         train, noisy = _train_subset(config, train, noisy)
-    meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
+    held_out = np.zeros(0, np.int64)  # pool examples that are checked test images
+    if config.trusted_test is not None:
+        test, held_out = _trusted_test(config, train, notes)
+        sources["test"] = f"trusted_test {config.trusted_test} ({len(test)} checked examples)"
+    elif test is not None:
+        sources["test"] = f"the test split of {config.data!r}"
+    if config.meta_source == "trusted":
+        test = _without_trusted(config, test, notes)
+        train, noisy, meta_idx, meta_labels = _trusted_meta(config, train, noisy, held_out, notes)
+        sources["meta"] = f"trusted {config.trusted} ({len(meta_idx)} checked examples)"
+        train_idx = np.setdiff1d(np.arange(len(train)), np.concatenate([meta_idx, held_out])).astype(np.int64)
+    else:
+        meta_idx, meta_labels, train_idx = _meta_split(config, train.labels, train.num_classes)
+        train_idx = np.setdiff1d(train_idx, held_out).astype(np.int64)
+        sources["meta"] = {
+            "split": f"a class-balanced subset of the training split with its true labels ({len(meta_idx)})",
+            "file": f"meta_file {config.meta_file} ({len(meta_idx)})",
+            "confident": "chosen every epoch after warm-up among examples the model predicts confidently "
+            "in agreement with their given label",
+            "none": None,
+        }[config.meta_source]
+    meta_idx, meta_labels, sel_idx, sel_labels = _selection_split(config, meta_idx, meta_labels, train.num_classes)
+    if len(sel_idx):
+        sources["selection"] = f"{len(sel_idx)} of the trusted examples, held out of the meta set"
     validate_run_data(config, train, test, meta_labels)
-    return PreparedData(config, train, test, noisy, train_idx, meta_idx, meta_labels, skipped)
+    return PreparedData(
+        config,
+        train,
+        test,
+        noisy,
+        train_idx,
+        meta_idx,
+        meta_labels,
+        skipped,
+        selection_idx=sel_idx,
+        selection_labels=sel_labels,
+        sources=sources,
+        notes=tuple(notes),
+        test_pool_idx=held_out,
+    )
+
+
+def _refuse_untrusted_meta(config: TrainConfig) -> None:
+    """A method that learns from a clean meta set, on data whose labels nobody checked and no
+    trusted set: refused with the remedies, rather than trusting the given labels."""
+    if config.meta_source != "none":
+        return
+    try:
+        needs = create_method(config.method, **config.method_options()).needs_meta
+    except ValueError:
+        return  # the config's own checks report it
+    if needs:
+        raise ValueError(
+            f"config method {config.method!r} learns its weights on a meta set of checked labels, and the labels "
+            f"of data {config.data!r} are unchecked (nothing says which are right): give a few checked images per "
+            "class with trusted (--trusted FOLDER_OR_LIST: a folder of class sub-folders, or a path,label list), "
+            "or let the model pick a pseudo-clean meta set with --meta-source confident, or train with --method ce"
+        )
+
+
+def _pool_paths(train, what: str) -> list[str]:
+    paths = dataset_paths(train)
+    if paths is None:
+        raise ValueError(
+            f"config {what} names checked image files, but data set {getattr(train, 'name', 'data')!r} was not "
+            "read from image files; give trusted examples of it by position with meta_file (lines index,label)"
+        )
+    return paths
+
+
+def _trusted_test(config: TrainConfig, train, notes: list[str]):
+    """(the checked test set decoded as the training images, pool positions that are checked
+    test images and so leave training)."""
+    pool = _pool_paths(train, "trusted_test")
+    paths, labels = read_trusted(config.trusted_test, train.class_names, what="trusted_test")
+    if not paths:
+        raise ValueError(f"trusted_test {config.trusted_test}: no images")
+    where = match_files(pool, paths)
+    held = np.unique(where[where >= 0]).astype(np.int64)
+    if len(held):
+        notes.append(
+            f"{len(held)} of the {len(paths)} checked test images are also training files: taken out of training"
+        )
+    return decode_like(train, paths, labels, name=f"{config.data}-trusted-test"), held
+
+
+def _without_trusted(config: TrainConfig, test, notes: list[str]):
+    """The test split without the checked meta images it holds (a split cut from the same folder
+    must not take them from the meta set, nor test on them)."""
+    paths = None if test is None or config.trusted_test is not None else dataset_paths(test)
+    if paths is None:
+        return test
+    checked, _ = read_trusted(config.trusted, test.class_names, what="trusted")
+    where = match_files(paths, checked)
+    drop = np.unique(where[where >= 0])
+    if not len(drop):
+        return test
+    if len(drop) == len(paths):
+        raise ValueError(f"trusted {config.trusted}: every test image is a checked meta image; nothing is left to test")
+    notes.append(f"{len(drop)} checked images fell into the test split: taken out of it for the meta set")
+    return test.subset(np.setdiff1d(np.arange(len(paths)), drop))
+
+
+def _trusted_meta(config: TrainConfig, train, noisy: NoisyLabels, held_out: np.ndarray, notes: list[str]):
+    """The checked meta examples: those that are training files are taken out of training (by
+    file, whatever their folder label was); the others are appended to the pool."""
+    pool = _pool_paths(train, "trusted")
+    paths, labels = read_trusted(config.trusted, train.class_names, what="trusted")
+    if not paths:
+        raise ValueError(f"trusted {config.trusted}: no images")
+    where = match_files(pool, paths)
+    if len(held_out) and np.isin(where, held_out).any():
+        i = int(np.flatnonzero(np.isin(where, held_out))[0])
+        raise ValueError(
+            f"trusted {paths[i]} is also a checked test image (trusted_test {config.trusted_test}); a checked image "
+            "goes into one of the two sets"
+        )
+    found = where >= 0
+    if len(np.unique(where[found])) != int(found.sum()):
+        raise ValueError(f"trusted {config.trusted}: two checked images are copies of one training file; keep one")
+    new = [p for p, f in zip(paths, found) if not f]
+    start = len(train)
+    train = append_files(train, new, labels[~found])
+    if len(new):  # appended examples are never trained on; their "given" label is the checked one
+        extra = labels[~found]
+        noisy = dataclasses.replace(
+            noisy,
+            labels=np.concatenate([noisy.labels, extra]),
+            noise_mask=np.concatenate([noisy.noise_mask, np.zeros(len(extra), bool)]),
+        )
+    meta_idx = where.copy()
+    meta_idx[~found] = start + np.arange(len(new))
+    order = np.argsort(meta_idx)
+    if found.any():
+        relabelled = int((noisy.labels[where[found]] != labels[found]).sum())
+        notes.append(
+            f"{int(found.sum())} of the {len(paths)} checked images are also training files: taken out of training "
+            f"and used with their checked class ({relabelled} of them had another class in the training data)"
+        )
+    return train, noisy, meta_idx[order].astype(np.int64), labels[order].astype(np.int64)
+
+
+def _selection_split(
+    config: TrainConfig, meta_idx: np.ndarray, meta_labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(meta idx, meta labels, selection idx, selection labels): ``selection_fraction`` of the
+    meta set held out, stratified by class (seeded by ``seed + 2``), for choosing the checkpoint."""
+    empty = np.zeros(0, np.int64)
+    if config.selection_fraction == 0 or not len(meta_idx):
+        return meta_idx, meta_labels, empty, empty
+    keep, held = stratified_holdout(meta_labels, fraction=config.selection_fraction, seed=config.seed + 2)
+    if not len(held) or len(keep) < 2:
+        raise ValueError(
+            f"config selection_fraction={config.selection_fraction} of the {len(meta_idx)} trusted examples leaves "
+            f"{len(keep)} for the meta set and {len(held)} for selection; give more checked examples or change it"
+        )
+    keep, held = np.sort(keep), np.sort(held)
+    return meta_idx[keep], meta_labels[keep], meta_idx[held], meta_labels[held]
 
 
 def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, Any]:
@@ -262,7 +493,8 @@ def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | Non
         return instance_dependent_noise(
             clean, inputs, rate=config.noise_rate, num_classes=num_classes, seed=config.seed
         )
-    return make_noise(config.noise, clean, rate=config.noise_rate, num_classes=num_classes, seed=config.seed)
+    rate = 0.0 if config.noise == "none" else config.noise_rate
+    return make_noise(config.noise, clean, rate=rate, num_classes=num_classes, seed=config.seed)
 
 
 def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,7 +505,7 @@ def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int) -> tup
     fixed meta set (the trainer selects one every epoch); everything stays in training.
     """
     empty = np.array([], dtype=np.int64)
-    if config.meta_source == "confident" or config.num_meta == 0 and config.meta_source == "split":
+    if config.meta_source in ("confident", "none") or config.num_meta == 0 and config.meta_source == "split":
         return empty, empty, np.arange(len(clean))
     if config.meta_source == "file":
         idx, labels = read_meta_file(config.meta_file, num_examples=len(clean), num_classes=num_classes)

@@ -21,9 +21,10 @@ from .. import __version__, rundir
 from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
+from .init_weights import save_safetensors
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
-from .setup import build_model, resolve_device, seeded, trainer_for_config
+from .setup import build_model, effective_meta_batch, resolve_device, seeded, trainer_for_config
 from .trainer import FitResult, evaluate, predict_proba
 from .validation import check_state_fits
 
@@ -148,7 +149,26 @@ def _run_experiment(
         where = f"; listed with the reasons in {skipped_list}" if skipped_list is not None else ""
         n_train = sum(split == "train" for split, *_ in data.skipped_files)
         log(f"skipped {n_train} training and {data.num_skipped - n_train} test files that could not be decoded{where}")
+    if log is not None:
+        for note in data.notes:
+            log(note)
+        if not data.truth_known:
+            log(
+                "the true labels are unknown (no noise simulated on data of unchecked labels): figures that need "
+                "them (noise rate, weights on truly clean / noisy examples, memorised share) are not computed"
+            )
     train_t, meta_t, test_t = data.sets(device)
+    selection_t = data.selection_set(device)
+    meta_batch = effective_meta_batch(config, len(data.meta_idx))
+    if meta_batch < config.meta_batch_size and log is not None:
+        log(
+            f"meta batch {config.meta_batch_size} is larger than the meta set ({len(data.meta_idx)} examples): "
+            f"each meta batch is the whole meta set"
+        )
+    if out is not None and main and not resume:
+        rundir.write_data_info(out, _data_info(data, meta_batch))
+        if data.paths is not None:
+            rundir.write_files(out, _file_rows(data))
     writer = _tensorboard_writer(out) if tensorboard else None
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -183,6 +203,7 @@ def _run_experiment(
             num_examples=len(train_t),
             num_classes=data.num_classes,
             streamed=data.streamed,
+            meta_batch_size=meta_batch,
             progress=progress,
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,
@@ -200,7 +221,9 @@ def _run_experiment(
                 step = f", step {trainer.cursor.step + 1}" if trainer.cursor is not None else ""
                 log(f"resuming {out} at epoch {trainer.epoch + 1}{step}")
         try:
-            result = trainer.fit(train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=data.clean)
+            result = trainer.fit(
+                train_t, meta_t, epochs=config.epochs, test=test_t, clean_labels=data.clean, selection=selection_t
+            )
         finally:
             if writer is not None:
                 writer.close()
@@ -210,7 +233,8 @@ def _run_experiment(
         config,
         data,
         result,
-        test_accuracy_at_best_meta=evaluate(model, test_t)[0],
+        test_accuracy_at_best_meta=None if test_t is None else evaluate(model, test_t)[0],
+        meta_batch_size=meta_batch,
         seconds=elapsed_before + time.perf_counter() - started,
         resumed=resumed,
         device=device,
@@ -302,7 +326,8 @@ def _summary(
     data: PreparedData,
     result: FitResult,
     *,
-    test_accuracy_at_best_meta: float,
+    test_accuracy_at_best_meta: float | None,
+    meta_batch_size: int,
     seconds: float,
     resumed: int,
     device: torch.device,
@@ -318,14 +343,19 @@ def _summary(
         "realised_noise_rate": data.realised_noise_rate,
         "epochs": config.epochs,
         "seed": config.seed,
-        "num_meta": config.num_meta,
-        "test_accuracy": history[-1]["test_accuracy"],
+        "truth_known": data.truth_known,
+        "num_meta": len(data.meta_idx),  # the meta set's size as used (a trusted set's own)
+        "num_selection": len(data.selection_idx),
+        "meta_batch_size": meta_batch_size,
+        "test_set": data.sources.get("test"),
+        "test_accuracy": history[-1].get("test_accuracy"),
         "best_meta_epoch": result.best_epoch,
         "best_meta_accuracy": history[result.best_epoch - 1].get("meta_accuracy"),
+        "best_selection_accuracy": history[result.best_epoch - 1].get("selection_accuracy"),
         "test_accuracy_at_best_meta": test_accuracy_at_best_meta,
         # the highest test accuracy of any epoch: for seeing whether a run fits the noise (its last
         # epoch falling below it), never for choosing a checkpoint
-        "peak_test_accuracy": max(r["test_accuracy"] for r in history if "test_accuracy" in r),
+        "peak_test_accuracy": max((r["test_accuracy"] for r in history if "test_accuracy" in r), default=None),
         "seconds": round(seconds, 3),
         "train_seconds": round(sum(r["train_seconds"] for r in history), 3),
         "zero_weight_steps": int(sum(r.get("zero_weight_steps", 0) for r in history)),
@@ -363,7 +393,8 @@ def _write_outputs(
     np.savez_compressed(
         out / rundir.PER_EXAMPLE,
         index=data.train_idx,
-        clean_label=data.clean,
+        # -1 where nobody knows the true label (a user's own data): no figure is computed against it
+        clean_label=data.clean if data.truth_known else np.full(len(data.train_idx), -1, np.int64),
         given_label=data.given,
         alpha=pe.alpha,
         beta=pe.beta,
@@ -375,10 +406,62 @@ def _write_outputs(
         transition=data.noisy.transition,
         **method_outputs,  # the method's own per-example arrays (DivideMix: clean_prob)
     )
+    save_safetensors(result.best_state, out / rundir.MODEL_SAFETENSORS)  # the same weights, for other tools
     write_label_issues(out)  # label_issues.csv: the examples whose given label looks wrong, ranked
     rundir.write_summary(out, summary)
     # Finished: model.pt holds the selected weights; the resume state is no longer needed.
     (out / rundir.CHECKPOINT).unlink(missing_ok=True)
+
+
+def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
+    """data.json: what the model was trained on, for every later reader of the run (reports,
+    evaluate and predict on new files) without loading the data set again."""
+    from ..data.preprocessing import preprocessing_of
+
+    prep = preprocessing_of(data.train)
+    info: dict[str, Any] = {
+        "data": data.config.data,
+        "class_names": list(data.class_names),
+        "num_classes": data.num_classes,
+        "example_shape": list(data.example_shape),
+        "truth_known": data.truth_known,
+        "files": data.paths is not None,
+        "num_train": len(data.train_idx),
+        "num_meta": len(data.meta_idx),
+        "num_selection": len(data.selection_idx),
+        "meta_batch_size": meta_batch_size,
+        "meta": data.sources.get("meta"),
+        "selection": data.sources.get("selection"),
+        "test": data.sources.get("test"),
+        "num_test": None if data.test is None else len(data.test),
+    }
+    if prep is not None:
+        info["preprocessing"] = {"scale": prep.scale, "mean": list(prep.mean), "std": list(prep.std)}
+        size = getattr(data.train, "image_size", None)
+        if size is not None:
+            info["preprocessing"]["image_size"] = int(size)
+    return info
+
+
+def _file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
+    """files.csv rows: every example of the pool that is trained on, in the meta set, held out
+    for selection or a checked test image, with its file and class (the checked one for meta
+    and selection examples, the given one otherwise)."""
+    names, paths, labels = data.class_names, data.paths, data.noisy.labels
+    roles = [
+        (data.train_idx, "train"),
+        (data.meta_idx, "meta"),
+        (data.selection_idx, "selection"),
+        (data.test_pool_idx, "test"),
+    ]
+    meta_label = dict(zip(data.meta_idx.tolist(), data.meta_labels.tolist()))
+    meta_label.update(zip(data.selection_idx.tolist(), data.selection_labels.tolist()))
+    rows = []
+    for idx, role in roles:
+        for i in idx.tolist():
+            label = meta_label[i] if role in ("meta", "selection") else labels[i]
+            rows.append((i, paths[i], names[int(label)], role))
+    return sorted(rows)
 
 
 def _tensorboard_writer(out: Path | None):

@@ -22,6 +22,7 @@ shipped model draws from it, and the caller's global state is left as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -47,8 +48,6 @@ __all__ = [
     "trainer_for_config",
     "trainer_generator",
 ]
-
-DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -189,6 +188,14 @@ def build_trainer(
     )
 
 
+def effective_meta_batch(config: TrainConfig, meta_size: int) -> int:
+    """The meta batch a run uses: the config's, or the whole meta set when that is smaller (a
+    batch larger than the set would repeat its examples within one meta-gradient)."""
+    if meta_size <= 0:
+        return config.meta_batch_size
+    return min(config.meta_batch_size, meta_size)
+
+
 def trainer_for_config(
     config: TrainConfig,
     model: nn.Module,
@@ -196,13 +203,18 @@ def trainer_for_config(
     num_examples: int,
     num_classes: int,
     streamed: bool = False,
+    meta_batch_size: int | None = None,
     **trainer_options: Any,
 ) -> Trainer:
     """:func:`build_trainer` with every setting a :class:`TrainConfig` holds: the method and its
     options, the optimisation, the seed, the augmentation (:func:`build_augmentation`; `streamed`
     when the loader augments), ``test_every``, ``precision`` (the steps' autocast) and, for
-    ``meta_source: confident``, the meta-set selector. `trainer_options` are the run's own hooks
-    (progress, callbacks, checkpoint, log, dist)."""
+    ``meta_source: confident``, the meta-set selector. `meta_batch_size` overrides the config's
+    (a meta set smaller than the configured batch: see :func:`effective_meta_batch`).
+    `trainer_options` are the run's own hooks (progress, callbacks, checkpoint, log, dist)."""
+    optim = config.optimization()
+    if meta_batch_size is not None:
+        optim = dataclasses.replace(optim, meta_batch_size=meta_batch_size)
     selector = None
     if config.meta_source == "confident":
         selector = partial(confident_meta_set, num_meta=config.num_meta, num_classes=num_classes)
@@ -210,7 +222,7 @@ def trainer_for_config(
         model,
         method=config.method,
         method_options=config.method_options(),
-        optim=config.optimization(),
+        optim=optim,
         seed=config.seed,
         num_examples=num_examples,
         num_classes=num_classes,

@@ -252,6 +252,7 @@ class Trainer:
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
         self.test_every = test_every
+        self.selection: Source | None = None  # set by fit(): held-out trusted examples to select on
         self.target_epochs = 0  # set by fit(): the last epoch always evaluates the test set
         self.dist = dist if dist is not None and dist.world_size > 1 else None
         self.step_model = model if self.dist is None else wrap_ddp(model, self.dist, **method.ddp_options)
@@ -346,17 +347,22 @@ class Trainer:
         epochs: int,
         test: Source | None = None,
         clean_labels: np.ndarray | None = None,
+        selection: Source | None = None,
     ) -> FitResult:
         """Train until `epochs` epochs are complete (continuing from a loaded state, if any);
-        select the best epoch on the clean meta set.
+        select the best epoch on the clean meta set, or on `selection` when given.
 
         Parameters
         ----------
         train : the noisy training set.  meta : the clean meta set (needed by meta methods and
-        used for model selection by every method).  test : evaluated for the record only
-        (see `test_every`); nothing is selected on it.  clean_labels : (N,) true training labels, when known,
-        for diagnostics (weights on truly clean vs noisy examples).
+        used for model selection by every method unless `selection` is given).  test : evaluated
+        for the record only (see `test_every`); nothing is selected on it.  clean_labels : (N,)
+        true training labels, when known, for diagnostics (weights on truly clean vs noisy
+        examples); None when nobody knows them.  selection : trusted examples held out of the
+        meta set, so that the checkpoint is not chosen on the examples the weights were fitted to
+        (recorded as ``selection_accuracy`` / ``selection_loss``).
         """
+        self.selection = selection if selection is not None and len(selection) > 0 else None
         if self.meta_selector is not None and meta is not None:
             raise ValueError("pass either a meta set or a meta_selector, not both")
         if self.method.needs_meta and (meta is None or len(meta) == 0) and self.meta_selector is None:
@@ -637,7 +643,9 @@ class Trainer:
                 record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == given))
         elif meta is not None:
             record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
-        key = (record["meta_accuracy"], -record["meta_eval_loss"]) if "meta_accuracy" in record else None
+        if self.selection is not None:
+            record["selection_accuracy"], record["selection_loss"] = evaluate(self.model, self.selection)
+        key = _selection_key(record)
         # The test set is for the record only, so it may be thinned out (its pass can cost more
         # than the epoch's training); the last epoch and every new best one are always evaluated.
         if test is not None and (
@@ -650,13 +658,23 @@ class Trainer:
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
         if self.dist is not None:  # rank 0's figures decide the best epoch everywhere
             record = broadcast_object(record)
-        if "meta_accuracy" in record:
-            key = (record["meta_accuracy"], -record["meta_eval_loss"])
+        key = _selection_key(record)
+        if key is not None:
             if key > self.best_key:
                 self.best_key, self.best_epoch, self.best_state = key, self.epoch, _cpu_state(self.model)
         self.cursor = None
         self.history.append(record)
         return record
+
+
+def _selection_key(record: dict[str, Any]) -> tuple[float, float] | None:
+    """What the best epoch maximises: (accuracy, -loss) on the held-out selection set when there
+    is one, else on the meta set; None when neither was evaluated."""
+    if "selection_accuracy" in record:
+        return record["selection_accuracy"], -record["selection_loss"]
+    if "meta_accuracy" in record:
+        return record["meta_accuracy"], -record["meta_eval_loss"]
+    return None
 
 
 def _diagnostics(pe: PerExample, noisy_mask: np.ndarray | None, clean: np.ndarray | None) -> dict[str, float]:

@@ -130,11 +130,10 @@ def validate_run_data(config: Any, train: Any, test: Any, meta_labels: np.ndarra
       data set and the example).
     """
     if len(meta_labels):
-        source = (
-            f"meta_file {config.meta_file}"
-            if config.meta_source == "file"
-            else f"config meta_source={config.meta_source!r} num_meta={config.num_meta}"
-        )
+        source = {
+            "file": f"meta_file {config.meta_file}",
+            "trusted": f"trusted set {config.trusted}",
+        }.get(config.meta_source, f"config meta_source={config.meta_source!r} num_meta={config.num_meta}")
         check_meta_set(
             meta_labels,
             num_classes=train.num_classes,
@@ -143,6 +142,8 @@ def validate_run_data(config: Any, train: Any, test: Any, meta_labels: np.ndarra
             class_names=getattr(train, "class_names", None),
         )
     for data in (train, test):
+        if data is None:  # no test set
+            continue
         inputs = _in_memory_inputs(data)
         if inputs is not None:
             check_finite_inputs(inputs, name=getattr(data, "name", "data"))

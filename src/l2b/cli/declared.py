@@ -1,0 +1,171 @@
+"""What the registries and TrainConfig declare, read from their source without importing torch.
+
+``l2b train --help`` lists the registered methods, models and data sets and shows TrainConfig's
+defaults, and every command builds that parser, argument errors and ``--help`` included. The
+registries fill themselves as their modules are imported (``@register_method("name")``,
+``@register_model("name")``, the ``DATASETS`` dict of :mod:`l2b.data`), and those modules and
+TrainConfig's import torch, which alone takes about a second. So this module reads the same
+declarations with :mod:`ast`, without running them: the registry stays the one place that
+lists each kind of choice, and adding a method or a model needs no change here.
+
+It reads names written as string literals and defaults written as literals (or as another
+dataclass's default, ``Optimization.epochs``). Anything written otherwise, or a source file it
+cannot read, makes it import the live registry instead: slower, never wrong.
+``tests/test_cli_startup.py`` checks that what it reads equals the live registries and that
+``--help`` imports no torch. The plain name lists (engines, noise kinds ...) need no reading:
+they are defined in :mod:`l2b.names`.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+__all__ = ["dataset_names", "method_names", "model_names", "train_defaults"]
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # the l2b package
+
+
+class _Unreadable(Exception):
+    """The source declares something in a form this module does not read."""
+
+
+# What makes a static reading fail over to the live registry.
+_FALLBACK = (_Unreadable, OSError, SyntaxError, UnicodeDecodeError)
+
+
+def method_names() -> list[str]:
+    """:func:`l2b.methods.list_methods`: the names given to ``register_method`` in l2b/methods/, sorted."""
+    try:
+        return _registered("methods", "register_method")
+    except _FALLBACK:
+        from ..methods import list_methods
+
+        return list_methods()
+
+
+def model_names() -> list[str]:
+    """:func:`l2b.models.list_models`: the names given to ``register_model`` in l2b/models/, sorted."""
+    try:
+        return _registered("models", "register_model")
+    except _FALLBACK:
+        from ..models import list_models
+
+        return list_models()
+
+
+def dataset_names() -> list[str]:
+    """The keys of :data:`l2b.data.DATASETS`, in its order."""
+    try:
+        return _dict_keys("data/__init__.py", "DATASETS")
+    except _FALLBACK:
+        from ..data import DATASETS
+
+        return list(DATASETS)
+
+
+def train_defaults() -> dict[str, Any]:
+    """TrainConfig's field defaults, {key: default}, as declared: before ``__post_init__``
+    resolves the unset ones (``noise``, ``engine`` ...) from the data, the method and the model."""
+    try:
+        optimization = _dataclass_defaults("training/optim.py", "Optimization")
+        return _dataclass_defaults("training/config.py", "TrainConfig", {"Optimization": optimization})
+    except _FALLBACK:
+        import dataclasses
+
+        from ..training.config import TrainConfig
+
+        return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise _Unreadable(ast.unparse(node)) from None
+
+
+def _registered(package: str, register: str) -> list[str]:
+    """The names passed to ``register(...)`` anywhere in the modules of `package`, sorted."""
+    names = []
+    for path in sorted((_PACKAGE / package).glob("*.py")):
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.Call) and _called_name(node) == register:
+                if len(node.args) != 1 or node.keywords or not isinstance(name := _literal(node.args[0]), str):
+                    raise _Unreadable(ast.unparse(node))
+                names.append(name)
+    if not names:
+        raise _Unreadable(f"no {register}(...) in {package}")
+    return sorted(names)
+
+
+def _called_name(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _dict_keys(module: str, name: str) -> list[str]:
+    """The keys of the module-level dict `name`: assigned as a dict display, then ``name.update({...})``.
+    Any other module-level statement that mentions `name` is unreadable (functions are not run)."""
+    keys: dict[str, None] = {}
+    for stmt in _parse(_PACKAGE / module).body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+            continue
+        if not any(isinstance(node, ast.Name) and node.id == name for node in ast.walk(stmt)):
+            continue
+        match stmt:
+            case (
+                ast.Assign(targets=[ast.Name(id=target)], value=ast.Dict() as display)
+                | ast.AnnAssign(target=ast.Name(id=target), value=ast.Dict() as display)
+            ) if target == name:
+                keys = dict.fromkeys(_string_keys(display))
+            case ast.Expr(
+                value=ast.Call(
+                    func=ast.Attribute(value=ast.Name(id=target), attr="update"),
+                    args=[ast.Dict() as display],
+                    keywords=[],
+                )
+            ) if target == name:
+                keys.update(dict.fromkeys(_string_keys(display)))
+            case _:
+                raise _Unreadable(ast.unparse(stmt))
+    if not keys:
+        raise _Unreadable(f"no {name} in {module}")
+    return list(keys)
+
+
+def _string_keys(display: ast.Dict) -> list[str]:
+    keys = [None if k is None else _literal(k) for k in display.keys]  # None: a ``**mapping`` entry
+    if not all(isinstance(k, str) for k in keys):
+        raise _Unreadable(ast.unparse(display))
+    return keys
+
+
+def _dataclass_defaults(module: str, name: str, known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """{field: default} of the dataclass `name` of `module`. A default is a literal, or
+    ``Other.field`` for a class whose defaults are in `known`."""
+    for stmt in _parse(_PACKAGE / module).body:
+        if isinstance(stmt, ast.ClassDef) and stmt.name == name:
+            out = {}
+            for item in stmt.body:
+                if not isinstance(item, ast.AnnAssign) or "ClassVar" in ast.unparse(item.annotation):
+                    continue
+                if not isinstance(item.target, ast.Name) or item.value is None:
+                    raise _Unreadable(ast.unparse(item))
+                out[item.target.id] = _default(item.value, known or {})
+            return out
+    raise _Unreadable(f"no class {name} in {module}")
+
+
+def _default(node: ast.expr, known: dict[str, dict[str, Any]]) -> Any:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in known:
+        try:
+            return known[node.value.id][node.attr]
+        except KeyError:
+            raise _Unreadable(ast.unparse(node)) from None
+    return _literal(node)

@@ -1,0 +1,42 @@
+"""Name lists of the library's choices that need no code to define: each is defined here, once.
+
+This module imports nothing, so the command line can list these choices in ``l2b train --help``
+and check an argument against them without importing torch (which alone takes about a second).
+The modules that use a list import it from here and re-export it where it has always been:
+``l2b.meta.ENGINES``, ``l2b.meta.NORMALIZATIONS``, ``l2b.noise.NOISE_KINDS``,
+``l2b.training.config.META_SOURCES`` and ``PRECISIONS``. The registries that fill themselves as
+their modules are imported (methods, models, data sets) are read by :mod:`l2b.cli.declared`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEVICE_HELP", "ENGINES", "META_SOURCES", "NOISE_KINDS", "NORMALIZATIONS", "PRECISIONS"]
+
+#: Meta-gradient engines (:func:`l2b.meta.meta_weights`). ``fused`` computes the weights as
+#: ``forward`` does; it differs only inside a training step, where its dual forward is also the
+#: real step's forward (see l2b.methods.meta), so meta_weights treats it as ``forward``. ``head``
+#: and ``tail`` are the restricted engines (see l2b.meta.engine's docstring).
+ENGINES = ("forward", "fused", "reverse", "head", "tail")
+
+#: How raw meta-gradient scores become example weights (:func:`l2b.meta.normalize_scores`).
+NORMALIZATIONS = ("org", "softmax", "sigmoid")
+
+#: Names accepted by :func:`l2b.noise.make_noise`.
+NOISE_KINDS: tuple[str, ...] = (
+    "none",
+    "symmetric",
+    "symmetric-uniform",
+    "pair",
+    "cifar10-asymmetric",
+    "cifar100-asymmetric",
+    "cifar100-hierarchical",
+)
+
+#: Where a run's meta set comes from (:class:`l2b.training.TrainConfig`'s ``meta_source``).
+META_SOURCES = ("split", "file", "trusted", "confident", "none")
+
+#: Training-step precisions; :data:`l2b.training.AUTOCAST_DTYPES` maps each to its autocast dtype.
+PRECISIONS = ("fp32", "bf16")
+
+#: What a ``device`` argument accepts, in words (:func:`l2b.training.resolve_device` checks it).
+DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
