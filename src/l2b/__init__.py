@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"
+"""The package's version (PEP 440). Defined here only: pyproject.toml reads it from this line, and
+``l2b --version`` and every run's ``config.yaml`` report it. CHANGELOG.md says what each one holds."""
+
 if TYPE_CHECKING:
     from .api import fit
     from .meta import MetaWeights, meta_weights, normalize_scores
@@ -40,9 +44,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value = _version()
-    elif name in _LAZY:
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     elif not name.startswith("_"):  # `import l2b; l2b.models.create_model(...)`, as when all was imported
         try:
@@ -59,12 +61,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("l2b")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"

@@ -158,8 +158,8 @@ def fit(
         Every epoch covers every training example once in ceil(N / batch_size) nearly equal batches;
         meta batches are drawn from reshuffled passes over the meta set. Both at least 2 (as in
         ``l2b train``: the settings are checked by :class:`l2b.training.Optimization`).
-    lr, momentum, weight_decay, nesterov : SGD settings; the learning rate follows a cosine
-        schedule from `lr` to 0 over all steps.
+    lr, momentum, weight_decay, nesterov : float, float, float, bool
+        SGD settings; the learning rate follows a cosine schedule from `lr` to 0 over all steps.
     max_bad_steps : int
         Steps with a non-finite gradient are skipped; this many in a row stop the call
         (:class:`~l2b.training.trainer.TrainingDiverged`).
@@ -175,8 +175,9 @@ def fit(
     clean_labels : (N,) or None
         The true training labels, when known (synthetic noise): the records then hold the mean
         weights on truly clean and truly noisy examples.
-    callbacks : callables, each receiving every epoch's record dict (epoch, phase, lr, train_loss,
-        meta_accuracy, test_accuracy, ...) as soon as the epoch ends.
+    callbacks : sequence of callables
+        Each receives every epoch's record dict (epoch, phase, lr, train_loss, meta_accuracy,
+        test_accuracy, ...) as soon as the epoch ends.
     progress : bool
         Show a progress bar.
     augment : callable (batch (B, ...), *, generator) -> batch, or None

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 __all__ = ["DEVICE_HELP", "ENGINES", "META_SOURCES", "NOISE_KINDS", "NORMALIZATIONS", "PRECISIONS"]
 
-#: Meta-gradient engines (:func:`l2b.meta.meta_weights`). ``fused`` computes the weights as
-#: ``forward`` does; it differs only inside a training step, where its dual forward is also the
-#: real step's forward (see l2b.methods.meta), so meta_weights treats it as ``forward``. ``head``
-#: and ``tail`` are the restricted engines (see l2b.meta.engine's docstring).
 ENGINES = ("forward", "fused", "reverse", "head", "tail")
+"""Meta-gradient engines (:func:`l2b.meta.meta_weights`). ``fused`` computes the weights as
+``forward`` does; it differs only inside a training step, where its dual forward is also the
+real step's forward (see l2b.methods.meta), so meta_weights treats it as ``forward``. ``head``
+and ``tail`` are the restricted engines (see l2b.meta.engine's docstring)."""
 
-#: How raw meta-gradient scores become example weights (:func:`l2b.meta.normalize_scores`).
 NORMALIZATIONS = ("org", "softmax", "sigmoid")
+"""How raw meta-gradient scores become example weights (:func:`l2b.meta.normalize_scores`)."""
 
-#: Names accepted by :func:`l2b.noise.make_noise`.
 NOISE_KINDS: tuple[str, ...] = (
     "none",
     "symmetric",
@@ -31,12 +30,13 @@ NOISE_KINDS: tuple[str, ...] = (
     "cifar100-asymmetric",
     "cifar100-hierarchical",
 )
+"""Names accepted by :func:`l2b.noise.make_noise`."""
 
-#: Where a run's meta set comes from (:class:`l2b.training.TrainConfig`'s ``meta_source``).
 META_SOURCES = ("split", "file", "trusted", "confident", "none")
+"""Where a run's meta set comes from (:class:`l2b.training.TrainConfig`'s ``meta_source``)."""
 
-#: Training-step precisions; :data:`l2b.training.AUTOCAST_DTYPES` maps each to its autocast dtype.
 PRECISIONS = ("fp32", "bf16")
+"""Training-step precisions; :data:`l2b.training.AUTOCAST_DTYPES` maps each to its autocast dtype."""
 
-#: What a ``device`` argument accepts, in words (:func:`l2b.training.resolve_device` checks it).
 DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
+"""What a ``device`` argument accepts, in words (:func:`l2b.training.resolve_device` checks it)."""

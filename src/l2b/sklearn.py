@@ -3,6 +3,8 @@
 The common case: embeddings from a pretrained network, labels that are partly wrong, and a small
 subset whose labels were checked by hand.
 
+Examples
+--------
 >>> from l2b.sklearn import L2BClassifier
 >>> clf = L2BClassifier(epochs=40, random_state=0)
 >>> clf.fit(X_noisy, y_noisy, X_meta=X_checked, y_meta=y_checked)

@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 
+from .. import __version__
 from . import evaluate, predict, relabel, report, train
 
 COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": evaluate, "predict": predict}
@@ -20,6 +21,7 @@ COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": ev
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2b", description="Learning to Bootstrap: robust training on noisy labels.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         module.add_parser(sub)

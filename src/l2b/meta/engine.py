@@ -54,8 +54,12 @@ from .tail import tail_parameters
 from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
+"""The methods whose weights :func:`meta_weights` computes: ``"l2b"`` (a weight on the given
+label and one on the pseudo-label of every example) and ``"l2rw"`` (the given label only)."""
 # ENGINES, the one list of engine names, is l2b.names.ENGINES (what each does: there).
 ROWS = {"l2b": 2, "l2rw": 1}
+"""Rows of the weights :func:`meta_weights` returns, per method: ``(2, B)`` for ``"l2b"`` (given
+label, pseudo-label), ``(1, B)`` for ``"l2rw"``."""
 
 
 @dataclass(frozen=True)
@@ -189,10 +193,12 @@ def meta_tangents(
 
     Returns
     -------
-    tangents : dict[str, Tensor], parameter name -> tensor shaped like that parameter. Parameters
-        the optimizer does not update, or the meta loss does not reach, are absent (zero); with a
-        collective, a parameter no replica reaches is present as zeros.
-    meta_loss : float, the meta loss at theta'(0) (over all replicas' meta shards).
+    tangents : dict[str, Tensor]
+        Parameter name -> tensor shaped like that parameter. Parameters the optimizer does not
+        update, or the meta loss does not reach, are absent (zero); with a collective, a parameter
+        no replica reaches is present as zeros.
+    meta_loss : float
+        The meta loss at theta'(0) (over all replicas' meta shards).
     """
     step = virtual_step(model, optimizer)
     if params is not None:
@@ -234,9 +240,11 @@ def head_tangents(
 
     Returns
     -------
-    tangents : dict[str, Tensor], ``{head}.weight`` (K, D) and ``{head}.bias`` (K,), each present
-        when the optimizer updates it.
-    meta_loss : float, the mean meta cross-entropy at theta'(0) (over all replicas' meta shards).
+    tangents : dict[str, Tensor]
+        ``{head}.weight`` (K, D) and ``{head}.bias`` (K,), each present when the optimizer
+        updates it.
+    meta_loss : float
+        The mean meta cross-entropy at theta'(0) (over all replicas' meta shards).
     """
     w, b = _head_names(head)
     step = virtual_step(model, optimizer).restrict((w, b))

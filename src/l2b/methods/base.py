@@ -96,6 +96,8 @@ class StepOutput:
     stats : dict[str, float]
         Method-specific scalars (meta loss, whether all weights were zero, gradient norm ...).
 
+    Notes
+    -----
     Under data parallelism (``step(..., dist=...)``) ``loss`` and every stat are global (the
     values of one process on the concatenated batch, the same on every replica), while
     ``alpha``, ``beta`` and ``pseudo_labels`` are this replica's entries, B = its shard's size
@@ -207,8 +209,11 @@ def _check_distributed(model: nn.Module, dist: Collective | None) -> None:
 class Method:
     """Base class: one optimizer step on one batch.
 
-    Subclasses implement :meth:`loss`. Options shared by every method (keyword-only):
+    Subclasses implement :meth:`loss`. The parameters are the options shared by every method
+    (keyword-only).
 
+    Parameters
+    ----------
     mixup : bool
         Train on mixed-up inputs with probability targets (the meta batch is never mixed).
     mixup_alpha : float
@@ -325,12 +330,25 @@ class Method:
 
         Parameters
         ----------
-        inputs : Tensor, shape (B, ...);  labels : Tensor, shape (B,) int64, the observed labels.
-        meta_inputs : Tensor, shape (M, ...);  meta_labels : Tensor, shape (M,), for meta methods.
+        model : nn.Module
+            The model to train (a DistributedDataParallel wrapper under data parallelism).
+        optimizer : torch.optim.Optimizer
+            Steps `model`'s parameters.
+        inputs : Tensor, shape (B, ...)
+            The noisy batch.
+        labels : Tensor, shape (B,), int64
+            The observed labels.
+        meta_inputs, meta_labels : Tensor, shape (M, ...) and (M,), or None
+            The clean meta batch, for meta methods.
+        num_classes : int
+            Number of classes K.
+        generator : torch.Generator or None
+            All of the step's randomness (mixup, for instance) draws from it.
         index : Tensor, shape (B_global,), or None
             The batch's positions in the training set (the whole global batch under data
             parallelism), for methods that keep per-example state; the base step ignores it.
-        views : more augmented views of the noisy batch, each (B, ...), for methods with
+        views : tuple of Tensor
+            More augmented views of the noisy batch, each (B, ...), for methods with
             ``views > 1`` (``inputs`` is the first); empty otherwise.
         dist : Collective or None
             Data parallelism (e.g. :class:`l2b.distributed.DistContext`): `model` is wrapped in

@@ -1,10 +1,12 @@
 """Classifier models, built by name through a registry.
 
->>> from l2b.models import create_model, list_models
->>> model = create_model("preact_resnet18", num_classes=10, in_shape=(3, 32, 32))
-
 Every model maps a batch of shape ``(N, *in_shape)`` to logits of shape ``(N, num_classes)`` and
 runs under ``torch.func.functional_call`` and forward-mode AD (``torch.autograd.forward_ad``).
+
+Examples
+--------
+>>> from l2b.models import create_model, list_models
+>>> model = create_model("preact_resnet18", num_classes=10, in_shape=(3, 32, 32))
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ __all__ = [
     "cifar100_superclasses",
 ]
 
-#: Names of the 100 fine classes; position ``i`` is fine label ``i``.
 CIFAR100_FINE_LABEL_NAMES: tuple[str, ...] = (
     "apple", "aquarium_fish", "baby", "bear", "beaver",
     "bed", "bee", "beetle", "bicycle", "bottle",
@@ -40,8 +39,8 @@ CIFAR100_FINE_LABEL_NAMES: tuple[str, ...] = (
     "train", "trout", "tulip", "turtle", "wardrobe",
     "whale", "willow_tree", "wolf", "woman", "worm",
 )  # fmt: skip
+"""Names of the 100 fine classes; position ``i`` is fine label ``i``."""
 
-#: Names of the 20 super-classes; position ``j`` is coarse label ``j``.
 CIFAR100_COARSE_LABEL_NAMES: tuple[str, ...] = (
     "aquatic_mammals",
     "fish",
@@ -64,6 +63,7 @@ CIFAR100_COARSE_LABEL_NAMES: tuple[str, ...] = (
     "vehicles_1",
     "vehicles_2",
 )
+"""Names of the 20 super-classes; position ``j`` is coarse label ``j``."""
 
 # Members of each super-class, by name (the published CIFAR-100 hierarchy).
 _MEMBERS: dict[str, tuple[str, ...]] = {
@@ -139,8 +139,8 @@ def _asymmetric_map() -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
-#: Flips of the CIFAR-100 asymmetric noise benchmark: every fine class goes to
-#: the next fine class (in increasing index order, cyclically) of its own
-#: super-class, e.g. beaver (4) -> dolphin (30) -> otter (55) -> seal (72)
-#: -> whale (95) -> beaver (4).
 CIFAR100_ASYMMETRIC_MAP: dict[int, int] = _asymmetric_map()
+"""Flips of the CIFAR-100 asymmetric noise benchmark: every fine class goes to
+the next fine class (in increasing index order, cyclically) of its own
+super-class, e.g. beaver (4) -> dolphin (30) -> otter (55) -> seal (72)
+-> whale (95) -> beaver (4)."""

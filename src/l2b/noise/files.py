@@ -48,8 +48,8 @@ __all__ = [
     "noisy_labels_from_file",
 ]
 
-#: File suffixes understood by :func:`load_noisy_labels`.
 LABEL_FILE_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".npy", ".npz", ".csv", ".txt", ".json")
+"""File suffixes understood by :func:`load_noisy_labels`."""
 
 _INDEX_COLUMNS = ("index", "idx")
 _INT_RE = re.compile(r"[+-]?[0-9]+")

@@ -51,22 +51,22 @@ __all__ = [
     "transition_noise",
 ]
 
-#: Class-to-class flips of the standard CIFAR-10 asymmetric noise benchmark:
-#: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_ASYMMETRIC_MAP: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+"""Class-to-class flips of the standard CIFAR-10 asymmetric noise benchmark:
+truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog."""
 
-#: CIFAR-10's classes in label order (also their alphabetical order, so an image folder of them
-#: gets the same labels).
 CIFAR10_LABEL_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
+"""CIFAR-10's classes in label order (also their alphabetical order, so an image folder of them
+gets the same labels)."""
 
-#: Noise kinds defined on one data set's classes: the data set they were made for.
 CLASS_SPECIFIC_NOISE: dict[str, str] = {
     "cifar10-asymmetric": "cifar10",
     "cifar100-asymmetric": "cifar100",
     "cifar100-hierarchical": "cifar100",
 }
+"""Noise kinds defined on one data set's classes: the data set they were made for."""
 
 # NOISE_KINDS, the names accepted by make_noise, is l2b.names.NOISE_KINDS.
 

@@ -35,9 +35,10 @@ import numpy as np
 
 from ..rundir import LABEL_ISSUES, PER_EXAMPLE, read_data_info, read_files
 
-# cleanlab's get_label_issues() columns (given_label, predicted_label, label_quality,
-# is_label_issue) after the example's index, then l2b's own.
 COLUMNS = ("index", "given_label", "predicted_label", "label_quality", "is_label_issue", "alpha_share")
+"""Columns of a label-issue table (:func:`label_issues`, ``label_issues.csv``), in order: the
+example's index, cleanlab's get_label_issues() columns (given_label, predicted_label,
+label_quality, is_label_issue), then l2b's own."""
 _REQUIRED = ("index", "given_label", "pred_prob")
 
 
@@ -126,16 +127,17 @@ def training_signal(
 
     Returns
     -------
-    dict (empty when no example has weights):
+    dict of str to float
+        Empty when no example has weights; otherwise:
 
-    - ``weight_on_noisy``: share of the total weight alpha + beta on mislabelled examples
-      (cross-entropy: the noise rate);
-    - ``true_class_share``: share of the total weight whose target is the true class
-      (cross-entropy: 1 - the noise rate);
-    - ``relabelled_share``: share of the total weight on mislabelled examples' right pseudo-labels,
-      the part of ``true_class_share`` that relabelling contributes;
-    - ``wrong_label_share``: share of the total weight on mislabelled examples' given labels
-      (cross-entropy: the noise rate).
+        - ``weight_on_noisy``: share of the total weight alpha + beta on mislabelled examples
+          (cross-entropy: the noise rate);
+        - ``true_class_share``: share of the total weight whose target is the true class
+          (cross-entropy: 1 - the noise rate);
+        - ``relabelled_share``: share of the total weight on mislabelled examples' right
+          pseudo-labels, the part of ``true_class_share`` that relabelling contributes;
+        - ``wrong_label_share``: share of the total weight on mislabelled examples' given labels
+          (cross-entropy: the noise rate).
     """
     seen = ~(np.isnan(alpha) | np.isnan(beta))
     a, b = np.asarray(alpha, np.float64)[seen], np.asarray(beta, np.float64)[seen]
@@ -163,32 +165,38 @@ def label_issues(
 
     Parameters
     ----------
-    per_example : mapping of arrays (a run's ``per_example.npz``, or :func:`load_per_example`):
-        ``index`` (N,), ``given_label`` (N,), ``pred_prob`` (N, K); ``alpha_mean`` and ``beta_mean``
-        (N,) when the method has weights.
-    threshold : flag an example when its label quality is below this and the suggested label
-        differs from the given one.
-    class_names : the name of every class (K,): ``given_label`` and ``predicted_label`` come back
-        as these names instead of indices.
-    paths : index -> image file (a run's files.csv, :func:`l2b.rundir.read_files`): adds a
-        ``path`` column after ``index``.
+    per_example : mapping of str to ndarray
+        A run's ``per_example.npz``, or :func:`load_per_example`: ``index`` (N,),
+        ``given_label`` (N,), ``pred_prob`` (N, K); ``alpha_mean`` and ``beta_mean`` (N,) when the
+        method has weights.
+    threshold : float
+        Flag an example when its label quality is below this and the suggested label differs
+        from the given one.
+    class_names : sequence of str (K,) or None
+        The name of every class: ``given_label`` and ``predicted_label`` come back as these names
+        instead of indices.
+    paths : mapping of int to str, or None
+        Index -> image file (a run's files.csv, :func:`l2b.rundir.read_files`): adds a ``path``
+        column after ``index``.
 
     Returns
     -------
-    dict of numpy columns (:data:`COLUMNS`), rows sorted by ``label_quality`` ascending (most
-    suspicious first; ties by index):
+    dict of str to ndarray
+        Numpy columns (:data:`COLUMNS`), rows sorted by ``label_quality`` ascending (most
+        suspicious first; ties by index):
 
-    - ``index``: the example's position in the data set's training split;
-    - ``given_label``: the (possibly noisy) label trained on;
-    - ``predicted_label``: the suggested label, argmax of the selected model's probabilities;
-    - ``label_quality``: in [0, 1], higher = more likely correct: the selected model's probability
-      of the given label (see the module docstring for why nothing else is mixed in);
-    - ``is_label_issue``: ``label_quality < threshold and predicted_label != given_label``;
-    - ``alpha_share``: the share of the method's weight kept on the given label,
-      ``alpha_mean / (alpha_mean + beta_mean)``; NaN for methods without weights;
-    - ``clean_probability``, only for runs that record one (DivideMix's ``clean_prob``: the two
-      networks' mean posterior of the low-loss mixture component at the last division): a second
-      label-quality score, reported beside the rule, not mixed into it.
+        - ``index``: the example's position in the data set's training split;
+        - ``given_label``: the (possibly noisy) label trained on;
+        - ``predicted_label``: the suggested label, argmax of the selected model's probabilities;
+        - ``label_quality``: in [0, 1], higher = more likely correct: the selected model's
+          probability of the given label (see the module docstring for why nothing else is mixed
+          in);
+        - ``is_label_issue``: ``label_quality < threshold and predicted_label != given_label``;
+        - ``alpha_share``: the share of the method's weight kept on the given label,
+          ``alpha_mean / (alpha_mean + beta_mean)``; NaN for methods without weights;
+        - ``clean_probability``, only for runs that record one (DivideMix's ``clean_prob``: the
+          two networks' mean posterior of the low-loss mixture component at the last division): a
+          second label-quality score, reported beside the rule, not mixed into it.
     """
     cols = _columns(per_example, threshold)
     order = np.lexsort((cols["index"], cols["label_quality"]))

@@ -167,20 +167,32 @@ class Trainer:
 
     Parameters
     ----------
-    model : nn.Module, already on `device`.
+    model : nn.Module
+        The model, already on its device (the trainer's `device` is that of its parameters).
     method : Method
         The method after warm-up; warm-up epochs use plain cross-entropy.
-    optimizer : torch.optim.Optimizer;  scheduler : stepped once per batch.
+    optimizer : torch.optim.Optimizer
+        Steps `model`'s parameters.
+    scheduler : torch.optim.lr_scheduler.LRScheduler or None
+        Stepped once per batch.
+    num_classes : int
+        Number of classes K.
     batch_size, meta_batch_size : int
         Every epoch covers every training example once: a random permutation cut into
         ceil(N / batch_size) nearly equal batches (nothing is dropped). Meta batches are drawn
         from reshuffled passes over the meta set.
     generator : torch.Generator (CPU)
         All of the trainer's sampling (batches, meta batches, mixup) draws from it.
-    callbacks : callables receiving each epoch's record dict.
-    checkpoint : callable receiving :meth:`state_dict` after every epoch and, on Ctrl-C or
-        SIGTERM, at the end of the step in progress (a second signal stops at once, without it), or
-        None.
+    warmup_epochs : int
+        Epochs trained with ``method.warmup_method()`` (plain cross-entropy, with the method's
+        mixup and clipping, for most methods) before `method` takes over.
+    progress : bool
+        Show progress bars.
+    callbacks : tuple of callables
+        Each receives every epoch's record dict.
+    checkpoint : callable or None
+        Receives :meth:`state_dict` after every epoch and, on Ctrl-C or SIGTERM, at the end of the
+        step in progress (a second signal stops at once, without it).
     meta_selector : callable (probs (N, K), given labels (N,)) -> indices (M,), or None
         With no clean meta set: after warm-up, at the start of every epoch, the meta set becomes
         the training examples at these indices with their given labels (e.g.
@@ -195,14 +207,12 @@ class Trainer:
         schedule still advances. Skips are counted (``skipped_steps`` in the epoch record) and
         logged; this many in a row raise :class:`TrainingDiverged` (the last checkpoint, written
         at the end of the previous epoch, is left as it was).
-    log : callable receiving warning lines, or None.
+    log : callable or None
+        Receives warning lines.
     test_every : int
         The test set passed to :meth:`fit` is evaluated after every `test_every`-th epoch, the
         last epoch and every epoch that improves the meta accuracy (so the selected epoch's
         figure is always there); other records have no ``test_accuracy``.
-
-    The method's hooks (:meth:`l2b.methods.Method.start_epoch`, ``state_dict``) are called for
-    every method alike: before an epoch's first step, and with every checkpoint.
     autocast_dtype : torch.dtype or None
         Run every training step (forward and backward) under :func:`torch.autocast` with this
         dtype (e.g. ``torch.bfloat16``, ``precision: bf16``). The meta-gradient switches it off
@@ -219,6 +229,11 @@ class Trainer:
         normalises with its shard's statistics, as DDP does). Augmentation is drawn for the
         whole batch, so it is the same as in one process. Per-example statistics are gathered to
         every process; epoch records and the meta set chosen by `meta_selector` come from rank 0.
+
+    Notes
+    -----
+    The method's hooks (:meth:`l2b.methods.Method.start_epoch`, ``state_dict``) are called for
+    every method alike: before an epoch's first step, and with every checkpoint.
     """
 
     def __init__(
@@ -354,13 +369,22 @@ class Trainer:
 
         Parameters
         ----------
-        train : the noisy training set.  meta : the clean meta set (needed by meta methods and
-        used for model selection by every method unless `selection` is given).  test : evaluated
-        for the record only (see `test_every`); nothing is selected on it.  clean_labels : (N,)
-        true training labels, when known, for diagnostics (weights on truly clean vs noisy
-        examples); None when nobody knows them.  selection : trusted examples held out of the
-        meta set, so that the checkpoint is not chosen on the examples the weights were fitted to
-        (recorded as ``selection_accuracy`` / ``selection_loss``).
+        train : Source
+            The noisy training set.
+        meta : Source or None
+            The clean meta set (needed by meta methods and used for model selection by every
+            method unless `selection` is given).
+        epochs : int
+            The total number of epochs, counting those of a loaded state.
+        test : Source or None
+            Evaluated for the record only (see `test_every`); nothing is selected on it.
+        clean_labels : ndarray of shape (N,) or None
+            True training labels, when known, for diagnostics (weights on truly clean vs noisy
+            examples); None when nobody knows them.
+        selection : Source or None
+            Trusted examples held out of the meta set, so that the checkpoint is not chosen on
+            the examples the weights were fitted to (recorded as ``selection_accuracy`` /
+            ``selection_loss``).
         """
         self.selection = selection if selection is not None and len(selection) > 0 else None
         if self.meta_selector is not None and meta is not None:

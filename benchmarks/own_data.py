@@ -1,0 +1,422 @@
+"""A user's own noisy photos: the guide's commands on CIFAR-10 JPEGs sorted into the wrong folders.
+
+    python benchmarks/own_data.py      # airplane cat dog, 1000 photos each, 30 % moved, seeds 0 1, 30 epochs
+
+Regime: real use. A folder of photos in class sub-folders, some in the wrong folder, a few photos a
+person has checked, and a folder of checked new photos; l2b is given nothing else (no simulated noise,
+so it computes no figure against a truth). This script keeps its own record of the files it moved and
+scores l2b's outputs against it.
+
+Protocol:
+
+1. Data (seeded by --data-seed): from an ImageFolder tree ``{train,test}/<class>/*.jpg`` (default: the
+   CIFAR-10 JPEG archive in ../shared, only the needed members read), N training photos per class go
+   to ``photos/<class>/`` under neutral names (IMG_NNNNN.jpg); an exact share of each class is moved
+   into another class's folder chosen at random (every move recorded in ``moved.csv``: path after the
+   move, true class, folder class); C photos per true class, drawn from the whole photos folder (moved
+   ones included, as a person re-checking would find them), are copied into ``checked/<true class>/``;
+   M photos per class of the test split go to ``new-photos/<class>/``.
+2. For each seed, the guide's commands, run through the ``l2b`` command line in the work folder with
+   ``--epochs E --seed S --quiet`` added: ``train`` for CE and L2B, ``relabel`` and ``evaluate --data
+   new-photos`` on both runs (the guide shows them on the L2B run), ``report`` on the pair.
+3. Scored here against the record (by file path): precision, recall and F1 of ``is_label_issue`` in
+   label_issues.csv, average precision of the ranking by 1 - label_quality, how many relabel changes
+   give the true class; accuracy on the new photos is l2b's own (their labels are checked). Also the
+   share of moved files the selected model predicts as their folder class (the baseline fitting the
+   noise) and the wall time of each ``train`` command.
+
+Writes <results>/own_data.json and <results>/own_data.md (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+
+from l2b import __version__
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+METHODS = ("ce", "l2b")
+# Summary figures that need the truth: on a user's folder without simulated noise they must be absent.
+TRUTH_FIGURES = ("noise_rate", "realised_noise_rate", "test_accuracy", "test_accuracy_at_best_meta")
+
+
+class Source:
+    """Images of an ImageFolder tree ``{train,test}/<class>/*``: a folder or a .tar.gz of one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tar = tarfile.open(path, "r:gz") if path.is_file() else None
+        if self.tar is not None:
+            names = [m.name for m in self.tar.getmembers() if m.isfile()]
+        else:
+            names = [p.relative_to(path).as_posix() for p in path.glob("*/*/*") if p.is_file()]
+        self.names = sorted(n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES)
+
+    def files(self, split: str, cls: str) -> list[str]:
+        return [n for n in self.names if n.startswith(f"{split}/{cls}/")]
+
+    def read(self, names: list[str]) -> dict[str, bytes]:
+        if self.tar is None:
+            return {n: (self.path / n).read_bytes() for n in names}
+        wanted = set(names)
+        members = sorted((m for m in self.tar.getmembers() if m.name in wanted), key=lambda m: m.offset)
+        return {m.name: self.tar.extractfile(m).read() for m in members}  # in archive order: one pass
+
+
+def make_data(src: Source, work: Path, args: argparse.Namespace) -> dict:
+    """Write photos/, checked/ and new-photos/ under ``work``; return the record of every photo."""
+    rng = random.Random(args.data_seed)
+    classes = args.classes
+    for c in classes:
+        if len(src.files("train", c)) < args.per_class or len(src.files("test", c)) < args.new_per_class:
+            raise SystemExit(f"{src.path}: too few images of class {c!r} for the sizes asked")
+    train = {c: rng.sample(src.files("train", c), args.per_class) for c in classes}
+    test = {c: rng.sample(src.files("test", c), args.new_per_class) for c in classes}
+    blobs = src.read([n for c in classes for n in train[c] + test[c]])
+
+    photos = []
+    ids = rng.sample(range(100000), len(classes) * args.per_class)
+    n_move = round(args.move_fraction * args.per_class)
+    for c in classes:
+        moved = set(rng.sample(range(args.per_class), n_move))
+        for i, name in enumerate(train[c]):
+            folder = rng.choice([o for o in classes if o != c]) if i in moved else c
+            path = work / "photos" / folder / f"IMG_{ids.pop():05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blobs[name])
+            photos.append(
+                {
+                    "path": str(path),
+                    "true_class": c,
+                    "folder_class": folder,
+                    "moved": folder != c,
+                    "checked": False,
+                    "source": name,
+                    "sha256": hashlib.sha256(blobs[name]).hexdigest(),
+                }
+            )
+    for c in classes:  # a person checks a few photos of each class, wherever they lie
+        for p in rng.sample([p for p in photos if p["true_class"] == c], args.checked_per_class):
+            dest = work / "checked" / c / Path(p["path"]).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p["path"], dest)
+            p["checked"] = True
+    ids = rng.sample(range(100000), len(classes) * args.new_per_class)
+    for c in classes:
+        for name in test[c]:
+            dest = work / "new-photos" / c / f"IMG_{ids.pop():05d}.jpg"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(blobs[name])
+
+    fields = list(photos[0])
+    for fname, rows in (("photos.csv", photos), ("moved.csv", [p for p in photos if p["moved"]])):
+        with open(work / fname, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    return {p["path"]: p for p in photos}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def l2b_cli(l2b: str, cmd: str, work: Path, problems: list) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``l2b ...`` (``cmd`` as a user types it) in ``work``; return the process and its wall time."""
+    t0 = time.perf_counter()
+    r = subprocess.run([l2b, *cmd.split()[1:]], cwd=work, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if r.returncode != 0:
+        problems.append({"command": cmd, "returncode": r.returncode, "stderr_tail": r.stderr[-2000:]})
+        print(f"FAILED ({r.returncode}): {cmd}\n{r.stderr[-2000:]}", file=sys.stderr, flush=True)
+    return r, seconds
+
+
+def score_run(run: Path, record: dict, cmd: str, problems: list) -> dict:
+    """Score one run directory's label_issues.csv and relabelled.csv against the record of moved files."""
+
+    def problem(what: str) -> None:
+        problems.append({"command": cmd, "problem": what})
+        print(f"PROBLEM: {cmd}: {what}", file=sys.stderr, flush=True)
+
+    summary = json.loads((run / "summary.json").read_text())
+    for k in TRUTH_FIGURES:
+        if summary.get(k) is not None:
+            problem(f"summary.json has {k}={summary[k]} on data of unknown truth")
+    rows = read_csv(run / "label_issues.csv")
+    bad = [r["path"] for r in rows if not r["path"] or not os.path.isabs(r["path"])]
+    if bad:
+        problem(f"label_issues.csv has {len(bad)} rows without an absolute path, e.g. {bad[:3]}")
+    paths = [str(Path(r["path"]).resolve()) for r in rows]
+    unknown = [p for p in paths if p not in record]
+    if unknown:
+        problem(f"label_issues.csv has {len(unknown)} paths that are not photos, e.g. {unknown[:3]}")
+    if len(set(paths)) != len(paths):
+        problem("label_issues.csv lists a path twice")
+    rec = [record[p] for p in paths]
+    if any(p["checked"] for p in rec):
+        problem("checked photos were left in training")
+    if any(r["given_label"] != p["folder_class"] for r, p in zip(rows, rec)):
+        problem("given_label differs from the photo's folder")
+    moved = np.array([p["moved"] for p in rec])
+    flag = np.array([r["is_label_issue"] == "True" for r in rows])
+    quality = np.array([float(r["label_quality"]) for r in rows])
+    fitted = np.array([r["predicted_label"] == p["folder_class"] for r, p in zip(rows, rec)])
+    tp = int((flag & moved).sum())
+    prec = tp / flag.sum() if flag.sum() else float("nan")
+    rec_ = tp / moved.sum()
+    out = {
+        "training_rows": len(rows),
+        "moved_in_training": int(moved.sum()),
+        "flagged": int(flag.sum()),
+        "true_positives": tp,
+        "precision": prec,
+        "recall": rec_,
+        "f1": 2 * prec * rec_ / (prec + rec_) if prec + rec_ > 0 else float("nan"),
+        "average_precision": float(average_precision_score(moved, 1.0 - quality)),
+        "moved_predicted_as_folder_class": float(fitted[moved].mean()),
+        "best_meta_epoch": summary.get("best_meta_epoch"),
+        "train_accuracy_vs_folder_labels": summary.get("train_accuracy"),
+        "l2b_seconds": summary.get("seconds"),
+    }
+    if (run / "relabelled.csv").exists():
+        rl = read_csv(run / "relabelled.csv")
+        true = {str(Path(r["path"]).resolve()): record[str(Path(r["path"]).resolve())]["true_class"] for r in rl}
+        changed = [r for r in rl if r["changed"] == "True"]
+        right = sum(r["label"] == true[str(Path(r["path"]).resolve())] for r in changed)
+        out["relabel"] = {
+            "changed": len(changed),
+            "right": int(right),
+            "right_share": right / len(changed) if changed else float("nan"),
+            "wrong_labels_before": int(sum(r["given_label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
+            "wrong_labels_after": int(sum(r["label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
+        }
+    return out
+
+
+def mean_std(values: list) -> dict:
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", type=Path, default=CIFAR, help="ImageFolder tree {train,test}/<class>/, or a .tar.gz")
+    p.add_argument("--classes", nargs="+", default=["airplane", "cat", "dog"])
+    p.add_argument("--per-class", type=int, default=1000, help="training photos per class")
+    p.add_argument("--move-fraction", type=float, default=0.3, help="share of each class moved to a wrong folder")
+    p.add_argument("--checked-per-class", type=int, default=10)
+    p.add_argument("--new-per-class", type=int, default=300, help="checked new photos per class (test split)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--work", type=Path, default=None, help="work folder, new or empty (default: a new one in /tmp)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder for own_data.json and own_data.md")
+    args = p.parse_args(argv)
+    if len(args.classes) < 2 or len(set(args.classes)) != len(args.classes):
+        p.error("--classes: at least two different classes")
+    l2b = Path(sys.executable).with_name("l2b")
+    l2b = str(l2b) if l2b.exists() else shutil.which("l2b")
+    if l2b is None:
+        p.error("the l2b command line was not found next to this Python or on PATH")
+    if args.work is None:
+        work = Path(tempfile.mkdtemp(prefix="l2b-own-data-"))
+    else:
+        work = args.work
+        if work.exists() and any(work.iterdir()):
+            p.error(f"--work {work} is not empty")
+        work.mkdir(parents=True, exist_ok=True)
+    work = work.resolve()
+    print(f"work folder: {work}", flush=True)
+
+    record = make_data(Source(args.source), work, args)
+    problems: list = []
+    runs, commands = [], []
+    extra = f"--epochs {args.epochs} --quiet"
+    for seed in args.seeds:
+        d = f"runs/s{seed}"
+        for method in METHODS:
+            out = f"{d}/{method}"
+            train = "l2b train --data imagefolder --data-root photos --trusted checked --model small_cnn"
+            train += ("" if method == "l2b" else " --method ce") + f" --out {out} {extra} --seed {seed}"
+            relabel, evaluate = f"l2b relabel {out}", f"l2b evaluate {out} --data new-photos"
+            commands += [train, relabel, evaluate]
+            r, seconds = l2b_cli(l2b, train, work, problems)
+            if r.returncode != 0:
+                raise SystemExit(f"l2b train failed: {train}")
+            row = {"seed": seed, "method": method, "train_wall_seconds": round(seconds, 2)}
+            issues = (work / out / "label_issues.csv").read_bytes()
+            l2b_cli(l2b, relabel, work, problems)
+            if (work / out / "label_issues.csv").read_bytes() != issues:
+                problems.append({"command": relabel, "problem": "rewrote label_issues.csv with other contents"})
+            r, _ = l2b_cli(l2b, evaluate, work, problems)
+            try:
+                ev = json.loads(r.stdout)
+                row["new_photos_accuracy"], row["new_photos"] = ev["accuracy"], ev["examples"]
+            except (json.JSONDecodeError, KeyError) as err:
+                problems.append({"command": evaluate, "problem": f"stdout is not the JSON expected: {err}"})
+                row["new_photos_accuracy"] = None
+            row.update(score_run(work / out, record, train, problems))
+            runs.append(row)
+            print(
+                f"seed {seed} {method}: P {row['precision']:.3f} R {row['recall']:.3f} "
+                f"AP {row['average_precision']:.3f} new-photos acc {row['new_photos_accuracy']} "
+                f"train {seconds / 60:.1f} min",
+                flush=True,
+            )
+        report = f"l2b report {d}/ce {d}/l2b --out report-s{seed}"
+        commands.append(report)
+        l2b_cli(l2b, report, work, problems)
+
+    metrics = ("precision", "recall", "f1", "average_precision", "new_photos_accuracy", "train_wall_seconds")
+    metrics += ("moved_predicted_as_folder_class",)
+    table = {}
+    for m in METHODS:
+        rs = [r for r in runs if r["method"] == m]
+        table[m] = {k: mean_std([r[k] for r in rs]) for k in metrics}
+        for k in ("right_share", "right", "changed", "wrong_labels_after"):
+            table[m][f"relabel_{k}"] = mean_std([r["relabel"][k] if "relabel" in r else None for r in rs])
+
+    cmd = "python benchmarks/own_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    n_moved = sum(p["moved"] for p in record.values())
+    result = {
+        "command": cmd.strip(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "environment": {
+            "l2b": __version__,
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "data": {
+            "source": str(args.source),
+            "classes": args.classes,
+            "per_class": args.per_class,
+            "move_fraction": args.move_fraction,
+            "moved": n_moved,
+            "photos": len(record),
+            "checked_per_class": args.checked_per_class,
+            "checked_that_were_moved": sum(p["checked"] and p["moved"] for p in record.values()),
+            "new_per_class": args.new_per_class,
+            "data_seed": args.data_seed,
+            "work": str(work),
+            "moved_record": str(work / "moved.csv"),
+            "photos_record": str(work / "photos.csv"),
+        },
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "l2b_commands": commands,
+        "table": table,
+        "runs": runs,
+        "l2b_problems": problems,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "own_data.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / "own_data.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(res: dict) -> str:
+    t, d = res["table"], res["data"]
+    pm = lambda e, k, f=".3f": f"{e[k]['mean']:{f}} ± {e[k]['std']:{f}}"  # noqa: E731
+    lines = [
+        f"# Own data: {len(d['classes'])} classes of photos ({', '.join(d['classes'])}) from "
+        f"{Path(d['source']).name}, {d['move_fraction']:.0%} in a wrong folder",
+        "",
+        f"Command: `{res['command']}` ({res['date']}; l2b {res['environment']['l2b']}, torch "
+        f"{res['environment']['torch']}, {res['environment']['platform']}, {res['environment']['cpus']} CPUs shared "
+        f"with other jobs, load average {res['environment']['load_average_1_5_15min_at_end'][1]} at the end). "
+        f"{res['epochs']} epochs, seeds {res['seeds']} (mean ± std over seeds).",
+        "",
+        "| method | precision | recall | AP | relabel changes right | accuracy on new photos | minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, e in t.items():
+        lines.append(
+            f"| {m} | {pm(e, 'precision')} | {pm(e, 'recall')} | {pm(e, 'average_precision')} | "
+            f"{pm(e, 'relabel_right_share')} ({e['relabel_right']['mean']:.0f} of {e['relabel_changed']['mean']:.0f}) "
+            f"| {pm(e, 'new_photos_accuracy')} | {e['train_wall_seconds']['mean'] / 60:.1f} ± "
+            f"{e['train_wall_seconds']['std'] / 60:.1f} |"
+        )
+    higher = ("precision", "recall", "average_precision", "relabel_right_share", "new_photos_accuracy")
+    losses = [k for k in higher if t["l2b"][k]["mean"] < t["ce"][k]["mean"]]
+    seed_losses = sorted(
+        {
+            f"{k} (seed {a['seed']})"
+            for a in res["runs"]
+            if a["method"] == "l2b"
+            for b in res["runs"]
+            if b["method"] == "ce" and b["seed"] == a["seed"]
+            for k in ("precision", "recall", "average_precision", "new_photos_accuracy")
+            if a[k] is not None and b[k] is not None and a[k] < b[k]
+        }
+    )
+    ratio = t["l2b"]["train_wall_seconds"]["mean"] / t["ce"]["train_wall_seconds"]["mean"]
+    lines += [
+        "",
+        "L2B loses to CE on the mean of: "
+        + (", ".join(losses) if losses else "nothing")
+        + "; in single seeds on: "
+        + (", ".join(seed_losses) if seed_losses else "nothing")
+        + f". L2B's train command takes {ratio:.1f}x CE's wall time.",
+        "",
+        f"Regime: the CE model selected on the checked photos predicts "
+        f"{pm(t['ce'], 'moved_predicted_as_folder_class', '.2f')} of the moved training photos as their (wrong) "
+        f"folder class (L2B: {pm(t['l2b'], 'moved_predicted_as_folder_class', '.2f')}). Wrong labels left after "
+        f"`l2b relabel`: CE {t['ce']['relabel_wrong_labels_after']['mean']:.0f}, "
+        f"L2B {t['l2b']['relabel_wrong_labels_after']['mean']:.0f}, of "
+        f"{res['runs'][0]['moved_in_training']} before (seed {res['runs'][0]['seed']}).",
+        "",
+        f"Protocol: {d['per_class']} training photos per class, {d['moved']} of {d['photos']} moved into another "
+        f"class's folder (exact share per class, destination at random; data seed {d['data_seed']}); "
+        f"{d['checked_per_class']} photos per true class copied into checked/ ({d['checked_that_were_moved']} of them "
+        "had been moved), which l2b takes out of training and uses as the meta set; "
+        f"{d['new_per_class']} photos per class of the source's test split in new-photos/. The guide's commands "
+        "were run through the `l2b` command line as a user would (`--epochs`, `--seed`, `--quiet` added; "
+        "relabel and evaluate also on the CE run). Precision/recall/F1 of `is_label_issue` and the average "
+        "precision of the ranking by 1 - label_quality are computed here against the record of moved files, "
+        "as is the share of `l2b relabel`'s changes that give the true class. Minutes: wall time of `l2b train` "
+        "(with its start-up and per-epoch "
+        "meta evaluation) on a shared machine: compare methods with each other only.",
+        "",
+        "l2b commands (in the work folder): " + "; ".join(f"`{c}`" for c in res["l2b_commands"][:3]) + " ...",
+    ]
+    if res["l2b_problems"]:
+        lines += ["", "**l2b problems met** (see own_data.json):", ""]
+        lines += [
+            f"- `{q['command']}`: "
+            + (q.get("problem") or f"exit {q['returncode']}: " + q["stderr_tail"].strip().splitlines()[-1])
+            for q in res["l2b_problems"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
