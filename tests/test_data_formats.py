@@ -317,7 +317,10 @@ def test_csv_lists(tmp_path):
     [
         ("path,label\nimg/0.png,1\nimg/1.png\n", r"train.csv line 3: expected at least 2 columns"),
         ("path,label\nimg/0.png,1\nimg/9.png,0\n", r"train.csv line 3: unknown path 'img/9.png'"),
-        ("path,label\nimg/0.png,1\nimg/1.png,cat\n", r"train.csv line 3: bad label 'cat'"),
+        (
+            "path,label\nimg/0.png,1\nimg/1.png,cat\n",
+            r"train.csv: the label column mixes class names and numbers \(line 3: 'cat', line 2: '1'\)",
+        ),
         ("path,label\nimg/0.png,1\nimg/1.png,-1\n", r"train.csv line 3: bad label '-1'"),
         ("file,klass\nimg/0.png,1\n", None),
     ],
@@ -340,7 +343,11 @@ def test_csv_test_list_checked_against_training_classes(tmp_path):
         _save_image(tmp_path / f"{i}.png", seed=i, fmt="PNG")
     (tmp_path / "train.csv").write_text("0.png,0\n1.png,2\n")
     (tmp_path / "test.csv").write_text("2.png,3\n")
-    with pytest.raises(ValueError, match=r"test.csv line 1: bad label '3'.*\[0, 3\)"):
+    # 0 and 2 are not 0..K-1: the numbers name the classes, and the test list may not add one
+    with pytest.raises(ValueError, match=r"test.csv line 1: unknown class '3' \(known: 0, 2\)"):
+        load_csv(root=tmp_path)
+    (tmp_path / "train.csv").write_text("0.png,0\n1.png,1\n")
+    with pytest.raises(ValueError, match=r"test.csv line 1: bad label '3'.*\[0, 2\)"):
         load_csv(root=tmp_path)
     (tmp_path / "train.csv").write_text("0.png,cat\n1.png,dog\n")
     (tmp_path / "test.csv").write_text("2.png,cow\n")

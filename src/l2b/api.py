@@ -27,6 +27,7 @@ from .training.config import AUTOCAST_DTYPES
 from .training.optim import Optimization, batches_per_epoch
 from .training.setup import build_trainer, resolve_device, seeded
 from .training.trainer import FitResult, predict_proba
+from .training.validation import check_meta_set
 
 __all__ = ["FitOutput", "fit"]
 
@@ -118,6 +119,7 @@ def fit(
     device: str | torch.device = "cpu",
     seed: int = 0,
     num_classes: int | None = None,
+    allow_incomplete_meta: bool = False,
     clean_labels: Any = None,
     callbacks: tuple[Callable[[dict[str, Any]], None], ...] = (),
     progress: bool = False,
@@ -140,10 +142,15 @@ def fit(
         The noisy training set: inputs (N, ...) and integer labels (N,) in [0, K), as tensors,
         numpy arrays or anything ``np.asarray`` takes, or an object with ``inputs`` and ``labels``
         attributes (:class:`~l2b.training.TensorData`, :class:`~l2b.data.ArrayDataset`).
-        Floating-point inputs are cast to the model's parameter dtype.
+        Floating-point inputs are cast to the model's parameter dtype. Labels are class indices:
+        map other labels (strings, say) with ``classes, y = np.unique(labels, return_inverse=True)``,
+        or use :class:`l2b.sklearn.L2BClassifier`, which takes any labels. Every class the meta set
+        holds needs at least one training example.
     meta : (inputs, labels) or None
         The small clean, trusted set. Required by the meta methods (``"l2b"``, ``"l2rw"``); every
-        method uses it, when given, to select the epoch.
+        method uses it, when given, to select the epoch. It must hold every class 0 .. K-1
+        (:func:`l2b.training.validation.check_meta_set`, as ``l2b train`` checks it), unless
+        `allow_incomplete_meta`.
     test : (inputs, labels) or None
         Evaluated every epoch for the record only (``test_accuracy`` / ``test_loss``); nothing is
         selected on it.
@@ -172,6 +179,10 @@ def fit(
         ``l2b train``'s run bit for bit (see :mod:`l2b.training.setup`).
     num_classes : int or None
         K; by default the width of the model's output, read off one forward pass in eval mode.
+    allow_incomplete_meta : bool
+        Accept a meta set that lacks some class, with an
+        :class:`~l2b.training.validation.IncompleteMetaSetWarning` naming the missing classes
+        (``allow_incomplete_meta`` of ``l2b train``).
     clean_labels : (N,) or None
         The true training labels, when known (synthetic noise): the records then hold the mean
         weights on truly clean and truly noisy examples.
@@ -208,8 +219,10 @@ def fit(
     Raises
     ------
     ValueError
-        For inputs and labels of different lengths, labels that are not integers in [0, K),
-        a meta method without a meta set, mismatched example shapes, or bad settings.
+        For inputs and labels of different lengths, labels that are not integers in [0, K)
+        (strings included), a meta method without a meta set, a meta set that lacks a class, a
+        class of the meta set without a training example, mismatched example shapes, or bad
+        settings.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -276,6 +289,8 @@ def fit(
         for name, data in (("train", train_t), ("meta", meta_t), ("test", test_t)):
             if data is not None:
                 _check_label_range(data.labels, k, name)
+        if meta_t is not None:
+            _check_classes(train_t.labels, meta_t.labels, k, allow_incomplete_meta=allow_incomplete_meta)
         clean = None
         if clean_labels is not None:
             clean = np.asarray(clean_labels.cpu() if isinstance(clean_labels, Tensor) else clean_labels)
@@ -324,8 +339,8 @@ def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: tor
         raise ValueError(
             f"{name} must be a pair (inputs, labels) or have .inputs and .labels, got {type(data).__name__}"
         )
-    x = x.detach() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
-    y = y.detach() if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
+    x = x.detach() if isinstance(x, Tensor) else _numeric_inputs(x, name)
+    y = y.detach() if isinstance(y, Tensor) else torch.as_tensor(_integer_labels(y, name))
     if x.dim() < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} inputs must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
     if y.dim() != 1:
@@ -344,6 +359,35 @@ def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: tor
             )
         x = x.to(float_dtype)
     return TensorData(x.to(device), y.to(device=device, dtype=torch.int64))
+
+
+def _numeric_inputs(x: Any, name: str) -> Tensor:
+    try:
+        arr = np.asarray(x)
+        if arr.dtype.kind in "USO":
+            raise TypeError(f"dtype {arr.dtype}")
+        return torch.as_tensor(arr)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} inputs must be a numeric array of shape (N, ...): {err}") from None
+
+
+def _integer_labels(y: Any, name: str) -> np.ndarray:
+    """Labels as a numpy array; strings, bytes and other objects are refused unless every one is
+    an integer (an object array of ints, as pandas may give)."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "USO":
+        return arr
+    flat = arr.reshape(-1)
+    if arr.dtype.kind == "O" and all(_is_int(v) for v in flat):
+        return arr.astype(np.int64)
+    first = next((v for v in flat if not _is_int(v)), None)
+    first = first.item() if isinstance(first, np.generic) else first
+    raise ValueError(
+        f"{name} labels must be integer class indices in [0, K), got {type(first).__name__} values such as "
+        f"{first!r}: map them to indices with `classes, y = np.unique(labels, return_inverse=True)` (the meta "
+        "and test labels with the same classes: `np.searchsorted(classes, meta_labels)`), or use "
+        "l2b.sklearn.L2BClassifier, which takes any labels"
+    )
 
 
 @torch.no_grad()
@@ -377,4 +421,19 @@ def _check_label_range(labels: Tensor, k: int, name: str) -> None:
         raise ValueError(
             f"{name} label {int(labels[i])} at index {i} is outside [0, {k}) (the model returns {k} "
             f"logits; {bad.numel()} such labels)"
+        )
+
+
+def _check_classes(train_labels: Tensor, meta_labels: Tensor, k: int, *, allow_incomplete_meta: bool) -> None:
+    """The meta set holds every class (as ``l2b train`` checks it; a warning with
+    `allow_incomplete_meta`), and every class it holds has a training example."""
+    meta = meta_labels.cpu().numpy()
+    check_meta_set(meta, num_classes=k, allow_incomplete=allow_incomplete_meta, source="l2b.fit meta")
+    untrained = np.setdiff1d(meta, train_labels.cpu().numpy())
+    if untrained.size:
+        shown = ", ".join(str(int(c)) for c in untrained[:10]) + (" ..." if untrained.size > 10 else "")
+        raise ValueError(
+            f"train has no example of class {shown} ({untrained.size} of {k} classes), which the meta set holds: "
+            "the model would never train on it; move some of its examples from meta to train, or leave the "
+            "class out of both"
         )

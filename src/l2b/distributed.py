@@ -175,6 +175,11 @@ def setup_from_env(
     )
 
 
+class PeerLost(ConnectionError):
+    """Another process of the torchrun job stopped (killed, crashed, its machine lost) while this
+    one was talking to it; the run directory's last checkpoint is intact."""
+
+
 def shutdown() -> None:
     """Leave the default process group (nothing when none was set up)."""
     if is_initialized():

@@ -18,9 +18,10 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
                        whether the true training labels are known (``truth_known``), where the meta,
                        selection and test sets came from, and the input preprocessing
     files.csv          for data read from image files: one line per example of the training pool,
-                       ``index,path,given_label,role`` (role: train, meta, selection or test;
-                       given_label as a class name, the checked one for meta and selection;
-                       index as in per_example.npz and label_issues.csv)
+                       ``index,path,given_label,role`` (role: train, meta or selection, index
+                       as in per_example.npz and label_issues.csv; then the test set's files,
+                       role test, index = position in the test set; given_label as a class
+                       name, the checked one for meta and selection)
     skipped_files.csv  the image files left out as undecodable (split, path, reason), with
                        ``--skip-bad-files`` when there were any
     run.lock           held (flock) by the process that owns the run, with its pid, host and start
@@ -74,10 +75,12 @@ __all__ = [
     "atomic_write_bytes",
     "check_free_space",
     "load_checkpoint",
+    "lock_holder",
     "lock_run_dir",
     "prepare_run_dir",
     "read_data_info",
     "read_files",
+    "read_test_files",
     "read_run_config",
     "read_run_doc",
     "resume_command",
@@ -244,14 +247,43 @@ def lock_run_dir(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _locked_message(out: Path, holder: str) -> str:
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who owns the run directory now: ``"process P on host H (started S)"`` while a live process
+    holds its ``run.lock`` (``l2b train`` still running), else None (no lock file, a lock left by
+    a dead run, or no flock on this system). Tests with a non-blocking flock, released at once;
+    creates and changes nothing."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs are not guarded, so none is known to be live
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file: the run ended (it removes the file) or never started
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        except OSError:  # a file system without locks
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _holder(holder: str) -> str:
     try:
         h = json.loads(holder)
-        who = f"process {h['pid']} on host {h['host']} (started {h['started']})"
+        return f"process {h['pid']} on host {h['host']} (started {h['started']})"
     except (ValueError, KeyError, TypeError):
-        who = "another process (which has not yet recorded its pid)"
+        return "another process (which has not yet recorded its pid)"
+
+
+def _locked_message(out: Path, holder: str) -> str:
     return (
-        f"run directory {out} is in use by {who}, which holds {out / LOCK}; wait for that run to end "
+        f"run directory {out} is in use by {_holder(holder)}, which holds {out / LOCK}; wait for that run to end "
         "or stop it, then try again, or choose another --out"
     )
 
@@ -351,9 +383,7 @@ def write_files(out: Path, rows: Iterable[tuple[int, str, str, str]]) -> Path:
     return path
 
 
-def read_files(run_dir: str | Path) -> dict[int, str] | None:
-    """index -> absolute path of every example of the run's training pool (from files.csv), or
-    None when the run's data were not image files (or it predates files.csv)."""
+def _file_rows(run_dir: str | Path) -> list[dict[str, str]] | None:
     import csv
 
     path = Path(run_dir) / FILES
@@ -361,10 +391,35 @@ def read_files(run_dir: str | Path) -> dict[int, str] | None:
         return None
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
+    if rows and not {"index", "path", "given_label", "role"} <= set(rows[0]):
+        raise ValueError(f"{path} is not an l2b files.csv (columns index,path,given_label,role)")
+    return rows
+
+
+def read_files(run_dir: str | Path, *, roles: tuple[str, ...] | None = ("train", "meta", "selection")) -> dict | None:
+    """index -> absolute path of every example of the run's training pool (from files.csv), or
+    None when the run's data were not image files (or it predates files.csv). ``roles=None``:
+    every row, the test set's included, as {(role, index): path}."""
+    rows = _file_rows(run_dir)
+    if rows is None:
+        return None
     try:
-        return {int(r["index"]): r["path"] for r in rows}
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path} is not an l2b files.csv (columns index,path,given_label,role)") from None
+        if roles is None:
+            return {(r["role"], int(r["index"])): r["path"] for r in rows}
+        return {int(r["index"]): r["path"] for r in rows if r["role"] in roles}
+    except (TypeError, ValueError):
+        raise ValueError(f"{Path(run_dir) / FILES}: an index is not a number") from None
+
+
+def read_test_files(run_dir: str | Path) -> tuple[list[str], list[str]] | None:
+    """(paths, class names) of the run's test set in its order (files.csv rows of role ``test``),
+    or None when the run recorded no test files."""
+    rows = _file_rows(run_dir)
+    test = [r for r in rows or () if r["role"] == "test"]
+    if not test:
+        return None
+    test.sort(key=lambda r: int(r["index"]))
+    return [r["path"] for r in test], [r["given_label"] for r in test]
 
 
 # -- the checkpoint ---------------------------------------------------------------------------

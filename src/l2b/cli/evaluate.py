@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="accuracy and loss of a trained run's model",
         description="Rebuild a finished run's model from RUN_DIR/config.yaml, load RUN_DIR/model.pt (the epoch "
         "selected on the clean meta set) and print its accuracy and mean cross-entropy as JSON. "
-        "Default data: the held-out test split of the run's own data set, split as in the run.",
+        "Default data: the run's own test set (for image files, exactly the files it recorded in files.csv; "
+        "for registered data sets, split as in the run).",
     )
     add_data_arguments(p, required=False)
 
@@ -49,7 +50,11 @@ def add_data_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 def load(args: argparse.Namespace):
     """(model, config, InputData, class names) for the parsed arguments."""
-    from ..rundir import read_data_info, read_run_config
+    import os
+
+    import numpy as np
+
+    from ..rundir import FILES, read_data_info, read_run_config, read_test_files
     from ..training import resolve_device
     from ..training.inference import (
         example_shape,
@@ -63,6 +68,25 @@ def load(args: argparse.Namespace):
 
     config = read_run_config(args.run_dir)
     info = read_data_info(args.run_dir)
+    recorded = read_test_files(args.run_dir) if args.data is None and args.split is None else None
+    if recorded is not None and info is not None:  # the run's own test files, never a new split
+        names = [str(n) for n in info["class_names"]]
+        paths, classes = recorded
+        gone = [p for p in paths if not os.path.isfile(p)]
+        if gone:
+            raise FileNotFoundError(
+                f"{len(gone)} test image(s) of the run in {args.run_dir} are gone (e.g. {gone[0]}; listed in "
+                f"{Path(args.run_dir) / FILES}); put them back, or pass --data with checked images"
+            )
+        labels = np.asarray([names.index(c) for c in classes], np.int64)
+        model, config = load_trained_model(
+            args.run_dir,
+            device=resolve_device(args.device),
+            num_classes=int(info["num_classes"]),
+            in_shape=tuple(info["example_shape"]),
+        )
+        source = f"the run's test set ({Path(args.run_dir) / FILES})"
+        return model, config, image_inputs(paths, labels, info, workers=config.workers, source=source), names
     source = args.data
     if source is None and config.trusted_test is not None:
         source = config.trusted_test  # the run's own checked test set

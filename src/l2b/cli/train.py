@@ -478,6 +478,15 @@ def run(args: argparse.Namespace) -> int:
                 tensorboard=args.tensorboard,
                 dist=ctx,
             )
+        except RuntimeError as err:
+            if ctx is None:
+                raise
+            # A peer that died surfaces as gloo's / NCCL's error in the survivors: say what it means.
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise distributed.PeerLost(
+                f"another process of this torchrun job stopped ({reason}); the last checkpoint in {out} is intact: "
+                f"resume with `{resume_command(out)}`"
+            ) from None
         except KeyboardInterrupt as err:
             if (Path(out) / CHECKPOINT).exists() and (ctx is None or ctx.is_main):
                 signum = getattr(err, "signum", signal.SIGINT)
@@ -486,7 +495,10 @@ def run(args: argparse.Namespace) -> int:
             raise
     finally:
         if ctx is not None:
-            distributed.shutdown()
+            try:
+                distributed.shutdown()
+            except RuntimeError:  # the group is already broken (a peer died): nothing left to leave
+                pass
     if ctx is not None and not ctx.is_main:
         return 0
     print(json.dumps(summary, indent=2))

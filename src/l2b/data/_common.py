@@ -4,6 +4,7 @@ statistics, per-channel statistics of uint8 images and the conversion to normali
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,19 @@ def make_image_datasets(
             )
         )
     return out[0], out[1]
+
+
+_WHOLE = re.compile(r"\d+(\.0*)?")
+
+
+def class_order(names) -> tuple[str, ...]:
+    """Class names in label order: numerically when every name is a whole number (folders
+    ``0`` .. ``11`` keep ``10`` as class 10, not 2; ``2.0`` counts as 2), else sorted as
+    strings. Recorded with every run (data.json), so prediction maps back the same way."""
+    names = [str(n) for n in names]
+    if names and all(_WHOLE.fullmatch(n) for n in names):
+        return tuple(sorted(names, key=lambda n: (int(n.split(".")[0]), n)))
+    return tuple(sorted(names))
 
 
 def require_root(root: str | os.PathLike | None, data: str, what: str) -> Path:

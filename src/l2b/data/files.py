@@ -108,9 +108,37 @@ def to_rgb(im, path: str):
         raise BadImageError(path, f"image mode {mode!r} cannot be converted to RGB ({exc})") from None
 
 
+_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
+
+
+def _upright(im, orientation: int):
+    """`im` transposed as EXIF orientation (tag 0x0112) says, as a viewer shows it (a phone
+    records the turn instead of turning the pixels); 1 and unknown values need nothing."""
+    t = _pil().Transpose
+    method = {
+        2: t.FLIP_LEFT_RIGHT,
+        3: t.ROTATE_180,
+        4: t.FLIP_TOP_BOTTOM,
+        5: t.TRANSPOSE,
+        6: t.ROTATE_270,
+        7: t.TRANSVERSE,
+        8: t.ROTATE_90,
+    }.get(orientation)
+    return im if method is None else im.transpose(method)
+
+
+def _orientation(im) -> int:
+    """The image's EXIF orientation, 1 (as stored) when it has none or its EXIF is unreadable."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a decodable image fail
+        return 1
+
+
 def open_rgb(path: str | os.PathLike, *, draft_size: tuple[int, int] | None = None):
     """Decode an image file into an 8-bit RGB PIL image (fully loaded, file closed), converting
-    every mode as :func:`to_rgb` says.
+    every mode as :func:`to_rgb` says, and turned upright as its EXIF orientation says (phone
+    photos store the pixels sideways and the turn in EXIF; viewers apply it, so the model must).
 
     ``draft_size`` (width, height) lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while
     staying at least that large: much faster when the image is far larger than needed.
@@ -125,9 +153,12 @@ def open_rgb(path: str | os.PathLike, *, draft_size: tuple[int, int] | None = No
     path = os.fspath(path)
     try:
         with Image.open(path) as im:
+            orientation = _orientation(im)
             if draft_size is not None and im.format == "JPEG":
+                if orientation in _SWAPS_SIDES:  # drafted before the turn: keep both sides large enough
+                    draft_size = (max(draft_size),) * 2
                 im.draft("RGB", draft_size)
-            return to_rgb(im, path)
+            return _upright(to_rgb(im, path), orientation)
     except BadImageError:
         raise
     except FileNotFoundError:

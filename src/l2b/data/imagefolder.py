@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import IMAGENET_MEAN, IMAGENET_STD, make_image_datasets, require_root
+from ._common import IMAGENET_MEAN, IMAGENET_STD, class_order, make_image_datasets, require_root
 from .duplicates import file_keys, refuse_leak, refuse_repeats
 from .files import IMAGE_EXTENSIONS, FileListDataset, decode_images, find_bad_images, list_image_files
 from .splits import stratified_holdout
@@ -95,31 +95,72 @@ def build_image_split(
             out.append(ds)
         return out[0], out[1]
     size = IN_MEMORY_SIZE if image_size is None else int(image_size)
-    train_x, train_ok, train_bad = decode_images(
-        list(train_paths), size, skip_bad_files=skip_bad_files, threads=threads
-    )
-    test_x, test_ok, test_bad = (None, None, [])
-    if test_paths is not None:
-        test_x, test_ok, test_bad = decode_images(
-            list(test_paths), size, skip_bad_files=skip_bad_files, threads=threads
+    count = len(train_paths) + (0 if test_paths is None else len(test_paths))
+    need = count * 3 * size * size * _BYTES_PER_VALUE
+    available = _available_memory()
+    if available is not None and need > available:
+        raise _out_of_memory(name, count, size, need, available)
+    try:
+        train_x, train_ok, train_bad = decode_images(
+            list(train_paths), size, skip_bad_files=skip_bad_files, threads=threads
         )
-    if len(train_x) == 0:
-        raise ValueError(f"data set {name!r}: no decodable training image ({len(train_bad)} skipped)")
-    return make_image_datasets(
-        train_x,
-        train_labels[train_ok],
-        test_x,
-        None if test_paths is None else test_labels[test_ok],
-        num_classes=num_classes,
-        name=name,
-        class_names=class_names,
-        normalize=normalize,
-        mean=None if mean is None else tuple(mean),
-        std=None if std is None else tuple(std),
-        train_skipped={e.path: e.reason for e in train_bad},
-        test_skipped={e.path: e.reason for e in test_bad},
-        train_paths=[os.fspath(p) for p, ok in zip(train_paths, train_ok) if ok],
-        test_paths=None if test_paths is None else [os.fspath(p) for p, ok in zip(test_paths, test_ok) if ok],
+        test_x, test_ok, test_bad = (None, None, [])
+        if test_paths is not None:
+            test_x, test_ok, test_bad = decode_images(
+                list(test_paths), size, skip_bad_files=skip_bad_files, threads=threads
+            )
+        if len(train_x) == 0:
+            raise ValueError(f"data set {name!r}: no decodable training image ({len(train_bad)} skipped)")
+        return make_image_datasets(
+            train_x,
+            train_labels[train_ok],
+            test_x,
+            None if test_paths is None else test_labels[test_ok],
+            num_classes=num_classes,
+            name=name,
+            class_names=class_names,
+            normalize=normalize,
+            mean=None if mean is None else tuple(mean),
+            std=None if std is None else tuple(std),
+            train_skipped={e.path: e.reason for e in train_bad},
+            test_skipped={e.path: e.reason for e in test_bad},
+            train_paths=[os.fspath(p) for p, ok in zip(train_paths, train_ok) if ok],
+            test_paths=None if test_paths is None else [os.fspath(p) for p, ok in zip(test_paths, test_ok) if ok],
+        )
+    except MemoryError:
+        raise _out_of_memory(name, count, size, need, _available_memory()) from None
+
+
+# Bytes per pixel value while an in-memory split is built: the decoded uint8 images and their
+# float32 normalised copy (l2b.data._common.normalise_uint8) are both held at the peak.
+_BYTES_PER_VALUE = 1 + 4
+
+
+def _available_memory() -> int | None:
+    """Bytes that new allocations can take without swapping: MemAvailable of /proc/meminfo
+    (Linux), else the free physical pages; None when neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _out_of_memory(name: str, count: int, size: int, need: int, available: int | None) -> ValueError:
+    def amount(n: int) -> str:
+        return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+    have = "an unknown amount of memory is" if available is None else f"{amount(available)} is"
+    return ValueError(
+        f"data set {name!r}: holding its {count} images in memory at image_size {size} needs about {amount(need)} "
+        f"({count} x 3 x {size} x {size} pixel values, 1 byte decoded + 4 bytes normalised), but {have} available; "
+        "stream them from disk instead with --lazy (config lazy: true), or choose a smaller --image-size"
     )
 
 
@@ -192,7 +233,8 @@ def scan_image_folder(
 ) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     """(paths, labels, class names) of ``folder/<class>/**/<image>``.
 
-    Classes are the sorted sub-folders (hidden ones left out), unless ``classes`` fixes them (a
+    Classes are the sub-folders (hidden ones left out) in :func:`~l2b.data._common.class_order`
+    (numerically when every name is a whole number, else sorted), unless ``classes`` fixes them (a
     test tree is read with the training tree's classes: a folder outside them is an error). Files
     whose extension is not an image extension are ignored; image files directly in ``folder``
     (next to the class folders) and a class folder without images are errors. Symlinked folders
@@ -209,7 +251,7 @@ def scan_image_folder(
             f"move them into a class folder; {_layouts()}"
         )
     if classes is None:
-        classes = found
+        classes = class_order(found)
     else:
         unknown = [c for c in found if c not in classes]
         if unknown:
@@ -268,8 +310,9 @@ def load_imagefolder(
     tree may lack classes but not add any), or ``root/<class>/...`` split stratified by class
     with ``test_fraction`` and ``split_seed`` (``test_fraction=0``: no split, test is None);
     anything else is refused (:func:`detect_layout`).
-    Classes are the sorted folder names. An image reached through two paths (a symlink), within
-    a tree or in both the train and the test tree, is refused.
+    Classes are the folder names in :func:`~l2b.data._common.class_order`. An image reached
+    through two paths (a symlink), within a tree or in both the train and the test tree, is
+    refused.
 
     Options: ``image_size`` (in memory: side of the square every image is resized to, default 32;
     lazy: crop size, default 224), ``lazy`` (FileListDatasets instead of arrays),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import require_root
+from ._common import class_order, require_root
 from .duplicates import file_keys, refuse_leak, refuse_repeats
 from .files import FileListDataset
 from .imagefolder import build_image_split
@@ -24,16 +24,20 @@ from .splits import stratified_holdout
 
 PATH_COLUMNS = ("path", "image", "file", "filename", "filepath", "file_path", "image_path", "img", "image_id", "key")
 LABEL_COLUMNS = ("label", "labels", "class", "class_id", "class_name", "target", "category", "y")
-_INT = re.compile(r"[+-]?\d+")
+_INT = re.compile(r"[+-]?\d+(\.0*)?")  # "3", "+3" and "3.0" (a spreadsheet's export of 3)
 _MAX_LABEL = np.iinfo(np.int64).max
 
 
 def _class_index(value: str) -> int | None:
-    """`value` as a class index: a non-negative integer that the int64 label array holds, else
-    None (int() alone would overflow that array, or refuse thousands of digits unnamed)."""
-    if not _INT.fullmatch(value) or len(value.lstrip("+-").lstrip("0")) > 19:
+    """`value` as a class index: a non-negative whole number that the int64 label array holds,
+    written ``3`` or ``3.0``, else None (int() alone would overflow that array, or refuse
+    thousands of digits unnamed)."""
+    if not _INT.fullmatch(value):
         return None
-    label = int(value)
+    digits = value.split(".")[0]
+    if len(digits.lstrip("+-").lstrip("0")) > 19:
+        return None
+    label = int(digits)
     return label if 0 <= label <= _MAX_LABEL else None
 
 
@@ -195,9 +199,10 @@ def read_label_list(
                 f"{source} line {number}: expected at least {need} columns (path in column {pc}, "
                 f"label in column {lc}), found {len(fields)}: {','.join(fields)!r}"
             )
+    if label_format == "auto":
+        label_format = _label_format(source, rows, lc, class_index)
+    for number, fields in rows:
         rel, value = fields[pc], fields[lc]
-        if label_format == "auto":
-            label_format = "index" if _INT.fullmatch(value) else "name"
         if label_format == "index":
             label = _class_index(value)
             if label is None or (num_classes is not None and label >= num_classes):
@@ -229,6 +234,24 @@ def read_label_list(
     )
     parsed.refuse_repeats(None if class_index is None or label_format != "name" else list(class_index))
     return parsed, label_format
+
+
+def _label_format(source: Path, rows: list[tuple[int, list[str]]], lc: int, known: dict[str, int] | None) -> str:
+    """``"index"`` when every label of the column is a whole number, ``"name"`` when none is (or
+    when they are all names of `known` classes); a column that mixes the two is refused, naming a
+    line of each, since reading it either way would make up classes."""
+    numbers = [(n, f[lc]) for n, f in rows if _INT.fullmatch(f[lc])]
+    if known and all(f[lc] in known for _, f in rows):
+        return "name"
+    if len(numbers) == len(rows):
+        return "index"
+    if not numbers:
+        return "name"
+    name = next((n, f[lc]) for n, f in rows if not _INT.fullmatch(f[lc]))
+    raise ValueError(
+        f"{source}: the label column mixes class names and numbers (line {name[0]}: {name[1]!r}, line "
+        f"{numbers[0][0]}: {numbers[0][1]!r}); write every label as a class name, or every label as a class index"
+    )
 
 
 #: The most classes an index-labelled list may imply without ``num_classes`` being given.
@@ -284,9 +307,12 @@ def load_csv(
     ``root`` when given, else to the list file's folder. A file listed twice in one list, or in
     both lists (a train/test leak), is refused (ValueError naming the file, paths and lines).
 
-    Labels are integer class indices (``num_classes`` defaults to the largest + 1, or the number
-    of ``class_names``) or class names (indexed by ``class_names`` when given, else in order of
-    first appearance in the training list); see :func:`read_label_list` for ``label_format``,
+    Labels are integer class indices 0..K-1 (``num_classes`` defaults to the largest + 1, or the
+    number of ``class_names``; ``3.0`` reads as 3), or class names (indexed by ``class_names``
+    when given, else in :func:`~l2b.data._common.class_order`: numerically when every name is a
+    whole number, else sorted). Whole numbers that are not 0..K-1 (1-based, or sparse such as
+    3, 7, 11) are class names, so they come back as written; a column mixing names and numbers
+    is refused. See :func:`read_label_list` for ``label_format``,
     ``header``, ``path_column``, ``label_column`` and ``check_files``. Images are loaded as in
     :func:`~l2b.data.imagefolder.build_image_split` (``lazy``, ``image_size``, ``skip_bad_files``,
     ``normalize``, ``mean``, ``std``, ``threads``).
@@ -319,9 +345,22 @@ def load_csv(
         check_files=check_files,
     )
     train, fmt = read_label_list(train_path, label_format=label_format, class_index=index, **options)
+    if fmt == "index" and names is None and num_classes is None and int(train.labels.max()) >= MAX_INFERRED_CLASSES:
+        line = train.lines[int(train.labels.argmax())]  # one stray label would make millions of empty classes
+        raise ValueError(
+            f"{train.source} line {line}: label {int(train.labels.max())} would make {int(train.labels.max()) + 1} "
+            "classes; labels are class indices from 0: give num_classes (or class names) if that many is meant"
+        )
+    if fmt == "index" and names is None and num_classes is None and label_format == "auto":
+        found = np.unique(train.labels)
+        if not np.array_equal(found, np.arange(len(found))):  # 1-based or sparse: the numbers name classes
+            fmt, index = "name", {str(k): i for i, k in enumerate(found.tolist())}
+            train.labels = np.searchsorted(found, train.labels).astype(np.int64)
+            names = tuple(index)
+            index = _FrozenIndex(index)
     if fmt == "name":
-        if names is None:  # classes found in the list: index them in sorted order
-            names = tuple(sorted(index))
+        if names is None:  # classes found in the list: index them in label order (class_order)
+            names = class_order(index)
             remap = np.array([names.index(n) for n in index], dtype=np.int64)
             train.labels = remap[train.labels]
             index = {n: i for i, n in enumerate(names)}

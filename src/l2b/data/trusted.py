@@ -29,7 +29,7 @@ from .duplicates import file_keys
 from .files import IMAGE_EXTENSIONS, FileListDataset, decode_images
 from .transforms import eval_transform
 
-__all__ = ["append_files", "dataset_paths", "decode_like", "match_files", "read_trusted"]
+__all__ = ["append_files", "dataset_paths", "decode_like", "files_fingerprint", "match_files", "read_trusted"]
 
 
 def dataset_paths(ds) -> list[str] | None:
@@ -95,6 +95,22 @@ def _first_label(path: Path) -> str | None:
             continue
         return fields[1] if len(fields) > 1 else None
     return None
+
+
+def files_fingerprint(pool: Sequence[str], test: Sequence[str] | None = None) -> str:
+    """A short hash of the file lists `pool` and `test` with every file's size: it changes when a
+    file is added, removed, renamed or rewritten to another size (a run records it, and a resumed
+    run must see the same files)."""
+    h = hashlib.sha256()
+    for part, paths in (("pool", pool), ("test", test or ())):
+        h.update(part.encode())
+        for p in paths:
+            try:
+                size = os.path.getsize(p)
+            except OSError:
+                size = -1
+            h.update(f"\0{p}\0{size}".encode())
+    return h.hexdigest()[:32]
 
 
 def _digest(path: str) -> str:

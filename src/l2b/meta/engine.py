@@ -36,6 +36,7 @@ its own shard's statistics (those of the forward it runs), as plain DistributedD
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -125,16 +126,123 @@ def check_engine_options(engine: str, head: str | None, tail_modules: int | None
         )
 
 
-def _check_inputs(inputs: Tensor, labels: Tensor, meta_inputs: Tensor, meta_labels: Tensor, method: str) -> None:
+def _check_inputs(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    meta_inputs: Tensor,
+    meta_labels: Tensor,
+    optimizer: torch.optim.Optimizer,
+    method: str,
+    collective: Collective | None,
+) -> tuple[Tensor, Tensor, tuple[int | None, int | None]]:
+    """Refuse what meta_weights cannot compute weights from, by a ValueError naming the argument
+    and the value. Shapes, dtypes and the trainable parameters cost nothing; the finiteness of the
+    inputs and the range of the labels are read in one reduction per tensor and one transfer.
+
+    Returns the labels as int64 (class indices of another integer dtype are converted) and the
+    largest class index of `labels` and of `meta_labels` (None: probabilities, or none), which
+    :func:`_check_classes` compares with K once the engine has the logits.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if labels.shape[0] != inputs.shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} rows but inputs has {inputs.shape[0]}")
-    if meta_labels.shape[0] != meta_inputs.shape[0]:
-        raise ValueError(f"meta_labels has {meta_labels.shape[0]} rows but meta_inputs has {meta_inputs.shape[0]}")
+    for name, t in (("inputs", inputs), ("labels", labels), ("meta_inputs", meta_inputs), ("meta_labels", meta_labels)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if labels.dim() not in (1, 2) or meta_labels.dim() != 1:
         raise ValueError(
-            "labels must be class indices (B,) or probabilities (B, K); meta_labels must be class indices (M,)"
+            "labels must be class indices (B,) or probabilities (B, K); meta_labels must be class indices (M,); "
+            f"got labels of shape {tuple(labels.shape)} and meta_labels of shape {tuple(meta_labels.shape)}"
+        )
+    if inputs.dim() < 1 or labels.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"labels has {labels.shape[0]} rows but inputs has {inputs.shape[0] if inputs.dim() else 'none'} "
+            f"(inputs of shape {tuple(inputs.shape)}): pass one label per example"
+        )
+    if meta_inputs.dim() < 1 or meta_labels.shape[0] != meta_inputs.shape[0]:
+        raise ValueError(
+            f"meta_labels has {meta_labels.shape[0]} rows but meta_inputs has "
+            f"{meta_inputs.shape[0] if meta_inputs.dim() else 'none'} (meta_inputs of shape "
+            f"{tuple(meta_inputs.shape)}): pass one label per meta example"
+        )
+    if collective is None:  # under data parallelism a replica's shard may be empty (checked globally)
+        for name, t in (("inputs", inputs), ("meta_inputs", meta_inputs)):
+            if t.shape[0] == 0:
+                what = "noisy batch" if name == "inputs" else "meta batch"
+                raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): the {what} needs at least one example")
+    labels = _class_indices("labels", labels) if labels.dim() == 1 else labels
+    meta_labels = _class_indices("meta_labels", meta_labels)
+    if labels.dim() == 2 and not labels.is_floating_point():
+        raise ValueError(f"labels of shape (B, K) are probabilities and must be floating point, got {labels.dtype}")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable:
+        raise ValueError(
+            "model has no trainable parameter (none with requires_grad=True): the weights come from the "
+            "optimizer's step on them; unfreeze at least the output layer"
+        )
+    groups = getattr(optimizer, "param_groups", None)  # another kind of object: virtual_step says so
+    if groups is not None and not any(id(p) in trainable for g in groups for p in g["params"]):
+        raise ValueError(
+            "the optimizer updates none of the model's trainable parameters: pass the optimizer of the real "
+            "step, built on model.parameters()"
+        )
+    # One transfer for every value read: sums (NaN and Inf propagate) and the label extremes.
+    checks: list[tuple[str, Tensor]] = []
+    for name, t in (("inputs", inputs), ("meta_inputs", meta_inputs), ("labels", labels)):
+        if t.is_floating_point() and t.numel():
+            checks.append((name, t.sum()))
+    for name, t in (("labels", labels), ("meta_labels", meta_labels)):
+        if t.dim() == 1 and t.numel():
+            checks += [(name + " min", t.min()), (name + " max", t.max())]
+    read = dict(zip((n for n, _ in checks), torch.stack([v.float() for _, v in checks]).tolist())) if checks else {}
+    for name, t in (("inputs", inputs), ("meta_inputs", meta_inputs), ("labels", labels)):
+        if name in read and not math.isfinite(read[name]):
+            _refuse_non_finite(name, t)  # or, the sum having overflowed, every value is finite
+    for name, t in (("labels", labels), ("meta_labels", meta_labels)):
+        if read.get(name + " min", 0.0) < 0:
+            i = int((t < 0).nonzero()[0])
+            raise ValueError(f"{name}[{i}]={int(t[i])} is negative: class indices are in [0, K)")
+    return labels, meta_labels, (_max_label(read, "labels"), _max_label(read, "meta_labels"))
+
+
+def _class_indices(name: str, labels: Tensor) -> Tensor:
+    """1-D labels as int64 class indices; a float, complex or bool tensor is refused."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be integer class indices in [0, K), got dtype {labels.dtype} (shape "
+            f"{tuple(labels.shape)}); convert them with .long(), or pass probabilities of shape (B, K) as labels"
+        )
+    return labels if labels.dtype == torch.int64 else labels.long()
+
+
+def _max_label(read: dict[str, float], name: str) -> int | None:
+    value = read.get(name + " max")
+    return None if value is None else int(value)
+
+
+def _refuse_non_finite(name: str, t: Tensor) -> None:
+    bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+    count = int(bad.sum())
+    if count:
+        raise ValueError(
+            f"{name}: example {int(bad.nonzero()[0])} holds NaN or Inf values ({count} of {t.shape[0]} examples); "
+            "the weights need finite inputs"
+        )
+
+
+def _check_classes(name: str, labels: Tensor, largest: int | None, logits: Tensor) -> None:
+    """Refuse class indices the logits (N, K) have no column for, or probabilities of another
+    width, before any loss reads them (torch would raise an index error on the CPU and a device-side
+    assert on CUDA). `largest` is the labels' largest value, read by :func:`_check_inputs`."""
+    k = logits.shape[1]
+    if labels.dim() == 2:
+        if labels.shape[1] != k:
+            raise ValueError(f"{name} has {labels.shape[1]} columns but the model returns {k} logits per example")
+    elif largest is not None and largest >= k:
+        i = int((labels >= k).nonzero()[0])
+        raise ValueError(
+            f"{name}[{i}]={int(labels[i])} is outside [0, {k}): the model returns {k} logits per example "
+            f"({int((labels >= k).sum())} such labels)"
         )
 
 
@@ -176,6 +284,7 @@ def meta_tangents(
     *,
     collective: Collective | None = None,
     params: Collection[str] | None = None,
+    meta_label_max: int | None = None,
 ) -> tuple[dict[str, Tensor], float]:
     """The direction s * g along which the forward engine differentiates the noisy logits.
 
@@ -190,6 +299,10 @@ def meta_tangents(
     With `params` (parameter names), only those move in the virtual step and get tangents; the
     others are held at theta, as if frozen (``engine="tail"``). The meta backward then stops at
     the first of them: the layers before it build no graph.
+
+    `meta_label_max`: the largest meta label, when the caller has read it (:func:`meta_weights`
+    does, with its other input checks): a label the meta logits have no column for is then
+    refused by a ValueError naming it, before the loss reads it.
 
     Returns
     -------
@@ -206,6 +319,7 @@ def meta_tangents(
     values = {n: p.detach() for n, p in model.named_parameters()}
     leaves = {n: t.requires_grad_() for n, t in step.base(values).items()}
     meta_logits = functional_call(model, {**values, **leaves, **_clone_buffers(model)}, (meta_inputs,))
+    _check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
     scale = step.scale()
     if collective is None:
         meta_loss = F.cross_entropy(meta_logits, meta_labels)
@@ -229,6 +343,7 @@ def head_tangents(
     *,
     head: str,
     collective: Collective | None = None,
+    meta_label_max: int | None = None,
 ) -> tuple[dict[str, Tensor], float]:
     """:func:`meta_tangents` for ``engine="head"``: s * g over the head's weight and bias only.
 
@@ -236,7 +351,7 @@ def head_tangents(
     name from :func:`l2b.meta.find_head`) at theta'(0), on cloned buffers; g in closed form from
     the head's input features (:func:`l2b.meta.head.head_gradient`). With a `collective`, the sums
     over the local meta shard are added over the replicas in one reduction, then divided by the
-    global count, as :func:`meta_tangents` does.
+    global count, as :func:`meta_tangents` does. `meta_label_max`: as in :func:`meta_tangents`.
 
     Returns
     -------
@@ -251,6 +366,7 @@ def head_tangents(
     values = {n: p.detach() for n, p in model.named_parameters()}
     with torch.no_grad(), capture_head(model, head) as cap:
         meta_logits = functional_call(model, {**values, **step.base(values), **_clone_buffers(model)}, (meta_inputs,))
+    _check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
     grad_w, grad_b, loss = head_gradient(cap.features(), meta_logits, meta_labels)
     count = loss.new_tensor(float(meta_labels.shape[0]))
     if collective is not None:
@@ -312,9 +428,13 @@ def _forward_engine(
     optimizer: torch.optim.Optimizer,
     rows: int,
     collective: Collective | None,
+    bounds: tuple[int | None, int | None],
 ) -> tuple[Tensor, Tensor, Tensor, float]:
-    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective)
+    tangents, meta_loss = meta_tangents(
+        model, meta_inputs, meta_labels, optimizer, collective=collective, meta_label_max=bounds[1]
+    )
     logits, zdot = dual_forward(model, inputs, tangents)
+    _check_classes("labels", labels, bounds[0], logits)
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
     return raw, pseudo, logits, meta_loss
 
@@ -328,14 +448,18 @@ def _head_engine(
     optimizer: torch.optim.Optimizer,
     rows: int,
     collective: Collective | None,
+    bounds: tuple[int | None, int | None],
     head: str | None,
 ) -> tuple[Tensor, Tensor, Tensor, float]:
     name = find_head(model, name=head)
     values = {n: p.detach() for n, p in model.named_parameters()}
     with torch.no_grad(), capture_head(model, name) as cap:
         logits = functional_call(model, {**values, **_clone_buffers(model)}, (inputs,))
+    _check_classes("labels", labels, bounds[0], logits)
     features = cap.features()
-    tangents, meta_loss = head_tangents(model, meta_inputs, meta_labels, optimizer, head=name, collective=collective)
+    tangents, meta_loss = head_tangents(
+        model, meta_inputs, meta_labels, optimizer, head=name, collective=collective, meta_label_max=bounds[1]
+    )
     w, b = _head_names(name)
     zdot = head_jvp(features, tangents.get(w), tangents.get(b), logits.shape[1])
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
@@ -351,11 +475,15 @@ def _tail_engine(
     optimizer: torch.optim.Optimizer,
     rows: int,
     collective: Collective | None,
+    bounds: tuple[int | None, int | None],
     tail_modules: int,
 ) -> tuple[Tensor, Tensor, Tensor, float]:
     names = tail_parameters(model, tail_modules)
-    tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, collective=collective, params=names)
+    tangents, meta_loss = meta_tangents(
+        model, meta_inputs, meta_labels, optimizer, collective=collective, params=names, meta_label_max=bounds[1]
+    )
     logits, zdot = dual_forward(model, inputs, tangents)  # the blocks before the tail carry no tangent
+    _check_classes("labels", labels, bounds[0], logits)
     raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
     return raw, pseudo, logits, meta_loss
 
@@ -369,11 +497,13 @@ def _reverse_engine(
     optimizer: torch.optim.Optimizer,
     rows: int,
     collective: Collective | None,
+    bounds: tuple[int | None, int | None],
 ) -> tuple[Tensor, Tensor, Tensor, float]:
     step = virtual_step(model, optimizer)
     # Fresh leaves so that no .grad of the real parameters is touched.
     params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
     logits = functional_call(model, {**params, **_clone_buffers(model)}, (inputs,))
+    _check_classes("labels", labels, bounds[0], logits)
     pseudo = logits.detach().argmax(dim=1)
     eps = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device, requires_grad=True)
     virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
@@ -383,6 +513,7 @@ def _reverse_engine(
     grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
     updated = step.apply(params, dict(zip(names, grads)))
     meta_logits = functional_call(model, {**params, **updated, **_clone_buffers(model)}, (meta_inputs,))
+    _check_classes("meta_labels", meta_labels, bounds[1], meta_logits)
     if collective is None:
         meta_loss = F.cross_entropy(meta_logits, meta_labels)
         (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
@@ -421,18 +552,22 @@ def meta_weights(
     ----------
     model : nn.Module
         Classifier returning logits of shape (N, K). Run in train mode for every virtual forward
-        (restored afterwards); its parameters and buffers are left unchanged.
+        (restored afterwards); its parameters and buffers are left unchanged. Parameters with
+        ``requires_grad=False`` (a frozen backbone), and any the optimizer does not hold, are held
+        fixed in the virtual step, as the real step leaves them; the weights are then those of
+        training the rest. A model with no trainable parameter is refused.
     inputs : Tensor, shape (B, ...)
-        Noisy training batch.
-    labels : Tensor, shape (B,) int64 or (B, K) float
-        Observed labels, as class indices or as probability targets (e.g. after mixup).
+        Noisy training batch, B >= 1, finite.
+    labels : Tensor, shape (B,) integer or (B, K) float
+        Observed labels, as class indices in [0, K) or as probability targets (e.g. after mixup).
     meta_inputs : Tensor, shape (M, ...)
-        Clean meta batch.
-    meta_labels : Tensor, shape (M,) int64
-        Clean meta labels.
+        Clean meta batch, M >= 1, finite.
+    meta_labels : Tensor, shape (M,) integer
+        Clean meta labels, class indices in [0, K).
     optimizer : torch.optim.SGD
         The optimizer of the real step; its lr, momentum buffers, dampening, nesterov, maximize and
-        weight decay define the virtual step. It is read, never stepped.
+        weight decay define the virtual step. It is read, never stepped. It must update at least
+        one of the model's trainable parameters.
     method : {"l2b", "l2rw"}
         ``l2b`` weighs observed and pseudo-label costs jointly; ``l2rw`` only the observed one.
     engine : {"forward", "fused", "reverse", "head", "tail"}
@@ -462,15 +597,30 @@ def meta_weights(
     Returns
     -------
     MetaWeights
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the value: labels that are not integer class indices in [0, K)
+        (K read off the logits the engine computes anyway) or probabilities (B, K); a batch and
+        its labels of different lengths; an empty noisy or meta batch (without a `collective`:
+        under data parallelism a shard may be empty, the meta batch not on every replica); NaN
+        or Inf in `inputs` or `meta_inputs` (the first such example named); a model without
+        trainable parameters, or an optimizer that updates none of them. These checks read the
+        inputs once (a sum each) and the labels' extremes, in one transfer from the device.
+    TypeError
+        An argument that is not a tensor, or an optimizer other than torch.optim.SGD.
     """
     check_engine_options(engine, head, tail_modules)
-    _check_inputs(inputs, labels, meta_inputs, meta_labels, method)
+    labels, meta_labels, bounds = _check_inputs(
+        model, inputs, labels, meta_inputs, meta_labels, optimizer, method, collective
+    )
     rows = ROWS[method]
     was_training = model.training
     model.train()
     try:
         with without_autocast(inputs):
-            args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective)
+            args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective, bounds)
             if engine == "head":
                 raw, pseudo, logits, meta_loss = _head_engine(*args, head)
             elif engine == "tail":

@@ -176,7 +176,7 @@ def plot_accuracy(runs: Sequence[Run], path: Path) -> Path:
             ax.plot(ep, [m[key] for m in r.metrics if key in m], color=c, lw=1.6, label=r.label)
             best = r.summary.get("best_meta_epoch")
             if key == "test_accuracy" and best:
-                at = next((m[key] for m in r.metrics if m["epoch"] == best), None)
+                at = next((m.get(key) for m in r.metrics if m["epoch"] == best), None)  # None: no test set
                 if at is not None:
                     ax.plot([best], [at], "o", color=c, ms=7, mec="black", mew=0.8)
         ax.set_title(title, fontsize=11)
@@ -624,6 +624,13 @@ def make_report(
         f"{len(runs)} run{'s' if len(runs) != 1 else ''}: " + ", ".join(f"`{r.path}`" for r in runs) + ".",
         "",
     ]
+    datasets = sorted({str(r.summary.get("data")) for r in runs})
+    if len(datasets) > 1:  # one table, but not one comparison
+        lines += [
+            f"**These runs are on different data sets ({', '.join(datasets)}): their accuracies and detection "
+            "scores are not comparable across data sets.**",
+            "",
+        ]
     # Detection scores need the true labels: without any run that has them the columns go.
     head = (
         "| run | method | noise | rate | seed | final test acc. | test acc. at best meta (epoch) | "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from ..data import labels_checked
 from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
-from ..names import META_SOURCES, PRECISIONS
+from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS
 from .optim import Optimization, check_warmup
 
 # META_SOURCES and PRECISIONS (the values of meta_source and precision) are defined in l2b.names.
@@ -22,6 +23,11 @@ PATH_KEYS = ("data_root", "noise_file", "meta_file", "trusted", "trusted_test", 
 # precision -> the dtype of the training steps' autocast (None: none). Its keys are PRECISIONS
 # (tests/test_cli_startup.py checks it).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+#: The values of ``noise``: a synthetic generator (l2b.names.NOISE_KINDS, "none" included), or
+#: instance-dependent noise, or real noisy labels from noise_file (l2b.training.prepare._make_noise).
+NOISE_CHOICES = NOISE_KINDS + ("instance", "file")
+# A plain decimal float literal: YAML 1.1 reads 1e-2 (no dot) as a string, so a float key takes it.
+_FLOAT_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ class TrainConfig:
             raise ValueError(f"config {err}") from None
         object.__setattr__(self, "warmup_epochs", optim.warmup_epochs)  # config.yaml says what ran
         checks = [
+            ("noise", self.noise in NOISE_CHOICES, f"must be one of {', '.join(NOISE_CHOICES)}"),
             ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
@@ -502,6 +509,8 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
             raise bad()
         return value
     if kind == "float":
+        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+            value = float(value)  # "1e-2": YAML 1.1 wants a dot in a float; a float key takes it
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
         try:

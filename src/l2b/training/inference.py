@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data import DATASETS, FileListDataset
 from ..data.preprocessing import Preprocessing, preprocessing_of
-from ..rundir import CONFIG, MODEL, read_run_config
+from ..rundir import CHECKPOINT, CONFIG, MODEL, lock_holder, read_run_config
 from .config import TrainConfig
 from .prepare import load_run_data
 from .setup import build_model, resolve_device
@@ -74,7 +74,9 @@ def load_trained_model(
     Raises
     ------
     FileNotFoundError
-        When `run_dir` has no config.yaml (not a run directory) or no model.pt (unfinished run).
+        When `run_dir` has no config.yaml (not a run directory) or no model.pt (unfinished run:
+        the message says whether it is still training, can be resumed from its checkpoint, or
+        stopped before its first checkpoint and must be started again).
     ValueError
         When model.pt cannot be loaded safely or does not fit the model the config describes.
     """
@@ -82,9 +84,7 @@ def load_trained_model(
     config = read_run_config(run_dir)
     path = run_dir / MODEL
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the run in {run_dir} has not finished (continue it with `l2b train --resume {run_dir}`)"
-        )
+        raise FileNotFoundError(f"{path} not found: {_unfinished(run_dir)}")
     if num_classes is None or in_shape is None:
         train, test = load_run_data(config)
         num_classes = train.num_classes if num_classes is None else num_classes
@@ -101,6 +101,22 @@ def load_trained_model(
     )
     model.load_state_dict(state)
     return model.to(dev).eval(), config
+
+
+def _unfinished(run_dir: Path) -> str:
+    """What to do about a run without model.pt: wait for it, resume it, or start it again."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return f"the run in {run_dir} is still training ({holder}); wait for it to finish, then try again"
+    if (run_dir / CHECKPOINT).is_file():
+        return (
+            f"the run in {run_dir} stopped before it finished (its last checkpoint is {run_dir / CHECKPOINT}); "
+            f"continue it with `l2b train --resume {run_dir}`"
+        )
+    return (
+        f"the run in {run_dir} stopped before its first checkpoint, so there is nothing to resume; start it "
+        f"again with `l2b train --config {run_dir / CONFIG} --out {run_dir}`"
+    )
 
 
 @dataclass(frozen=True)

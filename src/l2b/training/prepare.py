@@ -236,6 +236,12 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             f"config noise='instance' needs the images in memory; load {config.data!r} with lazy=False "
             "(and a small image_size) or choose another noise"
         )
+    if train.num_classes < 2:
+        names = getattr(train, "class_names", None) or ("0",)
+        raise ValueError(
+            f"data {config.data!r} has a single class ({names[0]!r}): a classifier needs examples of two or more "
+            "classes (with one folder per class, or two or more labels in the list)"
+        )
     _check_noise_fits(config, train.class_names)
     _refuse_untrusted_meta(config)
     notes: list[str] = []

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
+from ..data.trusted import dataset_paths, files_fingerprint
 from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
 from .config import TrainConfig
 from .init_weights import save_safetensors
+from .optim import batches_per_epoch
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
 from .setup import build_model, effective_meta_batch, resolve_device, seeded, trainer_for_config
@@ -117,6 +119,8 @@ def _run_experiment(
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
 
     data = prepare_data(config)
+    if ckpt is not None:
+        _refuse_changed_files(out, data)  # first: it names the files
     if ckpt is not None and not np.array_equal(ckpt["meta_index"].numpy(), data.meta_idx):
         raise ValueError(f"the data of {out} changed since its checkpoint (the meta split differs); cannot resume")
     # Before the run directory exists: init_weights that do not fit must not leave one behind.
@@ -125,6 +129,8 @@ def _run_experiment(
         config, num_classes=data.num_classes, in_shape=data.example_shape, device=device,
         init_weights=ckpt is None, log=log,
     )  # fmt: skip
+    meta_batch = effective_meta_batch(config, len(data.meta_idx))
+    _refuse_single_example_batches(model, config, data, meta_batch, world)
     if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
         if main:
             rundir.prepare_run_dir(out)
@@ -159,7 +165,6 @@ def _run_experiment(
             )
     train_t, meta_t, test_t = data.sets(device)
     selection_t = data.selection_set(device)
-    meta_batch = effective_meta_batch(config, len(data.meta_idx))
     if meta_batch < config.meta_batch_size and log is not None:
         log(
             f"meta batch {config.meta_batch_size} is larger than the meta set ({len(data.meta_idx)} examples): "
@@ -256,11 +261,88 @@ def _run_experiment(
     return summary
 
 
+def _refuse_single_example_batches(
+    model: torch.nn.Module, config: TrainConfig, data: PreparedData, meta_batch: int, world: int
+) -> None:
+    """BatchNorm cannot train on one example: refuse a training batch, a meta batch or a
+    torchrun shard of either that would hold a single one, before anything is written."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    n = len(data.train_idx)
+    shards = f" split over {world} processes" if world > 1 else ""
+    smallest = n // batches_per_epoch(n, config.batch_size) if n else 0
+    if smallest // world < 2:
+        raise ValueError(
+            f"with {n} training examples and batch_size={config.batch_size}{shards}, some batches hold a single "
+            f"example, which BatchNorm cannot train on; use a larger batch_size (or more training examples)"
+        )
+    if len(data.meta_idx) and meta_batch // world < 2:
+        raise ValueError(
+            f"the meta set has {len(data.meta_idx)} example(s) and meta batches of {meta_batch}{shards}: a meta "
+            f"batch{' shard' if world > 1 else ''} would hold a single example, which BatchNorm cannot take; give "
+            "more trusted examples (two or more per process) or a larger meta_batch_size"
+        )
+
+
+def _refuse_changed_files(out: Path, data: PreparedData) -> None:
+    """A resumed run must see the files it started with: the same paths, of the same sizes."""
+    info = rundir.read_data_info(out)
+    if info is None or "fingerprint" not in info or data.paths is None:
+        return
+    test = None if data.test is None else dataset_paths(data.test)
+    if files_fingerprint(data.paths, test) == info["fingerprint"]:
+        return
+    recorded = set(rundir.read_files(out, roles=None).values())
+    now = set(data.paths) | set(test or ())
+    added, gone = sorted(now - recorded), sorted(recorded - now)
+    detail = []
+    if added:
+        detail.append(f"{len(added)} file(s) added (e.g. {added[0]})")
+    if gone:
+        detail.append(f"{len(gone)} file(s) gone (e.g. {gone[0]})")
+    raise ValueError(
+        f"the files of {out} changed since the run started ({'; '.join(detail) or 'files of other sizes'}): "
+        f"an exact resume needs the files listed in {out / rundir.FILES}; put them back, or start a new run"
+    )
+
+
+#: Files a new run writes into its directory; a folder holding any of them that l2b did not
+#: write (a user's own config.yaml or model.pt, say) is refused as a run directory.
+RUN_OUTPUTS = (
+    rundir.CONFIG,
+    rundir.METRICS,
+    rundir.SUMMARY,
+    rundir.PER_EXAMPLE,
+    rundir.MODEL,
+    rundir.MODEL_SAFETENSORS,
+    rundir.DATA_INFO,
+    rundir.FILES,
+    rundir.LABEL_ISSUES,
+    rundir.SKIPPED_FILES,
+)
+
+
 def _refuse_existing_run(out: Path) -> None:
     if (out / rundir.SUMMARY).exists() or (out / rundir.CHECKPOINT).exists():
         raise FileExistsError(
             f"run directory {out} already holds a run; resume it with --resume or choose another --out"
         )
+    present = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if present and not _aborted_run(out):
+        raise FileExistsError(
+            f"--out {out} holds files that a run writes and l2b did not write ({', '.join(present)}); they would "
+            "be overwritten: choose another --out (a new folder)"
+        )
+
+
+def _aborted_run(out: Path) -> bool:
+    """Whether `out` holds a run that l2b started and that stopped before its first checkpoint
+    (its config.yaml is l2b's: a ``config`` and a ``run`` mapping), which a new run may replace."""
+    try:
+        doc = rundir.read_run_doc(out)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc.get("run"), dict)
 
 
 def _own_run_dir(held: contextlib.ExitStack, out: Path, *, main: bool, dist: DistContext | None) -> None:
@@ -435,6 +517,8 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
         "test": data.sources.get("test"),
         "num_test": None if data.test is None else len(data.test),
     }
+    if data.paths is not None:
+        info["fingerprint"] = files_fingerprint(data.paths, None if data.test is None else dataset_paths(data.test))
     if prep is not None:
         info["preprocessing"] = {"scale": prep.scale, "mean": list(prep.mean), "std": list(prep.std)}
         size = getattr(data.train, "image_size", None)
@@ -444,16 +528,11 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
 
 
 def _file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
-    """files.csv rows: every example of the pool that is trained on, in the meta set, held out
-    for selection or a checked test image, with its file and class (the checked one for meta
-    and selection examples, the given one otherwise)."""
+    """files.csv rows: every example of the pool that is trained on, in the meta set or held out
+    for selection, with its file and class (the checked one for meta and selection examples, the
+    given one otherwise); then the test set's files (role ``test``, index = position in it)."""
     names, paths, labels = data.class_names, data.paths, data.noisy.labels
-    roles = [
-        (data.train_idx, "train"),
-        (data.meta_idx, "meta"),
-        (data.selection_idx, "selection"),
-        (data.test_pool_idx, "test"),
-    ]
+    roles = [(data.train_idx, "train"), (data.meta_idx, "meta"), (data.selection_idx, "selection")]
     meta_label = dict(zip(data.meta_idx.tolist(), data.meta_labels.tolist()))
     meta_label.update(zip(data.selection_idx.tolist(), data.selection_labels.tolist()))
     rows = []
@@ -461,7 +540,11 @@ def _file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
         for i in idx.tolist():
             label = meta_label[i] if role in ("meta", "selection") else labels[i]
             rows.append((i, paths[i], names[int(label)], role))
-    return sorted(rows)
+    rows.sort()
+    test_paths = None if data.test is None else dataset_paths(data.test)
+    if test_paths is not None:  # the test set as it was, so `evaluate` never cuts another one
+        rows += [(i, p, names[int(y)], "test") for i, (p, y) in enumerate(zip(test_paths, data.test.labels))]
+    return rows
 
 
 def _tensorboard_writer(out: Path | None):
