@@ -26,6 +26,17 @@ Protocol:
    noise) and the wall time of each ``train`` command.
 
 Writes <results>/own_data.json and <results>/own_data.md (default benchmarks/results).
+
+Variants (each option off by default; without them the run is the one above):
+
+    --methods l2b --train-args "--selection-fraction 0.3"   # extra train options, the same for each method
+    --work W --reuse-data --runs runs/sel03 --name sel03     # the data already in W (made by this script)
+    --reuse-runs                                              # score run folders that exist, don't retrain
+    --thresholds 0.5 0.3 0.1                                  # also `l2b relabel --threshold T --out ...`
+    --variants own_data-a.json own_data-b.json --name variants   # one table of several result files
+
+``--name N`` writes own_data-N.json/.md instead of own_data.json/.md; ``--runs R`` puts the runs in
+``R/s<seed>/<method>`` of the work folder (default ``runs``).
 """
 
 from __future__ import annotations
@@ -143,6 +154,31 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def read_data(work: Path, args: argparse.Namespace) -> dict:
+    """The record of a work folder made earlier by make_data, checked against the data options given."""
+    if not (work / "photos.csv").exists():
+        raise SystemExit(f"--reuse-data: {work / 'photos.csv'} not found (a work folder of this script)")
+    photos = read_csv(work / "photos.csv")
+    for p in photos:
+        p["moved"], p["checked"] = p["moved"] == "True", p["checked"] == "True"
+    classes = args.classes
+    n_move = round(args.move_fraction * args.per_class)
+    for c in classes:
+        of_c = [p for p in photos if p["true_class"] == c]
+        got = (len(of_c), sum(p["moved"] for p in of_c), sum(p["checked"] for p in of_c))
+        if got != (args.per_class, n_move, args.checked_per_class):
+            raise SystemExit(
+                f"--reuse-data: {work} has (photos, moved, checked) = {got} of class {c!r}, the options ask for "
+                f"{(args.per_class, n_move, args.checked_per_class)}"
+            )
+    if {p["true_class"] for p in photos} != set(classes):
+        raise SystemExit(f"--reuse-data: {work} holds other classes than {classes}")
+    missing = [p["path"] for p in photos if not Path(p["path"]).exists()]
+    if missing:
+        raise SystemExit(f"--reuse-data: {len(missing)} photos of photos.csv are missing, e.g. {missing[:3]}")
+    return {p["path"]: p for p in photos}
+
+
 def l2b_cli(l2b: str, cmd: str, work: Path, problems: list) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``l2b ...`` (``cmd`` as a user types it) in ``work``; return the process and its wall time."""
     t0 = time.perf_counter()
@@ -201,19 +237,52 @@ def score_run(run: Path, record: dict, cmd: str, problems: list) -> dict:
         "train_accuracy_vs_folder_labels": summary.get("train_accuracy"),
         "l2b_seconds": summary.get("seconds"),
     }
-    if (run / "relabelled.csv").exists():
-        rl = read_csv(run / "relabelled.csv")
-        true = {str(Path(r["path"]).resolve()): record[str(Path(r["path"]).resolve())]["true_class"] for r in rl}
-        changed = [r for r in rl if r["changed"] == "True"]
-        right = sum(r["label"] == true[str(Path(r["path"]).resolve())] for r in changed)
-        out["relabel"] = {
-            "changed": len(changed),
-            "right": int(right),
-            "right_share": right / len(changed) if changed else float("nan"),
-            "wrong_labels_before": int(sum(r["given_label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
-            "wrong_labels_after": int(sum(r["label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train_acc = [e["train_accuracy"] for e in epochs if e.get("train_accuracy") is not None]
+    out.update(
+        {
+            "num_meta": summary.get("num_meta"),
+            "num_selection": summary.get("num_selection"),
+            "best_meta_accuracy": summary.get("best_meta_accuracy"),
+            "best_selection_accuracy": summary.get("best_selection_accuracy"),
+            "max_meta_accuracy": max((e["meta_accuracy"] for e in epochs if "meta_accuracy" in e), default=None),
+            "max_train_accuracy_vs_folder_labels": max(train_acc, default=None),
+            "last_train_loss": epochs[-1].get("train_loss") if epochs else None,
         }
+    )
+    if (run / "relabelled.csv").exists():
+        out["relabel"] = score_relabel(run / "relabelled.csv", record)
     return out
+
+
+def score_relabel(path: Path, record: dict) -> dict:
+    """How many of a relabelled.csv's changes give the true class, and the wrong labels before and after."""
+    rl = read_csv(path)
+    true = {str(Path(r["path"]).resolve()): record[str(Path(r["path"]).resolve())]["true_class"] for r in rl}
+    changed = [r for r in rl if r["changed"] == "True"]
+    right = sum(r["label"] == true[str(Path(r["path"]).resolve())] for r in changed)
+    return {
+        "changed": len(changed),
+        "right": int(right),
+        "right_share": right / len(changed) if changed else float("nan"),
+        "wrong_labels_before": int(sum(r["given_label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
+        "wrong_labels_after": int(sum(r["label"] != true[str(Path(r["path"]).resolve())] for r in rl)),
+    }
+
+
+def earlier_wall_seconds(work: Path, out: str, seed: int, method: str, results: Path) -> float | None:
+    """The train wall time an earlier run of this script recorded for the run folder ``work/out``."""
+    for f in sorted(results.glob("own_data*.json")):
+        try:
+            res = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if res.get("data", {}).get("work") != str(work):
+            continue
+        for r in res.get("runs", []):
+            if r.get("out", f"runs/s{r['seed']}/{r['method']}") == out and not r.get("reused"):
+                return r.get("train_wall_seconds")
+    return None
 
 
 def mean_std(values: list) -> dict:
@@ -234,39 +303,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--work", type=Path, default=None, help="work folder, new or empty (default: a new one in /tmp)")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for own_data.json and own_data.md")
+    p.add_argument("--name", default=None, help="write own_data-NAME.json/.md instead of own_data.json/.md")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--train-args", default="", help='extra options for every `l2b train`, e.g. "--lr 0.05"')
+    p.add_argument("--runs", default="runs", help="folder of the run folders, in the work folder")
+    p.add_argument("--reuse-data", action="store_true", help="use the data already in --work (made by this script)")
+    p.add_argument("--reuse-runs", action="store_true", help="score run folders that hold a summary.json as they are")
+    p.add_argument("--thresholds", nargs="+", type=float, default=[], help="also relabel at these thresholds")
+    p.add_argument("--variants", nargs="+", type=Path, default=None, help="summarise these result files and stop")
     args = p.parse_args(argv)
+    if args.variants:
+        return summarise_variants(args.variants, args.results, args.name or "variants")
     if len(args.classes) < 2 or len(set(args.classes)) != len(args.classes):
         p.error("--classes: at least two different classes")
     l2b = Path(sys.executable).with_name("l2b")
     l2b = str(l2b) if l2b.exists() else shutil.which("l2b")
     if l2b is None:
         p.error("the l2b command line was not found next to this Python or on PATH")
+    if args.reuse_data and args.work is None:
+        p.error("--reuse-data needs --work")
     if args.work is None:
         work = Path(tempfile.mkdtemp(prefix="l2b-own-data-"))
     else:
         work = args.work
-        if work.exists() and any(work.iterdir()):
+        if work.exists() and any(work.iterdir()) and not args.reuse_data:
             p.error(f"--work {work} is not empty")
         work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
     print(f"work folder: {work}", flush=True)
 
-    record = make_data(Source(args.source), work, args)
+    record = read_data(work, args) if args.reuse_data else make_data(Source(args.source), work, args)
     problems: list = []
     runs, commands = [], []
     extra = f"--epochs {args.epochs} --quiet"
+    methods = [m for m in METHODS if m in args.methods]
     for seed in args.seeds:
-        d = f"runs/s{seed}"
-        for method in METHODS:
+        d = f"{args.runs}/s{seed}"
+        for method in methods:
             out = f"{d}/{method}"
             train = "l2b train --data imagefolder --data-root photos --trusted checked --model small_cnn"
             train += ("" if method == "l2b" else " --method ce") + f" --out {out} {extra} --seed {seed}"
+            train += f" {args.train_args.strip()}" if args.train_args.strip() else ""
             relabel, evaluate = f"l2b relabel {out}", f"l2b evaluate {out} --data new-photos"
             commands += [train, relabel, evaluate]
-            r, seconds = l2b_cli(l2b, train, work, problems)
-            if r.returncode != 0:
-                raise SystemExit(f"l2b train failed: {train}")
-            row = {"seed": seed, "method": method, "train_wall_seconds": round(seconds, 2)}
+            reused = args.reuse_runs and (work / out / "summary.json").exists()
+            if reused:
+                seconds = earlier_wall_seconds(work, out, seed, method, args.results)
+                print(f"reusing {work / out} (not retrained)", flush=True)
+            else:
+                r, seconds = l2b_cli(l2b, train, work, problems)
+                if r.returncode != 0:
+                    raise SystemExit(f"l2b train failed: {train}")
+            row = {"seed": seed, "method": method, "out": out, "reused": reused}
+            row["train_wall_seconds"] = None if seconds is None else round(seconds, 2)
             issues = (work / out / "label_issues.csv").read_bytes()
             l2b_cli(l2b, relabel, work, problems)
             if (work / out / "label_issues.csv").read_bytes() != issues:
@@ -279,21 +368,31 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append({"command": evaluate, "problem": f"stdout is not the JSON expected: {err}"})
                 row["new_photos_accuracy"] = None
             row.update(score_run(work / out, record, train, problems))
+            row["relabel_thresholds"] = []
+            for t in args.thresholds:
+                csv_out = f"relabel/{out.replace('/', '-')}-t{t:g}.csv"
+                (work / "relabel").mkdir(exist_ok=True)
+                cmd = f"l2b relabel {out} --threshold {t:g} --out {csv_out}"
+                commands.append(cmd)
+                r, _ = l2b_cli(l2b, cmd, work, problems)
+                if r.returncode == 0:
+                    row["relabel_thresholds"].append({"threshold": t, **score_relabel(work / csv_out, record)})
             runs.append(row)
             print(
                 f"seed {seed} {method}: P {row['precision']:.3f} R {row['recall']:.3f} "
                 f"AP {row['average_precision']:.3f} new-photos acc {row['new_photos_accuracy']} "
-                f"train {seconds / 60:.1f} min",
+                + ("train (reused)" if seconds is None else f"train {seconds / 60:.1f} min"),
                 flush=True,
             )
-        report = f"l2b report {d}/ce {d}/l2b --out report-s{seed}"
-        commands.append(report)
-        l2b_cli(l2b, report, work, problems)
+        if len(methods) == 2:
+            report = f"l2b report {d}/ce {d}/l2b --out " + (f"report-s{seed}" if args.runs == "runs" else f"{d}/report")
+            commands.append(report)
+            l2b_cli(l2b, report, work, problems)
 
     metrics = ("precision", "recall", "f1", "average_precision", "new_photos_accuracy", "train_wall_seconds")
     metrics += ("moved_predicted_as_folder_class",)
     table = {}
-    for m in METHODS:
+    for m in methods:
         rs = [r for r in runs if r["method"] == m]
         table[m] = {k: mean_std([r[k] for r in rs]) for k in metrics}
         for k in ("right_share", "right", "changed", "wrong_labels_after"):
@@ -331,14 +430,17 @@ def main(argv: list[str] | None = None) -> int:
         },
         "epochs": args.epochs,
         "seeds": args.seeds,
+        "train_args": args.train_args.strip(),
+        "thresholds": args.thresholds,
         "l2b_commands": commands,
         "table": table,
         "runs": runs,
         "l2b_problems": problems,
     }
+    stem = "own_data" if args.name is None else f"own_data-{args.name}"
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "own_data.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "own_data.md").write_text(markdown(result))
+    (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     return 0
 
@@ -366,33 +468,36 @@ def markdown(res: dict) -> str:
             f"{e['train_wall_seconds']['std'] / 60:.1f} |"
         )
     higher = ("precision", "recall", "average_precision", "relabel_right_share", "new_photos_accuracy")
-    losses = [k for k in higher if t["l2b"][k]["mean"] < t["ce"][k]["mean"]]
-    seed_losses = sorted(
-        {
-            f"{k} (seed {a['seed']})"
-            for a in res["runs"]
-            if a["method"] == "l2b"
-            for b in res["runs"]
-            if b["method"] == "ce" and b["seed"] == a["seed"]
-            for k in ("precision", "recall", "average_precision", "new_photos_accuracy")
-            if a[k] is not None and b[k] is not None and a[k] < b[k]
-        }
-    )
-    ratio = t["l2b"]["train_wall_seconds"]["mean"] / t["ce"]["train_wall_seconds"]["mean"]
+    if "ce" in t and "l2b" in t:
+        losses = [k for k in higher if t["l2b"][k]["mean"] < t["ce"][k]["mean"]]
+        seed_losses = sorted(
+            {
+                f"{k} (seed {a['seed']})"
+                for a in res["runs"]
+                if a["method"] == "l2b"
+                for b in res["runs"]
+                if b["method"] == "ce" and b["seed"] == a["seed"]
+                for k in ("precision", "recall", "average_precision", "new_photos_accuracy")
+                if a[k] is not None and b[k] is not None and a[k] < b[k]
+            }
+        )
+        ratio = t["l2b"]["train_wall_seconds"]["mean"] / t["ce"]["train_wall_seconds"]["mean"]
+        lines += [
+            "",
+            "L2B loses to CE on the mean of: "
+            + (", ".join(losses) if losses else "nothing")
+            + "; in single seeds on: "
+            + (", ".join(seed_losses) if seed_losses else "nothing")
+            + f". L2B's train command takes {ratio:.1f}x CE's wall time.",
+        ]
     lines += [
         "",
-        "L2B loses to CE on the mean of: "
-        + (", ".join(losses) if losses else "nothing")
-        + "; in single seeds on: "
-        + (", ".join(seed_losses) if seed_losses else "nothing")
-        + f". L2B's train command takes {ratio:.1f}x CE's wall time.",
-        "",
-        f"Regime: the CE model selected on the checked photos predicts "
-        f"{pm(t['ce'], 'moved_predicted_as_folder_class', '.2f')} of the moved training photos as their (wrong) "
-        f"folder class (L2B: {pm(t['l2b'], 'moved_predicted_as_folder_class', '.2f')}). Wrong labels left after "
-        f"`l2b relabel`: CE {t['ce']['relabel_wrong_labels_after']['mean']:.0f}, "
-        f"L2B {t['l2b']['relabel_wrong_labels_after']['mean']:.0f}, of "
-        f"{res['runs'][0]['moved_in_training']} before (seed {res['runs'][0]['seed']}).",
+        "Regime: the model selected on the checked photos predicts this share of the moved training photos as "
+        "their (wrong) folder class: "
+        + ", ".join(f"{m.upper()} {pm(e, 'moved_predicted_as_folder_class', '.2f')}" for m, e in t.items())
+        + ". Wrong labels left after `l2b relabel` (mean over seeds): "
+        + ", ".join(f"{m.upper()} {e['relabel_wrong_labels_after']['mean']:.0f}" for m, e in t.items())
+        + f", of {res['runs'][0]['relabel']['wrong_labels_before']} in the folders (training photos).",
         "",
         f"Protocol: {d['per_class']} training photos per class, {d['moved']} of {d['photos']} moved into another "
         f"class's folder (exact share per class, destination at random; data seed {d['data_seed']}); "
@@ -408,6 +513,9 @@ def markdown(res: dict) -> str:
         "",
         "l2b commands (in the work folder): " + "; ".join(f"`{c}`" for c in res["l2b_commands"][:3]) + " ...",
     ]
+    if res.get("thresholds"):
+        lines += ["", "`l2b relabel --threshold T`: changes (of them right) and wrong labels after (before):", ""]
+        lines += threshold_table(res["runs"])
     if res["l2b_problems"]:
         lines += ["", "**l2b problems met** (see own_data.json):", ""]
         lines += [
@@ -416,6 +524,112 @@ def markdown(res: dict) -> str:
             for q in res["l2b_problems"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def threshold_table(runs: list[dict], label: str = "") -> list[str]:
+    """Markdown rows: for each run and threshold, changes, right ones, wrong labels after relabelling."""
+    lines = [
+        "| run | threshold | changed | right | right share | wrong labels before | wrong labels after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        for x in r.get("relabel_thresholds", []):
+            lines.append(
+                f"| {label or ''}{r['method']} s{r['seed']} | {x['threshold']:g} | {x['changed']} | {x['right']} | "
+                f"{x['right_share']:.2f} | {x['wrong_labels_before']} | {x['wrong_labels_after']} |"
+            )
+    return lines
+
+
+VARIANT_COLUMNS = (
+    "| variant | method | seed | checked | epochs | precision | recall | AP | relabel changes right | "
+    "wrong labels before → after relabel | accuracy on new photos | moved predicted as folder | "
+    "last train acc (folder labels) | best meta (selection) acc, epoch | minutes |"
+)
+
+
+def summarise_variants(files: list[Path], results: Path, name: str) -> int:
+    """One table of the runs of several result files of this script (own_data*.json)."""
+    rows, thresholds, sources = [], [], []
+    for f in files:
+        res = json.loads(f.read_text())
+        variant = f.stem.removeprefix("own_data-").removeprefix("own_data")
+        variant = variant or "default"
+        sources.append(
+            {
+                "file": str(f),
+                "variant": variant,
+                "command": res["command"],
+                "l2b_commands": res["l2b_commands"],
+                "environment": res["environment"],
+                "date": res["date"],
+                "data": res["data"],
+                "epochs": res["epochs"],
+                "train_args": res.get("train_args", ""),
+                "l2b_problems": res["l2b_problems"],
+            }
+        )
+        for r in res["runs"]:
+            row = {"variant": variant, "checked_per_class": res["data"]["checked_per_class"], "epochs": res["epochs"]}
+            row["train_args"] = res.get("train_args", "")
+            row.update({k: v for k, v in r.items() if k != "relabel_thresholds"})
+            rows.append(row)
+            thresholds += [
+                {"variant": variant, "method": r["method"], "seed": r["seed"], **x}
+                for x in r.get("relabel_thresholds", [])
+            ]
+    out = {"sources": sources, "runs": rows, "relabel_thresholds": thresholds}
+    results.mkdir(parents=True, exist_ok=True)
+    stem = f"own_data-{name}"
+    (results / f"{stem}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+    f3 = lambda x: "–" if x is None or x != x else f"{x:.3f}"  # noqa: E731
+    lines = [VARIANT_COLUMNS, "|" + "---|" * (VARIANT_COLUMNS.count("|") - 1)]
+    for r in rows:
+        rl = r.get("relabel", {})
+        sel = r.get("best_selection_accuracy")
+        meta = f"{r['best_meta_accuracy']:.2f}" if r.get("best_meta_accuracy") is not None else "–"
+        meta += f" ({sel:.2f})" if sel is not None else ""
+        meta += f", {r['best_meta_epoch']}"
+        minutes = "–" if r.get("train_wall_seconds") is None else f"{r['train_wall_seconds'] / 60:.1f}"
+        lines.append(
+            f"| {r['variant']} | {r['method']} | {r['seed']} | {r['checked_per_class']} | {r['epochs']} | "
+            f"{f3(r['precision'])} | {f3(r['recall'])} | {f3(r['average_precision'])} | "
+            f"{f3(rl.get('right_share'))} ({rl.get('right')} of {rl.get('changed')}) | "
+            f"{rl.get('wrong_labels_before')} → {rl.get('wrong_labels_after')} | {f3(r['new_photos_accuracy'])} | "
+            f"{r['moved_predicted_as_folder_class']:.2f} | {f3(r.get('train_accuracy_vs_folder_labels'))} | "
+            f"{meta} | {minutes} |"
+        )
+    lines += ["", "## `l2b relabel --threshold T` (no retraining)", ""]
+    lines += ["| variant | method | seed | threshold | changed | right | right share | wrong before | wrong after |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    for x in thresholds:
+        lines.append(
+            f"| {x['variant']} | {x['method']} | {x['seed']} | {x['threshold']:g} | {x['changed']} | {x['right']} | "
+            f"{f3(x['right_share'])} | {x['wrong_labels_before']} | {x['wrong_labels_after']} |"
+        )
+    lines += ["", "## Commands", ""]
+    for src in sources:
+        env = src["environment"]
+        lines += [
+            f"- **{src['variant']}** (`{src['file']}`, {src['date']}; l2b {env['l2b']}, torch {env['torch']}, "
+            f"{env['platform']}, {env['cpus']} CPUs shared, load average {env['load_average_1_5_15min_at_end'][1]} "
+            f"at the end; work folder {src['data']['work']}): `{src['command']}`",
+            "  - l2b: " + "; ".join(f"`{c}`" for c in src["l2b_commands"] if not c.startswith("l2b relabel")),
+        ]
+        problems = src["l2b_problems"]
+        if problems:
+            lines.append(
+                "  - l2b problems: "
+                + "; ".join(
+                    f"`{q['command']}`: "
+                    + (q.get("problem") or f"exit {q['returncode']}: " + q["stderr_tail"].strip().splitlines()[-1])
+                    for q in problems
+                )
+            )
+    (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

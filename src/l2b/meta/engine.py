@@ -135,6 +135,8 @@ def _check_inputs(
     optimizer: torch.optim.Optimizer,
     method: str,
     collective: Collective | None,
+    *,
+    check_finite: bool = True,
 ) -> tuple[Tensor, Tensor, tuple[int | None, int | None]]:
     """Refuse what meta_weights cannot compute weights from, by a ValueError naming the argument
     and the value. Shapes, dtypes and the trainable parameters cost nothing; the finiteness of the
@@ -196,7 +198,7 @@ def _check_inputs(
             checks += [(name + " min", t.min()), (name + " max", t.max())]
     read = dict(zip((n for n, _ in checks), torch.stack([v.float() for _, v in checks]).tolist())) if checks else {}
     for name, t in (("inputs", inputs), ("meta_inputs", meta_inputs), ("labels", labels)):
-        if name in read and not math.isfinite(read[name]):
+        if check_finite and name in read and not math.isfinite(read[name]):
             _refuse_non_finite(name, t)  # or, the sum having overflowed, every value is finite
     for name, t in (("labels", labels), ("meta_labels", meta_labels)):
         if read.get(name + " min", 0.0) < 0:
@@ -545,6 +547,7 @@ def meta_weights(
     collective: Collective | None = None,
     head: str | None = None,
     tail_modules: int | None = None,
+    check_finite: bool = True,
 ) -> MetaWeights:
     """Compute L2B (or L2RW) example weights for one noisy batch.
 
@@ -598,6 +601,11 @@ def meta_weights(
     -------
     MetaWeights
 
+    check_finite : bool
+        Refuse NaN or Inf in `inputs` / `meta_inputs` (default). The trainer passes False: it
+        checks every input before training and skips a step whose loss or gradient is not finite
+        (a non-finite batch made by augmentation, say) instead of stopping.
+
     Raises
     ------
     ValueError
@@ -613,7 +621,7 @@ def meta_weights(
     """
     check_engine_options(engine, head, tail_modules)
     labels, meta_labels, bounds = _check_inputs(
-        model, inputs, labels, meta_inputs, meta_labels, optimizer, method, collective
+        model, inputs, labels, meta_inputs, meta_labels, optimizer, method, collective, check_finite=check_finite
     )
     rows = ROWS[method]
     was_training = model.training

@@ -518,6 +518,7 @@ class DivideMixL2B(DivideMix):
             normalize=self.normalize,
             temperature=self.temperature,
             collective=dist,
+            check_finite=False,  # the trainer skips a non-finite step instead
         )
         logits = model(inputs, net=0)
         loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum() + (

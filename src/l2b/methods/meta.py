@@ -121,6 +121,7 @@ class _MetaMethod(Method):
                 method=self.rows,
                 engine=self.engine,
                 collective=dist,
+                check_finite=False,  # the trainer skips a non-finite step instead
                 tail_modules=self.tail_modules,
                 **opts,
             )
