@@ -129,3 +129,38 @@ def test_load_trained_model_rebuilds_the_selected_model(run):
             load_trained_model(root / "run")
         finally:
             (root / "model.bak").rename(root / "run" / "model.pt")
+
+
+def test_a_file_of_inputs_is_evaluated_without_loading_the_runs_data_set(run, capsys, monkeypatch):
+    """The run directory records what a model needs (data.json: classes, input shape and
+    preprocessing), so an .npz of inputs is prepared without loading the training data."""
+    import l2b.cli.evaluate as cli_evaluate
+    import l2b.training.inference as inference
+    import l2b.training.prepare as prepare
+
+    root, summary = run
+    reference = l2b_inprocess("evaluate", root / "run", "--data", root / "test.npz", "--preprocessed", capsys=capsys)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run's data set was loaded")
+
+    monkeypatch.setattr(prepare, "load_run_data", refuse)
+    monkeypatch.setattr(inference, "load_run_data", refuse)
+    monkeypatch.setattr(cli_evaluate, "load_run_data", refuse, raising=False)
+    code, out, err = l2b_inprocess(
+        "evaluate", root / "run", "--data", root / "test.npz", "--preprocessed", capsys=capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == json.loads(reference[1])["accuracy"]
+    assert json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy_at_best_meta"], abs=1e-6)
+    _, test = load_digits()
+    mean, std = 0.3055, 0.3761  # digits' training statistics, in units of raw / 16 (as the run recorded)
+    info = json.loads((root / "run" / "data.json").read_text())
+    assert info["preprocessing"]["scale"] == 16.0 and info["preprocessing"]["mean"][0] == pytest.approx(mean, abs=1e-4)
+    raw = np.round((test.inputs * std + mean) * 16).clip(0, 16).astype(np.uint8)
+    np.save(root / "raw.npy", raw)
+    code, out, err = l2b_inprocess(
+        "predict", root / "run", "--data", root / "raw.npy", "--out", root / "r.csv", capsys=capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["preprocessing"].startswith("the run's: (x / 16 - 0.3055) / 0.3761")

@@ -160,7 +160,7 @@ def test_config_floats_in_exponent_form_and_unknown_noise_method_and_model(tmp_p
 def test_an_unfinished_run_says_whether_to_wait_resume_or_start_again(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    write_run_config(run, TrainConfig(epochs=2, warmup_epochs=1), {"l2b": l2b.__version__})
+    write_run_config(run, TrainConfig(epochs=2, warmup_epochs=1).to_dict(), {"l2b": l2b.__version__})
 
     def message() -> str:
         with pytest.raises(FileNotFoundError) as err:

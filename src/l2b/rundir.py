@@ -29,9 +29,9 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
     tensorboard/       TensorBoard scalars, with ``--tensorboard``
 
 Every module that reads or writes a run directory takes the names from here. This module imports
-nothing else from l2b at import time, so that the reports (which only read run directories) can
-use it without importing the training code; the two readers that need the config class or the
-safe torch loader import them when called.
+nothing above it in l2b (only :mod:`l2b.configs`' YAML reader and :mod:`l2b.untrusted`'s safe
+torch loader), so that the reports, which only read run directories, never import the training
+code; the recorded config becomes a ``TrainConfig`` in :func:`l2b.training.config.read_run_config`.
 """
 
 from __future__ import annotations
@@ -46,15 +46,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 
 from .configs import load_yaml_file
-
-if TYPE_CHECKING:
-    from .training.config import TrainConfig
 
 __all__ = [
     "CHECKPOINT",
@@ -81,7 +78,6 @@ __all__ = [
     "read_data_info",
     "read_files",
     "read_test_files",
-    "read_run_config",
     "read_run_doc",
     "resume_command",
     "save_checkpoint",
@@ -291,9 +287,10 @@ def _locked_message(out: Path, holder: str) -> str:
 # -- the recorded config ----------------------------------------------------------------------
 
 
-def write_run_config(out: Path, config: TrainConfig, run_info: dict[str, Any]) -> None:
-    """config.yaml: the resolved config under ``config``, versions and device under ``run``."""
-    (out / CONFIG).write_text(yaml.safe_dump({"config": config.to_dict(), "run": run_info}, sort_keys=False))
+def write_run_config(out: Path, config: dict[str, Any], run_info: dict[str, Any]) -> None:
+    """config.yaml: the resolved config (``TrainConfig.to_dict()``) under ``config``, versions and
+    device under ``run``."""
+    (out / CONFIG).write_text(yaml.safe_dump({"config": config, "run": run_info}, sort_keys=False))
 
 
 def read_run_doc(run_dir: str | Path) -> dict[str, Any]:
@@ -305,14 +302,6 @@ def read_run_doc(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError(f"{path} has no 'config' mapping")
     return doc
-
-
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run directory was started with (from its config.yaml)."""
-    from .training.config import TrainConfig
-
-    doc = read_run_doc(run_dir)
-    return TrainConfig.from_dict(doc["config"], source=str(Path(run_dir) / CONFIG), recorded=True)
 
 
 # -- metrics and summary ----------------------------------------------------------------------
@@ -442,7 +431,7 @@ def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint without executing code from it (weights_only). A truncated or corrupt
     file is a ValueError that says so and what to do."""
-    from .training.validation import load_untrusted_torch
+    from .untrusted import load_untrusted_torch
 
     return load_untrusted_torch(
         path,

@@ -54,8 +54,9 @@ def load(args: argparse.Namespace):
 
     import numpy as np
 
-    from ..rundir import FILES, read_data_info, read_run_config, read_test_files
+    from ..rundir import FILES, read_data_info, read_test_files
     from ..training import resolve_device
+    from ..training.config import read_run_config
     from ..training.inference import (
         example_shape,
         image_inputs,
@@ -112,6 +113,9 @@ def load(args: argparse.Namespace):
         )
         data = image_inputs(paths, labels, info, workers=config.workers, source=str(source))
         return model, config, data, names
+    text = None if source is None else str(source)
+    if info is not None and text is not None and Path(text).suffix in (".npz", ".npy") and args.split is None:
+        return _load_file(args, Path(text), config, info)  # the run recorded all it needs: no data set loaded
     train, test = load_run_data(config)
     shape = example_shape(train, test)
     model, config = load_trained_model(
@@ -165,3 +169,44 @@ def run(args: argparse.Namespace) -> int:
         report["preprocessing"] = data.preprocessing
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _load_file(args: argparse.Namespace, path: Path, config, info: dict):
+    """(model, config, InputData, class names) for an .npz / .npy file of inputs, from what the
+    run recorded in data.json (classes, input shape, preprocessing): the run's data set is not
+    loaded."""
+    import numpy as np
+
+    from ..data.preprocessing import Preprocessing
+    from ..training import resolve_device
+    from ..training.inference import InputData, load_input_file, load_trained_model
+
+    names = [str(n) for n in info["class_names"]]
+    shape = tuple(int(d) for d in info["example_shape"])
+    model, config = load_trained_model(
+        args.run_dir, device=resolve_device(args.device), num_classes=len(names), in_shape=shape
+    )
+    owner = f"the model of {args.run_dir}"
+    raw, labels = load_input_file(path, example_shape=shape, num_classes=len(names), owner=owner)
+    if args.preprocessed:
+        return (
+            model,
+            config,
+            InputData(raw.astype(np.float32, copy=False), labels, str(path), None, "none (--preprocessed)"),
+            names,
+        )
+    recorded = info.get("preprocessing")
+    if recorded is None:
+        raise ValueError(
+            f"the run in {args.run_dir} records no input preprocessing, so raw inputs cannot be prepared as its data "
+            "were: give inputs already preprocessed as the run's were and pass --preprocessed"
+        )
+    prep = Preprocessing(
+        float(recorded["scale"]),
+        tuple(recorded["mean"]),
+        tuple(recorded["std"]),
+        recorded.get("raw", "8-bit pixel values"),
+    )
+    prep.check_raw(raw, str(path))
+    data = InputData(prep.apply(raw), labels, str(path), None, f"the run's: {prep.describe()}")
+    return model, config, data, names

@@ -369,8 +369,8 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
     taken from the command line. Any other option, or a --config key, that differs from the run's
     own value is refused, all of them named with both values; one that agrees is accepted."""
     from ..configs import config_path, load_yaml_file
-    from ..rundir import CONFIG, read_run_config
-    from ..training.config import PATH_KEYS
+    from ..rundir import CONFIG
+    from ..training.config import PATH_KEYS, read_run_config
     from ..training.run import RESUME_MAY_CHANGE
 
     run_dir = Path(args.resume)

@@ -534,3 +534,14 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _DEFAULTS = TrainConfig()
+
+
+def read_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig a run directory was started with (from its config.yaml, read with
+    :func:`l2b.rundir.read_run_doc`; keys of older versions that no longer apply are dropped)."""
+    from pathlib import Path
+
+    from ..rundir import CONFIG, read_run_doc
+
+    doc = read_run_doc(run_dir)
+    return TrainConfig.from_dict(doc["config"], source=str(Path(run_dir) / CONFIG), recorded=True)

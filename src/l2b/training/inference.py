@@ -25,12 +25,13 @@ from torch import nn
 
 from ..data import DATASETS, FileListDataset
 from ..data.preprocessing import Preprocessing, preprocessing_of
-from ..rundir import CHECKPOINT, CONFIG, MODEL, lock_holder, read_run_config
-from .config import TrainConfig
+from ..rundir import CHECKPOINT, CONFIG, MODEL, lock_holder
+from ..untrusted import load_untrusted_torch
+from .config import TrainConfig, read_run_config
 from .prepare import load_run_data
 from .setup import build_model, resolve_device
 from .streams import StreamData
-from .validation import check_state_fits, load_untrusted_torch
+from .validation import check_state_fits
 
 __all__ = [
     "InputData",

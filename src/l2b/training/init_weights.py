@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..meta import find_head
-from .validation import load_untrusted_torch
+from ..untrusted import load_untrusted_torch
 
 __all__ = ["InitReport", "load_init_weights", "save_safetensors"]
 

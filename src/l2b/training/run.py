@@ -139,7 +139,7 @@ def _run_experiment(
         _refuse_existing_run(out)  # again, now that it is ours: another run may have made it meanwhile
         rundir.write_run_config(
             out,
-            config,
+            config.to_dict(),
             {
                 "version": __version__,
                 "torch": str(torch.__version__),
@@ -520,7 +520,7 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
     if data.paths is not None:
         info["fingerprint"] = files_fingerprint(data.paths, None if data.test is None else dataset_paths(data.test))
     if prep is not None:
-        info["preprocessing"] = {"scale": prep.scale, "mean": list(prep.mean), "std": list(prep.std)}
+        info["preprocessing"] = prep.to_dict()  # scale, mean, std, raw: what evaluate / predict re-apply
         size = getattr(data.train, "image_size", None)
         if size is not None:
             info["preprocessing"]["image_size"] = int(size)
