@@ -1,6 +1,8 @@
 """Reliability fixes from the fault review (issue 17): inputs that used to be ignored or to end in a
 traceback now get one clear line naming the file, key or flag, and exit code 2."""
 
+import re
+
 import pytest
 import yaml
 
@@ -108,3 +110,19 @@ def test_a_stray_huge_label_in_a_list_is_refused_not_millions_of_classes(tmp_pat
     (tmp_path / "train.csv").write_text("path,label\n0.png,0\n1.png,1\n2.png,0\n3.png,99999999\n")
     with pytest.raises(ValueError, match=r"train\.csv line 5: label 99999999 would make 100000000 classes"):
         load_csv(root=tmp_path, train_list=tmp_path / "train.csv")
+
+
+@pytest.mark.parametrize(
+    "build, suggestion",
+    [
+        (lambda: __import__("l2b").methods.create_method("l2bb"), "did you mean 'l2b'?"),
+        (lambda: __import__("l2b").training.TrainConfig(model="resnet81"), "did you mean 'resnet18'?"),
+        (lambda: __import__("l2b").training.TrainConfig(noise="symetric"), "did you mean 'symmetric'?"),
+        (lambda: __import__("l2b").training.TrainConfig(engine="fowrard"), "did you mean 'forward'?"),
+        (lambda: __import__("l2b").data.load_dataset("cifar-10"), "did you mean 'cifar10'?"),
+    ],
+    ids=["method", "model", "noise", "engine", "data"],
+)
+def test_a_mistyped_name_gets_the_closest_choice(build, suggestion):
+    with pytest.raises(ValueError, match=re.escape(suggestion)):
+        build()

@@ -10,7 +10,25 @@ their modules are imported (methods, models, data sets) are read by :mod:`l2b.cl
 
 from __future__ import annotations
 
-__all__ = ["DEVICE_HELP", "ENGINES", "META_SOURCES", "NOISE_KINDS", "NORMALIZATIONS", "PRECISIONS"]
+__all__ = [
+    "DEVICE_HELP",
+    "ENGINES",
+    "META_SOURCES",
+    "NOISE_KINDS",
+    "NORMALIZATIONS",
+    "PRECISIONS",
+    "did_you_mean",
+]
+
+
+def did_you_mean(name: object, choices) -> str:
+    """`` (did you mean 'x'?)`` naming the choice closest to a mistyped `name`, or ``""`` when
+    none is close: the tail of every "unknown ..." message of l2b's registries."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 ENGINES = ("forward", "fused", "reverse", "head", "tail")
 """Meta-gradient engines (:func:`l2b.meta.meta_weights`). ``fused`` computes the weights as

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..names import did_you_mean
 from ._common import ImageArrayDataset
 from .arrays import ArrayDataset
 from .augment import FeatureNoise, augment_batch
@@ -51,7 +52,8 @@ def labels_checked(name: str, split: str) -> bool:
 def load_dataset(name: str, **options) -> tuple[ArrayDataset, ArrayDataset]:
     """Load a registered data set by name as (train, test)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+        known = ", ".join(sorted(DATASETS))
+        raise ValueError(f"unknown data set {name!r}; known: {known}{did_you_mean(name, DATASETS)}")
     return DATASETS[name](**options)
 
 

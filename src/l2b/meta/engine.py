@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..names import ENGINES
+from ..names import ENGINES, did_you_mean
 from .collective import Collective, global_any, sum_tensors
 from .dual_rules import dual_rules
 from .head import capture_head, find_head, head_gradient, head_jvp
@@ -107,7 +107,7 @@ def check_engine_options(engine: str, head: str | None, tail_modules: int | None
     given to an engine they do not apply to (``head`` is for ``head``; ``tail_modules``, required,
     for ``tail``)."""
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}{did_you_mean(engine, ENGINES)}")
     if head is not None and (engine != "head" or not isinstance(head, str)):
         raise ValueError(
             f"head={head!r} names the output nn.Linear for engine='head' (a module name such as 'fc'); "

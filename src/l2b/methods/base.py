@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..meta import Collective
+from ..names import did_you_mean
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -46,7 +47,8 @@ def list_methods(*, sort: bool = True) -> list[str]:
 def method_class(name: str) -> type[Method]:
     """The registered class of method `name` (ValueError naming the known methods otherwise)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
+        known = list_methods()
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(known)}{did_you_mean(name, known)}")
     return _REGISTRY[name]
 
 

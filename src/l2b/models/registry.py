@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from torch import nn
 
+from ..names import did_you_mean
+
 __all__ = ["create_model", "list_models", "model_options", "register_model"]
 
 ModelFactory = Callable[..., nn.Module]
@@ -67,7 +69,10 @@ def model_options(name: str) -> dict[str, object]:
     """
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models()) or '(none)'}")
+        known = list_models()
+        raise ValueError(
+            f"unknown model {name!r}; known models: {', '.join(known) or '(none)'}{did_you_mean(name, known)}"
+        )
     params = inspect.signature(factory).parameters
     return {
         n: params[n].default
@@ -107,7 +112,7 @@ def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwar
     factory = _REGISTRY.get(name)
     if factory is None:
         known = ", ".join(list_models()) or "(none)"
-        raise ValueError(f"unknown model {name!r}; known models: {known}")
+        raise ValueError(f"unknown model {name!r}; known models: {known}{did_you_mean(name, list_models())}")
 
     if not _accepts_var_kwargs(factory):
         accepted = _model_options(factory)

@@ -14,7 +14,7 @@ import torch
 from ..data import labels_checked
 from ..methods import create_method, list_methods, method_class, method_options
 from ..models import list_models, model_options
-from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS
+from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
 from .optim import Optimization, check_warmup
 
 # META_SOURCES and PRECISIONS (the values of meta_source and precision) are defined in l2b.names.
@@ -168,7 +168,11 @@ class TrainConfig:
             raise ValueError(f"config {err}") from None
         object.__setattr__(self, "warmup_epochs", optim.warmup_epochs)  # config.yaml says what ran
         checks = [
-            ("noise", self.noise in NOISE_CHOICES, f"must be one of {', '.join(NOISE_CHOICES)}"),
+            (
+                "noise",
+                self.noise in NOISE_CHOICES,
+                f"must be one of {', '.join(NOISE_CHOICES)}{did_you_mean(self.noise, NOISE_CHOICES)}",
+            ),
             ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
             ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
@@ -206,7 +210,11 @@ class TrainConfig:
                 "must be set exactly when noise is 'file'",
             ),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
-            ("meta_source", self.meta_source in META_SOURCES, f"must be one of {', '.join(META_SOURCES)}"),
+            (
+                "meta_source",
+                self.meta_source in META_SOURCES,
+                f"must be one of {', '.join(META_SOURCES)}{did_you_mean(self.meta_source, META_SOURCES)}",
+            ),
             (
                 "meta_file",
                 (self.meta_file is not None) == (self.meta_source == "file"),
