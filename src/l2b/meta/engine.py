@@ -1,9 +1,12 @@
 """Per-example L2B / L2RW weights from the meta-gradient.
 
+The maths the engines share (the engines themselves, one registered object each, are in
+:mod:`l2b.meta.engines`; :func:`l2b.meta.meta_weights` calls them).
+
 Semantics (see docs/meta-gradient.md): for a noisy batch with costs c[0, i] = CE(z_i, y_i) and
 c[1, i] = CE(z_i, argmax z_i), the scores are r = -dL_meta(theta'(eps))/d eps at eps = 0, where
 theta'(eps) is one step of the real optimizer on sum(eps * c) and L_meta is the mean
-cross-entropy of the clean meta batch. Two engines compute r:
+cross-entropy of the clean meta batch. Two engines compute r exactly:
 
 - ``reverse``: the published formulation, a differentiable virtual step and a double backward.
 - ``forward``: r[k, i] = <s * g, grad_theta c[k, i]> with g = grad L_meta at theta'(0), computed as
@@ -46,18 +49,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..names import ENGINES, did_you_mean
 from .collective import Collective, global_any, sum_tensors
 from .dual_rules import dual_rules
-from .head import capture_head, find_head, head_gradient, head_jvp
+from .head import capture_head, head_gradient
 from .normalize import normalize_scores
-from .tail import tail_parameters
 from .virtual_step import virtual_step
 
 METHODS = ("l2b", "l2rw")
 """The methods whose weights :func:`meta_weights` computes: ``"l2b"`` (a weight on the given
 label and one on the pseudo-label of every example) and ``"l2rw"`` (the given label only)."""
-# ENGINES, the one list of engine names, is l2b.names.ENGINES (what each does: there).
 ROWS = {"l2b": 2, "l2rw": 1}
 """Rows of the weights :func:`meta_weights` returns, per method: ``(2, B)`` for ``"l2b"`` (given
 label, pseudo-label), ``(1, B)`` for ``"l2rw"``."""
@@ -100,30 +100,6 @@ def without_autocast(like: Tensor) -> contextlib.AbstractContextManager:
     bf16 autocast region (``precision: bf16``) the weights are still computed in the inputs' and
     parameters' own dtype: they do not change with the precision of the rest of the step."""
     return torch.autocast(like.device.type, enabled=False)
-
-
-def check_engine_options(engine: str, head: str | None, tail_modules: int | None) -> None:
-    """Refuse an engine name that is not in :data:`ENGINES`, and the restricted engines' options
-    given to an engine they do not apply to (``head`` is for ``head``; ``tail_modules``, required,
-    for ``tail``)."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}{did_you_mean(engine, ENGINES)}")
-    if head is not None and (engine != "head" or not isinstance(head, str)):
-        raise ValueError(
-            f"head={head!r} names the output nn.Linear for engine='head' (a module name such as 'fc'); "
-            f"it does not apply to engine={engine!r}"
-        )
-    if engine == "tail":
-        if isinstance(tail_modules, bool) or not isinstance(tail_modules, int) or tail_modules < 1:
-            raise ValueError(
-                "engine='tail' needs tail_modules=k, a positive int: the number of last blocks (those with "
-                f"parameters) the meta-gradient is taken over (config key engine_tail_modules); got {tail_modules!r}"
-            )
-    elif tail_modules is not None:
-        raise ValueError(
-            f"tail_modules={tail_modules!r} is the number of last blocks for engine='tail'; it does not apply "
-            f"to engine={engine!r}"
-        )
 
 
 def _check_inputs(
@@ -419,234 +395,6 @@ def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int =
     if rows == 2:
         raw[1] = (_target_grad(probs, pseudo) * zdot).sum(dim=1)
     return raw, pseudo
-
-
-def _forward_engine(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    meta_inputs: Tensor,
-    meta_labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    rows: int,
-    collective: Collective | None,
-    bounds: tuple[int | None, int | None],
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    tangents, meta_loss = meta_tangents(
-        model, meta_inputs, meta_labels, optimizer, collective=collective, meta_label_max=bounds[1]
-    )
-    logits, zdot = dual_forward(model, inputs, tangents)
-    _check_classes("labels", labels, bounds[0], logits)
-    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
-    return raw, pseudo, logits, meta_loss
-
-
-def _head_engine(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    meta_inputs: Tensor,
-    meta_labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    rows: int,
-    collective: Collective | None,
-    bounds: tuple[int | None, int | None],
-    head: str | None,
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    name = find_head(model, name=head)
-    values = {n: p.detach() for n, p in model.named_parameters()}
-    with torch.no_grad(), capture_head(model, name) as cap:
-        logits = functional_call(model, {**values, **_clone_buffers(model)}, (inputs,))
-    _check_classes("labels", labels, bounds[0], logits)
-    features = cap.features()
-    tangents, meta_loss = head_tangents(
-        model, meta_inputs, meta_labels, optimizer, head=name, collective=collective, meta_label_max=bounds[1]
-    )
-    w, b = _head_names(name)
-    zdot = head_jvp(features, tangents.get(w), tangents.get(b), logits.shape[1])
-    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
-    return raw, pseudo, logits, meta_loss
-
-
-def _tail_engine(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    meta_inputs: Tensor,
-    meta_labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    rows: int,
-    collective: Collective | None,
-    bounds: tuple[int | None, int | None],
-    tail_modules: int,
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    names = tail_parameters(model, tail_modules)
-    tangents, meta_loss = meta_tangents(
-        model, meta_inputs, meta_labels, optimizer, collective=collective, params=names, meta_label_max=bounds[1]
-    )
-    logits, zdot = dual_forward(model, inputs, tangents)  # the blocks before the tail carry no tangent
-    _check_classes("labels", labels, bounds[0], logits)
-    raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
-    return raw, pseudo, logits, meta_loss
-
-
-def _reverse_engine(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    meta_inputs: Tensor,
-    meta_labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    rows: int,
-    collective: Collective | None,
-    bounds: tuple[int | None, int | None],
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    step = virtual_step(model, optimizer)
-    # Fresh leaves so that no .grad of the real parameters is touched.
-    params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
-    logits = functional_call(model, {**params, **_clone_buffers(model)}, (inputs,))
-    _check_classes("labels", labels, bounds[0], logits)
-    pseudo = logits.detach().argmax(dim=1)
-    eps = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device, requires_grad=True)
-    virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
-    if rows == 2:
-        virtual_loss = virtual_loss + (eps[1] * F.cross_entropy(logits, pseudo, reduction="none")).sum()
-    names = step.names
-    grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
-    updated = step.apply(params, dict(zip(names, grads)))
-    meta_logits = functional_call(model, {**params, **updated, **_clone_buffers(model)}, (meta_inputs,))
-    _check_classes("meta_labels", meta_labels, bounds[1], meta_logits)
-    if collective is None:
-        meta_loss = F.cross_entropy(meta_logits, meta_labels)
-        (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
-        raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
-        return raw, pseudo, logits.detach(), float(meta_loss.detach())
-    # The meta loss of this replica sees only its meta shard: take the global meta gradient at
-    # theta'(0) first, then pull it back to eps through the differentiable virtual step (a
-    # vector-Jacobian product; theta' is affine in eps, so this is the same double backward).
-    outs = list(updated.values())
-    loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
-    g, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], outs, collective)
-    (g_eps,) = torch.autograd.grad(outs, eps, grad_outputs=g, allow_unused=True)
-    raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
-    return raw, pseudo, logits.detach(), meta_loss
-
-
-def meta_weights(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    meta_inputs: Tensor,
-    meta_labels: Tensor,
-    optimizer: torch.optim.Optimizer,
-    *,
-    method: str = "l2b",
-    engine: str = "forward",
-    normalize: str = "org",
-    temperature: float = 1.0,
-    collective: Collective | None = None,
-    head: str | None = None,
-    tail_modules: int | None = None,
-    check_finite: bool = True,
-) -> MetaWeights:
-    """Compute L2B (or L2RW) example weights for one noisy batch.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Classifier returning logits of shape (N, K). Run in train mode for every virtual forward
-        (restored afterwards); its parameters and buffers are left unchanged. Parameters with
-        ``requires_grad=False`` (a frozen backbone), and any the optimizer does not hold, are held
-        fixed in the virtual step, as the real step leaves them; the weights are then those of
-        training the rest. A model with no trainable parameter is refused.
-    inputs : Tensor, shape (B, ...)
-        Noisy training batch, B >= 1, finite.
-    labels : Tensor, shape (B,) integer or (B, K) float
-        Observed labels, as class indices in [0, K) or as probability targets (e.g. after mixup).
-    meta_inputs : Tensor, shape (M, ...)
-        Clean meta batch, M >= 1, finite.
-    meta_labels : Tensor, shape (M,) integer
-        Clean meta labels, class indices in [0, K).
-    optimizer : torch.optim.SGD
-        The optimizer of the real step; its lr, momentum buffers, dampening, nesterov, maximize and
-        weight decay define the virtual step. It is read, never stepped. It must update at least
-        one of the model's trainable parameters.
-    method : {"l2b", "l2rw"}
-        ``l2b`` weighs observed and pseudo-label costs jointly; ``l2rw`` only the observed one.
-    engine : {"forward", "fused", "reverse", "head", "tail"}
-        ``forward`` (default) is the exact forward-mode formulation; ``reverse`` the published
-        double-backward one, kept as the reference; ``fused`` is ``forward`` here (it differs
-        only inside a training step, see :class:`l2b.methods.L2B`). ``head``: the meta-gradient
-        over the final nn.Linear only, in closed form (:mod:`l2b.meta.head`); ``tail``: over the
-        last `tail_modules` blocks only (:mod:`l2b.meta.tail`). Both hold the rest of the network
-        at theta: exact for a model trained only there, cheaper approximations otherwise.
-    normalize : {"org", "softmax", "sigmoid"}
-        See :func:`l2b.meta.normalize_scores`; applied jointly over all 2B (L2B) or B (L2RW) scores.
-    temperature : float
-        Softmax temperature.
-    collective : Collective or None
-        Data parallelism (see the module docstring): the batches are this replica's shards, the
-        model is the bare module (not a DistributedDataParallel wrapper); the weights returned
-        are this replica's entries of the weights of the concatenated batches, which sum to one
-        over all replicas, and ``meta_loss`` / ``all_zero`` are global. ``None``: one process.
-    head : str or None
-        ``engine="head"`` only: the name of the output nn.Linear (as in ``model.named_modules()``,
-        e.g. ``"fc"``). ``None``: the model's last nn.Linear. Either way it must produce the
-        model's output (checked on the forward), or a ValueError says what to do.
-    tail_modules : int
-        ``engine="tail"`` only, required: k, the number of last blocks with trainable parameters
-        (:func:`l2b.meta.model_blocks`).
-
-    Returns
-    -------
-    MetaWeights
-
-    check_finite : bool
-        Refuse NaN or Inf in `inputs` / `meta_inputs` (default). The trainer passes False: it
-        checks every input before training and skips a step whose loss or gradient is not finite
-        (a non-finite batch made by augmentation, say) instead of stopping.
-
-    Raises
-    ------
-    ValueError
-        Naming the argument and the value: labels that are not integer class indices in [0, K)
-        (K read off the logits the engine computes anyway) or probabilities (B, K); a batch and
-        its labels of different lengths; an empty noisy or meta batch (without a `collective`:
-        under data parallelism a shard may be empty, the meta batch not on every replica); NaN
-        or Inf in `inputs` or `meta_inputs` (the first such example named); a model without
-        trainable parameters, or an optimizer that updates none of them. These checks read the
-        inputs once (a sum each) and the labels' extremes, in one transfer from the device.
-    TypeError
-        An argument that is not a tensor, or an optimizer other than torch.optim.SGD.
-    """
-    check_engine_options(engine, head, tail_modules)
-    labels, meta_labels, bounds = _check_inputs(
-        model, inputs, labels, meta_inputs, meta_labels, optimizer, method, collective, check_finite=check_finite
-    )
-    rows = ROWS[method]
-    was_training = model.training
-    model.train()
-    try:
-        with without_autocast(inputs):
-            args = (model, inputs, labels, meta_inputs, meta_labels, optimizer, rows, collective, bounds)
-            if engine == "head":
-                raw, pseudo, logits, meta_loss = _head_engine(*args, head)
-            elif engine == "tail":
-                raw, pseudo, logits, meta_loss = _tail_engine(*args, tail_modules)
-            else:
-                raw, pseudo, logits, meta_loss = (_reverse_engine if engine == "reverse" else _forward_engine)(*args)
-            return weights_from_scores(
-                raw,
-                pseudo,
-                logits,
-                meta_loss,
-                rows=rows,
-                normalize=normalize,
-                temperature=temperature,
-                collective=collective,
-            )
-    finally:
-        model.train(was_training)
 
 
 def weights_from_scores(

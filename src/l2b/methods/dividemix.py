@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import meta_weights
+from ..meta import create_engine
 from .base import (
     Method,
     StepOutput,
@@ -474,7 +474,8 @@ class DivideMixL2B(DivideMix):
         meta set. ``labelled``: no clean data; the first view of this batch's labelled part (by
         network 1's division) with its given labels, as the published code does without clean
         data (it takes a batch of the labelled loader).
-    engine, normalize, temperature : the L2B options (see :class:`l2b.methods.L2B`).
+    engine, head, tail_modules, normalize, temperature : the L2B options (see
+        :class:`l2b.methods.L2B`); every engine, in its in-step form, on network 0.
     l2b_clip_grad : float or None, 0.8 (published).
     """
 
@@ -485,6 +486,8 @@ class DivideMixL2B(DivideMix):
         *,
         meta_split: str = "clean",
         engine: str = "forward",
+        head: str | None = None,
+        tail_modules: int | None = None,
         normalize: str = "org",
         temperature: float = 1.0,
         l2b_clip_grad: float | None = 0.8,
@@ -495,8 +498,12 @@ class DivideMixL2B(DivideMix):
             raise ValueError(f"meta_split must be one of {', '.join(self.choices['meta_split'])}, got {meta_split!r}")
         if l2b_clip_grad is not None and not l2b_clip_grad > 0:  # NaN too
             raise ValueError(f"l2b_clip_grad must be positive or None, got {l2b_clip_grad}")
-        create_method("l2b", engine=engine, normalize=normalize, temperature=temperature)  # checks them
+        create_method("l2b", normalize=normalize, temperature=temperature)  # checks them
+        # Every engine, in its in-step form, on the view of network 0 (it holds the pair's
+        # parameters, as the optimizer does); head / tail look inside network 0 alone.
+        self._engine = create_engine(engine, head=head, tail_modules=tail_modules, within="pair.nets.0")
         self.meta_split, self.engine, self.normalize, self.temperature = meta_split, engine, normalize, temperature
+        self.head, self.tail_modules = head, tail_modules
         self.l2b_clip_grad = l2b_clip_grad
         self.needs_meta = meta_split == "clean"
 
@@ -506,21 +513,19 @@ class DivideMixL2B(DivideMix):
             meta_inputs, meta_labels = labelled_x, labelled_y
         if meta_inputs is None or len(meta_inputs) < 2:
             return {"l2b_skipped": 1.0}  # fewer than two labelled examples: no meta batch this step
-        mw = meta_weights(
+        logits, mw = self._engine.step(
             pair.member(0),
-            inputs,
-            targets,
-            meta_inputs,
-            meta_labels,
-            optimizer,
+            lambda x: model(x, net=0),  # the real forward, through a DDP wrapper too
+            inputs=inputs,
+            targets=targets,
+            meta_inputs=meta_inputs,
+            meta_labels=meta_labels,
+            optimizer=optimizer,
             method="l2b",
-            engine=self.engine,
+            collective=dist,
             normalize=self.normalize,
             temperature=self.temperature,
-            collective=dist,
-            check_finite=False,  # the trainer skips a non-finite step instead
         )
-        logits = model(inputs, net=0)
         loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum() + (
             mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")
         ).sum()

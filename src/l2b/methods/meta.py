@@ -5,24 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import (
-    ENGINES,
-    NORMALIZATIONS,
-    ROWS,
-    MetaWeights,
-    capture_head,
-    check_engine_options,
-    dual_forward,
-    find_head,
-    head_jvp,
-    head_tangents,
-    meta_tangents,
-    meta_weights,
-    scores_from_jvp,
-    tail_parameters,
-    weights_from_scores,
-    without_autocast,
-)
+from ..meta import ENGINES, NORMALIZATIONS, MetaWeights, create_engine
 from .base import Method, StepOutput, predicted, register_method, unwrap_model
 
 
@@ -76,7 +59,7 @@ class _MetaMethod(Method):
         **common,
     ):
         super().__init__(**common)
-        check_engine_options(engine, head, tail_modules)
+        self._engine = create_engine(engine, head=head, tail_modules=tail_modules)  # checks the options
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
         if not temperature > 0:  # NaN too
@@ -85,47 +68,30 @@ class _MetaMethod(Method):
         self.head, self.tail_modules = head, tail_modules
 
     def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
-        """The weights, then the weighted loss of the real forward's logits.
+        """The weights (the engine's in-step form: it may share the real forward), then the
+        weighted loss of the real forward's logits.
 
-        Under data parallelism the weights sum to one over all replicas, so the single-process
-        loss of the concatenated batch is the sum over replicas of each one's weighted sum; DDP
-        divides the summed gradients by world_size, hence each replica back-propagates
-        world_size times its part.
+        Under data parallelism the meta-gradient runs on the bare module with global reductions
+        and the real forward through the wrapper (the only forward that updates BatchNorm
+        statistics). The weights sum to one over all replicas, so the single-process loss of the
+        concatenated batch is the sum over replicas of each one's weighted sum; DDP divides the
+        summed gradients by world_size, hence each replica back-propagates world_size times its part.
         """
-        opts = dict(normalize=self.normalize, temperature=self.temperature)
         if dist is not None:
             self._check_distributed(model, dist)
-        if self.engine == "head":
-            # These engines share the real forward with the meta-gradient, so under autocast
-            # (precision bf16) the whole step stays in float32: the weights must not change.
-            with without_autocast(inputs):
-                logits, mw = self._head_weights(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts)
-        elif self.engine in ("fused", "tail") and dist is None:
-            rows = ROWS[self.rows]
-            names = None if self.engine == "fused" else tail_parameters(model, self.tail_modules)
-            with without_autocast(inputs):
-                tangents, meta_loss = meta_tangents(model, meta_inputs, meta_labels, optimizer, params=names)
-                logits, zdot = dual_forward(model, inputs, tangents, real_step=True)
-                raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
-                mw = weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, **opts)
-        else:
-            # Under DDP on the bare module with global reductions; the real forward below goes
-            # through the wrapper. It is the only forward that updates BatchNorm statistics.
-            mw = meta_weights(
-                unwrap_model(model),
-                inputs,
-                targets,
-                meta_inputs,
-                meta_labels,
-                optimizer,
-                method=self.rows,
-                engine=self.engine,
-                collective=dist,
-                check_finite=False,  # the trainer skips a non-finite step instead
-                tail_modules=self.tail_modules,
-                **opts,
-            )
-            logits = model(inputs)
+        logits, mw = self._engine.step(
+            unwrap_model(model),
+            model,
+            inputs=inputs,
+            targets=targets,
+            meta_inputs=meta_inputs,
+            meta_labels=meta_labels,
+            optimizer=optimizer,
+            method=self.rows,
+            collective=dist,
+            normalize=self.normalize,
+            temperature=self.temperature,
+        )
         loss = self.weighted_loss(logits, targets, mw)
         if dist is not None:
             loss = loss * dist.world_size
@@ -138,28 +104,7 @@ class _MetaMethod(Method):
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
         )
 
-    def _head_weights(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, dist, opts):
-        """engine='head': the real forward first, its head input read by a hook (removed right
-        after), then the meta batch's forward and the closed-form scores."""
-        net = unwrap_model(model)
-        head = find_head(net, name=self.head)
-        with capture_head(net, head) as cap:
-            logits = model(inputs)  # the real forward (through the DDP wrapper under dist)
-        features = cap.features().detach()
-        tangents, meta_loss = head_tangents(net, meta_inputs, meta_labels, optimizer, head=head, collective=dist)
-        prefix = f"{head}." if head else ""
-        zdot = head_jvp(features, tangents.get(prefix + "weight"), tangents.get(prefix + "bias"), logits.shape[1])
-        rows = ROWS[self.rows]
-        raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)
-        return logits, weights_from_scores(raw, pseudo, logits, meta_loss, rows=rows, collective=dist, **opts)
-
     def _check_distributed(self, model, dist) -> None:
-        if self.engine == "fused":
-            raise ValueError(
-                "engine='fused' is not supported under data parallelism: its real forward is the "
-                "dual forward of the bare module, which bypasses DistributedDataParallel's forward "
-                "and gradient synchronisation; use engine='forward' (same weights and update)"
-            )
         net = unwrap_model(model)
         if dist.world_size > 1 and any(isinstance(m, nn.SyncBatchNorm) for m in net.modules()):
             raise ValueError(
