@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -44,12 +42,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 import yaml
 
 from l2b.configs import load_yaml
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ALIASES = {"l2b-mixup": {"method": "l2b", "mixup": True}}
 # Per-epoch curves kept in each row (None where a method has no such figure): the regime (does the
 # run fit the noise?) and, for the meta-gradient methods, where their loss weight went.
@@ -320,18 +318,20 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
         ("test_accuracy_at_best_meta", "Test accuracy (%) of the checkpoint selected on the clean meta set"),
         ("test_accuracy", "Test accuracy (%) after the last epoch"),
     ):
-        lines += [f"## {title}", "", "| method | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+        rows_ = []
         for m in methods:
             best = [
                 m == max(methods, key=lambda k: stat(s, k, field)[0] if stat(s, k, field)[2] else -1) for s in settings
             ]
             cells_ = [cell(s, m, field) for s in settings]
-            lines.append(
-                f"| {m} | " + " | ".join(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best)) + " |"
-            )
-        lines.append("")
+            rows_.append([m, *(f"**{c}**" if b and c != "—" else c for c, b in zip(cells_, best))])
+        lines += [f"## {title}", "", *common.table(["method", *settings], rows_), ""]
     if any(r.get("memorised") is not None for r in rows):
         # The regime: a benchmark where the baseline never fits the noise cannot show a repair.
+        def regime(s: str, m: str) -> str:
+            peak, last, mem = (stat(s, m, f)[0] for f in ("peak_test_accuracy", "test_accuracy", "memorised"))
+            return "—" if np.isnan(peak) else f"{100 * peak:.1f} / {100 * (peak - last):.1f} / {100 * mem:.0f} %"
+
         lines += [
             "## Regime: does the run fit the noise?",
             "",
@@ -339,93 +339,74 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
             "Drop: peak minus the last epoch's test accuracy, in points. Memorised: the share of "
             "mislabelled training examples predicted as their wrong given label at the last epoch.",
             "",
-            "| method | " + " | ".join(f"{s}: peak / drop / memorised" for s in settings) + " |",
-            "|---|" + "---|" * len(settings),
+            *common.table(
+                ["method", *(f"{s}: peak / drop / memorised" for s in settings)],
+                ([m, *(regime(s, m) for s in settings)] for m in methods),
+            ),
+            "",
         ]
-        for m in methods:
-            parts = []
-            for s in settings:
-                peak, last, mem = (stat(s, m, f)[0] for f in ("peak_test_accuracy", "test_accuracy", "memorised"))
-                text = f"{100 * peak:.1f} / {100 * (peak - last):.1f} / {100 * mem:.0f} %"
-                parts.append("—" if np.isnan(peak) else text)
-            lines.append(f"| {m} | " + " | ".join(parts) + " |")
-        lines.append("")
+
+    def precision_recall(s: str, m: str) -> str:
+        if not stat(s, m, "precision")[2]:
+            return "—"
+        return f"{100 * stat(s, m, 'precision')[0]:.0f} / {100 * stat(s, m, 'recall')[0]:.0f}"
+
+    def seconds(s: str, m: str) -> str:
+        return f"{stat(s, m, 'seconds')[0]:.1f}" if stat(s, m, "seconds")[2] else "—"
+
     lines += [
         "## Label-issue detection: precision / recall (%)",
         "",
-        "| method | " + " | ".join(settings) + " |",
-        "|---|" + "---|" * len(settings),
-    ]
-    for m in methods:
-        lines.append(
-            f"| {m} | "
-            + " | ".join(
-                f"{100 * stat(s, m, 'precision')[0]:.0f} / {100 * stat(s, m, 'recall')[0]:.0f}"
-                if stat(s, m, "precision")[2]
-                else "—"
-                for s in settings
-            )
-            + " |"
-        )
-    lines += [
+        *common.table(["method", *settings], ([m, *(precision_recall(s, m) for s in settings)] for m in methods)),
         "",
         "## Cost: mean wall seconds per run (one CPU thread; trainings per run)",
         "",
-        "| method | trainings | " + " | ".join(settings) + " |",
-        "|---|---|" + "---|" * len(settings),
+        *common.table(
+            ["method", "trainings", *settings],
+            (
+                [m, next((r["trainings"] for r in rows if r["method"] == m), "—"), *(seconds(s, m) for s in settings)]
+                for m in methods
+            ),
+        ),
     ]
-    for m in methods:
-        n_train = next((r["trainings"] for r in rows if r["method"] == m), "—")
-        lines.append(
-            f"| {m} | {n_train} | "
-            + " | ".join(f"{stat(s, m, 'seconds')[0]:.1f}" if stat(s, m, "seconds")[2] else "—" for s in settings)
-            + " |"
-        )
     noise = [
         f"{s}: {100 * stat(s, methods[0], 'realised_noise_rate')[0]:.1f} %"
         for s in settings
         if stat(s, methods[0], "realised_noise_rate")[2]
     ]
     lines += ["", f"Realised noise rates: {', '.join(noise)}. Bold: best mean in the column. Runs: {len(rows)}."]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    common.write_lines(out.with_suffix(".md"), lines)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(settings) + 2), 4.6))
-    width = 0.8 / len(methods)
-    for j, m in enumerate(methods):
-        stats = [stat(s, m, "test_accuracy_at_best_meta") for s in settings]
-        ax.bar(
-            np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width,
-            [100 * v[0] for v in stats],
-            width,
-            yerr=[100 * v[1] for v in stats],
-            label=m,
-            capsize=2,
+    with common.figure(out.with_suffix(".png"), dpi=110, figsize=(max(7, 1.6 * len(settings) + 2), 4.6)) as (fig, ax):
+        width = 0.8 / len(methods)
+        for j, m in enumerate(methods):
+            stats = [stat(s, m, "test_accuracy_at_best_meta") for s in settings]
+            ax.bar(
+                np.arange(len(settings)) + (j - (len(methods) - 1) / 2) * width,
+                [100 * v[0] for v in stats],
+                width,
+                yerr=[100 * v[1] for v in stats],
+                label=m,
+                capsize=2,
+            )
+        ax.set_xticks(np.arange(len(settings)), settings)
+        ax.set_ylabel("test accuracy (%), checkpoint chosen on meta set")
+        lo = min(
+            (
+                100 * stat(s, m, "test_accuracy_at_best_meta")[0]
+                for s in settings
+                for m in methods
+                if stat(s, m, "test_accuracy_at_best_meta")[2]
+            ),
+            default=0,
         )
-    ax.set_xticks(np.arange(len(settings)), settings)
-    ax.set_ylabel("test accuracy (%), checkpoint chosen on meta set")
-    lo = min(
-        (
-            100 * stat(s, m, "test_accuracy_at_best_meta")[0]
-            for s in settings
-            for m in methods
-            if stat(s, m, "test_accuracy_at_best_meta")[2]
-        ),
-        default=0,
-    )
-    ax.set_ylim(max(0, lo - 10), 100)
-    ax.set_title(
-        f"{grid['name']}: mean ± std over seeds {grid['seeds']}"
-        + (" (fewer for some methods)" if grid.get("method_seeds") else "")
-    )
-    ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
-    plt.close(fig)
+        ax.set_ylim(max(0, lo - 10), 100)
+        ax.set_title(
+            f"{grid['name']}: mean ± std over seeds {grid['seeds']}"
+            + (" (fewer for some methods)" if grid.get("method_seeds") else "")
+        )
+        ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
+        fig.tight_layout()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="runs in parallel, one torch thread each")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the rows")
     p.add_argument("--device", default="cpu", help="cpu (default: one thread per worker) or cuda (workers share it)")
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--results", type=Path, default=common.RESULTS)
     p.add_argument(
         "--set",
         action="append",
@@ -458,33 +439,32 @@ def main(argv: list[str] | None = None) -> int:
         grid["base"][k] = yaml.safe_load(v)
     out = args.results / f"accuracy-{grid['name']}"
     rows_path = out.with_suffix(".jsonl")
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
+    rows = common.read_rows(rows_path)
     done = {key(r) for r in rows}
     grid_cells = cells(grid)
     filters = parse_only(args.only, grid_cells, p)
     todo = [c for c in grid_cells if key(c) not in done and selected(c, filters)]
-    command = "python benchmarks/accuracy.py " + str(args.grid) + "".join(f" --set {x}" for x in args.set)
-    command += "" if args.device == "cpu" else f" --device {args.device}"
+    # The grid, its overrides and the device: the same for every resumed part of one grid.
+    command = common.command(
+        __file__,
+        [str(args.grid), *(a for x in args.set for a in ("--set", x))]
+        + ([] if args.device == "cpu" else ["--device", args.device]),
+    )
     if not args.render and todo:
         if any(c["method"] == "cleanlab" for c in todo):
             import cleanlab  # noqa: F401  - fail before hours of runs, not after
         print(f"{len(todo)} runs to do ({len(done)} already in {rows_path}), {args.workers} worker(s)", flush=True)
         args.results.mkdir(parents=True, exist_ok=True)
-        env = {
-            "machine": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "device": args.device,
-        }
+        env = common.environment()
+        # The rows' own flat keys (the recorded rows have them), then the version and the commit.
+        stamp = {"machine": env["platform"], "cpus": env["cpu_count"], "python": env["python"], "device": args.device}
+        stamp.update({k: env[k] for k in ("torch", "l2b", "git_commit", "git_dirty")})
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_cell, grid, c): c for c in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()
-                import torch
-
-                row.update(env, torch=str(torch.__version__), date=time.strftime("%Y-%m-%d %H:%M"))
-                with open(rows_path, "a") as f:  # one line per finished run: the grid resumes from here
-                    f.write(json.dumps(row) + "\n")
+                row.update(stamp, date=time.strftime("%Y-%m-%d %H:%M"))
+                common.append_row(rows_path, row)  # one line per finished run: the grid resumes from here
                 rows.append(row)
                 print(
                     f"[{n}/{len(todo)}] {row['setting']:>18} {row['method']:>15} seed {row['seed']}: "

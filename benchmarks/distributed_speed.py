@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+import common
 
 
 def run_once(model: str, procs: int, args: argparse.Namespace, out: Path) -> dict[str, float]:
@@ -61,7 +60,7 @@ def run_once(model: str, procs: int, args: argparse.Namespace, out: Path) -> dic
     return {"train_seconds": summary["train_seconds"], "wall_seconds": wall, "test_accuracy": summary["test_accuracy"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["mlp", "small_cnn"])
     p.add_argument("--method", default="l2b")
@@ -69,8 +68,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "distributed_speed.json")
-    args = p.parse_args()
+    p.add_argument("--out", type=Path, default=common.RESULTS / "distributed_speed.json")
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    env = common.environment()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
@@ -93,43 +94,40 @@ def main() -> None:
                 }
             )
     record = {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        "command": common.command(__file__, argv),
+        "environment": env,
         "method": args.method,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "reps": args.reps,
         "rows": rows,
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    common.write_json(args.out, record)
     n = args.procs
     lines = [
         f"# Training speed, 1 vs {n} processes (digits, {args.method}, {args.epochs} epochs, global batch "
         f"{args.batch_size})",
         "",
         f"Command: `{record['command']}`  ",
-        f"Machine: {record['machine']}, {record['cpus']} CPUs, torch {record['torch']}, {record['date']}",
+        common.machine_line(record["environment"]),
         "",
-        f"| model | train s, 1 process | train s, {n} processes | speed-up | wall s, 1 | wall s, {n} |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['train_seconds_1']:.2f} | {r[f'train_seconds_{n}']:.2f} | "
-            f"{r['speedup']:.2f}x | {r['wall_seconds_1']:.1f} | {r[f'wall_seconds_{n}']:.1f} |"
-        )
-    lines += [
+        *common.table(
+            ["model", "train s, 1 process", f"train s, {n} processes", "speed-up", "wall s, 1", f"wall s, {n}"],
+            (
+                [
+                    r["model"],
+                    *(f"{r[k]:.2f}" for k in ("train_seconds_1", f"train_seconds_{n}")),
+                    f"{r['speedup']:.2f}x",
+                ]
+                + [f"{r[k]:.1f}" for k in ("wall_seconds_1", f"wall_seconds_{n}")]
+                for r in rows
+            ),
+        ),
         "",
         f"Medians of {args.reps} interleaved repetitions; train s = the summary's train_seconds (steps "
         "only); wall s = the whole command, interpreter and process-group start included.",
     ]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    common.write_lines(args.out.with_suffix(".md"), lines)
     print("\n".join(lines))
 
 

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import torch
 import torch.nn.functional as F
 import yaml
@@ -190,13 +189,19 @@ def fit_epochs(grid: dict, phase1: dict, chosen: str, budget_s: float, workers: 
     return epochs, wall(epochs)
 
 
-def render(result: dict) -> str:
+def render(result: dict) -> list[str]:
     f, t = result["fidelity"], result["step_seconds"]
+
+    def ms(name: str) -> list[str]:  # CE and L2B step times, and L2B's against CE's in float32
+        if name not in t:
+            return ["", "", ""]
+        return [f"{1e3 * t[name]['ce']:.1f}", f"{1e3 * t[name]['l2b']:.1f}", f"{t[name]['l2b'] / t['fp32']['ce']:.2f}"]
+
     lines = [
         "# Full CIFAR-10 on one GPU: speed settings and the memorisation-regime grid",
         "",
         f"Command: `{result['command']}`  ",
-        f"Device: {result['device']}; torch {result['torch']}; {result['machine']}; {result['date']}.",
+        common.machine_line(result["environment"]),
         "",
         "## Phase 1: are the weights exact, and what does each setting cost?",
         "",
@@ -205,18 +210,10 @@ def render(result: dict) -> str:
         f"within the tests' float32 tolerance (rtol 1e-6, atol 1e-9) or within float32's own run-to-run "
         f"spread ({result['fp32_spread']:.2e}). Step times: mean of {result['reps']} steps after 2 warm-ups.",
         "",
-        "| setting | weight deviation | exact | CE step ms | L2B step ms | L2B / CE (fp32) |",
-        "|---|---|---|---|---|---|",
-    ]
-    ce32 = t["fp32"]["ce"]
-    for name in SETTINGS:
-        row = f"| {name} | {f[name]['deviation']:.2e} | {'yes' if f[name]['exact'] else 'no'} |"
-        if name in t:
-            row += f" {1e3 * t[name]['ce']:.1f} | {1e3 * t[name]['l2b']:.1f} | {t[name]['l2b'] / ce32:.2f} |"
-        else:
-            row += " | | |"
-        lines.append(row)
-    lines += [
+        *common.table(
+            ["setting", "weight deviation", "exact", "CE step ms", "L2B step ms", "L2B / CE (fp32)"],
+            ([n, f"{f[n]['deviation']:.2e}", "yes" if f[n]["exact"] else "no", *ms(n)] for n in SETTINGS),
+        ),
         "",
         f"Chosen for phase 2: **{result['chosen']}** (`{' '.join(result['sets']) or 'no --set'}`).",
         "",
@@ -226,9 +223,8 @@ def render(result: dict) -> str:
         f"{result['budget_s']:.0f} s, predicted {result['predicted_s']:.0f} s, measured "
         f"{result['grid_seconds']:.0f} s with {result['workers']} workers). Table: "
         f"[accuracy-{result['grid_name']}.md](accuracy-{result['grid_name']}.md).",
-        "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,12 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=420.0, help="the grid's predicted wall time at most")
     p.add_argument("--reps", type=int, default=20, help="timed steps per setting and method")
     p.add_argument("--tiny", action="store_true", help="CPU check of the script at a tiny size")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     started = time.perf_counter()
     device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run on a GPU machine, or pass --tiny for the CPU check")
-    results = args.results or (Path(tempfile.mkdtemp(prefix="gpu_cifar10-")) if args.tiny else HERE / "results")
+    env = common.environment(device)
+    results = args.results or (Path(tempfile.mkdtemp(prefix="gpu_cifar10-")) if args.tiny else common.RESULTS)
     results.mkdir(parents=True, exist_ok=True)
     grid = yaml.safe_load(GRID.read_text())
     grid_epochs = grid["base"]["epochs"]
@@ -277,11 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     grid_seconds = time.perf_counter() - t0
 
     result = {
-        "command": "python benchmarks/gpu_cifar10.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": common.command(__file__, argv),
+        "environment": env,
         "width": base["width"],
         "batch": base["batch_size"],
         "meta_batch": base["meta_batch_size"],
@@ -300,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "total_seconds": time.perf_counter() - started,
     }
-    (results / "gpu_cifar10.json").write_text(json.dumps(result, indent=2) + "\n")
-    (results / "gpu_cifar10.md").write_text(render(result))
-    print(render(result))
+    common.write_json(results / "gpu_cifar10.json", result)
+    common.write_lines(results / "gpu_cifar10.md", render(result))
+    print("\n".join(render(result)))
     table = results / f"accuracy-{grid['name']}.md"
     print(f"wrote {results / 'gpu_cifar10.md'} and {table}")
     return 0

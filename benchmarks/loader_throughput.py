@@ -22,14 +22,13 @@ Writes --out (Markdown: the command, the machine, the tables).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import torch
 
@@ -110,7 +109,8 @@ def main(argv=None) -> None:
         help="torch thread counts for the augmentation part (default: torch's own)",
     )
     ap.add_argument("--quick", action="store_true", help="one epoch, few repetitions, small_cnn only")
-    ap.add_argument("--out", default="benchmarks/results/loader_throughput.md")
+    ap.add_argument("--out", default=str(common.RESULTS / "loader_throughput.md"))
+    argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.reps, args.model_reps, args.models = 1, 3, 1, ["small_cnn"]
@@ -121,11 +121,9 @@ def main(argv=None) -> None:
     lines = [
         "# Loader and augmentation throughput",
         "",
-        f"Command: `python {' '.join(['benchmarks/loader_throughput.py', *sys.argv[1:]])}`",
+        f"Command: `{common.command(__file__, argv)}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} intra-op threads), Python {platform.python_version()}, "
-        f"load average at start {os.getloadavg()[0]:.1f}.",
+        common.machine_line(common.environment()),
         "",
     ]
 
@@ -143,27 +141,24 @@ def main(argv=None) -> None:
             f"{avg_kb:.0f} KiB each, batch {args.batch_size}, page-cached, {args.epochs} timed epoch(s) "
             "after one warm-up epoch)",
             "",
-            "| pipeline | workers | images/s |",
-            "|---|---|---|",
         ]
+        rates = []
         for label, transform in pipelines.items():
             for w in args.workers:
                 rate = loader_rate(paths, transform, workers=w, batch_size=args.batch_size, epochs=args.epochs)
                 print(f"{label} workers={w}: {rate:.0f} images/s", flush=True)
-                lines.append(f"| {label} | {w} | {rate:.0f} |")
+                rates.append([label, w, f"{rate:.0f}"])
+        lines += common.table(["pipeline", "workers", "images/s"], rates)
 
     lines += [
         "",
         f"## augment_batch on (B, 3, 32, 32) float32, CPU (median of {args.reps} calls), "
         f"against one training step on the same batch (median of {args.model_reps})",
         "",
-        "| torch threads | B | augment ms/batch | augment images/s | "
-        + " | ".join(f"{m} step ms" for m in args.models)
-        + " | "
-        + " | ".join(f"augment / {m} step" for m in args.models)
-        + " |",
-        "|---" * (4 + 2 * len(args.models)) + "|",
     ]
+    header = ["torch threads", "B", "augment ms/batch", "augment images/s"]
+    header += [f"{m} step ms" for m in args.models] + [f"augment / {m} step" for m in args.models]
+    rows = []
     default_threads = torch.get_num_threads()
     for threads in args.threads or [default_threads]:
         torch.set_num_threads(threads)
@@ -177,17 +172,14 @@ def main(argv=None) -> None:
                 + ", ".join(f"{m} {s * 1e3:.0f} ms" for m, s in zip(args.models, steps)),
                 flush=True,
             )
-            lines.append(
-                f"| {threads} | {b} | {aug * 1e3:.2f} | {b / aug:.0f} | "
-                + " | ".join(f"{s * 1e3:.0f}" for s in steps)
-                + " | "
-                + " | ".join(f"{100 * aug / s:.2g} %" for s in steps)
-                + " |"
+            rows.append(
+                [threads, b, f"{aug * 1e3:.2f}", f"{b / aug:.0f}"]
+                + [f"{s * 1e3:.0f}" for s in steps]
+                + [f"{100 * aug / s:.2g} %" for s in steps]
             )
     torch.set_num_threads(default_threads)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    common.write_lines(out, lines + common.table(header, rows))
     print(f"wrote {out}")
 
 

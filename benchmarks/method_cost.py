@@ -13,25 +13,23 @@ Writes ``benchmarks/results/method_cost.json`` and ``.md`` with the machine and 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import time
-from pathlib import Path
 
+import common
 import torch
 
-from l2b import __version__
 from l2b.training import TrainConfig, run_experiment
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["ce", "l2b", "dividemix", "dividemix-l2b"])
     p.add_argument("--repeats", type=int, default=2)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    env = common.environment()
     runs: dict[str, list[dict[str, float]]] = {}
     for _ in range(args.repeats):
         for method in args.methods:
@@ -48,32 +46,30 @@ def main(argv: list[str] | None = None) -> int:
     best = {m: {k: min(r[k] for r in v) for k in ("cpu", "wall")} for m, v in runs.items()}
     ref = best.get("l2b", next(iter(best.values())))
     doc = {
-        "machine": platform.platform(),
-        "processor": platform.processor(),
-        "torch": str(torch.__version__),
-        "l2b": __version__,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": common.command(__file__, argv),
+        "environment": env,
         "repeats": args.repeats,
         "best": best,
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "method_cost.json").write_text(json.dumps(doc, indent=2) + "\n")
+    common.write_json(common.RESULTS / "method_cost.json", doc)
     lines = [
         "# Cost of one digits run per method",
         "",
-        f"Command: `python benchmarks/method_cost.py`. Machine: {doc['machine']}; torch {doc['torch']}; "
-        f"{doc['date']}. One torch thread, default digits protocol (40 epochs, MLP 256), the methods one after "
-        f"the other, best of {args.repeats}.",
+        f"Command: `{doc['command']}`  ",
+        common.machine_line(env),
+        f"One torch thread, default digits protocol (40 epochs, MLP 256), the methods one after the other, best of "
+        f"{args.repeats}.",
         "",
-        "| method | CPU seconds | × l2b | wall seconds | × l2b |",
-        "|---|---|---|---|---|",
+        *common.table(
+            ["method", "CPU seconds", "× l2b", "wall seconds", "× l2b"],
+            (
+                [m, *(f"{x:.2f}" for x in (b["cpu"], b["cpu"] / ref["cpu"], b["wall"], b["wall"] / ref["wall"]))]
+                for m, b in best.items()
+            ),
+        ),
     ]
-    lines += [
-        f"| {m} | {b['cpu']:.2f} | {b['cpu'] / ref['cpu']:.2f} | {b['wall']:.2f} | {b['wall'] / ref['wall']:.2f} |"
-        for m, b in best.items()
-    ]
-    (RESULTS / "method_cost.md").write_text("\n".join(lines) + "\n")
+    common.write_lines(common.RESULTS / "method_cost.md", lines)
     print("\n".join(lines))
     return 0
 

@@ -63,32 +63,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime as _dt
 import gc
 import json
 import os
-import platform
 import re
-import shlex
 import statistics
 import subprocess
 import sys
 import time
-import unittest.mock
 from dataclasses import dataclass
 from pathlib import Path
 
+import common
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import l2b.meta.engine as meta_engine
 from l2b.meta import dual_forward, meta_tangents, scores_from_jvp, weights_from_scores
+from l2b.meta.dual_rules import torch_rules
 from l2b.methods import create_method
 from l2b.models import create_model
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
 SEED = 0
 OPTIM = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -104,7 +99,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     **{f"l2b-tail{k}": ("l2b", {"engine": "tail", "tail_modules": k}) for k in (2, 3, 4)},
 }
 # The exact engines with torch's own forward-mode rules instead of l2b.meta.dual_rules (what they
-# ran before those rules), to measure what the rules save, side by side.
+# ran before those rules; l2b.meta.dual_rules.torch_rules), to measure what the rules save.
 TORCH_RULES = "-torchrules"
 VARIANTS.update({f"{v}{TORCH_RULES}": VARIANTS[v] for v in ("l2b-forward", "l2b-fused")})
 # What runs without --variants (the recorded tables' set), and with --all-engines.
@@ -168,18 +163,27 @@ def split_variant(name: str) -> tuple[str, bool]:
     return (name[: -len(CL)], True) if name.endswith(CL) else (name, False)
 
 
+def baseline(variant: str, measured) -> str:
+    """The ce entry a variant is compared with: ce in the same memory format where measured."""
+    ce = "ce" + (CL if split_variant(variant)[1] else "")
+    return ce if ce in measured else "ce"
+
+
+def syncer(device: torch.device):
+    """Waits for the device's queued work (CUDA), so that a timer sees it; nothing on the CPU."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def make_runner(name: str, cfg: Config, device: torch.device):
     """A closure running one step of variant `name` on its own model; returns a dict of
     per-part seconds for the by-parts entry, else None."""
     base, cl = split_variant(name)
     model, opt = make_model(cfg, device, cl)
     x, y, mx, my = make_data(cfg, device, cl)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if base == PARTS_KEY:
-        return lambda: fused_by_parts(model, opt, x, y, mx, my, sync)
+        return lambda: fused_by_parts(model, opt, x, y, mx, my, syncer(device))
     method_name, options = VARIANTS[base]
     method = create_method(method_name, **options)
-
     rules = torch_rules if base.endswith(TORCH_RULES) else contextlib.nullcontext
 
     def run():
@@ -190,14 +194,8 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     return run
 
 
-def torch_rules():
-    """Within the block the engines' dual forward takes torch's own forward-mode rules."""
-    return unittest.mock.patch.object(meta_engine, "dual_rules", contextlib.nullcontext)
-
-
 def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:
     """The l2b-fused step written out with the l2b.meta building blocks, each part timed."""
-    t = {}
     model.train()
     sync()
     t0 = time.perf_counter()
@@ -220,8 +218,7 @@ def fused_by_parts(model, opt, x, y, mx, my, sync) -> dict[str, float]:
     float(loss.detach())  # the library's step reads the loss too
     sync()
     t4 = time.perf_counter()
-    t.update(meta_fwd_bwd=t1 - t0, dual_forward=t2 - t1, weights=t3 - t2, real_bwd_step=t4 - t3)
-    return t
+    return {"meta_fwd_bwd": t1 - t0, "dual_forward": t2 - t1, "weights": t3 - t2, "real_bwd_step": t4 - t3}
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,9 +258,8 @@ def _reset_peak_rss() -> bool:
 def memory_probe(args) -> None:
     """Hidden mode: one variant, fresh process, ru_maxrss growth over --memory-steps steps."""
     torch.set_num_threads(args.threads)
-    model_name, classes, batch, meta_batch = args._memory_probe[:4]
+    model_name, classes, batch, meta_batch, variant = args._memory_probe
     cfg = Config(model_name, int(classes), int(batch), int(meta_batch), args.image_size)
-    variant = args._memory_probe[4]
     device = torch.device("cpu")
     step = make_runner(variant, cfg, device)
     # One step of the same variant on a throwaway model and a 2-image batch first: the thread
@@ -307,24 +303,11 @@ def memory_probe(args) -> None:
 
 
 def probe_memory_cpu(cfg: Config, variant: str, threads: int, steps: int) -> dict:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--_memory-probe",
-        cfg.model,
-        str(cfg.classes),
-        str(cfg.batch),
-        str(cfg.meta_batch),
-        variant,
-        "--threads",
-        str(threads),
-        "--image-size",
-        str(cfg.image_size),
-        "--memory-steps",
-        str(steps),
-    ]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-probe"]
+    cmd += [cfg.model, str(cfg.classes), str(cfg.batch), str(cfg.meta_batch), variant]
+    cmd += ["--threads", str(threads), "--image-size", str(cfg.image_size), "--memory-steps", str(steps)]
     env = dict(os.environ)
-    src = str(ROOT.parent / "src")
+    src = str(common.REPO / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in r.stdout.splitlines():
@@ -359,6 +342,15 @@ def summarize(xs: list[float]) -> dict:
     return {"median_s": statistics.median(xs), "min_s": min(xs), "iqr_s": float(q75 - q25), "n": len(xs)}
 
 
+def timed(fn, sync) -> tuple[float, float, dict | None]:
+    """Wall and process CPU seconds of one call of `fn` (the device's work included), and its result."""
+    sync()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
 def measure_config(
     cfg: Config,
     variants: list[str],
@@ -370,19 +362,13 @@ def measure_config(
     threads: int,
     log,
 ) -> dict:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = syncer(device)
     entries = variants + [PARTS_KEY]
     runners = {}
     warm: dict[str, list[float]] = {}
     for name in entries:
         runners[name] = make_runner(name, cfg, device)
-        warm[name] = []
-        for _ in range(warmup):
-            sync()
-            t0 = time.perf_counter()
-            runners[name]()
-            sync()
-            warm[name].append(time.perf_counter() - t0)
+        warm[name] = [timed(runners[name], sync)[0] for _ in range(warmup)]
         log(f"  [{cfg.label}] warm-up {name:22s} " + " ".join(f"{s:.3f}s" for s in warm[name]))
     times: dict[str, list[float]] = {n: [] for n in entries}
     cpu: dict[str, list[float]] = {n: [] for n in entries}
@@ -393,13 +379,10 @@ def measure_config(
         orders.append(order)
         for name in order:
             gc.collect()
-            sync()
-            t0, c0 = time.perf_counter(), time.process_time()
-            out = runners[name]()
-            sync()
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-            if out is not None:
+            wall, cpu_s, out = timed(runners[name], sync)
+            times[name].append(wall)
+            cpu[name].append(cpu_s)
+            if out is not None:  # the by-parts entry
                 for p in PARTS:
                     parts[p].append(out[p])
         log(f"  [{cfg.label}] rep {r + 1}/{reps}: " + "  ".join(f"{n} {times[n][-1]:.3f}" for n in variants))
@@ -416,34 +399,28 @@ def measure_config(
     }
     for name in variants:
         s = summarize(times[name])
-        _, cl = split_variant(name)
-        ce_med = (
-            statistics.median(times["ce" + (CL if cl else "")])
-            if ("ce" + (CL if cl else "")) in times
-            else statistics.median(times["ce"])
-        )
-        s["ratio_to_ce"] = s["median_s"] / ce_med
+        ce = baseline(name, times)
+        s["ratio_to_ce"] = s["median_s"] / statistics.median(times[ce])
         s["cpu_median_s"] = statistics.median(cpu[name])
-        s["cpu_ratio_to_ce"] = s["cpu_median_s"] / statistics.median(cpu[_ce_of(name) if _ce_of(name) in cpu else "ce"])
-        s["min_ratio_to_ce"] = s["min_s"] / min(times[_ce_of(name) if _ce_of(name) in times else "ce"])
+        s["cpu_ratio_to_ce"] = s["cpu_median_s"] / statistics.median(cpu[ce])
+        s["min_ratio_to_ce"] = s["min_s"] / min(times[ce])
         s["images_per_s"] = cfg.batch / s["median_s"]
         result["variants"][name] = s
+    stats = result["variants"]
     for suffix in ("", CL):
         rev, fused = "l2b-reverse" + suffix, "l2b-fused" + suffix
-        if rev in result["variants"] and fused in result["variants"]:
+        if rev in stats and fused in stats:
             result["l2b_reverse_over_fused" + suffix.replace("+", "_")] = (
-                result["variants"][rev]["median_s"] / result["variants"][fused]["median_s"]
+                stats[rev]["median_s"] / stats[fused]["median_s"]
             )
     for name in variants:
-        if name.endswith(CL) and name[: -len(CL)] in result["variants"]:
-            result["variants"][name]["channels_last_speedup"] = (
-                result["variants"][name[: -len(CL)]]["median_s"] / result["variants"][name]["median_s"]
-            )
+        if name.endswith(CL) and name[: -len(CL)] in stats:
+            stats[name]["channels_last_speedup"] = stats[name[: -len(CL)]]["median_s"] / stats[name]["median_s"]
     bd = {p: statistics.median(parts[p]) for p in PARTS}
     bd["sum_of_part_medians_s"] = sum(bd[p] for p in PARTS)
     bd["by_parts_step_median_s"] = statistics.median(times[PARTS_KEY])
-    if "l2b-fused" in result["variants"]:
-        bd["l2b_fused_step_median_s"] = result["variants"]["l2b-fused"]["median_s"]
+    if "l2b-fused" in stats:
+        bd["l2b_fused_step_median_s"] = stats["l2b-fused"]["median_s"]
     bd["seconds"] = parts
     result["fused_breakdown"] = bd
     log(
@@ -454,24 +431,21 @@ def measure_config(
 
     if memory and device.type == "cuda":
         for name in variants:
-            result["variants"][name]["memory"] = probe_memory_cuda(runners[name], device)
+            stats[name]["memory"] = probe_memory_cuda(runners[name], device)
     del runners
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     if memory and device.type == "cpu":
         for name in variants:
-            result["variants"][name]["memory"] = probe_memory_cpu(cfg, name, threads, memory_steps)
-            log(f"  [{cfg.label}] memory  {name:22s} {result['variants'][name]['memory']['peak_growth_mib']:.1f} MiB")
+            stats[name]["memory"] = probe_memory_cpu(cfg, name, threads, memory_steps)
+            log(f"  [{cfg.label}] memory  {name:22s} {stats[name]['memory']['peak_growth_mib']:.1f} MiB")
     if memory:
         for name in variants:
-            _, cl = split_variant(name)
-            ce = result["variants"].get("ce" + (CL if cl else ""), result["variants"]["ce"])
-            m = result["variants"][name]["memory"]
-            ce_mib = ce["memory"]["peak_growth_mib"]
+            m, ce_mib = stats[name]["memory"], stats[baseline(name, stats)]["memory"]["peak_growth_mib"]
             m["ratio_to_ce"] = m["peak_growth_mib"] / ce_mib if ce_mib > 0 else float("nan")
     for name in variants:
-        s = result["variants"][name]
+        s = stats[name]
         mem = f"  peak {s['memory']['peak_growth_mib']:8.1f} MiB (x{s['memory']['ratio_to_ce']:.2f})" if memory else ""
         log(
             f"  [{cfg.label}] {name:22s} median {s['median_s']:.4f}s  min {s['min_s']:.4f}s  "
@@ -485,17 +459,6 @@ def measure_config(
 # --------------------------------------------------------------------------------------------
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_kind(device: torch.device) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -503,97 +466,38 @@ def device_kind(device: torch.device) -> str:
     return "cpu"
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return list(os.getloadavg())
-    except (OSError, AttributeError):
-        return None
-
-
-def environment(device: torch.device) -> dict:
-    import l2b
-
-    env = {
-        "torch": str(torch.__version__),
-        "l2b": getattr(l2b, "__version__", "?"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_name": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_num_threads": torch.get_num_threads(),
-        "device": str(device),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
-    env["loadavg_at_start"] = _loadavg()
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda
-    return env
-
-
-def machine_label(env: dict) -> str:
-    if env.get("gpu"):
-        return f"{env['gpu']} (CUDA {env.get('cuda')})"
-    n = env["torch_num_threads"]
-    return f"{env['cpu_name']}, {n} thread{'s' if n != 1 else ''}"
+# The CSV's columns: the configuration, then each variant's statistics in these formats.
+CSV_STATS = {
+    "median_s": ".6f",
+    "min_s": ".6f",
+    "iqr_s": ".6f",
+    "ratio_to_ce": ".4f",
+    "min_ratio_to_ce": ".4f",
+    "cpu_median_s": ".6f",
+    "cpu_ratio_to_ce": ".4f",
+    "images_per_s": ".2f",
+}
+CSV_FIELDS = ["device", "model", "classes", "batch", "meta_batch", "variant", "reps", "warmup", *CSV_STATS]
+CSV_FIELDS += ["peak_mem_mib", "mem_ratio_to_ce", "channels_last_speedup", *(f"breakdown_{p}_s" for p in PARTS)]
 
 
 def write_csv(path: Path, data: dict) -> None:
-    fields = [
-        "device",
-        "model",
-        "classes",
-        "batch",
-        "meta_batch",
-        "variant",
-        "reps",
-        "warmup",
-        "median_s",
-        "min_s",
-        "iqr_s",
-        "ratio_to_ce",
-        "min_ratio_to_ce",
-        "cpu_median_s",
-        "cpu_ratio_to_ce",
-        "images_per_s",
-        "peak_mem_mib",
-        "mem_ratio_to_ce",
-        "channels_last_speedup",
-    ] + [f"breakdown_{p}_s" for p in PARTS]
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         for res in data["results"]:
             c = res["config"]
             for name, s in res["variants"].items():
-                row = {
-                    "device": data["device_kind"],
-                    "model": c["model"],
-                    "classes": c["classes"],
-                    "batch": c["batch"],
-                    "meta_batch": c["meta_batch"],
-                    "variant": name,
-                    "reps": res["reps"],
-                    "warmup": res["warmup"],
-                    "median_s": f"{s['median_s']:.6f}",
-                    "min_s": f"{s['min_s']:.6f}",
-                    "iqr_s": f"{s['iqr_s']:.6f}",
-                    "ratio_to_ce": f"{s['ratio_to_ce']:.4f}",
-                    "min_ratio_to_ce": f"{s['min_ratio_to_ce']:.4f}",
-                    "cpu_median_s": f"{s['cpu_median_s']:.6f}",
-                    "cpu_ratio_to_ce": f"{s['cpu_ratio_to_ce']:.4f}",
-                    "images_per_s": f"{s['images_per_s']:.2f}",
-                }
+                row = {"device": data["device_kind"], **{k: c[k] for k in ("model", "classes", "batch", "meta_batch")}}
+                row.update(variant=name, reps=res["reps"], warmup=res["warmup"])
+                row.update({k: format(s[k], fmt) for k, fmt in CSV_STATS.items()})
                 if "memory" in s:
                     row["peak_mem_mib"] = f"{s['memory']['peak_growth_mib']:.1f}"
                     row["mem_ratio_to_ce"] = f"{s['memory']['ratio_to_ce']:.4f}"
                 if "channels_last_speedup" in s:
                     row["channels_last_speedup"] = f"{s['channels_last_speedup']:.4f}"
                 if name == "l2b-fused":
-                    for p in PARTS:
-                        row[f"breakdown_{p}_s"] = f"{res['fused_breakdown'][p]:.6f}"
+                    row.update({f"breakdown_{p}_s": f"{res['fused_breakdown'][p]:.6f}" for p in PARTS})
                 w.writerow(row)
 
 
@@ -617,11 +521,6 @@ def _load_line(res_by: dict) -> str:
     )
 
 
-def _ce_of(variant: str) -> str:
-    """The ce baseline of a variant (same memory format)."""
-    return "ce" + (CL if split_variant(variant)[1] else "")
-
-
 def _shape(data: dict) -> str:
     return "x".join(map(str, data["args"]["in_shape"]))
 
@@ -636,7 +535,7 @@ def write_md(path: Path, data: dict) -> None:
     L = [
         f"# Step cost of L2B / L2RW against cross-entropy ({data['device_kind']})",
         "",
-        f"Machine: {machine_label(env)}, {env['cpu_count']} CPUs; torch {env['torch']}; {env['date']}.  ",
+        common.machine_line(env),
         *[f"Earlier command (its configurations are kept): `{r['command']}`  " for r in data.get("earlier_runs", [])],
         f"Command: `{data['command']}`  ",
         f"One SGD step (lr 0.1, momentum 0.9, weight decay 5e-4) on random {_shape(data)} images. "
@@ -649,116 +548,104 @@ def write_md(path: Path, data: dict) -> None:
         L += [f"Note: {n}  " for n in data["notes"]] + [""]
     for (model, classes), res_by in _groups(data).items():
         keys = list(res_by)
-        any_res = next(iter(res_by.values()))
-        variants = list(any_res["variants"])
+        variants = list(next(iter(res_by.values()))["variants"])
         reps = sorted({r["reps"] for r in res_by.values()})
         warm = sorted({r["warmup"] for r in res_by.values()})
+
+        def per_variant(cell, keys=keys) -> list[list[str]]:
+            """A row per variant: `cell(its statistics)` in each configuration, "" where not measured."""
+            rows = []
+            for v in variants:
+                found = [res_by[k]["variants"].get(v) for k in keys]
+                rows.append([v, *("" if s is None else cell(s) for s in found)])
+            return rows
+
+        def head(keys=keys) -> list[str]:
+            return ["variant", *(f"B={b} M={m}" for b, m in keys)]
+
+        rows = per_variant(lambda s: f"{_fmt_s(s['median_s'])} (×{s['ratio_to_ce']:.2f})")
+        rows.append(
+            ["**l2b-reverse / l2b-fused**"]
+            + [
+                f"**{res_by[k]['l2b_reverse_over_fused']:.2f}**" if "l2b_reverse_over_fused" in res_by[k] else ""
+                for k in keys
+            ]
+        )
+        if cuda:
+            rows.append(
+                ["images/s of l2b-fused (ce)"]
+                + [
+                    f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} "
+                    f"({res_by[k]['variants']['ce']['images_per_s']:.0f})"
+                    if "l2b-fused" in res_by[k]["variants"]
+                    else ""
+                    for k in keys
+                ]
+            )
         L += [
             f"## {model}, {classes} classes",
             "",
             f"{'/'.join(map(str, reps))} timed repetitions after {'/'.join(map(str, warm))} "
             "warm-up step(s) per variant." + _load_line(res_by),
             "",
-        ]
-        head = [f"B={b} M={m}" for b, m in keys]
-        L += ["| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
-        for v in variants:
-            cells = []
-            for k in keys:
-                s = res_by[k]["variants"].get(v)
-                cells.append("" if s is None else f"{_fmt_s(s['median_s'])} (×{s['ratio_to_ce']:.2f})")
-            L.append(f"| {v} | " + " | ".join(cells) + " |")
-        L.append(
-            "| **l2b-reverse / l2b-fused** | "
-            + " | ".join(
-                f"**{res_by[k]['l2b_reverse_over_fused']:.2f}**" if "l2b_reverse_over_fused" in res_by[k] else ""
-                for k in keys
-            )
-            + " |"
-        )
-        if cuda:
-            L.append(
-                "| images/s of l2b-fused (ce) | "
-                + " | ".join(
-                    f"{res_by[k]['variants']['l2b-fused']['images_per_s']:.0f} "
-                    f"({res_by[k]['variants']['ce']['images_per_s']:.0f})"
-                    if "l2b-fused" in res_by[k]["variants"]
-                    else ""
-                    for k in keys
-                )
-                + " |"
-            )
-        L += [
+            *common.table(head(), rows),
             "",
             "Load-robust views of the same steps: fastest step in seconds (ratio of mins to ce's min), median "
             "process CPU time (user + system, all threads; ratio to ce's), interquartile range of the step time. "
             "Other processes stretch wall time; they stretch CPU time much less, except for threads spinning "
             "while they wait for each other.",
             "",
-            "| variant | " + " | ".join(head) + " |",
-            "|---|" + "---|" * len(keys),
+            *common.table(
+                head(),
+                per_variant(
+                    lambda s: (
+                        f"min {_fmt_s(s['min_s'])} (×{s['min_ratio_to_ce']:.2f}) · CPU {_fmt_s(s['cpu_median_s'])} "
+                        f"(×{s['cpu_ratio_to_ce']:.2f}) · IQR {_fmt_s(s['iqr_s'])}"
+                    )
+                ),
+            ),
         ]
-        for v in variants:
-            cells = []
-            for k in keys:
-                s = res_by[k]["variants"].get(v)
-                cells.append(
-                    ""
-                    if s is None
-                    else f"min {_fmt_s(s['min_s'])} (×{s['min_ratio_to_ce']:.2f}) · CPU {_fmt_s(s['cpu_median_s'])} "
-                    f"(×{s['cpu_ratio_to_ce']:.2f}) · IQR {_fmt_s(s['iqr_s'])}"
-                )
-            L.append(f"| {v} | " + " | ".join(cells) + " |")
         mem_keys = [k for k in keys if all("memory" in s for s in res_by[k]["variants"].values())]
         if mem_keys:
+            steps = sorted({res_by[k].get("memory_steps") or data["args"]["memory_steps"] for k in mem_keys})
             what = (
                 "peak of torch.cuda.max_memory_allocated over one step minus the memory allocated before it"
                 if cuda
-                else "growth of the peak resident size over the first "
-                + "/".join(
-                    str(n)
-                    for n in sorted({res_by[k].get("memory_steps") or data["args"]["memory_steps"] for k in mem_keys})
-                )
-                + " step(s) in a fresh process, after one throw-away step on 2 images and a reset of the peak"
+                else f"growth of the peak resident size over the first {'/'.join(map(str, steps))} step(s) in a "
+                "fresh process, after one throw-away step on 2 images and a reset of the peak"
             )
             L += [
                 "",
                 f"Peak working memory of a step, MiB ({what}), and ratio to ce:",
                 "",
-                "| variant | " + " | ".join(f"B={b} M={m}" for b, m in mem_keys) + " |",
-                "|---|" + "---|" * len(mem_keys),
+                *common.table(
+                    head(mem_keys),
+                    per_variant(
+                        lambda s: f"{s['memory']['peak_growth_mib']:.0f} (×{s['memory']['ratio_to_ce']:.2f})", mem_keys
+                    ),
+                ),
             ]
-            for v in variants:
-                L.append(
-                    f"| {v} | "
-                    + " | ".join(
-                        f"{res_by[k]['variants'][v]['memory']['peak_growth_mib']:.0f} "
-                        f"(×{res_by[k]['variants'][v]['memory']['ratio_to_ce']:.2f})"
-                        for k in mem_keys
-                    )
-                    + " |"
-                )
+        breakdown = []
+        for k in keys:
+            bd = res_by[k]["fused_breakdown"]
+            tot = bd["sum_of_part_medians_s"]
+            breakdown.append(
+                [f"{k[0]}, {k[1]}", *(f"{_fmt_s(bd[p])} ({bd[p] / tot:.0%})" for p in PARTS)]
+                + [_fmt_s(tot), _fmt_s(bd["by_parts_step_median_s"])]
+                + [_fmt_s(bd["l2b_fused_step_median_s"]) if "l2b_fused_step_median_s" in bd else ""]
+            )
         L += [
             "",
             "l2b-fused written out by hand with the l2b.meta building blocks: median seconds of each part "
             "(share of their sum).",
             "",
-            "| B, M | "
-            + " | ".join(PART_LABELS[p] for p in PARTS)
-            + " | sum of parts | by-parts step | l2b-fused step |",
-            "|---|" + "---|" * (len(PARTS) + 3),
+            *common.table(
+                ["B, M", *(PART_LABELS[p] for p in PARTS), "sum of parts", "by-parts step", "l2b-fused step"],
+                breakdown,
+            ),
+            "",
         ]
-        for k in keys:
-            bd = res_by[k]["fused_breakdown"]
-            tot = bd["sum_of_part_medians_s"]
-            L.append(
-                f"| {k[0]}, {k[1]} | "
-                + " | ".join(f"{_fmt_s(bd[p])} ({bd[p] / tot:.0%})" for p in PARTS)
-                + f" | {_fmt_s(tot)} | {_fmt_s(bd['by_parts_step_median_s'])} | "
-                + (f"{_fmt_s(bd['l2b_fused_step_median_s'])} |" if "l2b_fused_step_median_s" in bd else " |")
-            )
-        L.append("")
-    path.write_text("\n".join(L) + "\n")
+    common.write_lines(path, L)
 
 
 STYLE = {  # variant -> (colour, line style, marker)
@@ -776,96 +663,84 @@ STYLE = {  # variant -> (colour, line style, marker)
 
 
 def write_png(path: Path, data: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     groups = _groups(data)
     n = len(groups)
-    fig, axes = plt.subplots(2, n, figsize=(5.6 * n + 0.6, 8.2), squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
-    handles: dict[str, Line2D] = {}
-    extra_meta = False
-    for col, ((model, classes), res_by) in enumerate(groups.items()):
-        ax, axr = axes[0, col], axes[1, col]
-        main = sorted(k for k in res_by if k[0] == k[1])
-        extra = [k for k in res_by if k[0] != k[1]]
-        variants = list(next(iter(res_by.values()))["variants"])
-        batches = [b for b, _ in main] or sorted({b for b, _ in extra})
-        for v in variants:
-            base, cl = split_variant(v)
-            color, ls, mk = STYLE.get(base, ("tab:gray", "-", "x"))
-            if cl:
-                ls = ":"
-            xs = [b for b, _ in main]
-            med = [res_by[k]["variants"][v]["median_s"] for k in main]
-            lo = [res_by[k]["variants"][v]["median_s"] - np.percentile(res_by[k]["seconds"][v], 25) for k in main]
-            hi = [np.percentile(res_by[k]["seconds"][v], 75) - res_by[k]["variants"][v]["median_s"] for k in main]
-            if xs:
-                h = ax.errorbar(xs, med, yerr=[lo, hi], color=color, ls=ls, marker=mk, ms=6, lw=1.8, capsize=3, label=v)
-                handles.setdefault(v, h.lines[0])
-                axr.plot(
-                    xs,
-                    [res_by[k]["variants"][v]["ratio_to_ce"] for k in main],
-                    color=color,
-                    ls=ls,
-                    marker=mk,
-                    ms=6,
-                    lw=1.8,
-                )
-            for k in extra:
-                extra_meta = True
-                s = res_by[k]["variants"][v]
-                ax.plot([k[0] * 1.07], [s["median_s"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
-                axr.plot([k[0] * 1.07], [s["ratio_to_ce"]], marker=mk, ms=7, mfc="white", mec=color, ls="none")
-        for a in (ax, axr):
-            a.set_xscale("log", base=2)
-            a.xaxis.set_major_locator(FixedLocator(batches))
-            a.xaxis.set_minor_locator(NullLocator())
-            a.set_xticklabels([str(b) for b in batches])
-            # Fixed limits: with one batch size, autoscaling would push the hollow (extra meta
-            # batch) markers to the far edge, as if they belonged to another batch size.
-            a.set_xlim(min(batches) / 1.45, max(batches) * 1.45)
-            a.grid(True, which="both", alpha=0.3)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{model}, {classes} classes", fontsize=12)
-        ax.set_ylabel("seconds per step (median, bars: IQR)")
-        axr.set_ylabel("ratio to ce (median / median)")
-        axr.set_xlabel("batch size (= meta batch size)")
-        axr.axhline(1.0, color="black", lw=0.8)
-        axr.set_ylim(bottom=0)
-    labels = list(handles)
-    hs = [handles[v] for v in labels]
-    if extra_meta:
-        ks = sorted({(b, m) for res_by in groups.values() for (b, m) in res_by if b != m})
-        hs.append(Line2D([], [], marker="o", mfc="white", mec="gray", ls="none", ms=7))
-        labels.append("hollow: " + ", ".join(f"B {b}, meta {m}" for b, m in ks))
-    ncol = min(len(labels), 4 if n > 1 else 2)
-    fig.legend(hs, labels, loc="lower center", ncol=ncol, fontsize=10, frameon=False)
-    env = data["environment"]
-    fig.suptitle(
-        f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
-        f"{machine_label(env)}; torch {env['torch']}",
-        fontsize=12,
-    )
-    nrows_legend = -(-len(labels) // ncol)
-    fig.tight_layout(rect=(0, 0.032 * nrows_legend + 0.01, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    size = (5.6 * n + 0.6, 8.2)
+    with common.figure(
+        path, dpi=120, nrows=2, ncols=n, figsize=size, squeeze=False, gridspec_kw={"height_ratios": [3, 2]}
+    ) as (fig, axes):
+        handles: dict[str, Line2D] = {}
+        extra_meta = False
+        for col, ((model, classes), res_by) in enumerate(groups.items()):
+            ax, axr = axes[0, col], axes[1, col]
+            main = sorted(k for k in res_by if k[0] == k[1])
+            extra = [k for k in res_by if k[0] != k[1]]
+            variants = list(next(iter(res_by.values()))["variants"])
+            batches = [b for b, _ in main] or sorted({b for b, _ in extra})
+            for v in variants:
+                base, cl = split_variant(v)
+                color, ls, mk = STYLE.get(base, ("tab:gray", "-", "x"))
+                line = dict(color=color, ls=":" if cl else ls, marker=mk, ms=6, lw=1.8)
+                hollow = dict(marker=mk, ms=7, mfc="white", mec=color, ls="none")
+                xs = [b for b, _ in main]
+                med = [res_by[k]["variants"][v]["median_s"] for k in main]
+                lo = [res_by[k]["variants"][v]["median_s"] - np.percentile(res_by[k]["seconds"][v], 25) for k in main]
+                hi = [np.percentile(res_by[k]["seconds"][v], 75) - res_by[k]["variants"][v]["median_s"] for k in main]
+                if xs:
+                    h = ax.errorbar(xs, med, yerr=[lo, hi], capsize=3, label=v, **line)
+                    handles.setdefault(v, h.lines[0])
+                    axr.plot(xs, [res_by[k]["variants"][v]["ratio_to_ce"] for k in main], **line)
+                for k in extra:
+                    extra_meta = True
+                    s = res_by[k]["variants"][v]
+                    ax.plot([k[0] * 1.07], [s["median_s"]], **hollow)
+                    axr.plot([k[0] * 1.07], [s["ratio_to_ce"]], **hollow)
+            for a in (ax, axr):
+                a.set_xscale("log", base=2)
+                a.xaxis.set_major_locator(FixedLocator(batches))
+                a.xaxis.set_minor_locator(NullLocator())
+                a.set_xticklabels([str(b) for b in batches])
+                # Fixed limits: with one batch size, autoscaling would push the hollow (extra meta
+                # batch) markers to the far edge, as if they belonged to another batch size.
+                a.set_xlim(min(batches) / 1.45, max(batches) * 1.45)
+                a.grid(True, which="both", alpha=0.3)
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{model}, {classes} classes", fontsize=12)
+            ax.set_ylabel("seconds per step (median, bars: IQR)")
+            axr.set_ylabel("ratio to ce (median / median)")
+            axr.set_xlabel("batch size (= meta batch size)")
+            axr.axhline(1.0, color="black", lw=0.8)
+            axr.set_ylim(bottom=0)
+        labels = list(handles)
+        hs = [handles[v] for v in labels]
+        if extra_meta:
+            ks = sorted({(b, m) for res_by in groups.values() for (b, m) in res_by if b != m})
+            hs.append(Line2D([], [], marker="o", mfc="white", mec="gray", ls="none", ms=7))
+            labels.append("hollow: " + ", ".join(f"B {b}, meta {m}" for b, m in ks))
+        ncol = min(len(labels), 4 if n > 1 else 2)
+        fig.legend(hs, labels, loc="lower center", ncol=ncol, fontsize=10, frameon=False)
+        env = data["environment"]
+        fig.suptitle(
+            f"One training step of L2B/L2RW vs cross-entropy, {_shape(data)} input\n"
+            f"{common.machine_label(env)}; torch {env['torch']}",
+            fontsize=12,
+        )
+        nrows_legend = -(-len(labels) // ncol)
+        fig.tight_layout(rect=(0, 0.032 * nrows_legend + 0.01, 1, 1))
 
 
 def write_outputs(prefix: Path, data: dict, final: bool) -> None:
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    Path(str(prefix) + ".json").write_text(json.dumps(data, indent=1) + "\n")
-    write_csv(Path(str(prefix) + ".csv"), data)
+    common.write_json(Path(f"{prefix}.json"), data, indent=1)
+    write_csv(Path(f"{prefix}.csv"), data)
     if final and data["results"]:
-        write_md(Path(str(prefix) + ".md"), data)
-        write_png(Path(str(prefix) + ".png"), data)
+        write_md(Path(f"{prefix}.md"), data)
+        write_png(Path(f"{prefix}.png"), data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -880,6 +755,16 @@ def _model_int(items: list[str], flag: str) -> dict[str, int]:
         if not sep or not val.isdigit():
             raise SystemExit(f"{flag} expects MODEL=N, got {it!r}")
         out[name] = int(val)
+    return out
+
+
+def _batch_pairs(items: list[str]) -> list[tuple[int, int]]:
+    out = []
+    for it in items:
+        b, sep, m = it.partition(":")
+        if not sep or not b.isdigit() or not m.isdigit():
+            raise SystemExit(f"--extra-meta expects B:M, got {it!r}")
+        out.append((int(b), int(m)))
     return out
 
 
@@ -1024,21 +909,16 @@ def main(argv: list[str] | None = None) -> None:
     models = args.models or (["small_cnn"] if q else ["small_cnn", "preact_resnet18"])
     batches = args.batch_sizes or ([16] if q else [64, 128, 256] + ([512] if device.type == "cuda" else []))
     extra_meta = args.extra_meta if args.extra_meta is not None else ([] if q else ["128:32"])
-    extra = []
-    for it in extra_meta:
-        b, sep, m = it.partition(":")
-        if not sep or not b.isdigit() or not m.isdigit():
-            raise SystemExit(f"--extra-meta expects B:M, got {it!r}")
-        extra.append((int(b), int(m)))
+    extra = _batch_pairs(extra_meta)
     reps = args.reps if args.reps is not None else (2 if q else 5)
     warmup = args.warmup if args.warmup is not None else (1 if q else 2)
-    model_reps, model_warm = (
-        _model_int(args.model_reps, "--model-reps"),
-        _model_int(args.model_warmup, "--model-warmup"),
-    )
+    model_reps = _model_int(args.model_reps, "--model-reps")
+    model_warm = _model_int(args.model_warmup, "--model-warmup")
     memory = args.memory if args.memory is not None else not q
     if args.all_engines and args.variants:
         raise SystemExit("--all-engines and --variants both choose the variants: give one")
+    if any(k < 2 for k in args.classes):
+        raise SystemExit("--classes must be >= 2")
     base_variants = list(args.variants or (ENGINE_VARIANTS if args.all_engines else DEFAULT_VARIANTS))
     if "ce" not in base_variants:
         base_variants.insert(0, "ce")
@@ -1051,19 +931,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--reps must be >= 1 and --warmup >= 0")
 
     kind = device_kind(device)
-    prefix = Path((args.out_prefix or str(RESULTS / "step_cost-{device}")).replace("{device}", kind))
+    prefix = Path((args.out_prefix or str(common.RESULTS / "step_cost-{device}")).replace("{device}", kind))
     configs = []
     for model in models:
-        for k in classes_list(args.classes):
+        for k in args.classes:
             for b in batches:
                 configs.append(Config(model, k, b, b, args.image_size))
                 configs += [Config(model, k, b, m, args.image_size) for eb, m in extra if eb == b]
     data = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
+        "command": common.command(__file__, argv),
         "argv": argv,
         "device": device.type,
         "device_kind": kind,
-        "environment": environment(device),
+        "environment": common.environment(device),
         "args": {
             "models": models,
             "classes": args.classes,
@@ -1085,23 +965,20 @@ def main(argv: list[str] | None = None) -> None:
         "notes": list(args.note),
         "results": [],
     }
-    if args.append and Path(str(prefix) + ".json").exists():
-        prev = json.loads(Path(str(prefix) + ".json").read_text())
+    saved = Path(f"{prefix}.json")
+    if args.append and saved.exists():
+        prev = json.loads(saved.read_text())
         if prev.get("device_kind") != kind:
-            raise SystemExit(f"--append: {prefix}.json holds {prev.get('device_kind')} results, not {kind}")
+            raise SystemExit(f"--append: {saved} holds {prev.get('device_kind')} results, not {kind}")
         earlier = {k: prev.get(k) for k in ("command", "environment", "args", "total_seconds")}
         data["earlier_runs"] = prev.get("earlier_runs", []) + [earlier]
         data["notes"] = prev.get("notes", []) + data["notes"]
         data["results"] = prev["results"]
         done = [r["config"] for r in prev["results"]]
         configs = [c for c in configs if c.__dict__ not in done]
-    start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:7.0f}s] {msg}", flush=True)
-
+    start, log = time.perf_counter(), common.elapsed_log()
     log(
-        f"device {kind} ({machine_label(data['environment'])}), torch {torch.__version__}, "
+        f"device {kind} ({common.machine_label(data['environment'])}), torch {torch.__version__}, "
         f"{len(configs)} configurations x {len(variants)} variants -> {prefix}.*"
     )
     for i, cfg in enumerate(configs):
@@ -1116,18 +993,12 @@ def main(argv: list[str] | None = None) -> None:
         res["elapsed_s"] = time.perf_counter() - start
         res["command"] = data["command"]
         res["memory_steps"] = args.memory_steps if mem and device.type == "cpu" else (1 if mem else None)
-        res["loadavg_after"] = _loadavg()
+        res["loadavg_after"] = common.loadavg()
         data["results"].append(res)
         write_outputs(prefix, data, final=False)
     data["total_seconds"] = time.perf_counter() - start
     write_outputs(prefix, data, final=True)
     log(f"done in {data['total_seconds']:.0f}s: wrote {prefix}.json/.csv/.md/.png")
-
-
-def classes_list(classes: list[int]) -> list[int]:
-    if any(k < 2 for k in classes):
-        raise SystemExit("--classes must be >= 2")
-    return classes
 
 
 if __name__ == "__main__":

@@ -110,13 +110,55 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     assert len((tmp_path / "accuracy-t.jsonl").read_text().splitlines()) == len(rows)
 
 
-def _bench_module(name: str):
-    """Import benchmarks/<name>.py (the folder is not a package)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def _bench_module(name: str, folder: str = "benchmarks"):
+    """Import <folder>/<name>.py: a runner in benchmarks/ or a study in benchmarks/studies/ (neither
+    folder is a package)."""
+    sys.path.insert(0, str(ROOT / folder))
     try:
         return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+SCRIPTS = sorted([*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "benchmarks" / "studies").glob("*.py")])
+
+
+def test_every_benchmark_script_starts_and_prints_its_help():
+    """Each runner and study imports (the shared module included, from either folder) and parses
+    its command line; the processes run side by side."""
+    scripts = [p for p in SCRIPTS if p.name != "common.py"]
+    assert {"accuracy.py", "step_cost.py", "engine_fidelity.py", "weight_separation.py"} <= {p.name for p in scripts}
+    procs = {
+        p: subprocess.Popen(
+            [sys.executable, str(p), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        for p in scripts
+    }
+    for path, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "usage:" in out, f"{path.relative_to(ROOT)}: {err[-2000:]}"
+
+
+def test_the_shared_module_records_the_machine_the_command_rows_and_tables(tmp_path):
+    common = _bench_module("common")
+    env = common.environment()
+    assert {"date", "l2b", "git_commit", "python", "torch", "numpy", "platform", "cpu_count"} <= set(env)
+    assert env["torch_num_threads"] >= 1 and "Machine: " in common.machine_line(env)
+    assert common.machine_line({"cpu_count": 2, "torch": "2.0", "date": "today"})  # older records lack keys
+    script = ROOT / "benchmarks" / "studies" / "x.py"
+    assert (
+        common.command(script, ["--only", "setting=sym 40%"])
+        == "python benchmarks/studies/x.py --only 'setting=sym 40%'"
+    )
+    assert common.table(["a", "b"], [[1, ""], ["x", 2.5]]) == ["| a | b |", "|---|---|", "| 1 |  |", "| x | 2.5 |"]
+    rows = tmp_path / "rows.jsonl"
+    assert common.read_rows(rows) == []
+    common.append_row(rows, {"seed": 0})
+    common.append_row(rows, {"seed": 1})
+    assert common.read_rows(rows) == [{"seed": 0}, {"seed": 1}]
+    with common.figure(tmp_path / "f.png", dpi=50, figsize=(2, 2)) as (fig, ax):
+        ax.plot([0, 1])
+    assert (tmp_path / "f.png").stat().st_size > 0
 
 
 def test_accuracy_grid_order_and_seed_counts(tmp_path):
@@ -223,7 +265,7 @@ def test_weight_separation_table(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         return out
 
-    weight_separation = _bench_module("weight_separation")
+    weight_separation = _bench_module("weight_separation", "benchmarks/studies")
     run = train("l2b")
     rows = weight_separation.separation(run)
     assert [r["part"] for r in rows] == ["clean", "mislabelled"]
@@ -259,7 +301,7 @@ def test_meta_batch_study_quick_scores_every_combination(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     prefix = tmp_path / "mb"
-    script = ROOT / "benchmarks" / "meta_batch_study.py"
+    script = ROOT / "benchmarks" / "studies" / "meta_batch_study.py"
     r = subprocess.run(
         [sys.executable, str(script), "--quick", "--out-prefix", str(prefix)],
         capture_output=True,

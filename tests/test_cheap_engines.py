@@ -672,7 +672,13 @@ def test_the_fidelity_benchmark_runs_and_the_exact_engines_agree(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     prefix = tmp_path / "ef"
-    cmd = [sys.executable, str(root / "benchmarks" / "engine_fidelity.py"), "--quick", "--out-prefix", str(prefix)]
+    cmd = [
+        sys.executable,
+        str(root / "benchmarks" / "studies" / "engine_fidelity.py"),
+        "--quick",
+        "--out-prefix",
+        str(prefix),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(prefix.with_suffix(".json").read_text())

@@ -174,3 +174,26 @@ def test_a_network_gets_the_same_dual_forward_as_with_torchs_rules(name, real_st
     if real_step:
         assert all(torch.equal(a, b) for a, b in zip(g0, g1))
     assert all(torch.equal(s0[k], s1[k]) for k in s0)
+
+
+def test_torch_rules_turns_the_own_rules_off_within_its_block_and_on_again(monkeypatch):
+    """The public switch: inside ``torch_rules()`` the dual forward takes torch's rules (no call of
+    the Functions, the same zdot to rounding); outside it, and by default, it takes the own rules."""
+    from l2b.meta.dual_rules import torch_rules
+
+    calls = []
+    original = LinearTangent.apply
+    monkeypatch.setattr(LinearTangent, "apply", lambda *args: calls.append(1) or original(*args))
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    tangents = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    _, ours = dual_forward(model, x, tangents)
+    assert len(calls) == 1
+    with torch_rules():
+        _, torchs = dual_forward(model, x, tangents)
+        assert len(calls) == 1
+    _, again = dual_forward(model, x, tangents)
+    assert len(calls) == 2
+    torch.testing.assert_close(torchs, ours, rtol=1e-12, atol=1e-12)
+    assert torch.equal(again, ours)

@@ -196,7 +196,7 @@ def test_a_config_reaches_its_trainer_through_one_function():
     assert trainer.method.name == "l2b" and trainer.method.engine == "head"
     by_hand = [
         str(f.relative_to(ROOT))
-        for f in [*SRC.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+        for f in [*SRC.rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
         if f.name != "setup.py" and "method_options=config.method_options()" in f.read_text()
     ]
     assert by_hand == []

@@ -23,19 +23,28 @@ but the channel's:
 
 computed as ẏ = a ẋ + b x + c with per-channel a, b, c, so x̂ is never materialised. A
 convolution's tangent is conv(ẋ, W) + conv(x, Ẇ) + ḃ, a linear layer's likewise.
+
+The rules are on by default. Within a :func:`torch_rules` block they are off: :func:`dual_rules`
+then does nothing and the dual forward takes torch's own forward-mode rules, as it did before
+these rules existed. That is for measuring what they save (benchmarks/step_cost.py's
+``-torchrules`` variants) and checking them against torch's; training never needs it.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["BatchNormTangent", "Conv2dTangent", "LinearTangent", "dual_rules"]
+__all__ = ["BatchNormTangent", "Conv2dTangent", "LinearTangent", "dual_rules", "torch_rules"]
+
+# Whether dual_rules() applies the rules: off only inside torch_rules(), in that thread or task.
+_OWN_RULES: ContextVar[bool] = ContextVar("l2b_own_dual_rules", default=True)
 
 
 def _add(out: Tensor | None, t: Tensor) -> Tensor:
@@ -210,6 +219,21 @@ class _DualRules(TorchFunctionMode):
 @contextlib.contextmanager
 def dual_rules() -> Iterator[None]:
     """Within the block, train-mode BatchNorm, 2-d convolutions and linear layers take the rules
-    above (use it around a dual forward; outside one they only add a little dispatch)."""
+    above (use it around a dual forward; outside one they only add a little dispatch). Inside a
+    :func:`torch_rules` block it does nothing."""
+    if not _OWN_RULES.get():
+        yield
+        return
     with _DualRules():
         yield
+
+
+@contextlib.contextmanager
+def torch_rules() -> Iterator[None]:
+    """Within the block (in the current thread), :func:`dual_rules` does nothing: the engines'
+    dual forward takes torch's own forward-mode rules. On leaving it the rules are as before."""
+    token = _OWN_RULES.set(False)
+    try:
+        yield
+    finally:
+        _OWN_RULES.reset(token)

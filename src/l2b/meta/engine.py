@@ -16,7 +16,7 @@ cross-entropy of the clean meta batch. Two engines compute r exactly:
 Two cheaper engines restrict the same quantity to part of the network: only that part moves in
 the virtual step, the rest is held at theta. Each is exactly ``forward`` for a model whose other
 parameters are frozen, and an approximation of the full scores otherwise (its fidelity is
-measured by benchmarks/engine_fidelity.py):
+measured by benchmarks/studies/engine_fidelity.py):
 
 - ``head``: the final nn.Linear only, in closed form from the head's input features and the
   softmax (:mod:`l2b.meta.head`); no automatic differentiation.

@@ -1,6 +1,6 @@
 """Do a run's meta-gradient weights tell its clean examples from its mislabelled ones?
 
-    python benchmarks/weight_separation.py RUN_DIR [RUN_DIR ...] [--out FILE.md] [--epochs 10,50,100]
+    python benchmarks/studies/weight_separation.py RUN_DIR [RUN_DIR ...] [--out FILE.md] [--epochs 10,50,100]
 
 For each finished l2b / l2rw run whose data has known true labels (synthetic noise, CIFAR-N), a
 Markdown table of the last epoch's weights, split by whether the given label is right: mean
@@ -32,6 +32,9 @@ from sklearn.metrics import average_precision_score
 
 from l2b.reports import detection_scores, load_per_example, noise_mask, training_signal
 from l2b.reports.plots import load_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
+import common  # noqa: E402
 
 
 def separation(run_dir: Path) -> list[dict[str, float | str]]:
@@ -80,25 +83,22 @@ def separation(run_dir: Path) -> list[dict[str, float | str]]:
 
 
 def table(runs: dict[str, list[dict]]) -> str:
-    lines = [
-        "| run | examples | mean α | mean β | no weight | α = 0 | pseudo-label right | share of the weight | "
-        "its share on the true class | AP by α: last epoch / mean | AP by the model | chance |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    header = ["run", "examples", "mean α", "mean β", "no weight", "α = 0", "pseudo-label right", "share of the weight"]
+    header += ["its share on the true class", "AP by α: last epoch / mean", "AP by the model", "chance"]
+
+    def run_figures(r: dict) -> list[str]:  # the whole run's figures, once: on its clean part's line
+        if r["part"] != "clean":
+            return ["", "", ""]
+        return [f"{r['ap_alpha']:.2f} / {r['ap_alpha_mean']:.2f}", f"{r['ap_model']:.2f}", f"{r['noise_rate']:.2f}"]
+
+    rows = [
+        [f"{name}: {r['part']}", r["examples"], f"{r['alpha']:.2f}", f"{r['beta']:.2f}"]
+        + [f"{100 * r[k]:.0f} %" for k in ("no_weight", "alpha_zero", "pseudo_correct", "weight_share")]
+        + [f"{100 * r['true_class_share']:.0f} %", *run_figures(r)]
+        for name, parts in runs.items()
+        for r in parts
     ]
-    for name, rows in runs.items():
-        for r in rows:
-            ap = (
-                f"{r['ap_alpha']:.2f} / {r['ap_alpha_mean']:.2f} | {r['ap_model']:.2f} | {r['noise_rate']:.2f}"
-                if r["part"] == "clean"
-                else " | | "
-            )
-            lines.append(
-                f"| {name}: {r['part']} | {r['examples']} | {r['alpha']:.2f} | {r['beta']:.2f} | "
-                f"{100 * r['no_weight']:.0f} % | {100 * r['alpha_zero']:.0f} % | "
-                f"{100 * r['pseudo_correct']:.0f} % | {100 * r['weight_share']:.0f} % | "
-                f"{100 * r['true_class_share']:.0f} % | {ap} |"
-            )
-    return "\n".join(lines) + "\n"
+    return "\n".join(common.table(header, rows)) + "\n"
 
 
 def signal_curve(run_dir: Path, epochs: list[int] | None = None) -> list[dict]:
@@ -135,21 +135,19 @@ def signal_curve(run_dir: Path, epochs: list[int] | None = None) -> list[dict]:
 
 def curve_table(curves: dict[str, list[dict]]) -> str:
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}"  # noqa: E731
-    lines = [
-        "| run | epoch | test acc. % | memorised % | weight on the true class % (CE) | "
-        "on mislabelled examples % (CE) | on their right pseudo-labels % | on their wrong given labels % (CE) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, rows in curves.items():
-        for r in rows:
+    header = ["run", "epoch", "test acc. %", "memorised %", "weight on the true class % (CE)"]
+    header += ["on mislabelled examples % (CE)", "on their right pseudo-labels %", "on their wrong given labels % (CE)"]
+    rows = []
+    for name, parts in curves.items():
+        for r in parts:
             rate = r["noise_rate"]
-            lines.append(
-                f"| {name} | {r['epoch']} | {pct(r['test_accuracy'])} | {pct(r['memorised'])} | "
-                f"{pct(r['true_class_share'])} ({pct(None if rate is None else 1 - rate)}) | "
-                f"{pct(r['weight_on_noisy'])} ({pct(rate)}) | {pct(r['relabelled_share'])} | "
-                f"{pct(r['wrong_label_share'])} ({pct(rate)}) |"
+            rows.append(
+                [name, r["epoch"], pct(r["test_accuracy"]), pct(r["memorised"])]
+                + [f"{pct(r['true_class_share'])} ({pct(None if rate is None else 1 - rate)})"]
+                + [f"{pct(r['weight_on_noisy'])} ({pct(rate)})", pct(r["relabelled_share"])]
+                + [f"{pct(r['wrong_label_share'])} ({pct(rate)})"]
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(common.table(header, rows)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(runs) + "\n" + curve_table(curves)
     print(text, end="")
     if args.out:
-        cmd = "python benchmarks/weight_separation.py " + " ".join(map(str, argv if argv is not None else sys.argv[1:]))
+        cmd = common.command(__file__, sys.argv[1:] if argv is None else argv)
         args.out.write_text(f"Command: `{cmd}`\n\n{text}")
     return 0
 

@@ -1,6 +1,6 @@
 """Label-issue detection on digits: an L2B run's flags against cleanlab on cross-validated CE.
 
-    python benchmarks/label_issues.py                 # 40 % symmetric noise, seeds 0 1 2, 5 folds
+    python benchmarks/studies/label_issues.py         # 40 % symmetric noise, seeds 0 1 2, 5 folds
 
 cleanlab is an optional dependency of this script only (the l2b package never imports it); it
 needs pandas, which l2b does not depend on:
@@ -32,23 +32,21 @@ Writes benchmarks/results/label_issues.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from accuracy import cross_validated_probs  # benchmarks/accuracy.py: one CV implementation
 
 import l2b
-from l2b import __version__
 from l2b.reports import detection_scores, load_per_example
 from l2b.training import TrainConfig, run_experiment
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py, accuracy.py
+import common  # noqa: E402
+from accuracy import cross_validated_probs  # noqa: E402  - one CV implementation, the grid's
+
 PIP = "pip install --no-deps cleanlab && pip install pandas termcolor"
 
 
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out-prefix",
         type=Path,
-        default=RESULTS / "label_issues",
+        default=common.RESULTS / "label_issues",
         help="result files are <prefix>.json and <prefix>.md",
     )
     args = p.parse_args(argv)
@@ -91,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"this benchmark needs cleanlab ({err}); install it with:\n    {PIP}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
+    env = {**common.environment(), "cleanlab": cleanlab.__version__}
 
     rows = []
     for seed in args.seeds:
@@ -147,36 +146,23 @@ def main(argv: list[str] | None = None) -> int:
         entry["trainings"] = rows[0][k]["trainings"]
         table.append(entry)
 
-    cmd = "python benchmarks/label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    env = {
-        "version": __version__,
-        "torch": str(torch.__version__),
-        "cleanlab": cleanlab.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
-    }
+    cmd = common.command(__file__, sys.argv[1:] if argv is None else argv)
+    env["load_average_1_5_15min_at_end"] = common.loadavg()
     out = args.out_prefix
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "command": cmd.strip(),
-                "environment": env,
-                "noise": args.noise,
-                "noise_rate": args.noise_rate,
-                "epochs": args.epochs,
-                "folds": args.folds,
-                "threshold": args.threshold,
-                "seeds": args.seeds,
-                "table": table,
-                "per_seed": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    common.write_json(
+        out.with_suffix(".json"),
+        {
+            "command": cmd,
+            "environment": env,
+            "noise": args.noise,
+            "noise_rate": args.noise_rate,
+            "epochs": args.epochs,
+            "folds": args.folds,
+            "threshold": args.threshold,
+            "seeds": args.seeds,
+            "table": table,
+            "per_seed": rows,
+        },
     )
     compute = {
         "l2b": "1 L2B training (all N examples)",
@@ -195,25 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         f"Label-issue detection on digits, {args.noise} noise {args.noise_rate:.0%} "
         f"({rows[0]['noisy']} of {rows[0]['examples']} training labels wrong for seed {rows[0]['seed']}), "
         f"{args.epochs} epochs, seeds {args.seeds} (mean ± std), cleanlab {cleanlab.__version__}; "
-        f"command: `{cmd.strip()}`",
+        f"command: `{cmd}`",
         "",
-        "| detector | precision | recall | F1 | average precision | compute | seconds (1 thread) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {what[e['detector']]} | {pm(e, 'precision')} | {pm(e, 'recall')} | {pm(e, 'f1')} | "
-        f"{pm(e, 'average_precision')} | {compute[e['detector']]} | {e['seconds']['mean']:.1f} |"
-        for e in table
-    ]
-    lines += [
+        *common.table(
+            ["detector", "precision", "recall", "F1", "average precision", "compute", "seconds (1 thread)"],
+            (
+                [what[e["detector"]], *(pm(e, m) for m in ("precision", "recall", "f1", "average_precision"))]
+                + [compute[e["detector"]], f"{e['seconds']['mean']:.1f}"]
+                for e in table
+            ),
+        ),
+        "",
+        common.machine_line(env),
         "",
         "Precision: share of flagged examples whose given label is truly wrong; recall: share of the truly "
         "wrong labels flagged. Seconds are wall time on a machine shared with other jobs "
-        f"({env['cpus']} CPUs, load average {env['load_average_1_5_15min_at_end'][1]} over the last 5 "
+        f"({env['cpu_count']} CPUs, load average {env['load_average_1_5_15min_at_end'][1]} over the last 5 "
         "minutes at the end; compare them with each other, not across runs of this script); the L2B and "
         "CE runs include per-epoch evaluation and writing their run directory.",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    common.write_lines(out.with_suffix(".md"), lines)
     print("\n".join(lines))
     return 0
 

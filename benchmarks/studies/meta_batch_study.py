@@ -1,8 +1,8 @@
 """Does a larger meta batch or meta set make the L2B weights tell mislabelled examples apart?
 
-    python benchmarks/meta_batch_study.py --data-root /tmp/cifar      # the recorded run, 1 thread
-    python benchmarks/meta_batch_study.py --protocol fashion-mnist   # the cheaper check
-    python benchmarks/meta_batch_study.py --quick --out-prefix /tmp/mb  # smoke test: digits, seconds
+    python benchmarks/studies/meta_batch_study.py --data-root /tmp/cifar      # the recorded run, 1 thread
+    python benchmarks/studies/meta_batch_study.py --protocol fashion-mnist   # the cheaper check
+    python benchmarks/studies/meta_batch_study.py --quick --out-prefix /tmp/mb  # smoke test: digits, seconds
 
 (/tmp/cifar holds cifar-10-batches-py: ``python ../shared/data/cifar10/prepare.py /tmp/cifar``.)
 
@@ -36,17 +36,13 @@ Nothing is trained by the measurement (meta_weights changes neither model nor op
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from engine_fidelity import environment
 from sklearn.metrics import average_precision_score
 
 from l2b import TrainConfig, meta_weights
@@ -54,8 +50,9 @@ from l2b.data.splits import class_balanced_split
 from l2b.training import build_model, evaluate, predict_proba, prepare_data, trainer_for_config
 from l2b.training.prepare import load_run_data
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
+import common  # noqa: E402
+
 META_BATCHES = (100, 128, 256)
 META_SETS = (500, 1000, 2000)
 CIFAR = dict(
@@ -223,8 +220,7 @@ def write_md(path: Path, data: dict) -> None:
     L = [
         "# Meta batch and meta set size: do the L2B weights find the mislabelled examples?",
         "",
-        f"Machine: {env['cpu_name']}, {env['cpu_count']} CPUs, {env['torch_num_threads']} torch thread(s); "
-        f"torch {env['torch']}; l2b {env['l2b']}; {env['date']}.  ",
+        common.machine_line(env),
         f"Command: `{data['command']}`  ",
         f"Protocol: see the script's docstring; {res['train_examples']} noisy training examples, realised noise "
         f"{100 * res['realised_noise_rate']:.1f} % (= the AP of chance). Total {data['total_seconds']:.0f} s.",
@@ -234,22 +230,33 @@ def write_md(path: Path, data: dict) -> None:
         "step on the same batch (thread CPU time, side by side).",
         "",
     ]
+    header = [
+        "meta set",
+        "meta batch",
+        "AP α",
+        "AP raw",
+        "AP model",
+        "α clean / mislabelled",
+        "α > 0",
+        "cost × CE step",
+    ]
+
+    def row(r: dict) -> list:
+        return [r["meta_set"], r["meta_batch"], *(f"{r[k]:.3f}" for k in ("ap_alpha", "ap_raw", "ap_model"))] + [
+            f"{r['alpha_clean']:.2f} / {r['alpha_noisy']:.2f}",
+            f"{100 * r['alpha_positive']:.0f} %",
+            f"{r['seconds_per_call'] / r['ce_step_seconds']:.1f}",
+        ]
+
     for ck in res["checkpoints"]:
         mem = "" if ck["memorised"] is None else f", memorised {100 * ck['memorised']:.0f} %"
         L += [
             f"## Epoch {ck['epoch']} ({ck['phase']}, lr {ck['lr']:.4f}, test {100 * ck['test_accuracy']:.1f} %{mem})",
             "",
-            "| meta set | meta batch | AP α | AP raw | AP model | α clean / mislabelled | α > 0 | cost × CE step |",
-            "|---|---|---|---|---|---|---|---|",
+            *common.table(header, map(row, ck["rows"])),
+            "",
         ]
-        for r in ck["rows"]:
-            L.append(
-                f"| {r['meta_set']} | {r['meta_batch']} | {r['ap_alpha']:.3f} | {r['ap_raw']:.3f} | "
-                f"{r['ap_model']:.3f} | {r['alpha_clean']:.2f} / {r['alpha_noisy']:.2f} | "
-                f"{100 * r['alpha_positive']:.0f} % | {r['seconds_per_call'] / r['ce_step_seconds']:.1f} |"
-            )
-        L.append("")
-    path.write_text("\n".join(L) + "\n")
+    common.write_lines(path, L)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,15 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.out_prefix is None:
-        name = "meta_batch_study" + ("" if args.protocol == "cifar10" else f"-{args.protocol}")
-        args.out_prefix = str(Path(tempfile.gettempdir()) / f"{name}-quick" if args.quick else RESULTS / name)
-    prefix = Path(args.out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:6.0f}s] {msg}", flush=True)
+    name = "meta_batch_study" + ("" if args.protocol == "cifar10" else f"-{args.protocol}")
+    prefix = common.out_prefix(args.out_prefix, name, args.quick)
+    start, log = time.perf_counter(), common.elapsed_log()
 
     if args.quick:
         values, checkpoints, extra = QUICK, (1, 3), 0
@@ -281,12 +282,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         values, checkpoints, extra = {**CIFAR, "data_root": args.data_root or "/tmp/cifar"}, CHECKPOINTS, 1000
     data = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
-        "environment": environment(),
+        "command": common.command(__file__, argv),
+        "environment": common.environment(),
     }
     data["result"] = run(values, checkpoints, extra, log)
     data["total_seconds"] = time.perf_counter() - start
-    prefix.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    common.write_json(prefix.with_suffix(".json"), data, indent=1)
     write_md(prefix.with_suffix(".md"), data)
     log(f"done in {data['total_seconds']:.0f}s: wrote {prefix}.json and {prefix}.md")
 

@@ -1,7 +1,7 @@
 """How close are the cheap meta-gradient engines (``head``, ``tail``) to the exact one?
 
-    python benchmarks/engine_fidelity.py --data-root-cifar10 /tmp/cifar   # the recorded run, 1 thread
-    python benchmarks/engine_fidelity.py --quick --out-prefix /tmp/ef     # smoke test: digits, seconds
+    python benchmarks/studies/engine_fidelity.py --data-root-cifar10 /tmp/cifar   # the recorded run, 1 thread
+    python benchmarks/studies/engine_fidelity.py --quick --out-prefix /tmp/ef     # smoke test: digits, seconds
 
 (/tmp/cifar holds cifar-10-batches-py: ``python ../shared/data/cifar10/prepare.py /tmp/cifar``;
 Fashion-MNIST is read from Debian's dataset-fashion-mnist package, ``apt-get install
@@ -41,13 +41,7 @@ Writes <out-prefix>.json (every number, per batch too, command, machine, torch v
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
-import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,13 +50,13 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score
 
-import l2b
 from l2b import TrainConfig, meta_weights
 from l2b.meta import model_blocks
 from l2b.training import build_model, evaluate, prepare_data, trainer_for_config
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
+import common  # noqa: E402
+
 EXACT = "forward"
 TAIL_KS = (2, 3, 5, 9)  # those below the model's block count are measured (k = all is `forward`)
 
@@ -215,33 +209,12 @@ def run_set(name: str, values: dict, checkpoints: tuple[int, ...], args, log) ->
     }
 
 
-def environment() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "torch": str(torch.__version__),
-        "l2b": l2b.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_name": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_num_threads": torch.get_num_threads(),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def write_md(path: Path, data: dict) -> None:
     env = data["environment"]
     L = [
         "# Fidelity of the cheap meta-gradient engines against the exact one",
         "",
-        f"Machine: {env['cpu_name']}, {env['cpu_count']} CPUs, {env['torch_num_threads']} torch thread(s); "
-        f"torch {env['torch']}; l2b {env['l2b']}; {env['date']}.  ",
+        common.machine_line(env),
         f"Command: `{data['command']}`  ",
         f"Total {data.get('total_seconds', float('nan')):.0f} s.",
         "",
@@ -267,19 +240,19 @@ def write_md(path: Path, data: dict) -> None:
             f"batch {c['batch_size']}, meta batch {c['meta_batch_size']}, {c['epochs']} epochs "
             f"({c['warmup_epochs']} warm-up)",
             "",
-            "| epoch (phase, test acc.) | engine | ρ (obs. row) | J α>0 | AP α | AP raw | α > 0 | chance |",
-            "|---|---|---|---|---|---|---|---|",
         ]
+        rows = []
         for ck in res["checkpoints"]:
             where = f"{ck['epoch']} ({ck['phase']}, {ck['test_accuracy']:.3f})"
             for i, (e, m) in enumerate(ck["engines"].items()):
-                L.append(
-                    f"| {where if i == 0 else ''} | {e} | {m['spearman']:.3f} ({m['spearman_obs']:.3f}) | "
-                    f"{m['jaccard']:.3f} | {m['ap_alpha']:.3f} | {m['ap_raw']:.3f} | {m['alpha_positive']:.2f} | "
-                    f"{ck['noise_rate']:.2f} |"
+                rows.append(
+                    [where if i == 0 else "", e, f"{m['spearman']:.3f} ({m['spearman_obs']:.3f})"]
+                    + [f"{m[k]:.3f}" for k in ("jaccard", "ap_alpha", "ap_raw")]
+                    + [f"{m['alpha_positive']:.2f}", f"{ck['noise_rate']:.2f}"]
                 )
-        L.append("")
-    path.write_text("\n".join(L) + "\n")
+        header = ["epoch (phase, test acc.)", "engine", "ρ (obs. row)", "J α>0", "AP α", "AP raw", "α > 0", "chance"]
+        L += [*common.table(header, rows), ""]
+    common.write_lines(path, L)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -300,28 +273,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    prefix = common.out_prefix(args.out_prefix, "engine_fidelity", args.quick)
     sets = {k: SETS[k] for k in (args.sets or (["digits"] if args.quick else list(SETS)))}
     if args.quick:
         args.batches = min(args.batches, 2)
         sets = {k: ({**v, "epochs": 4, "warmup_epochs": 1}, (1, 2, 3)) for k, (v, _) in sets.items()}
-    if args.out_prefix is None:
-        args.out_prefix = str(
-            Path(tempfile.gettempdir()) / "engine_fidelity-quick" if args.quick else RESULTS / "engine_fidelity"
-        )
-    prefix = Path(args.out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     data = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv]),
-        "environment": environment(),
+        "command": common.command(__file__, argv),
+        "environment": common.environment(),
         "args": {"batches": args.batches, "threads": args.threads, "reverse": args.reverse, "tail_ks": TAIL_KS},
         "sets": {},
         "skipped": [],
     }
-    start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:6.0f}s] {msg}", flush=True)
-
+    start, log = time.perf_counter(), common.elapsed_log()
     for name, (values, checkpoints) in sets.items():
         if values["data"] == "cifar10":
             values = {**values, "data_root": args.data_root_cifar10}
@@ -332,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             data["skipped"].append(f"{name}: {err}")
             log(f"{name} skipped: {err}")
         data["total_seconds"] = time.perf_counter() - start
-        prefix.with_suffix(".json").write_text(json.dumps(data, indent=1))
+        common.write_json(prefix.with_suffix(".json"), data, indent=1)
         write_md(prefix.with_suffix(".md"), data)
     log(f"done in {data['total_seconds']:.0f}s: wrote {prefix}.json and {prefix}.md")
 
