@@ -120,7 +120,7 @@ def _check_inputs(
 
     Returns the labels as int64 (class indices of another integer dtype are converted) and the
     largest class index of `labels` and of `meta_labels` (None: probabilities, or none), which
-    :func:`_check_classes` compares with K once the engine has the logits.
+    :func:`check_classes` compares with K once the engine has the logits.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -208,7 +208,7 @@ def _refuse_non_finite(name: str, t: Tensor) -> None:
         )
 
 
-def _check_classes(name: str, labels: Tensor, largest: int | None, logits: Tensor) -> None:
+def check_classes(name: str, labels: Tensor, largest: int | None, logits: Tensor) -> None:
     """Refuse class indices the logits (N, K) have no column for, or probabilities of another
     width, before any loss reads them (torch would raise an index error on the CPU and a device-side
     assert on CUDA). `largest` is the labels' largest value, read by :func:`_check_inputs`."""
@@ -224,7 +224,7 @@ def _check_classes(name: str, labels: Tensor, largest: int | None, logits: Tenso
         )
 
 
-def _clone_buffers(model: nn.Module) -> dict[str, Tensor]:
+def clone_buffers(model: nn.Module) -> dict[str, Tensor]:
     return {n: b.clone() for n, b in model.named_buffers()}
 
 
@@ -235,7 +235,7 @@ def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
     return probs - target.to(probs.dtype)
 
 
-def _global_meta_gradient(
+def global_meta_gradient(
     meta_loss_sum: Tensor, count: int, wrt: list[Tensor], collective: Collective
 ) -> tuple[list[Tensor], float]:
     """Gradient of the mean meta CE over every replica's meta shard, and that mean.
@@ -296,8 +296,8 @@ def meta_tangents(
         step = step.restrict(params)
     values = {n: p.detach() for n, p in model.named_parameters()}
     leaves = {n: t.requires_grad_() for n, t in step.base(values).items()}
-    meta_logits = functional_call(model, {**values, **leaves, **_clone_buffers(model)}, (meta_inputs,))
-    _check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
+    meta_logits = functional_call(model, {**values, **leaves, **clone_buffers(model)}, (meta_inputs,))
+    check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
     scale = step.scale()
     if collective is None:
         meta_loss = F.cross_entropy(meta_logits, meta_labels)
@@ -305,11 +305,11 @@ def meta_tangents(
         tangents = {n: scale[n] * g for n, g in zip(leaves, grads) if g is not None}
         return tangents, float(meta_loss.detach())
     loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
-    grads, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], list(leaves.values()), collective)
+    grads, meta_loss = global_meta_gradient(loss_sum, meta_labels.shape[0], list(leaves.values()), collective)
     return {n: scale[n] * g for n, g in zip(leaves, grads)}, meta_loss
 
 
-def _head_names(head: str) -> tuple[str, str]:
+def head_names(head: str) -> tuple[str, str]:
     return (f"{head}.weight", f"{head}.bias") if head else ("weight", "bias")
 
 
@@ -339,12 +339,12 @@ def head_tangents(
     meta_loss : float
         The mean meta cross-entropy at theta'(0) (over all replicas' meta shards).
     """
-    w, b = _head_names(head)
+    w, b = head_names(head)
     step = virtual_step(model, optimizer).restrict((w, b))
     values = {n: p.detach() for n, p in model.named_parameters()}
     with torch.no_grad(), capture_head(model, head) as cap:
-        meta_logits = functional_call(model, {**values, **step.base(values), **_clone_buffers(model)}, (meta_inputs,))
-    _check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
+        meta_logits = functional_call(model, {**values, **step.base(values), **clone_buffers(model)}, (meta_inputs,))
+    check_classes("meta_labels", meta_labels, meta_label_max, meta_logits)
     grad_w, grad_b, loss = head_gradient(cap.features(), meta_logits, meta_labels)
     count = loss.new_tensor(float(meta_labels.shape[0]))
     if collective is not None:
@@ -368,7 +368,7 @@ def dual_forward(
     statistics are updated once, as by ``model(inputs)``.
     """
     params = dict(model.named_parameters()) if real_step else {n: p.detach() for n, p in model.named_parameters()}
-    buffers = dict(model.named_buffers()) if real_step else _clone_buffers(model)
+    buffers = dict(model.named_buffers()) if real_step else clone_buffers(model)
     # The tangents of BatchNorm, conv2d and linear layers come from l2b.meta.dual_rules: outside
     # autograd (with real_step torch would keep them in the graph until the backward), and
     # BatchNorm's in closed form (torch's rule costs several times the layer's forward).

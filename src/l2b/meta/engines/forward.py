@@ -8,7 +8,7 @@ noisy batch without autograd graph. Peak memory stays close to a plain step.
 
 from __future__ import annotations
 
-from ..engine import _check_classes, dual_forward, meta_tangents, scores_from_jvp
+from ..engine import check_classes, dual_forward, meta_tangents, scores_from_jvp
 from . import Engine, Scores, register_engine
 
 
@@ -22,6 +22,6 @@ class ForwardEngine(Engine):
             model, meta_inputs, meta_labels, optimizer, collective=collective, meta_label_max=bounds[1]
         )
         logits, zdot = dual_forward(model, inputs, tangents)
-        _check_classes("labels", labels, bounds[0], logits)
+        check_classes("labels", labels, bounds[0], logits)
         raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
         return Scores(raw, pseudo, logits, meta_loss)

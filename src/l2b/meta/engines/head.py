@@ -15,9 +15,9 @@ from torch.func import functional_call
 
 from ..engine import (
     ROWS,
-    _check_classes,
-    _clone_buffers,
-    _head_names,
+    check_classes,
+    clone_buffers,
+    head_names,
     head_tangents,
     scores_from_jvp,
     weights_from_scores,
@@ -42,13 +42,13 @@ class HeadEngine(Engine):
         name = self.head_name(model)
         values = {n: p.detach() for n, p in model.named_parameters()}
         with torch.no_grad(), capture_head(model, name) as cap:
-            logits = functional_call(model, {**values, **_clone_buffers(model)}, (inputs,))
-        _check_classes("labels", labels, bounds[0], logits)
+            logits = functional_call(model, {**values, **clone_buffers(model)}, (inputs,))
+        check_classes("labels", labels, bounds[0], logits)
         features = cap.features()
         tangents, meta_loss = head_tangents(
             model, meta_inputs, meta_labels, optimizer, head=name, collective=collective, meta_label_max=bounds[1]
         )
-        w, b = _head_names(name)
+        w, b = head_names(name)
         zdot = head_jvp(features, tangents.get(w), tangents.get(b), logits.shape[1])
         raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
         return Scores(raw, pseudo, logits, meta_loss)
@@ -68,7 +68,7 @@ class HeadEngine(Engine):
             tangents, meta_loss = head_tangents(
                 net, meta_inputs, meta_labels, optimizer, head=head, collective=collective
             )
-            w, b = _head_names(head)
+            w, b = head_names(head)
             zdot = head_jvp(features, tangents.get(w), tangents.get(b), logits.shape[1])
             rows = ROWS[method]
             raw, pseudo = scores_from_jvp(logits.detach(), zdot, targets, rows=rows)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..engine import _check_classes, _clone_buffers, _global_meta_gradient
+from ..engine import check_classes, clone_buffers, global_meta_gradient
 from ..virtual_step import virtual_step
 from . import Engine, Scores, register_engine
 
@@ -24,8 +24,8 @@ class ReverseEngine(Engine):
         step = virtual_step(model, optimizer)
         # Fresh leaves so that no .grad of the real parameters is touched.
         params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
-        logits = functional_call(model, {**params, **_clone_buffers(model)}, (inputs,))
-        _check_classes("labels", labels, bounds[0], logits)
+        logits = functional_call(model, {**params, **clone_buffers(model)}, (inputs,))
+        check_classes("labels", labels, bounds[0], logits)
         pseudo = logits.detach().argmax(dim=1)
         eps = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device, requires_grad=True)
         virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
@@ -34,8 +34,8 @@ class ReverseEngine(Engine):
         names = step.names
         grads = torch.autograd.grad(virtual_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
         updated = step.apply(params, dict(zip(names, grads)))
-        meta_logits = functional_call(model, {**params, **updated, **_clone_buffers(model)}, (meta_inputs,))
-        _check_classes("meta_labels", meta_labels, bounds[1], meta_logits)
+        meta_logits = functional_call(model, {**params, **updated, **clone_buffers(model)}, (meta_inputs,))
+        check_classes("meta_labels", meta_labels, bounds[1], meta_logits)
         if collective is None:
             meta_loss = F.cross_entropy(meta_logits, meta_labels)
             (g_eps,) = torch.autograd.grad(meta_loss, eps, allow_unused=True)
@@ -46,7 +46,7 @@ class ReverseEngine(Engine):
         # vector-Jacobian product; theta' is affine in eps, so this is the same double backward).
         outs = list(updated.values())
         loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
-        g, meta_loss = _global_meta_gradient(loss_sum, meta_labels.shape[0], outs, collective)
+        g, meta_loss = global_meta_gradient(loss_sum, meta_labels.shape[0], outs, collective)
         (g_eps,) = torch.autograd.grad(outs, eps, grad_outputs=g, allow_unused=True)
         raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
         return Scores(raw, pseudo, logits.detach(), meta_loss)

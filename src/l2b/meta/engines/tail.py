@@ -9,7 +9,7 @@ through the wrapper).
 
 from __future__ import annotations
 
-from ..engine import _check_classes, dual_forward, meta_tangents, scores_from_jvp
+from ..engine import check_classes, dual_forward, meta_tangents, scores_from_jvp
 from ..tail import tail_parameters
 from . import Engine, Scores, register_engine
 from .fused import real_step_weights
@@ -32,7 +32,7 @@ class TailEngine(Engine):
             model, meta_inputs, meta_labels, optimizer, collective=collective, params=names, meta_label_max=bounds[1]
         )
         logits, zdot = dual_forward(model, inputs, tangents)  # the blocks before the tail carry no tangent
-        _check_classes("labels", labels, bounds[0], logits)
+        check_classes("labels", labels, bounds[0], logits)
         raw, pseudo = scores_from_jvp(logits, zdot, labels, rows=rows)
         return Scores(raw, pseudo, logits, meta_loss)
 
