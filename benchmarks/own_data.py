@@ -347,8 +347,14 @@ def main(argv: list[str] | None = None) -> int:
             relabel, evaluate = f"l2b relabel {out}", f"l2b evaluate {out} --data new-photos"
             commands += [train, relabel, evaluate]
             reused = args.reuse_runs and (work / out / "summary.json").exists()
+            seconds_from = "this script"
             if reused:
                 seconds = earlier_wall_seconds(work, out, seed, method, args.results)
+                seconds_from = "an earlier result file of this script"
+                if seconds is None:  # not recorded here (a run stopped and resumed, or trained by hand)
+                    summary = json.loads((work / out / "summary.json").read_text())
+                    seconds = summary.get("seconds")
+                    seconds_from = f"l2b's summary.json (resumed {summary.get('resumed', 0)} times)"
                 print(f"reusing {work / out} (not retrained)", flush=True)
             else:
                 r, seconds = l2b_cli(l2b, train, work, problems)
@@ -356,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"l2b train failed: {train}")
             row = {"seed": seed, "method": method, "out": out, "reused": reused}
             row["train_wall_seconds"] = None if seconds is None else round(seconds, 2)
+            row["train_wall_seconds_from"] = seconds_from
             issues = (work / out / "label_issues.csv").read_bytes()
             l2b_cli(l2b, relabel, work, problems)
             if (work / out / "label_issues.csv").read_bytes() != issues:

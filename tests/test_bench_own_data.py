@@ -105,3 +105,46 @@ def test_tiny_run_scores_both_methods_and_records_the_moves(tmp_path):
         assert len(checked) == 2
         for p in checked:
             assert (work / "checked" / c / Path(p["path"]).name).read_bytes() == Path(p["path"]).read_bytes()
+
+    # variants: the same data again, one method with extra train options; then the first runs rescored, not retrained
+    def script(*extra):
+        common = ["--source", str(source), "--classes", *classes, "--per-class", "30", "--checked-per-class", "2"]
+        common += ["--new-per-class", "10", "--seeds", "0", "--work", str(work), "--results", str(res)]
+        r = subprocess.run([sys.executable, str(SCRIPT), *common, *extra], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    before = {p: Path(p).read_bytes() for p in map(str, (work / "photos").rglob("*.jpg"))}
+    script(*"--reuse-data --epochs 1 --methods l2b --runs runs/v --name v".split(), "--train-args", "--lr 0.05")
+    script("--reuse-data", "--epochs", "2", "--reuse-runs", "--name", "again", "--thresholds", "0.5", "0.1")
+    assert {p: Path(p).read_bytes() for p in map(str, (work / "photos").rglob("*.jpg"))} == before
+    variant = json.loads((res / "own_data-v.json").read_text())
+    assert [c for c in variant["l2b_commands"] if c.startswith("l2b train")] == [
+        "l2b train --data imagefolder --data-root photos --trusted checked --model small_cnn "
+        "--out runs/v/s0/l2b --epochs 1 --quiet --seed 0 --lr 0.05"
+    ]
+    assert (work / "runs" / "v" / "s0" / "l2b" / "summary.json").exists() and variant["train_args"] == "--lr 0.05"
+    again = json.loads((res / "own_data-again.json").read_text())
+    assert [r["reused"] for r in again["runs"]] == [True, True]
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN == NaN)
+    for old, new in zip(data["runs"], again["runs"]):  # same run folders, same scores, time found in own_data.json
+        assert old["average_precision"] == new["average_precision"] and same(old["relabel"], new["relabel"])
+    assert [r["train_wall_seconds"] for r in again["runs"]] == [r["train_wall_seconds"] for r in data["runs"]]
+    for run in again["runs"]:
+        at = {x["threshold"]: x for x in run["relabel_thresholds"]}
+        assert set(at) == {0.5, 0.1} and same({k: v for k, v in at[0.5].items() if k != "threshold"}, run["relabel"])
+        assert at[0.1]["changed"] <= at[0.5]["changed"]
+        assert (work / "relabel" / f"runs-s0-{run['method']}-t0.1.csv").exists()
+
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--variants", str(res / "own_data-again.json"), "--results", str(res)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((res / "own_data-variants.json").read_text())
+    assert [(x["variant"], x["method"]) for x in summary["runs"]] == [("again", "ce"), ("again", "l2b")]
+    assert (
+        len(summary["relabel_thresholds"]) == 4 and "| again | l2b | 0 |" in (res / "own_data-variants.md").read_text()
+    )
