@@ -159,3 +159,17 @@ def test_bad_settings_raise_clear_errors(kwargs, fit_kw, match):
     X, y = load_digits(n_class=3, return_X_y=True)
     with pytest.raises(ValueError, match=match):
         L2BClassifier(**kwargs).fit(X, y, **fit_kw)
+
+
+def test_a_meta_set_missing_a_class_is_named_in_the_users_labels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = np.array(["cat", "dog", "owl"] * 20)
+    X_meta, y_meta = rng.normal(size=(6, 4)), np.array(["cat", "dog"] * 3)
+    clf = L2BClassifier(epochs=2, warmup_epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"y_meta has no example of class 'owl'.*allow_incomplete_meta=True"):
+        clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+    with pytest.warns(UserWarning, match="no example of class"):
+        L2BClassifier(epochs=2, warmup_epochs=1, random_state=0, allow_incomplete_meta=True).fit(
+            X, y, X_meta=X_meta, y_meta=y_meta
+        )

@@ -93,6 +93,9 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         CPU threads torch uses during `fit` and `predict`; None means 1, the thread policy of
         ``l2b train`` for the MLP (its small matrices gain nothing from more threads and lose
         badly on a busy machine). The previous setting is restored afterwards.
+    allow_incomplete_meta : bool, default=False
+        Accept `y_meta` without an example of some class of `y` (a warning instead of an error;
+        the meta-gradient then never sees that class).
 
     Attributes
     ----------
@@ -134,6 +137,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         verbose=False,
         threads=None,
+        allow_incomplete_meta=False,
     ):
         self.hidden = hidden
         self.method = method
@@ -151,6 +155,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.threads = threads
+        self.allow_incomplete_meta = allow_incomplete_meta
 
     def fit(self, X, y, X_meta=None, y_meta=None):
         """Train on features `X` (n_samples, n_features) with noisy labels `y`.
@@ -223,6 +228,14 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
                     )
                 self.meta_index_, train_rows = meta_idx, rest
                 meta, train = (Xs[meta_idx], y_enc[meta_idx]), (Xs[rest], y_enc[rest])
+        if needs_meta and y_meta is not None and not self.allow_incomplete_meta:
+            missing = [c for c in self.classes_.tolist() if c not in set(np.unique(y_meta).tolist())]
+            if missing:  # said in the user's labels, before l2b.fit would say it in indices
+                shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
+                raise ValueError(
+                    f"y_meta has no example of class {shown} ({len(missing)} of {k} classes of y): add checked "
+                    "examples of it, or accept the incomplete meta set with allow_incomplete_meta=True"
+                )
         if needs_meta and len(meta[1]) < 2:
             raise ValueError(f"the meta set has {len(meta[1])} sample; method {self.method!r} needs at least 2")
 
@@ -258,6 +271,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
                 callbacks=callbacks,
                 augment=augment,
                 mixup=bool(self.mixup),  # the DivideMix methods refuse it by name: they always mix
+                allow_incomplete_meta=bool(self.allow_incomplete_meta),
             )
         self.model_ = model
         self.history_ = result.history
