@@ -36,7 +36,10 @@ Variants (each option off by default; without them the run is the one above):
     --variants own_data-a.json own_data-b.json --name variants   # one table of several result files
 
 ``--name N`` writes own_data-N.json/.md instead of own_data.json/.md; ``--runs R`` puts the runs in
-``R/s<seed>/<method>`` of the work folder (default ``runs``).
+``R/s<seed>/<method>`` of the work folder (default ``runs``). A reused run's train time is the one an
+earlier result file in --results recorded for it, else l2b's own summary.json seconds (e.g. a run
+stopped and finished with ``l2b train --resume``). ``--train-args`` takes one quoted string, so an
+option must come with its value ("--lr 0.05") or as --train-args=--nesterov.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -405,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("right_share", "right", "changed", "wrong_labels_after"):
             table[m][f"relabel_{k}"] = mean_std([r["relabel"][k] if "relabel" in r else None for r in rs])
 
-    cmd = "python benchmarks/own_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python benchmarks/own_data.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     n_moved = sum(p["moved"] for p in record.values())
     result = {
         "command": cmd.strip(),
@@ -551,8 +555,19 @@ def threshold_table(runs: list[dict], label: str = "") -> list[str]:
 VARIANT_COLUMNS = (
     "| variant | method | seed | checked | epochs | precision | recall | AP | relabel changes right | "
     "wrong labels before → after relabel | accuracy on new photos | moved predicted as folder | "
-    "last train acc (folder labels) | best meta (selection) acc, epoch | minutes |"
+    "last train acc (folder labels) | best meta (selection) acc, epoch | minutes | fastest epoch, images/s |"
 )
+
+
+def fastest_epoch(run: Path) -> float | None:
+    """Training images per second of a run's fastest epoch of its method (after warm-up), from metrics.jsonl:
+    on a shared machine the least disturbed measure of an epoch's cost."""
+    try:
+        epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    speeds = [e["images_per_second"] for e in epochs if e.get("phase") != "warmup" and "images_per_second" in e]
+    return max(speeds, default=None)
 
 
 def summarise_variants(files: list[Path], results: Path, name: str) -> int:
@@ -580,6 +595,7 @@ def summarise_variants(files: list[Path], results: Path, name: str) -> int:
             row = {"variant": variant, "checked_per_class": res["data"]["checked_per_class"], "epochs": res["epochs"]}
             row["train_args"] = res.get("train_args", "")
             row.update({k: v for k, v in r.items() if k != "relabel_thresholds"})
+            row["fastest_images_per_second"] = fastest_epoch(Path(res["data"]["work"]) / r.get("out", ""))
             rows.append(row)
             thresholds += [
                 {"variant": variant, "method": r["method"], "seed": r["seed"], **x}
@@ -605,9 +621,26 @@ def summarise_variants(files: list[Path], results: Path, name: str) -> int:
             f"{f3(rl.get('right_share'))} ({rl.get('right')} of {rl.get('changed')}) | "
             f"{rl.get('wrong_labels_before')} → {rl.get('wrong_labels_after')} | {f3(r['new_photos_accuracy'])} | "
             f"{r['moved_predicted_as_folder_class']:.2f} | {f3(r.get('train_accuracy_vs_folder_labels'))} | "
-            f"{meta} | {minutes} |"
+            f"{meta} | {minutes} | {r['fastest_images_per_second'] or '–'} |"
         )
     lines += ["", "## `l2b relabel --threshold T` (no retraining)", ""]
+    runs = list(dict.fromkeys((x["variant"], x["method"], x["seed"]) for x in thresholds))
+    if runs:
+        cell = {(x["variant"], x["method"], x["seed"], x["threshold"]): x for x in thresholds}
+        before = {k[:3]: v["wrong_labels_before"] for k, v in cell.items()}
+        lines += [
+            "Wrong labels among the training photos after relabelling (before: the folders' own):",
+            "",
+            "| threshold | " + " | ".join(f"{v} {m} s{sd}" for v, m, sd in runs) + " |",
+            "|---|" + "---|" * len(runs),
+            "| before | " + " | ".join(str(before[r]) for r in runs) + " |",
+        ]
+        for t in sorted({x["threshold"] for x in thresholds}, reverse=True):
+            row = [cell.get((*r, t)) for r in runs]
+            lines.append(
+                f"| {t:g} | " + " | ".join("–" if x is None else str(x["wrong_labels_after"]) for x in row) + " |"
+            )
+        lines += ["", "Every run and threshold:", ""]
     lines += ["| variant | method | seed | threshold | changed | right | right share | wrong before | wrong after |"]
     lines += ["|---|---|---|---|---|---|---|---|---|"]
     for x in thresholds:
