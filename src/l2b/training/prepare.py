@@ -263,8 +263,14 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     elif test is not None:
         sources["test"] = f"the test split of {config.data!r}"
     if config.meta_source == "trusted":
-        test = _without_trusted(config, test, notes)
-        train, noisy, meta_idx, meta_labels = _trusted_meta(config, train, noisy, held_out, notes)
+        _pool_paths(train, "trusted")  # file data only: refused by name before the list is read
+        checked, checked_labels = read_trusted(config.trusted, train.class_names, what="trusted")
+        if not checked:
+            raise ValueError(f"trusted {config.trusted}: no images")
+        test = _without_trusted(config, test, checked, notes)
+        train, noisy, meta_idx, meta_labels = _trusted_meta(
+            config, train, noisy, checked, checked_labels, held_out, notes
+        )
         sources["meta"] = f"trusted {config.trusted} ({len(meta_idx)} checked examples)"
         train_idx = np.setdiff1d(np.arange(len(train)), np.concatenate([meta_idx, held_out])).astype(np.int64)
     else:
@@ -342,13 +348,12 @@ def _trusted_test(config: TrainConfig, train, notes: list[str]):
     return decode_like(train, paths, labels, name=f"{config.data}-trusted-test"), held
 
 
-def _without_trusted(config: TrainConfig, test, notes: list[str]):
+def _without_trusted(config: TrainConfig, test, checked: list[str], notes: list[str]):
     """The test split without the checked meta images it holds (a split cut from the same folder
     must not take them from the meta set, nor test on them)."""
     paths = None if test is None or config.trusted_test is not None else dataset_paths(test)
     if paths is None:
         return test
-    checked, _ = read_trusted(config.trusted, test.class_names, what="trusted")
     where = match_files(paths, checked)
     drop = np.unique(where[where >= 0])
     if not len(drop):
@@ -359,13 +364,19 @@ def _without_trusted(config: TrainConfig, test, notes: list[str]):
     return test.subset(np.setdiff1d(np.arange(len(paths)), drop))
 
 
-def _trusted_meta(config: TrainConfig, train, noisy: NoisyLabels, held_out: np.ndarray, notes: list[str]):
-    """The checked meta examples: those that are training files are taken out of training (by
-    file, whatever their folder label was); the others are appended to the pool."""
+def _trusted_meta(
+    config: TrainConfig,
+    train,
+    noisy: NoisyLabels,
+    paths: list[str],
+    labels: np.ndarray,
+    held_out: np.ndarray,
+    notes: list[str],
+):
+    """The checked meta examples `paths` (M,) with `labels` (M,): those that are training files
+    are taken out of training (by file, whatever their folder label was); the others are
+    appended to the pool."""
     pool = _pool_paths(train, "trusted")
-    paths, labels = read_trusted(config.trusted, train.class_names, what="trusted")
-    if not paths:
-        raise ValueError(f"trusted {config.trusted}: no images")
     where = match_files(pool, paths)
     if len(held_out) and np.isin(where, held_out).any():
         i = int(np.flatnonzero(np.isin(where, held_out))[0])
