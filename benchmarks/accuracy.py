@@ -212,7 +212,7 @@ def train_ce(cfg, data, rows: np.ndarray, seed: int):
     trainer = build_trainer(
         model,
         method="ce",
-        method_options={"clip_grad": cfg.clip_grad},
+        method_options={"clip_grad": cfg.method_options.get("clip_grad")},
         optim=cfg.optimization().replace(warmup_epochs=0),
         seed=seed - 2,
         num_examples=len(rows),

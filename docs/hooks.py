@@ -157,34 +157,40 @@ def _api_index() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _options(options: dict) -> str:
-    return ", ".join(f"`{key}={value!r}`" for key, value in options.items()) or "(none)"
-
-
 def _choices_page() -> str:
     """The registries' choice lists, read from the live registries and name lists."""
     from l2b import names
     from l2b.configs import list_configs
     from l2b.data import DATASETS, UNCHECKED_LABELS
-    from l2b.methods import list_methods, method_class, method_options
-    from l2b.models import list_models, model_options
+    from l2b.meta.engines import ENGINE_REGISTRY
+    from l2b.methods import METHODS
+    from l2b.models import MODELS
+    from l2b.options import options_table
 
     out = [
         "# Choices",
         "",
         "Every list on this page is read from the registry or name list that defines it when the site",
         "is built: a method, model or data set registered in the code appears here without an edit.",
-        "They are the lists `l2b train --help` shows and a config file is checked against.",
+        "They are the lists `l2b train --help` shows and a config file is checked against. Each option",
+        "table is derived from the entry's declarations (`l2b.options.Option`): the key in the config's",
+        "nested block, the flat key and command-line flag, type, default and allowed values.",
         "",
         "## Methods (`--method`, `method`)",
         "",
         "Registered with `l2b.methods.register_method`; built by `l2b.methods.create_method(name, **options)`.",
         "",
     ]
-    for name in list_methods():
-        cls = method_class(name)
-        out.append(f"- **`{name}`** (`{cls.__module__}.{cls.__qualname__}`): {_first_paragraph(cls.__doc__)}")
-        out.append(f"  Options: {_options(method_options(name))}.")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        out += [
+            f"### `{name}`",
+            "",
+            f"`{cls.__module__}.{cls.__qualname__}`: {_first_paragraph(cls.__doc__)}",
+            "",
+            options_table(METHODS.options(name), block="method_options"),
+            "",
+        ]
     out += [
         "",
         "## Models (`--model`, `model`)",
@@ -193,7 +199,18 @@ def _choices_page() -> str:
         "`l2b.models.create_model(name, num_classes=..., in_shape=..., **options)`.",
         "",
     ]
-    out += [f"- **`{name}`**: options {_options(model_options(name))}" for name in list_models()]
+    for name in MODELS.names():
+        out += [f"### `{name}`", "", options_table(MODELS.options(name), block="model_options"), ""]
+    out += [
+        "",
+        "## Engine options",
+        "",
+        "Each engine declares its own options; every method that computes meta-gradient weights takes them.",
+        "",
+    ]
+    for name in ENGINE_REGISTRY.names(sort=False):
+        if ENGINE_REGISTRY.options(name):
+            out += [f"### `{name}`", "", options_table(ENGINE_REGISTRY.options(name), block="method_options"), ""]
     out += [
         "",
         "## Data sets (`--data`, `data`)",

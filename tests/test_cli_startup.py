@@ -18,7 +18,7 @@ from l2b.models import list_models
 from l2b.names import PRECISIONS
 from l2b.noise import NOISE_KINDS
 from l2b.training import AUTOCAST_DTYPES, TrainConfig
-from l2b.training.config import META_SOURCES
+from l2b.training.config import META_SOURCES, option_keys
 
 
 def _l2b(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -90,12 +90,20 @@ def test_the_choice_lists_are_the_live_registries():
     assert declared.method_names() == list_methods()
     assert declared.model_names() == list_models()
     assert declared.dataset_names() == list(DATASETS)
-    assert declared.train_defaults() == {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert declared.train_defaults() == _field_defaults()
+    assert sorted(o.config_key for o, _ in declared.component_options()) == sorted(option_keys())
+
+
+def _field_defaults() -> dict:
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+    }
 
 
 def test_the_defaults_in_train_help_are_trainconfigs():
     resolved = TrainConfig()
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(option_keys())
     checked = []
     for action in _train_parser()._actions:
         if action.dest not in fields or not action.help.endswith(")"):
@@ -103,6 +111,10 @@ def test_the_defaults_in_train_help_are_trainconfigs():
         shown = action.help.rsplit("(default: ", 1)[1][:-1]
         if " " in shown:  # said in words: it depends on the data or on other keys
             continue
+        if action.dest in option_keys():  # an option of an entry the default config does not choose
+            kind, option = option_keys()[action.dest]
+            if option.name not in getattr(resolved, f"{kind}_options"):
+                continue
         value = getattr(resolved, action.dest)
         assert shown == str(list(value) if isinstance(value, tuple) else value), action.dest
         checked.append(action.dest)
@@ -126,4 +138,5 @@ def test_unreadable_declarations_fall_back_to_the_live_registries(tmp_path, monk
     assert declared.method_names() == list_methods()
     assert declared.model_names() == list_models()
     assert declared.dataset_names() == list(DATASETS)
-    assert declared.train_defaults() == {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert declared.train_defaults() == _field_defaults()
+    assert sorted(o.config_key for o, _ in declared.component_options()) == sorted(option_keys())

@@ -53,7 +53,12 @@ def test_file_then_command_line_then_frozen_config(tmp_path):
     r = l2b("train", "--config", "c.yaml", "--epochs", "9", "--print-config", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cfg = yaml.safe_load(r.stdout)
-    assert (cfg["method"], cfg["epochs"], cfg["warmup_epochs"], cfg["hidden"]) == ("l2rw", 9, 2, [32, 16])
+    assert (cfg["method"], cfg["epochs"], cfg["warmup_epochs"], cfg["model_options"]["hidden"]) == (
+        "l2rw",
+        9,
+        2,
+        [32, 16],
+    )
     assert cfg["lr"] == TrainConfig().lr  # untouched keys keep their defaults
     # A run directory's config.yaml is itself a valid --config.
     r = l2b("train", "--epochs", "2", "--warmup-epochs", "1", "--threads", "1", "--quiet", "--out", "run", cwd=tmp_path)

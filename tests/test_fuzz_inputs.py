@@ -23,7 +23,7 @@ from PIL import Image
 from l2b.cli.main import main
 from l2b.data.lists import load_csv, read_label_list
 from l2b.training import TrainConfig
-from l2b.training.config import OPTION_KEYS
+from l2b.training.config import option_keys
 
 PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IMAGES = ("a.png", "b.png", "c.png", "d.png", "e.png", "f.png")
@@ -284,7 +284,8 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
-KEYS = st.sampled_from(sorted(FIELDS)) | st.text(max_size=12)
+OPTIONS = option_keys()  # flat key -> (kind, declaration)
+KEYS = st.sampled_from(sorted(FIELDS) + sorted(OPTIONS)) | st.text(max_size=12)
 
 
 def _config_dicts():
@@ -302,12 +303,17 @@ def test_from_dict_returns_a_config_or_names_the_key(values):
         assert message.startswith("fuzz.yaml"), message
         # A key at fault, as written or (for a method's own checks) as the method's option name.
         names = [str(k) for k in values] + [repr(k) for k in values]
-        names += [OPTION_KEYS[k][1] for k in values if k in OPTION_KEYS]
+        names += [OPTIONS[k][1].name for k in values if k in OPTIONS]
+        for block in ("method_options", "model_options"):  # a nested block: its own keys
+            if isinstance(values.get(block), dict):
+                names += [str(k) for k in values[block]]
+        if any(isinstance(values.get(block), dict) for block in ("method_options", "model_options")):
+            names += [option.config_key for _, option in OPTIONS.values()]
         assert any(name in message for name in names), message
         return
     assert isinstance(config, TrainConfig)
-    for key, value in config.to_dict().items():  # every value of its declared type
-        kind = FIELDS[key].replace(" | None", "")
+    for key, value in config.to_flat_dict().items():  # every value of its declared type
+        kind = OPTIONS[key][1].type if key in OPTIONS else FIELDS[key].replace(" | None", "")
         if value is None:
             continue
         if kind == "float":

@@ -108,6 +108,7 @@ def test_train_subset_is_class_balanced_and_keeps_the_noise_of_the_whole_split(t
     with pytest.raises(ValueError, match=r"train_subset=5000 is larger than the training split \(1438 examples\)"):
         run_experiment(TrainConfig(train_subset=5000), log=None)
     with pytest.raises(
-        ValueError, match=r"width=16 must be a positive channel count, and is for models small_cnn and fast_cnn"
+        ValueError,
+        match=r"width=16 \(first-layer channels of small_cnn and fast_cnn\) is for models small_cnn and fast_cnn",
     ):
         TrainConfig(width=16)

@@ -22,7 +22,16 @@ import ast
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dataset_names", "method_names", "model_names", "train_defaults"]
+from ..options import Option
+
+__all__ = ["DIFFERS", "component_options", "dataset_names", "method_names", "model_names", "train_defaults"]
+
+#: The shown default of an option whose entries default it differently (the bootstrap methods' beta).
+DIFFERS = object()
+
+# Where the declared options of the config's nested blocks live: the models, the methods, the
+# engines (a method that computes weights takes the engines' options).
+_OPTION_PACKAGES = ("models", "methods", "meta/engines")
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # the l2b package
 
@@ -65,6 +74,46 @@ def dataset_names() -> list[str]:
         return list(DATASETS)
 
 
+def component_options() -> list[tuple[Option, Any]]:
+    """Every option a model, a method or an engine declares, once per config key, with the
+    default to show: the declared one, or :data:`DIFFERS` where entries default it differently
+    (the bootstrap methods' beta). Read from the ``Option(...)`` calls of their modules, whose
+    arguments are literals; the live registries otherwise."""
+    try:
+        found: list[tuple[str, Option]] = []
+        for package in _OPTION_PACKAGES:
+            for path in sorted((_PACKAGE / package).glob("*.py")):
+                for node in ast.walk(_parse(path)):
+                    if isinstance(node, ast.Call) and _called_name(node) == "Option":
+                        args = [_literal(a) for a in node.args]
+                        kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg is not None}
+                        if len(kwargs) != len(node.keywords):
+                            raise _Unreadable(ast.unparse(node))
+                        found.append((str(path.name), Option(*args, **kwargs)))
+        if not found:
+            raise _Unreadable("no Option(...) declarations")
+        merged = _merged(found)
+    except (*_FALLBACK, TypeError, ValueError):
+        from ..training.config import option_keys
+
+        merged = _merged([(kind, option) for kind, option in option_keys().values()])
+    return merged
+
+
+def _merged(found: list[tuple[str, Option]]) -> list[tuple[Option, Any]]:
+    """One (declaration, shown default) per config key, in the order first declared."""
+    out: dict[str, tuple[Option, Any]] = {}
+    for _, option in found:
+        key = option.config_key
+        if key not in out:
+            out[key] = (option, option.default)
+        elif not out[key][0].same_meaning(option):
+            raise _Unreadable(f"option {key!r} declared twice with different meanings")
+        elif out[key][1] != option.default:
+            out[key] = (out[key][0], DIFFERS)
+    return list(out.values())
+
+
 def train_defaults() -> dict[str, Any]:
     """TrainConfig's field defaults, {key: default}, as declared: before ``__post_init__``
     resolves the unset ones (``noise``, ``engine`` ...) from the data, the method and the model."""
@@ -76,7 +125,10 @@ def train_defaults() -> dict[str, Any]:
 
         from ..training.config import TrainConfig
 
-        return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        return {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(TrainConfig)
+        }
 
 
 def _parse(path: Path) -> ast.Module:
@@ -96,7 +148,8 @@ def _registered(package: str, register: str) -> list[str]:
     for path in sorted((_PACKAGE / package).glob("*.py")):
         for node in ast.walk(_parse(path)):
             if isinstance(node, ast.Call) and _called_name(node) == register:
-                if len(node.args) != 1 or node.keywords or not isinstance(name := _literal(node.args[0]), str):
+                # the name: the one positional argument (options=... are read by component_options)
+                if len(node.args) != 1 or not isinstance(name := _literal(node.args[0]), str):
                     raise _Unreadable(ast.unparse(node))
                 names.append(name)
     if not names:
@@ -163,6 +216,8 @@ def _dataclass_defaults(module: str, name: str, known: dict[str, dict[str, Any]]
 
 
 def _default(node: ast.expr, known: dict[str, dict[str, Any]]) -> Any:
+    if ast.unparse(node) == "field(default_factory=dict)":
+        return {}
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in known:
         try:
             return known[node.value.id][node.attr]

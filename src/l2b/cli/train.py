@@ -22,243 +22,183 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..configs import list_configs
-from ..names import DEVICE_HELP, ENGINES, META_SOURCES, NOISE_KINDS, NORMALIZATIONS, PRECISIONS
-from .declared import dataset_names, method_names, model_names, train_defaults
+from ..names import DEVICE_HELP, META_SOURCES, NOISE_KINDS, PRECISIONS
+from .declared import DIFFERS, component_options, dataset_names, method_names, model_names, train_defaults
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
 
-# (flag, config key, argparse keywords, help). Defaults come from TrainConfig and are shown in --help.
-_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--data", "data", {}, f"data set name (registered: {', '.join(dataset_names())})"),
-    ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
-    (
-        "--image-size",
-        "image_size",
-        {"type": int},
-        "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
-        "32 in memory, 224 streamed)",
-    ),
-    (
-        "--lazy",
-        "lazy",
-        {"action": argparse.BooleanOptionalAction},
-        "stream images from disk with DataLoader workers instead of decoding them all into memory "
-        "(unset: the data set's default; isic2019 and clothing1m stream)",
-    ),
-    ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
-    (
-        "--skip-bad-files",
-        "skip_bad_files",
-        {"action": "store_true"},
-        "leave undecodable image files out (counted and listed) instead of stopping at the first one",
-    ),
-    (
-        "--train-subset",
-        "train_subset",
-        {"type": int},
-        "train on a class-balanced random subset of this many training examples (quick experiments on big sets)",
-    ),
-    (
-        "--noise",
-        "noise",
-        {"choices": NOISE_KINDS + ("instance", "file")},
-        "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
-        "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
-        "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
-        "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)",
-    ),
-    ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
-    (
-        "--noise-file",
-        "noise_file",
-        {},
-        "file of real noisy labels, one per training example in order "
-        "(.pt as CIFAR-10N/100N, .npy, .npz, .csv, .txt, .json)",
-    ),
-    (
-        "--noise-label",
-        "noise_label",
-        {},
-        "which label set of --noise-file, e.g. worse_label, aggre_label, random_label1, noisy_label",
-    ),
-    (
-        "--trusted",
-        "trusted",
-        {"metavar": "FOLDER_OR_LIST"},
-        "checked images for the meta set: a folder of class sub-folders named like the training classes, or a "
-        "path,label list (class names or indices); those that are also training files are taken out of "
-        "training, whatever their folder",
-    ),
-    (
-        "--trusted-test",
-        "trusted_test",
-        {"metavar": "FOLDER_OR_LIST"},
-        "checked images to measure accuracy on (same forms as --trusted); without it, a data set of unchecked "
-        "labels gets no test set and no test accuracy",
-    ),
-    (
-        "--selection-fraction",
-        "selection_fraction",
-        {"type": float, "metavar": "F"},
-        "hold this share of the trusted examples out of the meta set, stratified, and choose the checkpoint "
-        "on them (so not on the examples the weights were fitted to)",
-    ),
-    ("--num-meta", "num_meta", {"type": int}, "size of the meta set (meta source 'split' and 'confident')"),
-    (
-        "--meta-source",
-        "meta_source",
-        {"choices": META_SOURCES},
-        "'trusted': the images of --trusted; 'split': a clean class-balanced subset taken out of the training "
-        "split (benchmarks, whose labels are true); 'file': the training examples listed in --meta-file (lines "
-        "index[,label]); 'confident': no clean data, rebuilt every epoch after warm-up from examples the model "
-        "predicts confidently and in agreement with their label; 'none': no meta set (ce, bootstrap, dividemix)",
-    ),
-    ("--meta-file", "meta_file", {}, "list of trusted training examples by position, for --meta-source file"),
-    (
-        "--allow-incomplete-meta",
-        "allow_incomplete_meta",
-        {"action": "store_true"},
-        "accept a meta set missing some class (a warning instead of an error)",
-    ),
-    (
-        "--test-fraction",
-        "test_fraction",
-        {"type": float},
-        "share of a single-tree data set held out as the test split (0: none)",
-    ),
-    ("--model", "model", {"choices": model_names()}, "network"),
-    ("--hidden", "hidden", {"type": int, "nargs": "+"}, "MLP hidden widths"),
-    ("--width", "width", {"type": int}, "first-layer channels of small_cnn or fast_cnn (unset: 32)"),
-    (
-        "--init-weights",
-        "init_weights",
-        {"metavar": "PATH"},
-        "start the model from this state dict: a .safetensors file (Hugging Face, timm) or a torch file "
-        "(torch.save(model.state_dict())); neither runs code. torchvision's ResNet layout is read, and a "
-        "classifier for another number of classes is re-initialised",
-    ),
-    ("--method", "method", {"choices": method_names()}, "training method"),
-    (
-        "--engine",
-        "engine",
-        {"choices": ENGINES},
-        "meta-gradient engine. Exact, all three give the same weights: 'forward' (forward mode, memory close "
-        "to a plain step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x "
-        "the memory), 'reverse' (the published double backward). Cheaper, the meta-gradient over part of the "
-        "network only (the rest held fixed in the virtual step; fidelity in "
-        "benchmarks/results/engine_fidelity.md): 'head' (the final linear layer, in closed form: one extra "
-        "forward of the meta batch), 'tail' (the last --engine-tail-modules blocks, exact there)",
-    ),
-    (
-        "--engine-head",
-        "engine_head",
-        {"metavar": "MODULE"},
-        "--engine head: name of the output nn.Linear, e.g. fc (unset: the model's last nn.Linear, which "
-        "must produce the logits)",
-    ),
-    (
-        "--engine-tail-modules",
-        "engine_tail_modules",
-        {"type": int, "metavar": "K"},
-        "--engine tail, required there: the number of last blocks with parameters it differentiates "
-        "(residual blocks count as one; K = all of them is --engine forward)",
-    ),
-    ("--normalize", "normalize", {"choices": NORMALIZATIONS}, "weight normalisation"),
-    ("--temperature", "temperature", {"type": float}, "softmax temperature"),
-    (
-        "--bootstrap-beta",
-        "bootstrap_beta",
-        {"type": float},
-        "weight of the observed label for bootstrap methods (unset: 0.95 soft, 0.8 hard)",
-    ),
-    (
-        "--augment",
-        "augment",
-        {"action": "store_true"},
-        "random crop (4-pixel padding) and horizontal flip of image batches, done on the device",
-    ),
-    ("--mixup", "mixup", {"action": "store_true"}, "mixup with Beta(a, a), one permutation per batch"),
-    ("--mixup-alpha", "mixup_alpha", {"type": float}, "mixup Beta parameter"),
-    (
-        "--feature-noise",
-        "feature_noise",
-        {"type": float, "metavar": "STD"},
-        "add Gaussian noise of this std to every training batch: the stand-in for image augmentation on data "
-        "without one (digits, feature vectors); DivideMix needs one of the two. Not a published augmentation",
-    ),
-    ("--dividemix-lambda-u", "dividemix_lambda_u", {"type": float}, "DivideMix: weight of the unlabelled loss"),
-    (
-        "--dividemix-threshold",
-        "dividemix_threshold",
-        {"type": float},
-        "DivideMix: clean probability above which an example is labelled",
-    ),
-    ("--dividemix-sharpen", "dividemix_sharpen", {"type": float}, "DivideMix: sharpening temperature T"),
-    ("--dividemix-alpha", "dividemix_alpha", {"type": float}, "DivideMix: MixMatch's Beta(alpha, alpha)"),
-    ("--dividemix-rampup", "dividemix_rampup", {"type": float}, "DivideMix: epochs over which lambda_u ramps up"),
-    (
-        "--dividemix-loss-history",
-        "dividemix_loss_history",
-        {"type": int},
-        "DivideMix: epochs of normalised losses the mixture is fitted to (published: 5 at 90%% noise)",
-    ),
-    (
-        "--dividemix-penalty",
-        "dividemix_penalty",
-        {"action": argparse.BooleanOptionalAction},
-        "DivideMix: confidence penalty in the warm-up (published for asymmetric noise)",
-    ),
-    (
-        "--dividemix-meta",
-        "dividemix_meta",
-        {"choices": ("clean", "labelled")},
-        "dividemix-l2b: meta batches from the clean meta set, or from DivideMix's labelled part of each batch",
-    ),
-    (
-        "--dividemix-l2b-clip",
-        "dividemix_l2b_clip",
-        {"type": float},
-        "dividemix-l2b: gradient-norm clip of the L2B step (published: 0.8)",
-    ),
-    ("--epochs", "epochs", {"type": int}, "training epochs (warm-up included)"),
-    ("--warmup-epochs", "warmup_epochs", {"type": int}, "epochs of plain cross-entropy before the method starts"),
-    ("--batch-size", "batch_size", {"type": int}, "noisy batch size"),
-    ("--meta-batch-size", "meta_batch_size", {"type": int}, "clean meta batch size"),
-    ("--lr", "lr", {"type": float}, "SGD learning rate (cosine schedule)"),
-    ("--momentum", "momentum", {"type": float}, "SGD momentum"),
-    ("--weight-decay", "weight_decay", {"type": float}, "SGD weight decay"),
-    ("--nesterov", "nesterov", {"action": "store_true"}, "Nesterov momentum"),
-    ("--clip-grad", "clip_grad", {"type": float}, "clip the gradient norm to this value (unset: no clipping)"),
-    ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
-    ("--device", "device", {}, DEVICE_HELP),
-    (
-        "--precision",
-        "precision",
-        {"choices": PRECISIONS},
-        "fp32, or bf16: training steps under bfloat16 autocast (a GPU speed-up), the meta-gradient and so "
-        "the weights still in float32",
-    ),
-    (
-        "--channels-last",
-        "channels_last",
-        {"action": "store_true"},
-        "channels-last memory format for convolution weights (faster cuDNN kernels on a GPU)",
-    ),
-    (
-        "--max-bad-steps",
-        "max_bad_steps",
-        {"type": int},
-        "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run",
-    ),
-    (
-        "--test-every",
-        "test_every",
-        {"type": int, "metavar": "N"},
-        "evaluate the test set every N epochs, at the last one and whenever the meta accuracy improves "
-        "(default 1: every epoch; the selected checkpoint's test accuracy is exact either way)",
-    ),
-]
+
+def _options() -> list[tuple[str, str, dict[str, Any], str]]:
+    """(flag, config key, argparse keywords, help) of TrainConfig's own keys, the registered names
+    read when the parser is built. Defaults come from TrainConfig and are shown in --help; the
+    options of the models, methods and engines come from their declarations (:func:`component_options`)."""
+    return _core_options(dataset_names(), model_names(), method_names())
+
+
+def _core_options(
+    datasets: list[str], models: list[str], methods: list[str]
+) -> list[tuple[str, str, dict[str, Any], str]]:
+    return [
+        ("--data", "data", {}, f"data set name (registered: {', '.join(datasets)})"),
+        ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
+        (
+            "--image-size",
+            "image_size",
+            {"type": int},
+            "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
+            "32 in memory, 224 streamed)",
+        ),
+        (
+            "--lazy",
+            "lazy",
+            {"action": argparse.BooleanOptionalAction},
+            "stream images from disk with DataLoader workers instead of decoding them all into memory "
+            "(unset: the data set's default; isic2019 and clothing1m stream)",
+        ),
+        ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
+        (
+            "--skip-bad-files",
+            "skip_bad_files",
+            {"action": "store_true"},
+            "leave undecodable image files out (counted and listed) instead of stopping at the first one",
+        ),
+        (
+            "--train-subset",
+            "train_subset",
+            {"type": int},
+            "train on a class-balanced random subset of this many training examples (quick experiments on big sets)",
+        ),
+        (
+            "--noise",
+            "noise",
+            {"choices": NOISE_KINDS + ("instance", "file")},
+            "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
+            "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
+            "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
+            "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)",
+        ),
+        ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
+        (
+            "--noise-file",
+            "noise_file",
+            {},
+            "file of real noisy labels, one per training example in order "
+            "(.pt as CIFAR-10N/100N, .npy, .npz, .csv, .txt, .json)",
+        ),
+        (
+            "--noise-label",
+            "noise_label",
+            {},
+            "which label set of --noise-file, e.g. worse_label, aggre_label, random_label1, noisy_label",
+        ),
+        (
+            "--trusted",
+            "trusted",
+            {"metavar": "FOLDER_OR_LIST"},
+            "checked images for the meta set: a folder of class sub-folders named like the training classes, or a "
+            "path,label list (class names or indices); those that are also training files are taken out of "
+            "training, whatever their folder",
+        ),
+        (
+            "--trusted-test",
+            "trusted_test",
+            {"metavar": "FOLDER_OR_LIST"},
+            "checked images to measure accuracy on (same forms as --trusted); without it, a data set of unchecked "
+            "labels gets no test set and no test accuracy",
+        ),
+        (
+            "--selection-fraction",
+            "selection_fraction",
+            {"type": float, "metavar": "F"},
+            "hold this share of the trusted examples out of the meta set, stratified, and choose the checkpoint "
+            "on them (so not on the examples the weights were fitted to)",
+        ),
+        ("--num-meta", "num_meta", {"type": int}, "size of the meta set (meta source 'split' and 'confident')"),
+        (
+            "--meta-source",
+            "meta_source",
+            {"choices": META_SOURCES},
+            "'trusted': the images of --trusted; 'split': a clean class-balanced subset taken out of the training "
+            "split (benchmarks, whose labels are true); 'file': the training examples listed in --meta-file (lines "
+            "index[,label]); 'confident': no clean data, rebuilt every epoch after warm-up from examples the model "
+            "predicts confidently and in agreement with their label; 'none': no meta set (ce, bootstrap, dividemix)",
+        ),
+        ("--meta-file", "meta_file", {}, "list of trusted training examples by position, for --meta-source file"),
+        (
+            "--allow-incomplete-meta",
+            "allow_incomplete_meta",
+            {"action": "store_true"},
+            "accept a meta set missing some class (a warning instead of an error)",
+        ),
+        (
+            "--test-fraction",
+            "test_fraction",
+            {"type": float},
+            "share of a single-tree data set held out as the test split (0: none)",
+        ),
+        ("--model", "model", {"choices": models}, "network"),
+        (
+            "--init-weights",
+            "init_weights",
+            {"metavar": "PATH"},
+            "start the model from this state dict: a .safetensors file (Hugging Face, timm) or a torch file "
+            "(torch.save(model.state_dict())); neither runs code. torchvision's ResNet layout is read, and a "
+            "classifier for another number of classes is re-initialised",
+        ),
+        ("--method", "method", {"choices": methods}, "training method"),
+        (
+            "--augment",
+            "augment",
+            {"action": "store_true"},
+            "random crop (4-pixel padding) and horizontal flip of image batches, done on the device",
+        ),
+        (
+            "--feature-noise",
+            "feature_noise",
+            {"type": float, "metavar": "STD"},
+            "add Gaussian noise of this std to every training batch: the stand-in for image augmentation on data "
+            "without one (digits, feature vectors); DivideMix needs one of the two. Not a published augmentation",
+        ),
+        ("--epochs", "epochs", {"type": int}, "training epochs (warm-up included)"),
+        ("--warmup-epochs", "warmup_epochs", {"type": int}, "epochs of plain cross-entropy before the method starts"),
+        ("--batch-size", "batch_size", {"type": int}, "noisy batch size"),
+        ("--meta-batch-size", "meta_batch_size", {"type": int}, "clean meta batch size"),
+        ("--lr", "lr", {"type": float}, "SGD learning rate (cosine schedule)"),
+        ("--momentum", "momentum", {"type": float}, "SGD momentum"),
+        ("--weight-decay", "weight_decay", {"type": float}, "SGD weight decay"),
+        ("--nesterov", "nesterov", {"action": "store_true"}, "Nesterov momentum"),
+        ("--seed", "seed", {"type": int}, "seed for noise, meta split, initialisation and sampling"),
+        ("--device", "device", {}, DEVICE_HELP),
+        (
+            "--precision",
+            "precision",
+            {"choices": PRECISIONS},
+            "fp32, or bf16: training steps under bfloat16 autocast (a GPU speed-up), the meta-gradient and so "
+            "the weights still in float32",
+        ),
+        (
+            "--channels-last",
+            "channels_last",
+            {"action": "store_true"},
+            "channels-last memory format for convolution weights (faster cuDNN kernels on a GPU)",
+        ),
+        (
+            "--max-bad-steps",
+            "max_bad_steps",
+            {"type": int},
+            "steps with a non-finite loss or meta-gradient are skipped; this many in a row stop the run",
+        ),
+        (
+            "--test-every",
+            "test_every",
+            {"type": int, "metavar": "N"},
+            "evaluate the test set every N epochs, at the last one and whenever the meta accuracy improves "
+            "(default 1: every epoch; the selected checkpoint's test accuracy is exact either way)",
+        ),
+    ]
+
+
 # Defaults that depend on the data or on other keys, said in words.
 _SHOWN_DEFAULTS = {
     "noise": "symmetric on benchmark data sets (digits, CIFAR, MNIST ...), none on imagefolder, csv, clothing1m",
@@ -268,10 +208,6 @@ _SHOWN_DEFAULTS = {
     "selection_fraction": 0.0,
     "warmup_epochs": "an eighth of the epochs",
 }
-# Unset, these take the default method's and model's own defaults (l2b's, mlp's; see
-# TrainConfig._resolve_options). Written here because the registry entries that hold them import
-# torch; tests/test_cli_startup.py checks them against TrainConfig().
-_ENTRY_DEFAULTS = {"hidden": (256,), "engine": "forward", "normalize": "org", "temperature": 1.0}
 _GROUPS = {"--data": "data and noise", "--model": "model and method", "--epochs": "optimisation", "--seed": "run"}
 
 
@@ -301,10 +237,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "change it are refused; --threads, --workers, --quiet and --tensorboard may differ)",
     )
     defaults = train_defaults()
-    for flag, key, kw, text in _OPTIONS:
+    for flag, key, kw, text in _options():
+        if flag == "--epochs":  # the options the models, methods and engines declare close their group
+            for option, default in component_options():
+                shown = list(default) if isinstance(default, tuple) else default
+                shown = "the method's own" if default is DIFFERS else shown
+                g.add_argument(
+                    option.flag,
+                    dest=option.config_key,
+                    default=argparse.SUPPRESS,
+                    help=f"{option.help.replace('%', '%%')} (default: {shown})",
+                    **option.argparse_kwargs(),
+                )
         if flag in _GROUPS:
             g = p.add_argument_group(_GROUPS[flag])
-        default = _ENTRY_DEFAULTS.get(key, defaults[key])
+        default = defaults[key]
         shown = _SHOWN_DEFAULTS.get(key, list(default) if isinstance(default, tuple) else default)
         g.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=f"{text} (default: {shown})", **kw)
     g.add_argument(
@@ -344,7 +291,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
         # A run directory's config.yaml nests the keys under "config".
         values.update(_paths_from(doc["config"] if isinstance(doc.get("config"), dict) else doc, args.config, path))
-    keys = {key for _, key, _, _ in _OPTIONS}
+    keys = {key for _, key, _, _ in _options()} | {option.config_key for option, _ in component_options()}
     values.update({k: v for k, v in vars(args).items() if k in keys})
     return TrainConfig.from_dict(values, source=source)
 
@@ -370,20 +317,20 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
     own value is refused, all of them named with both values; one that agrees is accepted."""
     from ..configs import config_path, load_yaml_file
     from ..rundir import CONFIG
-    from ..training.config import PATH_KEYS, read_run_config
+    from ..training.config import PATH_KEYS, flat_options, read_run_config
     from ..training.run import RESUME_MAY_CHANGE
 
     run_dir = Path(args.resume)
     config = read_run_config(run_dir)
-    recorded = config.to_dict()
-    flags = {key: flag for flag, key, _, _ in _OPTIONS}
+    recorded = config.to_flat_dict()
+    flags = {key: flag for flag, key, _, _ in _options()} | {o.config_key: o.flag for o, _ in component_options()}
     given: dict[str, tuple[str, Any]] = {}  # key -> (where it was given, value)
     if args.config is not None:
         path = config_path(args.config)
         doc = load_yaml_file(path) or {}
         if not isinstance(doc, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
-        for key, value in (doc["config"] if isinstance(doc.get("config"), dict) else doc).items():
+        for key, value in flat_options(doc["config"] if isinstance(doc.get("config"), dict) else doc).items():
             if key not in recorded:
                 raise ValueError(f"{path}: unknown key {key!r}; known keys: {', '.join(recorded)}")
             given[key] = (f"--config {args.config}: {key}", value)

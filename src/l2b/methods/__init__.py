@@ -2,6 +2,7 @@
 
 from . import dividemix, meta, simple  # noqa: F401  (registers the methods)
 from .base import (
+    METHODS,
     Method,
     NonFiniteStep,
     StepOutput,
@@ -16,6 +17,7 @@ from .base import (
 from .dividemix import TwoNetworks
 
 __all__ = [
+    "METHODS",
     "Method",
     "NonFiniteStep",
     "StepOutput",

@@ -22,48 +22,85 @@ from torch import Tensor, nn
 
 from ..meta import Collective
 from ..names import did_you_mean
+from ..options import Option
+from ..registry import Registry
 
-_REGISTRY: dict[str, type[Method]] = {}
+
+def _options_of(cls: type[Method]) -> tuple[Option, ...]:
+    return cls.declared_options()
+
+
+METHODS: Registry[type[Method]] = Registry("method", options_of=_options_of)
+"""The registered training methods (:class:`l2b.registry.Registry`); their options are declared
+by the classes (:meth:`Method.declared_options`)."""
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator adding a :class:`Method` subclass to the registry under `name`."""
+    """Class decorator adding a :class:`Method` subclass to :data:`METHODS` under `name`.
+
+    The class declares its options (:attr:`Method.options`, collected along its bases), and its
+    constructors' keyword-only arguments must be exactly those: a declared option the
+    constructor does not take, or a keyword nobody declared, is refused here.
+    """
 
     def add(cls: type[Method]) -> type[Method]:
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is already registered")
+        declared = {o.name: o.default for o in cls.declared_options()}
+        taken = _constructor_keywords(cls)
+        if sorted(declared) != sorted(taken):
+            raise TypeError(
+                f"method {name!r}: declared options {sorted(set(declared) - set(taken))} but its constructor takes "
+                f"{sorted(set(taken) - set(declared))} instead; declare each keyword-only argument as an Option in "
+                "the class's `options`"
+            )
+        # A constructor default is the declared one, or None (then resolved to it by the class).
+        differ = sorted(k for k, v in taken.items() if v is not None and v != declared[k])
+        if differ:
+            raise TypeError(f"method {name!r}: the constructor's defaults of {differ} differ from the declared ones")
+        METHODS.register(name)(cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return add
 
 
+def _constructor_keywords(cls: type) -> dict[str, Any]:
+    """{keyword-only argument: default} of the constructors along the class's bases (the
+    subclass's default wins)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                out[p.name] = p.default
+    return out
+
+
 def list_methods(*, sort: bool = True) -> list[str]:
     """Names of all registered methods, sorted (or in the order they were registered)."""
-    return sorted(_REGISTRY) if sort else list(_REGISTRY)
+    return METHODS.names(sort=sort)
 
 
 def method_class(name: str) -> type[Method]:
     """The registered class of method `name` (ValueError naming the known methods otherwise)."""
-    if name not in _REGISTRY:
-        known = list_methods()
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(known)}{did_you_mean(name, known)}")
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def method_options(name: str) -> dict[str, Any]:
-    """The keyword options method `name` accepts, with their defaults (see :meth:`Method.option_defaults`)."""
-    return method_class(name).option_defaults()
+    """{option: default} of method `name`, as declared (see :meth:`Method.declared_options`)."""
+    return METHODS.option_defaults(name)
 
 
 def create_method(name: str, **options) -> Method:
-    """Build a registered method; options are its keyword-only constructor arguments."""
+    """Build a registered method; options are its declared options (keyword-only constructor arguments)."""
     cls = method_class(name)
-    unknown = sorted(set(options) - set(cls.option_defaults()))
+    known = METHODS.option_defaults(name)
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(
-            f"method {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(cls.option_defaults())}"
+            f"method {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(known)}"
+            f"{did_you_mean(unknown[0], known)}"
         )
     return cls(**options)
 
@@ -226,8 +263,14 @@ class Method:
 
     name: str = "?"
     needs_meta: bool = False
-    #: option -> its allowed values, for options with a fixed set (the CLI's choices come from here)
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: the options this class adds to its bases' (see :meth:`declared_options`)
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("mixup", "bool", False, "mixup with Beta(a, a), one permutation per batch (never the meta batch)"),
+        Option("mixup_alpha", "float", 32.0, "mixup's Beta parameter a", above=0),
+        Option("clip_grad", "float", None, "clip the gradient norm to this value (unset: no clipping)", above=0),
+    )
+    #: whether the method computes meta-gradient weights: it then takes the engines' options too
+    uses_engine: ClassVar[bool] = False
     #: how many networks the method trains; the model it steps holds them (see l2b.methods.TwoNetworks)
     networks: ClassVar[int] = 1
     #: augmented views of each noisy example its step takes (``inputs`` plus ``views - 1`` in ``views=``)
@@ -236,18 +279,20 @@ class Method:
     ddp_options: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def option_defaults(cls) -> dict[str, Any]:
-        """Every keyword-only option of the method's constructors (its own and its bases'), with
-        its default: the registry entry that configs and the CLI check their keys against."""
-        out: dict[str, Any] = {}
+    def declared_options(cls) -> tuple[Option, ...]:
+        """Every option of the method: those of its bases first, then its own (a class may
+        re-declare a base's option, with another default say), then, for a method that
+        :attr:`uses_engine`, the engines' own options. The registry entry that configs, the
+        command line and the docs read."""
+        out: dict[str, Option] = {}
         for klass in reversed(cls.__mro__):
-            init = klass.__dict__.get("__init__")
-            if init is None or klass is object:
-                continue
-            for p in inspect.signature(init).parameters.values():
-                if p.kind is inspect.Parameter.KEYWORD_ONLY:
-                    out[p.name] = p.default
-        return out
+            for option in klass.__dict__.get("options", ()):
+                out[option.name] = option
+        if cls.uses_engine:
+            from ..meta.engines import engine_options
+
+            out.update((o.name, o) for o in engine_options())
+        return tuple(out.values())
 
     def __init__(self, *, mixup: bool = False, mixup_alpha: float = 32.0, clip_grad: float | None = None):
         if mixup_alpha <= 0:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..meta import create_engine
+from ..options import Option
 from .base import (
     Method,
     StepOutput,
@@ -46,6 +47,7 @@ from .base import (
     register_method,
     unwrap_model,
 )
+from .meta import WEIGHT_OPTIONS
 
 __all__ = [
     "DivideMix",
@@ -279,6 +281,47 @@ class DivideMix(Method):
     networks = 2
     views = 2
     ddp_options = {"find_unused_parameters": True}
+    options = (
+        Option(
+            "lambda_u", "float", 25.0, "DivideMix: weight of the unlabelled loss", minimum=0, key="dividemix_lambda_u"
+        ),
+        Option(
+            "p_threshold",
+            "float",
+            0.5,
+            "DivideMix: clean probability above which an example is labelled",
+            above=0,
+            below=1,
+            key="dividemix_threshold",
+        ),
+        Option(
+            "sharpen_temperature", "float", 0.5, "DivideMix: sharpening temperature T", above=0, key="dividemix_sharpen"
+        ),
+        Option("mix_alpha", "float", 4.0, "DivideMix: MixMatch's Beta(alpha, alpha)", above=0, key="dividemix_alpha"),
+        Option(
+            "rampup_epochs",
+            "float",
+            16.0,
+            "DivideMix: epochs over which lambda_u ramps up",
+            minimum=0,
+            key="dividemix_rampup",
+        ),
+        Option(
+            "loss_history",
+            "int",
+            1,
+            "DivideMix: epochs of normalised losses the mixture is fitted to (published: 5 at 90% noise)",
+            minimum=1,
+            key="dividemix_loss_history",
+        ),
+        Option(
+            "confidence_penalty",
+            "bool",
+            False,
+            "DivideMix: confidence penalty in the warm-up (published for asymmetric noise)",
+            key="dividemix_penalty",
+        ),
+    )
 
     def __init__(
         self,
@@ -479,7 +522,26 @@ class DivideMixL2B(DivideMix):
     l2b_clip_grad : float or None, 0.8 (published).
     """
 
-    choices = {"meta_split": ("clean", "labelled")}
+    options = (
+        Option(
+            "meta_split",
+            "str",
+            "clean",
+            "dividemix-l2b: meta batches from the clean meta set, or from DivideMix's labelled part of each batch",
+            choices=("clean", "labelled"),
+            key="dividemix_meta",
+        ),
+        Option(
+            "l2b_clip_grad",
+            "float",
+            0.8,
+            "dividemix-l2b: gradient-norm clip of the L2B step (published: 0.8)",
+            above=0,
+            key="dividemix_l2b_clip",
+        ),
+        *WEIGHT_OPTIONS,
+    )
+    uses_engine = True
 
     def __init__(
         self,
@@ -494,8 +556,8 @@ class DivideMixL2B(DivideMix):
         **options,
     ):
         super().__init__(**options)
-        if meta_split not in self.choices["meta_split"]:
-            raise ValueError(f"meta_split must be one of {', '.join(self.choices['meta_split'])}, got {meta_split!r}")
+        if meta_split not in ("clean", "labelled"):
+            raise ValueError(f"meta_split must be one of clean, labelled, got {meta_split!r}")
         if l2b_clip_grad is not None and not l2b_clip_grad > 0:  # NaN too
             raise ValueError(f"l2b_clip_grad must be positive or None, got {l2b_clip_grad}")
         create_method("l2b", normalize=normalize, temperature=temperature)  # checks them

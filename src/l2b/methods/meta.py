@@ -5,8 +5,35 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import ENGINES, NORMALIZATIONS, MetaWeights, create_engine
+from ..meta import NORMALIZATIONS, MetaWeights, create_engine
+from ..options import Option
 from .base import Method, StepOutput, predicted, register_method, unwrap_model
+
+#: The options of the meta-gradient weights, for every method that computes them (L2RW, L2B,
+#: DivideMix-L2B); the engines' own options (``head``, ``tail_modules``) come with ``uses_engine``.
+WEIGHT_OPTIONS = (
+    Option(
+        "engine",
+        "str",
+        "forward",
+        "meta-gradient engine. Exact, all three give the same weights: 'forward' (forward mode, memory close "
+        "to a plain step), 'fused' (forward mode sharing the real step's forward: a little faster, about 3x "
+        "the memory), 'reverse' (the published double backward). Cheaper, the meta-gradient over part of the "
+        "network only (the rest held fixed in the virtual step; fidelity in "
+        "benchmarks/results/engine_fidelity.md): 'head' (the final linear layer, in closed form: one extra "
+        "forward of the meta batch), 'tail' (the last --engine-tail-modules blocks, exact there)",
+        choices_of="engine",
+    ),
+    Option(
+        "normalize",
+        "str",
+        "org",
+        "how raw meta-gradient scores become weights: 'org' (clamped at zero, divided by their sum), "
+        "'softmax', 'sigmoid'",
+        choices=("org", "softmax", "sigmoid"),
+    ),
+    Option("temperature", "float", 1.0, "the softmax normalisation's temperature", above=0),
+)
 
 
 class _MetaMethod(Method):
@@ -46,7 +73,8 @@ class _MetaMethod(Method):
 
     needs_meta = True
     rows: str
-    choices = {"engine": ENGINES, "normalize": NORMALIZATIONS}
+    options = WEIGHT_OPTIONS
+    uses_engine = True
 
     def __init__(
         self,

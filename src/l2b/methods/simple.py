@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..options import Option
 from .base import Method, StepOutput, batch_mean, predicted, register_method
 
 
@@ -39,10 +40,6 @@ class _Bootstrap(Method):
 
     default_beta: float
 
-    @classmethod
-    def option_defaults(cls):
-        return {**super().option_defaults(), "beta": cls.default_beta}
-
     def __init__(self, *, beta: float | None = None, **common):
         super().__init__(**common)
         beta = self.default_beta if beta is None else float(beta)
@@ -69,6 +66,17 @@ class SoftBootstrap(_Bootstrap):
     cross-entropy plus (1 - beta) times an entropy-minimisation term, as in Reed et al."""
 
     default_beta = 0.95
+    options = (
+        Option(
+            "beta",
+            "float",
+            0.95,
+            "weight of the observed label in the bootstrap target (Reed et al.: 0.95 soft, 0.8 hard)",
+            minimum=0,
+            maximum=1,
+            key="bootstrap_beta",
+        ),
+    )
 
     def prediction_target(self, probs: Tensor) -> Tensor:
         return probs
@@ -79,6 +87,17 @@ class HardBootstrap(_Bootstrap):
     """Hard bootstrapping: the prediction term is the one-hot argmax of q (no gradient)."""
 
     default_beta = 0.8
+    options = (
+        Option(
+            "beta",
+            "float",
+            0.8,
+            "weight of the observed label in the bootstrap target (Reed et al.: 0.95 soft, 0.8 hard)",
+            minimum=0,
+            maximum=1,
+            key="bootstrap_beta",
+        ),
+    )
 
     def prediction_target(self, probs: Tensor) -> Tensor:
         return F.one_hot(probs.argmax(dim=1), probs.shape[1]).to(probs.dtype)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from . import cnn, mlp, resnet  # noqa: F401
 from .cnn import SmallCNN
 from .mlp import MLP
-from .registry import create_model, list_models, model_options, register_model
+from .registry import MODELS, create_model, list_models, model_options, register_model
 from .resnet import PreActResNet, ResNet
 
 __all__ = [
+    "MODELS",
     "MLP",
     "PreActResNet",
     "ResNet",

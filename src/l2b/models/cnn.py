@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..options import Option
 from .registry import register_model
 
 __all__ = ["FastCNN", "SmallCNN", "fast_cnn", "image_shape", "init_conv_bn", "small_cnn"]
@@ -84,7 +85,10 @@ class SmallCNN(_PooledCNN):
         super().__init__(features, 4 * width, num_classes)
 
 
-@register_model("small_cnn")
+@register_model(
+    "small_cnn",
+    options=(Option("width", "int", 32, "first-layer channels of small_cnn and fast_cnn", minimum=1),),
+)
 def small_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -> SmallCNN:
     """Small fast CNN (about 0.1 M parameters at width 32).
 
@@ -134,7 +138,10 @@ class FastCNN(_PooledCNN):
         super().__init__(layers, 4 * width, num_classes)
 
 
-@register_model("fast_cnn")
+@register_model(
+    "fast_cnn",
+    options=(Option("width", "int", 32, "first-layer channels of small_cnn and fast_cnn", minimum=1),),
+)
 def fast_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -> FastCNN:
     """Seven-conv CNN with three pooling blocks (about 0.3 M parameters at width 32).
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..options import Option
 from .registry import register_model
 
 __all__ = ["MLP", "mlp"]
@@ -69,7 +70,14 @@ class MLP(nn.Module):
         return [*self.features, self.classifier]
 
 
-@register_model("mlp")
+@register_model(
+    "mlp",
+    options=(
+        Option("hidden", "ints", (256,), "MLP hidden layer widths", minimum=1),
+        Option("batchnorm", "bool", True, "MLP: BatchNorm after each hidden layer"),
+        Option("dropout", "float", 0.0, "MLP: dropout rate after each hidden layer", minimum=0, below=1),
+    ),
+)
 def mlp(
     *,
     num_classes: int,

@@ -14,41 +14,53 @@ from typing import TypeVar
 
 from torch import nn
 
-from ..names import did_you_mean
+from ..options import Option
+from ..registry import Registry
 
-__all__ = ["create_model", "list_models", "model_options", "register_model"]
+__all__ = ["MODELS", "create_model", "list_models", "model_options", "register_model"]
 
 ModelFactory = Callable[..., nn.Module]
 _F = TypeVar("_F", bound=ModelFactory)
 
-_REGISTRY: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry("model")
+"""The registered models (:class:`l2b.registry.Registry`), each with its declared options."""
 # Arguments every factory receives from create_model; they are not model options.
 _COMMON_ARGS = frozenset({"num_classes", "in_shape"})
 
 
-def register_model(name: str) -> Callable[[_F], _F]:
-    """Decorator registering a model factory under ``name``.
+def register_model(name: str, *, options: Sequence[Option] = ()) -> Callable[[_F], _F]:
+    """Decorator registering a model factory under ``name`` with its declared `options`.
 
     The factory must accept keyword arguments ``num_classes: int`` and
     ``in_shape: tuple[int, ...]`` and return an ``nn.Module`` mapping a batch of shape
-    ``(N, *in_shape)`` to logits of shape ``(N, num_classes)``.
+    ``(N, *in_shape)`` to logits of shape ``(N, num_classes)``. Its other arguments are its
+    options, each declared as an :class:`l2b.options.Option` (what configs, the command line and
+    the docs read); a factory taking ``**kwargs`` may declare any.
 
     Raises
     ------
     ValueError
         If ``name`` is already registered (a silent overwrite would hide a clash between modules).
+    TypeError
+        A factory without the shape arguments, or whose arguments differ from its declared options.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
 
     def decorator(factory: _F) -> _F:
-        if name in _REGISTRY:
+        if name in MODELS:
             raise ValueError(f"model {name!r} is already registered")
         params = inspect.signature(factory).parameters
         missing = sorted(a for a in _COMMON_ARGS if a not in params)
         if missing and not _accepts_var_kwargs(factory):
             raise TypeError(f"model factory {name!r} must accept {', '.join(missing)}")
-        _REGISTRY[name] = factory
+        declared = sorted(o.name for o in options)
+        if not _accepts_var_kwargs(factory) and declared != sorted(_model_options(factory)):
+            raise TypeError(
+                f"model {name!r}: declared options {declared} but the factory takes {sorted(_model_options(factory))}; "
+                "declare each of its arguments besides num_classes and in_shape as an Option"
+            )
+        MODELS.register(name, options=options)(factory)
         return factory
 
     return decorator
@@ -56,29 +68,18 @@ def register_model(name: str) -> Callable[[_F], _F]:
 
 def list_models(*, sort: bool = True) -> list[str]:
     """Names of all registered models, sorted (or in the order they were registered)."""
-    return sorted(_REGISTRY) if sort else list(_REGISTRY)
+    return MODELS.names(sort=sort)
 
 
 def model_options(name: str) -> dict[str, object]:
-    """The options model ``name`` accepts beyond the shapes, with their defaults.
+    """{option: default} of model ``name``, as declared.
 
     Raises
     ------
     ValueError
         Unknown model name (the message lists the known names).
     """
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        known = list_models()
-        raise ValueError(
-            f"unknown model {name!r}; known models: {', '.join(known) or '(none)'}{did_you_mean(name, known)}"
-        )
-    params = inspect.signature(factory).parameters
-    return {
-        n: params[n].default
-        for n in sorted(_model_options(factory))
-        if params[n].default is not inspect.Parameter.empty
-    }
+    return MODELS.option_defaults(name)
 
 
 def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwargs: object) -> nn.Module:
@@ -109,13 +110,9 @@ def create_model(name: str, *, num_classes: int, in_shape: Sequence[int], **kwar
     TypeError
         An option the model does not accept (the message names the model).
     """
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        known = ", ".join(list_models()) or "(none)"
-        raise ValueError(f"unknown model {name!r}; known models: {known}{did_you_mean(name, list_models())}")
-
+    factory = MODELS.get(name)
     if not _accepts_var_kwargs(factory):
-        accepted = _model_options(factory)
+        accepted = frozenset(MODELS.option_defaults(name))
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             options = ", ".join(sorted(accepted)) or "none"

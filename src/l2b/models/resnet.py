@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..options import Option
 from .cnn import image_shape, init_conv_bn
 from .registry import register_model
 
@@ -139,7 +140,10 @@ def preact_resnet18(*, num_classes: int, in_shape: tuple[int, ...]) -> PreActRes
     return PreActResNet([2, 2, 2, 2], c, num_classes)
 
 
-@register_model("wrn28_10")
+@register_model(
+    "wrn28_10",
+    options=(Option("drop_rate", "float", 0.0, "dropout rate inside the wide residual blocks", minimum=0, below=1),),
+)
 def wrn28_10(*, num_classes: int, in_shape: tuple[int, ...], drop_rate: float = 0.0) -> PreActResNet:
     """WRN-28-10 (Zagoruyko & Komodakis, 2016) for CIFAR-sized images: a 16-channel stem, three
     stages of (28 - 4) / 6 = 4 pre-activation blocks, 10x wider than a plain ResNet (160 / 320 /
@@ -302,7 +306,17 @@ class ResNet(nn.Module):
         return [*self.stem, *(block for stage in self.stages for block in stage), self.fc]
 
 
-@register_model("resnet18")
+@register_model(
+    "resnet18",
+    options=(
+        Option(
+            "zero_init_residual",
+            "bool",
+            False,
+            "start each residual block's last BatchNorm at zero (each block then starts as the identity)",
+        ),
+    ),
+)
 def resnet18(*, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False) -> ResNet:
     """ImageNet-style ResNet-18, basic blocks [2, 2, 2, 2] (about 11.69 M parameters, 1000 classes).
 
@@ -317,7 +331,17 @@ def resnet18(*, num_classes: int, in_shape: tuple[int, ...], zero_init_residual:
     return ResNet(BasicBlock, [2, 2, 2, 2], c, num_classes, zero_init_residual=zero_init_residual)
 
 
-@register_model("resnet50")
+@register_model(
+    "resnet50",
+    options=(
+        Option(
+            "zero_init_residual",
+            "bool",
+            False,
+            "start each residual block's last BatchNorm at zero (each block then starts as the identity)",
+        ),
+    ),
+)
 def resnet50(*, num_classes: int, in_shape: tuple[int, ...], zero_init_residual: bool = False) -> ResNet:
     """ImageNet-style ResNet-50, bottleneck blocks [3, 4, 6, 3] (about 25.56 M parameters,
     1000 classes).

@@ -6,15 +6,18 @@ import dataclasses
 import math
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..data import labels_checked
-from ..methods import create_method, list_methods, method_class, method_options
-from ..models import list_models, model_options
+from ..methods import METHODS, create_method, method_class
+from ..models import MODELS
 from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
+from ..options import Option
+from ..registry import Registry
 from .optim import Optimization, check_warmup
 
 # META_SOURCES and PRECISIONS (the values of meta_source and precision) are defined in l2b.names.
@@ -30,7 +33,7 @@ NOISE_CHOICES = NOISE_KINDS + ("instance", "file")
 _FLOAT_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TrainConfig:
     """Everything that defines a run. Defaults: L2B on digits with 40 % symmetric noise.
 
@@ -86,11 +89,13 @@ class TrainConfig:
     they stay exact; see :class:`~l2b.training.Trainer`); ``channels_last`` stores the convolution
     weights in channels-last memory format, which lets cuDNN pick its faster NHWC kernels.
 
-    Options of one method or model (:data:`OPTION_KEYS`: ``engine``, ``normalize``,
-    ``temperature``, ``bootstrap_beta``, ``mixup``, ``mixup_alpha``, ``clip_grad``, the
-    ``dividemix_*`` keys; ``hidden``, ``width``) are checked against that method's or model's
-    registry entry: one that does not apply (``engine`` for ``ce``, ``hidden`` for ``resnet18``)
-    is an error naming the key; one that applies and is unset takes the entry's default.
+    Options of the method and the model (and the method's engine) are declared by their registry
+    entries (:class:`l2b.options.Option`) and nested in ``method_options`` and ``model_options``
+    (``method_options: {engine: head}``), every declared option recorded with its value. Each
+    may also be given by its flat key (``engine="head"``, ``dividemix_lambda_u=4``, the
+    command-line flag's name), as configs written before the nesting did. One that does not apply
+    (``engine`` for ``ce``, ``hidden`` for ``resnet18``) is an error naming the key; one that
+    applies and is not given takes the entry's default.
     ``noise_rate`` does not apply to ``noise: file`` and defaults to 0.4 otherwise.
     ``feature_noise``: Gaussian noise of this standard deviation added to every in-memory training
     batch (noisy and meta), the documented stand-in for image augmentation on data without one
@@ -119,30 +124,12 @@ class TrainConfig:
     selection_fraction: float | None = None
     allow_incomplete_meta: bool = False
     model: str = "mlp"
-    hidden: tuple[int, ...] | None = None
-    width: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
     method: str = "l2b"
-    engine: str | None = None
-    engine_head: str | None = None
-    engine_tail_modules: int | None = None
-    normalize: str | None = None
-    temperature: float | None = None
-    bootstrap_beta: float | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
     augment: bool = False
     feature_noise: float | None = None
-    mixup: bool = False
-    mixup_alpha: float = 32.0
-    clip_grad: float | None = None
-    dividemix_lambda_u: float | None = None
-    dividemix_threshold: float | None = None
-    dividemix_sharpen: float | None = None
-    dividemix_alpha: float | None = None
-    dividemix_rampup: float | None = None
-    dividemix_loss_history: int | None = None
-    dividemix_penalty: bool | None = None
-    dividemix_meta: str | None = None
-    dividemix_l2b_clip: float | None = None
     # The optimisation keys (see optimization()); their defaults are Optimization's.
     epochs: int = Optimization.epochs
     warmup_epochs: int | None = Optimization.warmup_epochs
@@ -179,14 +166,12 @@ class TrainConfig:
             ("workers", self.workers >= 0, "must be non-negative"),
             ("test_every", isinstance(self.test_every, int) and self.test_every >= 1, "must be a positive epoch count"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
-            ("width", self.width is None or self.width >= 1, "must be a positive channel count"),
             ("test_fraction", 0.0 <= self.test_fraction < 1.0, "must be in [0, 1) (0: no test split)"),
             (
                 "selection_fraction",
                 0.0 <= self.selection_fraction < 1.0,
                 "must be in [0, 1) (the share of the meta set held out for model selection)",
             ),
-            ("mixup_alpha", math.isfinite(self.mixup_alpha) and self.mixup_alpha > 0, "must be positive and finite"),
             (
                 "feature_noise",
                 self.feature_noise is None or (math.isfinite(self.feature_noise) and self.feature_noise > 0),
@@ -198,11 +183,6 @@ class TrainConfig:
                 "feature_noise",
                 self.feature_noise is None or not self.augment,
                 "is a stand-in for image augmentation: set it or augment, not both",
-            ),
-            (
-                "clip_grad",
-                self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad > 0),
-                "must be positive and finite, or unset",
             ),
             (
                 "noise_file",
@@ -240,33 +220,55 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"config {key}={getattr(self, key)!r} {why}")
         try:  # the method's own checks of its option values (engine names, temperature, beta ...)
-            create_method(self.method, **self.method_options())
+            create_method(self.method, **self.method_options)
         except ValueError as err:
             raise ValueError(f"config method {self.method!r}: {err}") from None
 
+    def __init__(self, **values: Any) -> None:
+        """Keyword arguments: the fields, and any declared option of the method or the model by
+        its flat key (``engine="head"``, ``hidden=(64,)``), which goes into its nested block."""
+        values = _nest(values, source="TrainConfig")
+        for f in dataclasses.fields(self):
+            if f.name in values:
+                value = values.pop(f.name)
+            else:
+                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            object.__setattr__(self, f.name, value)
+        if values:
+            raise TypeError(f"TrainConfig got unexpected keyword argument(s) {', '.join(sorted(map(str, values)))}")
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        """A method's or model's option read by its flat key (``config.engine``,
+        ``config.hidden``): its value in the nested block, None where the entry does not take it."""
+        if not name.startswith("_"):
+            keys = option_keys()
+            if name in keys:
+                kind, option = keys[name]
+                return self.__dict__.get(f"{kind}_options", {}).get(option.name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _resolve_options(self) -> None:
-        """Check every method, model and noise option against the registry entry it belongs to:
-        an option that does not apply is refused by name; one that applies and is unset takes the
-        entry's default, so the recorded config says what ran."""
-        try:
-            accepted = {"method": method_options(self.method), "model": model_options(self.model)}
-        except ValueError as err:
-            raise ValueError(f"config {err}") from None
-        for key, (kind, option) in OPTION_KEYS.items():
-            value = getattr(self, key)
-            if option in accepted[kind]:
-                if value is None and accepted[kind][option] is not None:
-                    object.__setattr__(self, key, accepted[kind][option])
-            elif value is not None and not _same(value, _FIELD_DEFAULTS[key]):  # mixup=False: off, not set
-                takers = [
-                    n
-                    for n in (list_methods if kind == "method" else list_models)(sort=False)
-                    if _takes(n, kind, option)
-                ]
-                raise ValueError(
-                    f"config {key}={value!r} {OPTION_MEANING[key]}, and is for {kind}s "
-                    f"{' and '.join(takers)} only; it does not apply to {kind} {getattr(self, kind)!r}"
-                )
+        """Check every method and model option against its registry entry's declaration: one that
+        does not apply is refused by name; one that applies and is not given takes the entry's
+        default, so the recorded config says what ran. Then the defaults that depend on the data."""
+        for kind, registry in _REGISTRIES.items():
+            entry = getattr(self, kind)
+            try:
+                declared = registry.options(entry)
+            except ValueError as err:
+                raise ValueError(f"config {err}") from None
+            by_name = {o.name: o for o in declared} | {o.config_key: o for o in declared}
+            given: dict[str, Any] = {}
+            for name, value in getattr(self, f"{kind}_options").items():
+                option = by_name.get(name)
+                if option is None:
+                    if value is None or value is False:  # unset, or off: nothing to apply
+                        continue
+                    raise ValueError(_not_applicable(kind, entry, name, value))
+                given[option.name] = option.check(value, where="config")
+            resolved = {o.name: given.get(o.name, o.default) for o in declared}
+            object.__setattr__(self, f"{kind}_options", resolved)
         for key, value in _data_defaults(self).items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
@@ -287,8 +289,6 @@ class TrainConfig:
                 object.__setattr__(self, key, os.path.abspath(os.path.expanduser(value)))
         if self._auto_feature_noise():
             object.__setattr__(self, "feature_noise", DIGITS_FEATURE_NOISE)
-        if self.hidden is not None:
-            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config", recorded: bool = False) -> TrainConfig:
@@ -303,14 +303,23 @@ class TrainConfig:
         apply to the run's method, model or noise are dropped there instead of refused.
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields), key=str)  # YAML keys may be numbers, too
+        flat = option_keys()
+        unknown = sorted(set(values) - set(fields) - set(flat), key=str)  # YAML keys may be numbers, too
         if unknown:
             raise ValueError(
-                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(fields)}"
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(fields)}, and the "
+                f"method's and model's options by their flat keys (see l2b train --help)"
+                f"{did_you_mean(unknown[0], [*fields, *flat])}"
             )
         clean: dict[str, Any] = {}
-        for key, value in values.items():
-            clean[key] = _coerce(key, value, fields[key].type, source)
+        for key, value in values.items():  # a flat option's type is the same for every entry taking it
+            # (its range and choices are checked against the chosen entry's declaration, later)
+            clean[key] = (
+                flat[key][1].coerce(value, where=f"{source}:")
+                if key in flat
+                else _coerce(key, value, fields[key].type, source)
+            )
+        clean = _nest(clean, source=source)
         if recorded:
             clean = _applicable(clean)
         try:
@@ -333,14 +342,20 @@ class TrainConfig:
         """A copy with `changes`. Options filled in from the old method's, model's or noise's
         defaults are reset when that choice changes, so they follow the new one (or go away)."""
         values = self.to_dict()
-        for kind in ("method", "model"):
+        flat = {k: v for k, v in changes.items() if k in option_keys()}
+        changes = {k: v for k, v in changes.items() if k not in flat}
+        for kind, registry in _REGISTRIES.items():
             if kind in changes and changes[kind] != values[kind]:
-                old = (method_options if kind == "method" else model_options)(values[kind])
-                for key, (k, option) in OPTION_KEYS.items():
-                    if k != kind or key in changes or option not in old:
-                        continue
-                    if _same(values[key], old[option]) or not _takes(changes[kind], kind, option):
-                        values[key] = _FIELD_DEFAULTS[key]  # then filled from the new entry, if it takes it
+                # options that were the old entry's defaults follow the new entry (or go away)
+                old = registry.option_defaults(values[kind])
+                new = _option_names(registry, changes[kind])
+                values[f"{kind}_options"] = {
+                    n: v for n, v in values[f"{kind}_options"].items() if n in new and not _same(v, old.get(n))
+                }
+        for key, (kind, option) in option_keys().items():
+            if key in flat:
+                block = changes.get(f"{kind}_options", values[f"{kind}_options"])
+                changes[f"{kind}_options"] = {**block, option.name: flat[key]}
         if "noise" in changes and "noise_rate" not in changes and changes["noise"] in ("file", "none"):
             values["noise_rate"] = None
         # Defaults the data chose follow the new data (and the new noise), explicit values stay.
@@ -369,78 +384,102 @@ class TrainConfig:
         return self.trusted_test is not None or self.noise != "none" or labels_checked(self.data, "test")
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready values: the options nested per component, tuples as lists."""
         d = dataclasses.asdict(self)
-        d["hidden"] = None if self.hidden is None else list(self.hidden)
+        for kind in _REGISTRIES:
+            d[f"{kind}_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d[f"{kind}_options"].items()}
+        return d
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` with every option under its flat key (``engine``, ``dividemix_lambda_u``,
+        the command-line flag's name) instead of the nested blocks."""
+        d = self.to_dict()
+        for kind, registry in _REGISTRIES.items():
+            block = d.pop(f"{kind}_options")
+            d.update({o.config_key: block[o.name] for o in registry.options(getattr(self, kind))})
         return d
 
     def optimization(self) -> Optimization:
         """The optimisation settings, as :func:`l2b.fit` and the estimator take them."""
         return Optimization(**{k: getattr(self, k) for k in Optimization.field_names()})
 
-    def model_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`l2b.models.create_model` beyond the shapes."""
-        return {
-            option: getattr(self, key)
-            for key, (kind, option) in OPTION_KEYS.items()
-            if kind == "model" and getattr(self, key) is not None
-        }
 
-    def method_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`l2b.methods.create_method`."""
-        return {
-            option: getattr(self, key)
-            for key, (kind, option) in OPTION_KEYS.items()
-            if kind == "method" and getattr(self, key) is not None
-        }
+# kind -> the registry whose entries declare the options of the config's `{kind}_options` block
+_REGISTRIES: dict[str, Registry] = {"model": MODELS, "method": METHODS}
 
 
-# Config keys that belong to one registry entry: key -> (which choice, the entry's option name).
-# A key applies when the chosen method / model accepts that option (l2b.methods.method_options,
-# l2b.models.model_options); the CLI and the checks above read this table.
-OPTION_KEYS: dict[str, tuple[str, str]] = {
-    "engine": ("method", "engine"),
-    "engine_head": ("method", "head"),
-    "engine_tail_modules": ("method", "tail_modules"),
-    "normalize": ("method", "normalize"),
-    "temperature": ("method", "temperature"),
-    "bootstrap_beta": ("method", "beta"),
-    "mixup": ("method", "mixup"),
-    "mixup_alpha": ("method", "mixup_alpha"),
-    "clip_grad": ("method", "clip_grad"),
-    "dividemix_lambda_u": ("method", "lambda_u"),
-    "dividemix_threshold": ("method", "p_threshold"),
-    "dividemix_sharpen": ("method", "sharpen_temperature"),
-    "dividemix_alpha": ("method", "mix_alpha"),
-    "dividemix_rampup": ("method", "rampup_epochs"),
-    "dividemix_loss_history": ("method", "loss_history"),
-    "dividemix_penalty": ("method", "confidence_penalty"),
-    "dividemix_meta": ("method", "meta_split"),
-    "dividemix_l2b_clip": ("method", "l2b_clip_grad"),
-    "hidden": ("model", "hidden"),
-    "width": ("model", "width"),
-}
-OPTION_MEANING = {
-    "engine": "is the meta-gradient engine",
-    "engine_head": "names the output nn.Linear of engine 'head'",
-    "engine_tail_modules": "is the number of last blocks of engine 'tail'",
-    "normalize": "is the weight normalisation",
-    "temperature": "is the softmax normalisation's temperature",
-    "bootstrap_beta": "is the observed label's weight",
-    "mixup": "turns on mixup",
-    "mixup_alpha": "is mixup's Beta parameter",
-    "clip_grad": "clips the gradient norm",
-    "dividemix_lambda_u": "is DivideMix's unlabelled-loss weight",
-    "dividemix_threshold": "is DivideMix's clean-probability threshold",
-    "dividemix_sharpen": "is DivideMix's sharpening temperature",
-    "dividemix_alpha": "is MixMatch's Beta parameter",
-    "dividemix_rampup": "is DivideMix's lambda_u ramp-up in epochs",
-    "dividemix_loss_history": "is the number of epochs of losses DivideMix's mixture averages",
-    "dividemix_penalty": "turns on DivideMix's warm-up confidence penalty",
-    "dividemix_meta": "is where DivideMix-L2B's meta batch comes from",
-    "dividemix_l2b_clip": "clips the gradient norm of DivideMix-L2B's L2B step",
-    "hidden": "are the hidden layer widths",
-    "width": "must be a positive channel count",
-}
+def option_keys() -> dict[str, tuple[str, Option]]:
+    """{flat config key: (kind, declaration)} of every option a method or a model declares: the
+    keys configs and the command line may give flat (``engine``, ``dividemix_lambda_u``, ``hidden``)."""
+    out: dict[str, tuple[str, Option]] = {}
+    for kind, registry in _REGISTRIES.items():
+        for key, (option, _) in registry.declarations().items():
+            if key in out:
+                raise ValueError(f"option key {key!r} is declared by both a {out[key][0]} and a {kind}")
+            out[key] = (kind, option)
+    return out
+
+
+def flat_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config mapping with its nested option blocks spread out under the flat keys (the
+    command-line flags' names): ``{"method_options": {"lambda_u": 4}}`` -> ``{"dividemix_lambda_u": 4}``.
+    Flat keys and other keys pass through; an option name no entry declares keeps its name."""
+    by_name = {(kind, option.name): key for key, (kind, option) in option_keys().items()}
+    out = {k: v for k, v in values.items() if not (k.endswith("_options") and k[: -len("_options")] in _REGISTRIES)}
+    for kind in _REGISTRIES:
+        block = values.get(f"{kind}_options")
+        if isinstance(block, Mapping):
+            out.update({by_name.get((kind, name), name): value for name, value in block.items()})
+    return out
+
+
+def _option_names(registry: Registry, entry: str) -> set[str]:
+    try:
+        return {o.name for o in registry.options(entry)}
+    except ValueError:
+        return set()
+
+
+def _nest(values: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """`values` with every flat option key moved into its nested block (copies; the caller's
+    mappings are left alone). The same option given both ways is refused."""
+    flat = option_keys()
+    out = {k: v for k, v in values.items() if k not in flat}
+    for kind in _REGISTRIES:
+        block = out.get(f"{kind}_options")
+        if block is None:
+            continue
+        if not isinstance(block, Mapping):
+            raise ValueError(f"{source}: {kind}_options must be a mapping of option: value, got {block!r}")
+        out[f"{kind}_options"] = dict(block)
+    for key, value in values.items():
+        if key not in flat:
+            continue
+        kind, option = flat[key]
+        block = out.setdefault(f"{kind}_options", {})
+        if option.name in block or option.config_key in block:
+            raise ValueError(f"{source}: option {key!r} is given twice, flat and in {kind}_options")
+        block[option.name] = value
+    return out
+
+
+def _not_applicable(kind: str, entry: str, name: str, value: Any) -> str:
+    """The error for option `name` given to a method or model that does not declare it."""
+    registry = _REGISTRIES[kind]
+    for key, (k, option) in option_keys().items():
+        if k == kind and name in (key, option.name):
+            takers = registry.takers(option.name)
+            return (
+                f"config {key}={value!r} ({option.help}) is for {kind}s {' and '.join(takers)} "
+                f"only; it does not apply to {kind} {entry!r}"
+            )
+    known = [o.name for o in registry.options(entry)]
+    return (
+        f"config {kind}_options: {kind} {entry!r} has no option {name!r}{did_you_mean(name, known)}; "
+        f"its options: {', '.join(known) or '(none)'}"
+    )
+
+
 DEFAULT_NOISE_RATE = 0.4
 # The stand-in augmentation DivideMix gets on digits when none is set: std of Gaussian noise on the
 # standardised pixels, chosen on the clean meta set (0.1 / 0.3 / 0.6 / 1.0; docs/results.md).
@@ -477,20 +516,17 @@ def _same(a: Any, b: Any) -> bool:
     return (list(a) == list(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
 
-def _takes(name: str, kind: str, option: str) -> bool:
-    try:
-        return option in (method_options if kind == "method" else model_options)(name)
-    except ValueError:
-        return False
-
-
 def _applicable(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` without the option keys that do not apply to their method, model or noise."""
+    """Nested `values` without the options that do not apply to their method or model (nor a
+    noise rate to noise that takes none): what l2b itself recorded in older versions."""
     out = dict(values)
-    for key, (kind, option) in OPTION_KEYS.items():
-        name = out.get(kind, getattr(_DEFAULTS, kind))
-        if key in out and not _takes(name, kind, option):
-            del out[key]
+    for kind, registry in _REGISTRIES.items():
+        block = out.get(f"{kind}_options")
+        entry = out.get(kind, _FIELD_DEFAULTS[kind])
+        if block and entry in registry:
+            declared = registry.options(entry)
+            names = {o.name for o in declared} | {o.config_key for o in declared}
+            out[f"{kind}_options"] = {k: v for k, v in block.items() if k in names}
     if out.get("noise") in ("file", "none"):
         out.pop("noise_rate", None)
     return out
@@ -541,7 +577,6 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
 
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-_DEFAULTS = TrainConfig()
 
 
 def read_run_config(run_dir: str | os.PathLike) -> TrainConfig:

@@ -310,7 +310,7 @@ def _refuse_untrusted_meta(config: TrainConfig) -> None:
     if config.meta_source != "none":
         return
     try:
-        needs = create_method(config.method, **config.method_options()).needs_meta
+        needs = create_method(config.method, **config.method_options).needs_meta
     except ValueError:
         return  # the config's own checks report it
     if needs:

@@ -130,7 +130,7 @@ def build_model(
     for i in range(method_class(config.method).networks):  # a second network from seed + 3
         with seeded(seed + 3 * i, dev):
             nets.append(
-                create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options())
+                create_model(config.model, num_classes=num_classes, in_shape=tuple(in_shape), **config.model_options)
             )
         if init_weights and config.init_weights is not None:
             report = load_init_weights(nets[-1], config.init_weights)
@@ -221,7 +221,7 @@ def trainer_for_config(
     return build_trainer(
         model,
         method=config.method,
-        method_options=config.method_options(),
+        method_options=config.method_options,
         optim=optim,
         seed=config.seed,
         num_examples=num_examples,

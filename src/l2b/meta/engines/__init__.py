@@ -23,10 +23,21 @@ import torch
 from torch import Tensor, nn
 
 from ...names import ENGINES, did_you_mean
+from ...options import Option
+from ...registry import Registry
 from ..collective import Collective
 from ..engine import MetaWeights
 
-__all__ = ["Engine", "Scores", "check_engine_options", "create_engine", "list_engines", "register_engine"]
+__all__ = [
+    "ENGINE_REGISTRY",
+    "Engine",
+    "Scores",
+    "check_engine_options",
+    "create_engine",
+    "engine_options",
+    "list_engines",
+    "register_engine",
+]
 
 
 class Scores(NamedTuple):
@@ -48,6 +59,8 @@ class Engine:
     options of the engines that take them (checked by :func:`create_engine`)."""
 
     name: ClassVar[str] = ""
+    #: the options this engine takes besides the shared ones (checked by :func:`check_engine_options`)
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, *, head: str | None = None, tail_modules: int | None = None, within: str | None = None):
         self.head, self.tail_modules, self.within = head, tail_modules, within
@@ -123,7 +136,12 @@ class Engine:
         return f"{type(self).__name__}(name={self.name!r}{options})"
 
 
-_REGISTRY: dict[str, type[Engine]] = {}
+def _options_of(cls: type[Engine]) -> tuple[Option, ...]:
+    return cls.options
+
+
+ENGINE_REGISTRY: Registry[type[Engine]] = Registry("engine", options_of=_options_of)
+"""The registered engines (:class:`l2b.registry.Registry`), each with the options it declares."""
 
 
 def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
@@ -131,10 +149,8 @@ def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
     :data:`l2b.names.ENGINES`, the torch-free list the command line shows)."""
 
     def add(cls: type[Engine]) -> type[Engine]:
-        if name in _REGISTRY:
-            raise ValueError(f"engine {name!r} is registered twice")
+        ENGINE_REGISTRY.register(name)(cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return add
@@ -142,14 +158,23 @@ def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
 
 def list_engines() -> list[str]:
     """The registered engine names, in registration order (that of :data:`l2b.names.ENGINES`)."""
-    return list(_REGISTRY)
+    return ENGINE_REGISTRY.names(sort=False)
+
+
+def engine_options() -> tuple[Option, ...]:
+    """The options of every engine, in registration order: a method that computes meta-gradient
+    weights takes them all (each applies to its own engine only; :func:`check_engine_options`)."""
+    out: dict[str, Option] = {}
+    for name in ENGINE_REGISTRY.names(sort=False):
+        out.update((o.name, o) for o in ENGINE_REGISTRY.options(name))
+    return tuple(out.values())
 
 
 def check_engine_options(engine: str, head: str | None, tail_modules: int | None) -> None:
     """Refuse an engine name that is not registered, and the restricted engines' options given to
     an engine they do not apply to (``head`` is for ``head``; ``tail_modules``, required, for
     ``tail``)."""
-    if engine not in _REGISTRY:
+    if engine not in ENGINE_REGISTRY:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}{did_you_mean(engine, ENGINES)}")
     if head is not None and (engine != "head" or not isinstance(head, str)):
         raise ValueError(
@@ -177,7 +202,7 @@ def create_engine(
     engines use, when the model they are given holds more (DivideMix's view of network 0 holds
     both networks); ``head`` is then a name inside it."""
     check_engine_options(name, head, tail_modules)
-    return _REGISTRY[name](head=head, tail_modules=tail_modules, within=within)
+    return ENGINE_REGISTRY.get(name)(head=head, tail_modules=tail_modules, within=within)
 
 
 # The engines register themselves on import, in the order of l2b.names.ENGINES.

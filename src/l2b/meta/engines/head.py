@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call
 
+from ...options import Option
 from ..engine import (
     ROWS,
     check_classes,
@@ -31,6 +32,18 @@ from . import Engine, Scores, register_engine
 class HeadEngine(Engine):
     """The closed-form engine over the output layer (``head``: its module name; None: the model's
     last nn.Linear, which must produce the model's output)."""
+
+    options = (
+        Option(
+            "head",
+            "str",
+            None,
+            "engine 'head': the output nn.Linear's name, e.g. fc (unset: the model's last nn.Linear, which must "
+            "produce the logits)",
+            key="engine_head",
+            metavar="MODULE",
+        ),
+    )
 
     def head_name(self, model) -> str:
         """The output layer's name in `model` (looked up in the engine's part of it)."""

@@ -9,6 +9,7 @@ through the wrapper).
 
 from __future__ import annotations
 
+from ...options import Option
 from ..engine import check_classes, dual_forward, meta_tangents, scores_from_jvp
 from ..tail import tail_parameters
 from . import Engine, Scores, register_engine
@@ -18,6 +19,19 @@ from .fused import real_step_weights
 @register_engine("tail")
 class TailEngine(Engine):
     """The forward engine restricted to the last ``tail_modules`` blocks."""
+
+    options = (
+        Option(
+            "tail_modules",
+            "int",
+            None,
+            "engine 'tail', required there: the number of last blocks with parameters it differentiates "
+            "(residual blocks count as one; all of them is engine 'forward')",
+            minimum=1,
+            key="engine_tail_modules",
+            metavar="K",
+        ),
+    )
 
     def parameters_of(self, model) -> list[str]:
         """The names, in `model`, of the parameters of the last ``tail_modules`` blocks of the
