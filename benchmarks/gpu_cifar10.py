@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from l2b.methods import create_method
+from l2b.methods import Batch, StepContext, create_method
 from l2b.models import create_model
 from l2b.training import Optimization
 
@@ -116,7 +116,9 @@ def speed_settings(device: torch.device, base_config: dict, reps: int) -> dict:
     for name, (bf16, last) in SETTINGS.items():
         model, o = copy_of(last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = create_method("l2b").step(model, o, x, y, mx, my, num_classes=10)
+            out = create_method("l2b").step(
+                model, o, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=10)
+            )
         weights[name] = (out.alpha, out.beta)
         if name == "fp32 again":
             continue
@@ -128,7 +130,7 @@ def speed_settings(device: torch.device, base_config: dict, reps: int) -> dict:
                     _sync(device)
                     t0 = time.perf_counter()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    step.step(model, o, x, y, mx, my, num_classes=10)
+                    step.step(model, o, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=10))
             _sync(device)
             times[(name, method)] = (time.perf_counter() - t0) / reps
 

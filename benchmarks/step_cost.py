@@ -81,7 +81,7 @@ import torch.nn.functional as F
 
 from l2b.meta import dual_forward, meta_tangents, scores_from_jvp, weights_from_scores
 from l2b.meta.dual_rules import torch_rules
-from l2b.methods import create_method
+from l2b.methods import Batch, StepContext, create_method
 from l2b.models import create_model
 
 SEED = 0
@@ -188,7 +188,12 @@ def make_runner(name: str, cfg: Config, device: torch.device):
 
     def run():
         with rules():
-            method.step(model, opt, x, y, mx, my, num_classes=cfg.classes, generator=torch.Generator())
+            method.step(
+                model,
+                opt,
+                Batch(x, y, meta_inputs=mx, meta_labels=my),
+                StepContext(num_classes=cfg.classes, generator=torch.Generator()),
+            )
         return None
 
     return run

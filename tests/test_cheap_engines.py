@@ -28,7 +28,7 @@ from l2b import TrainConfig, meta_weights
 from l2b import distributed as l2b_dist
 from l2b.cli.main import main
 from l2b.meta import ENGINES, meta_tangents, model_blocks, sgd_update, tail_parameters, virtual_step
-from l2b.methods import create_method, mixup
+from l2b.methods import Batch, StepContext, create_method, mixup
 from l2b.models import create_model
 
 SGD_VARIANTS = {
@@ -250,7 +250,9 @@ def test_models_without_a_linear_head_are_refused_clearly():
         with pytest.raises(ValueError, match=match):
             meta_weights(model, x, y, x, y, opt, engine="head", head=head)
         with pytest.raises(ValueError, match=match):  # the training step says the same, hooks gone
-            create_method("l2b", engine="head", head=head).step(model, opt, x, y, x, y, num_classes=4)
+            create_method("l2b", engine="head", head=head).step(
+                model, opt, Batch(x, y, meta_inputs=x, meta_labels=y), StepContext(num_classes=4)
+            )
         assert not any(m._forward_hooks for m in model.modules())
 
 
@@ -391,7 +393,12 @@ def test_the_training_step_is_meta_weights_then_one_real_step(engine, use_mixup)
     hand_opt = torch.optim.SGD(hand.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     method = create_method("l2b", engine=engine, mixup=use_mixup, **opts)
     for s, (x, y, mx, my) in enumerate(data):  # later steps have momentum buffers
-        out = method.step(step_model, step_opt, x, y, mx, my, num_classes=4, generator=torch.Generator().manual_seed(s))
+        out = method.step(
+            step_model,
+            step_opt,
+            Batch(x, y, meta_inputs=mx, meta_labels=my),
+            StepContext(num_classes=4, generator=torch.Generator().manual_seed(s)),
+        )
         assert not hooks_left(step_model)
         targets = y
         if use_mixup:
@@ -424,7 +431,9 @@ def test_the_head_step_updates_batchnorm_statistics_once_and_leaves_no_hooks():
     expected = copy.deepcopy(model).train()
     with torch.no_grad():
         expected(x)  # one real forward on the noisy batch, nothing else
-    create_method("l2rw", engine="head").step(model, opt, x, y, mx, my, num_classes=4)
+    create_method("l2rw", engine="head").step(
+        model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=4)
+    )
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         torch.testing.assert_close(getattr(model.features[1], name), getattr(expected.features[1], name))
     assert not hooks_left(model)
@@ -437,7 +446,9 @@ def test_the_head_step_trains_a_named_head():
     gen = torch.Generator().manual_seed(2)
     x, y, mx, my = batches(gen, (6,), 4)
     before = model.fc.weight.detach().clone()
-    out = create_method("l2b", engine="head", head="fc").step(model, opt, x, y, mx, my, num_classes=4)
+    out = create_method("l2b", engine="head", head="fc").step(
+        model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=4)
+    )
     assert out.alpha.shape == (10,) and not torch.equal(before, model.fc.weight)
 
 
@@ -590,7 +601,12 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
             alphas = []
             for x, y, mx, my in _ddp_batches():
                 cols, mcols = l2b_dist.shard(torch.arange(B), rank, WORLD), l2b_dist.shard(torch.arange(M), rank, WORLD)
-                out = method.step(model, opt, x[cols], y[cols], mx[mcols], my[mcols], num_classes=K, dist=ctx)
+                out = method.step(
+                    model,
+                    opt,
+                    Batch(x[cols], y[cols], meta_inputs=mx[mcols], meta_labels=my[mcols]),
+                    StepContext(num_classes=K, dist=ctx),
+                )
                 alphas.append(l2b_dist.gather_cat(out.alpha))
             results[key] = {"alpha": alphas, "params": copy.deepcopy(model.module.state_dict())}
         torch.save(results, f"{out_dir}/rank{rank}.pt")
@@ -608,7 +624,10 @@ def test_two_ddp_processes_train_as_one_with_the_cheap_engines(tmp_path):
         model = _ddp_model()
         opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=5e-3)
         method = create_method("l2b", **opts)
-        alphas = [method.step(model, opt, x, y, mx, my, num_classes=K).alpha for x, y, mx, my in _ddp_batches()]
+        alphas = [
+            method.step(model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=K)).alpha
+            for x, y, mx, my in _ddp_batches()
+        ]
         for res in replicas:
             for a, b in zip(res[key]["alpha"], alphas):
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from l2b import distributed as l2b_dist
 from l2b.meta import normalize_scores, weights_from_scores
-from l2b.methods import create_method, mixup
+from l2b.methods import Batch, StepContext, create_method, mixup
 
 pytestmark = pytest.mark.skipif(
     not (torch_dist.is_available() and torch_dist.is_gloo_available()),
@@ -109,7 +109,12 @@ def _check_refusals(ctx: l2b_dist.DistContext) -> dict:
     }
     for key, (method, model, dist) in cases.items():
         try:
-            method.step(model, make_optimizer(model), x[cols], y[cols], mx[mcols], my[mcols], num_classes=K, dist=dist)
+            method.step(
+                model,
+                make_optimizer(model),
+                Batch(x[cols], y[cols], meta_inputs=mx[mcols], meta_labels=my[mcols]),
+                StepContext(num_classes=K, dist=dist),
+            )
             msgs[key] = None
         except ValueError as e:
             msgs[key] = str(e)
@@ -143,7 +148,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 cols = l2b_dist.shard(torch.arange(B), rank, WORLD)
                 mcols = l2b_dist.shard(torch.arange(M), rank, WORLD)
                 out = method.step(
-                    model, opt, x[cols], y[cols], mx[mcols], my[mcols], num_classes=K, generator=gen, dist=ctx
+                    model,
+                    opt,
+                    Batch(x[cols], y[cols], meta_inputs=mx[mcols], meta_labels=my[mcols]),
+                    StepContext(num_classes=K, generator=gen, dist=ctx),
                 )
                 steps.append(
                     {
@@ -184,7 +192,9 @@ def _reference(key: str, seed: int) -> dict:
                 cols = l2b_dist.shard(torch.arange(B), r, WORLD)
                 parts.append(mixup(x[cols], y[cols], K, alpha=method.mixup_alpha, generator=gen, shard=r))
             x, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        out = method.step(model, opt, x, targets, mx, my, num_classes=K, generator=gen)
+        out = method.step(
+            model, opt, Batch(x, targets, meta_inputs=mx, meta_labels=my), StepContext(num_classes=K, generator=gen)
+        )
         steps.append(out)
     return {
         "steps": steps,

@@ -281,11 +281,18 @@ def test_streamed_images_come_in_two_views_and_a_run_resumes_exactly(tmp_path, m
     train.plan_epoch(cursor, generator=torch.Generator().manual_seed(0), next_meta=None)
     batch = next(
         train.batches(
-            cursor, None, generator=None, next_meta=None, augment=None, shard=None, device=torch.device("cpu"), views=2
+            cursor,
+            None,
+            generator=None,
+            next_meta=None,
+            augment=None,
+            shard=None,
+            device=torch.device("cpu"),
+            views=("second",),
         )
     )
-    assert len(batch.views) == 1 and batch.views[0].shape == batch.inputs.shape
-    assert not torch.equal(batch.views[0], batch.inputs)  # two random crops / flips of the same images
+    assert list(batch.views) == ["second"] and batch.views["second"].shape == batch.inputs.shape
+    assert not torch.equal(batch.views["second"], batch.inputs)  # two random crops / flips of the same images
 
     run_experiment(cfg, out_dir=tmp_path / "full", progress=False, log=None)
     real = interrupt_at_method_step(monkeypatch, 3)  # inside epoch 2 (6 steps an epoch)

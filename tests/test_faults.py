@@ -14,7 +14,7 @@ import torch
 import l2b.rundir as rundir
 import l2b.training.setup as setup_mod  # where a run builds its method
 from l2b.cli.main import main
-from l2b.methods import create_method
+from l2b.methods import Batch, StepContext, create_method
 from l2b.models import create_model
 from l2b.training import TensorData, TrainConfig, Trainer, run_experiment
 from l2b.training.optim import sgd_with_cosine
@@ -79,7 +79,12 @@ def test_a_skipped_step_changes_nothing_that_a_step_would():
     y = torch.zeros(16, dtype=torch.int64)
     buffers = {k: b.clone() for k, b in trainer.model.named_buffers()}
     with pytest.raises(Exception) as info:
-        trainer.method.step(trainer.model, trainer.optimizer, x, y, meta.inputs[:8], meta.labels[:8], num_classes=3)
+        trainer.method.step(
+            trainer.model,
+            trainer.optimizer,
+            Batch(x, y, meta_inputs=meta.inputs[:8], meta_labels=meta.labels[:8]),
+            StepContext(num_classes=3),
+        )
     assert type(info.value).__name__ == "NonFiniteStep"
     trainer._skip_step(buffers, 0)
     for k, v in trainer.model.state_dict().items():

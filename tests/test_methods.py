@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from l2b.methods import StepOutput, create_method, list_methods, mixup
+from l2b.methods import Batch, StepContext, StepOutput, create_method, list_methods, mixup
 
 K = 4
 
@@ -32,7 +32,12 @@ def test_every_method_takes_a_step(name, use_mixup):
     model, opt, x, y, mx, my = setup()
     before = [p.detach().clone() for p in model.parameters()]
     method = create_method(name, mixup=use_mixup)
-    out = method.step(model, opt, x, y, mx, my, num_classes=K, generator=torch.Generator().manual_seed(1))
+    out = method.step(
+        model,
+        opt,
+        Batch(x, y, meta_inputs=mx, meta_labels=my),
+        StepContext(num_classes=K, generator=torch.Generator().manual_seed(1)),
+    )
     assert isinstance(out, StepOutput) and out.loss == out.loss and out.loss >= 0
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     if name in ("l2rw", "l2b"):
@@ -50,7 +55,7 @@ def test_l2b_real_step_minimises_the_weighted_costs():
     """The back-propagated loss is sum(alpha * CE(y)) + sum(beta * CE(pseudo)) at the step's start."""
     model, opt, x, y, mx, my = setup(3)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    out = create_method("l2b").step(model, opt, x, y, mx, my, num_classes=K)
+    out = create_method("l2b").step(model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=K))
     model.load_state_dict(state)  # back to the step's starting point
     with torch.no_grad():
         logits = model.train()(x)
@@ -63,7 +68,7 @@ def test_l2b_real_step_minimises_the_weighted_costs():
 def test_meta_methods_need_a_meta_batch():
     model, opt, x, y, _, _ = setup()
     with pytest.raises(ValueError, match="needs a clean meta batch"):
-        create_method("l2b").step(model, opt, x, y, num_classes=K)
+        create_method("l2b").step(model, opt, Batch(x, y), StepContext(num_classes=K))
 
 
 def test_mixup_targets_are_distributions_and_reproducible():
@@ -83,7 +88,7 @@ def test_mixup_targets_are_distributions_and_reproducible():
 def test_bootstrap_with_beta_one_is_cross_entropy_and_beta_is_checked():
     model, opt, x, y, _, _ = setup()
     a = create_method("bootstrap-soft", beta=1.0)
-    loss, _ = a.loss(model, opt, x, y, None, None)
+    loss, _ = a.loss(model, opt, x, y, Batch(x, y), StepContext(num_classes=K))
     torch.testing.assert_close(loss, F.cross_entropy(model(x), y))
     with pytest.raises(ValueError, match="bootstrap beta must be in"):
         create_method("bootstrap-hard", beta=1.5)
@@ -94,7 +99,7 @@ def test_gradient_clipping_reports_the_norm_and_bounds_the_update():
     model, _, x, y, mx, my = setup()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     before = [p.detach().clone() for p in model.parameters()]
-    out = create_method("ce", clip_grad=1e-3).step(model, opt, x, y, num_classes=K)
+    out = create_method("ce", clip_grad=1e-3).step(model, opt, Batch(x, y), StepContext(num_classes=K))
     assert out.stats["grad_norm"] > 1e-3
     moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     assert float(moved) <= 1e-3 * (1 + 1e-4)
@@ -121,7 +126,12 @@ def test_fused_forward_and_reverse_steps_give_the_same_update(name, use_mixup):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
         method = create_method(name, engine=engine, mixup=use_mixup)
         outs = [
-            method.step(model, opt, x, y, mx, my, num_classes=K, generator=torch.Generator().manual_seed(s))
+            method.step(
+                model,
+                opt,
+                Batch(x, y, meta_inputs=mx, meta_labels=my),
+                StepContext(num_classes=K, generator=torch.Generator().manual_seed(s)),
+            )
             for s in range(3)
         ]  # later steps have momentum buffers
         results[engine] = (outs, model.state_dict())

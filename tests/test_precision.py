@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 import l2b
-from l2b.methods import create_method
+from l2b.methods import Batch, StepContext, create_method
 from l2b.models import create_model
 from l2b.training import TrainConfig, build_model, trainer_for_config
 
@@ -44,7 +44,9 @@ def _steps(model, engine, autocast, n=2):
     outs = []
     for _ in range(n):  # the second step has momentum buffers
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            outs.append(method.step(model, opt, x, y, mx, my, num_classes=K))
+            outs.append(
+                method.step(model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=K))
+            )
     return outs
 
 

@@ -249,9 +249,9 @@ def fit(
             f"method {method!r} trains two networks: pass model=l2b.methods.TwoNetworks(net, other_net), two "
             "networks of the same architecture initialised differently"
         )
-    if algo.views > 1 and augment is None:
+    if algo.views and augment is None:
         raise ValueError(
-            f"method {method!r} trains on {algo.views} augmented views of every example: pass augment= "
+            f"method {method!r} trains on {1 + len(algo.views)} augmented views of every example: pass augment= "
             "(l2b.data.augment_batch for images, l2b.data.FeatureNoise(std) for other data)"
         )
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device

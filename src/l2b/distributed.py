@@ -9,8 +9,8 @@ device: gloo for CPU, nccl for CUDA. A training step then reads::
     optimizer = torch.optim.SGD(model.parameters(), ...)
     idx = shard(global_batch_indices, ctx.rank, ctx.world_size)           # this rank's examples
     m_idx = shard(global_meta_indices, ctx.rank, ctx.world_size)
-    out = method.step(model, optimizer, x[idx], y[idx], mx[m_idx], my[m_idx],
-                      num_classes=K, generator=generator, dist=ctx)
+    batch = Batch(x[idx], y[idx], meta_inputs=mx[m_idx], meta_labels=my[m_idx])
+    out = method.step(model, optimizer, batch, StepContext(num_classes=K, generator=generator, dist=ctx))
     alpha = gather_cat(out.alpha)              # (B_global,), rank order = global batch order
 
 Every rank draws the global batch and meta indices from a generator seeded alike, so they agree
@@ -274,7 +274,7 @@ def wrap_ddp(model: nn.Module, dist: DistContext, **ddp_options: Any) -> nn.Modu
 
     Rank 0's parameters and buffers are copied to every rank here. `ddp_options` go to
     ``torch.nn.parallel.DistributedDataParallel`` (e.g. ``broadcast_buffers``). Pass the wrapper
-    to ``Method.step(..., dist=dist)``; the meta weights are computed on ``wrapper.module``.
+    to ``Method.step`` with ``StepContext(dist=dist)``; the meta weights are computed on ``wrapper.module``.
     """
     if dist.device.type == "cuda":
         ddp_options.setdefault("device_ids", [dist.device.index])

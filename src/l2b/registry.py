@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 _REGISTRIES: dict[str, Registry] = {}
 # kind -> the module whose import fills its registry
-_MODULES = {"method": "l2b.methods", "model": "l2b.models", "engine": "l2b.meta.engines"}
+_MODULES = {"method": "l2b.methods", "model": "l2b.models", "engine": "l2b.meta.engines", "task": "l2b.tasks"}
 # kind -> its names as listed without importing torch (tests check them against the live registry)
 _STATIC_NAMES = {"engine": ENGINES}
 

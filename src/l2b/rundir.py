@@ -344,7 +344,8 @@ def write_data_info(out: Path, info: dict[str, Any]) -> None:
 def read_data_info(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's data.json as a dict, or None for a run written before l2b recorded it.
 
-    Keys: ``class_names`` (list of str, in label order), ``num_classes``, ``example_shape``,
+    Keys: ``task`` (:mod:`l2b.tasks`; runs written before it was recorded are classification),
+    ``class_names`` (list of str, in label order), ``num_classes``, ``example_shape``,
     ``truth_known`` (bool: whether the true training labels are known, so that figures against
     them exist), ``meta`` / ``selection`` / ``test`` (where each set came from, or None), and
     ``preprocessing`` (``scale``, ``mean``, ``std``; streamed images also ``image_size``)."""
@@ -357,6 +358,7 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} could not be read as JSON ({err})") from None
     if not isinstance(info, dict) or not isinstance(info.get("class_names"), list):
         raise ValueError(f"{path} has no 'class_names' list; it was not written by l2b")
+    info.setdefault("task", "classification")
     return info
 
 

@@ -247,7 +247,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
                 nets.append(create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden))
         model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
         augment = None
-        if algo.views > 1:  # two views of every row: Gaussian noise on the standardised features
+        if algo.views:  # two views of every row: Gaussian noise on the standardised features
             augment = FeatureNoise(0.3 if self.feature_noise is None else float(self.feature_noise))
         elif self.feature_noise is not None:
             augment = FeatureNoise(float(self.feature_noise))

@@ -15,8 +15,12 @@ from .base import (
     register_method,
 )
 from .dividemix import TwoNetworks
+from .step import VIEW_KINDS, Batch, StepContext
 
 __all__ = [
+    "VIEW_KINDS",
+    "Batch",
+    "StepContext",
     "METHODS",
     "Method",
     "NonFiniteStep",

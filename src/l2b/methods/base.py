@@ -3,7 +3,7 @@
 A method turns one noisy batch (and, for meta methods, one clean meta batch) into one optimizer
 step and returns a :class:`StepOutput` the trainer logs without knowing which method made it.
 
-Data parallelism: ``Method.step(..., dist=ctx)`` takes this process's shards of the noisy and
+Data parallelism: ``Method.step`` with ``StepContext(dist=...)`` takes this process's shards of the noisy and
 meta batches and a model wrapped in DistributedDataParallel; the update then equals the one a
 single process makes on the concatenated batches (see :meth:`Method.step`).
 """
@@ -24,6 +24,7 @@ from ..meta import Collective
 from ..names import did_you_mean
 from ..options import Option
 from ..registry import Registry
+from .step import VIEW_KINDS, Batch, StepContext
 
 
 def _options_of(cls: type[Method]) -> tuple[Option, ...]:
@@ -56,6 +57,9 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         differ = sorted(k for k, v in taken.items() if v is not None and v != declared[k])
         if differ:
             raise TypeError(f"method {name!r}: the constructor's defaults of {differ} differ from the declared ones")
+        unknown = sorted(kind for kind in cls.views.values() if kind not in VIEW_KINDS)
+        if unknown:
+            raise TypeError(f"method {name!r}: views of kind {unknown}; the kinds there are: {', '.join(VIEW_KINDS)}")
         METHODS.register(name)(cls)
         cls.name = name
         return cls
@@ -137,7 +141,7 @@ class StepOutput:
 
     Notes
     -----
-    Under data parallelism (``step(..., dist=...)``) ``loss`` and every stat are global (the
+    Under data parallelism (``StepContext.dist``) ``loss`` and every stat are global (the
     values of one process on the concatenated batch, the same on every replica), while
     ``alpha``, ``beta`` and ``pseudo_labels`` are this replica's entries, B = its shard's size
     (:func:`l2b.distributed.gather_cat` joins them in rank order).
@@ -152,10 +156,10 @@ class StepOutput:
 
 
 def predicted(logits: Tensor, targets: Tensor) -> Tensor | None:
-    """argmax of the logits the step trained on (B,), for the trainer's fit-to-the-labels
-    figures; None when the inputs were mixed (probability targets), whose predictions say
-    nothing about how each example's own label is fitted."""
-    return logits.detach().argmax(dim=1) if targets.dim() == 1 else None
+    """argmax over the classes of the logits the step trained on (B, *label_shape), for the
+    trainer's fit-to-the-labels figures; None when the inputs were mixed (probability targets,
+    float), whose predictions say nothing about how each example's own label is fitted."""
+    return None if targets.is_floating_point() else logits.detach().argmax(dim=1)
 
 
 def mixup(
@@ -273,8 +277,9 @@ class Method:
     uses_engine: ClassVar[bool] = False
     #: how many networks the method trains; the model it steps holds them (see l2b.methods.TwoNetworks)
     networks: ClassVar[int] = 1
-    #: augmented views of each noisy example its step takes (``inputs`` plus ``views - 1`` in ``views=``)
-    views: ClassVar[int] = 1
+    #: more views of each noisy example its step takes, name -> augmentation kind (one of
+    #: :data:`l2b.methods.step.VIEW_KINDS`); ``Batch.views`` holds them by name
+    views: ClassVar[dict[str, str]] = {}
     #: keyword options for DistributedDataParallel around its model
     ddp_options: ClassVar[dict[str, Any]] = {}
 
@@ -339,36 +344,21 @@ class Method:
         optimizer: torch.optim.Optimizer,
         inputs: Tensor,
         targets: Tensor,
-        meta_inputs: Tensor | None,
-        meta_labels: Tensor | None,
-        *,
-        dist: Collective | None = None,
+        batch: Batch,
+        ctx: StepContext,
     ) -> tuple[Tensor, StepOutput]:
         """Return the scalar loss to back-propagate and the step's report (loss filled in later).
 
-        `targets` are class indices (B,) or, under mixup, probability targets (B, K). With `dist`,
-        `model` may be a DistributedDataParallel wrapper (run the real forward through it) and
-        the loss must be this replica's share scaled so that DDP's average of the replicas'
-        gradients is the gradient of the single-process loss on the concatenated batch
-        (see :func:`batch_mean`).
+        `inputs` (B, ...) and `targets` are the batch's, mixed up when the method mixes: class
+        indices (B,) or probability targets (B, K). `batch` holds the rest (the meta batch).
+        Under data parallelism (``ctx.dist``), `model` may be a DistributedDataParallel wrapper
+        (run the real forward through it) and the loss must be this replica's share scaled so that
+        DDP's average of the replicas' gradients is the gradient of the single-process loss on the
+        concatenated batch (see :func:`batch_mean`).
         """
         raise NotImplementedError
 
-    def step(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        inputs: Tensor,
-        labels: Tensor,
-        meta_inputs: Tensor | None = None,
-        meta_labels: Tensor | None = None,
-        *,
-        num_classes: int,
-        generator: torch.Generator | None = None,
-        dist: Collective | None = None,
-        index: Tensor | None = None,
-        views: tuple[Tensor, ...] = (),
-    ) -> StepOutput:
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, ctx: StepContext) -> StepOutput:
         """One training step: (mixup), loss, backward, (clip), optimizer step.
 
         Raises :class:`NonFiniteStep` before the optimizer step when the gradient is not finite
@@ -381,50 +371,41 @@ class Method:
             The model to train (a DistributedDataParallel wrapper under data parallelism).
         optimizer : torch.optim.Optimizer
             Steps `model`'s parameters.
-        inputs : Tensor, shape (B, ...)
-            The noisy batch.
-        labels : Tensor, shape (B,), int64
-            The observed labels.
-        meta_inputs, meta_labels : Tensor, shape (M, ...) and (M,), or None
-            The clean meta batch, for meta methods.
-        num_classes : int
-            Number of classes K.
-        generator : torch.Generator or None
-            All of the step's randomness (mixup, for instance) draws from it.
-        index : Tensor, shape (B_global,), or None
-            The batch's positions in the training set (the whole global batch under data
-            parallelism), for methods that keep per-example state; the base step ignores it.
-        views : tuple of Tensor
-            More augmented views of the noisy batch, each (B, ...), for methods with
-            ``views > 1`` (``inputs`` is the first); empty otherwise.
-        dist : Collective or None
-            Data parallelism (e.g. :class:`l2b.distributed.DistContext`): `model` is wrapped in
-            DistributedDataParallel (refused otherwise when world_size > 1), the batches are this
-            replica's shards of the global noisy and meta batches (concatenated in rank order;
-            sizes may differ, e.g. ``torch.tensor_split``), and every replica calls ``step`` with
-            the same method, optimizer settings and generator state. Meta weights are computed
-            on the unwrapped module with global reductions; the real forward and backward run
-            through the wrapper, whose gradient averaging then yields the single-process gradient
-            of the concatenated batch; clipping acts on that averaged gradient, so parameters
-            and momentum buffers stay identical on every replica and equal those of one process
-            (exactly for models without coupling between samples; BatchNorm uses each shard's
-            statistics, as DDP does, and mixup mixes within each shard: see :func:`mixup`).
+        batch : Batch
+            The noisy batch (``inputs`` (B, ...), ``labels`` (B,) int64), its ``index`` for
+            methods that keep per-example state, the clean meta batch for meta methods, and the
+            ``views`` the method declares (:attr:`views`).
+        ctx : StepContext
+            ``num_classes``; ``generator``, from which all of the step's randomness (mixup, for
+            instance) draws; the epoch progress; and ``dist``, for data parallelism (e.g.
+            :class:`l2b.distributed.DistContext`): `model` is wrapped in DistributedDataParallel
+            (refused otherwise when world_size > 1), the batches are this replica's shards of the
+            global noisy and meta batches (concatenated in rank order; sizes may differ, e.g.
+            ``torch.tensor_split``), and every replica calls ``step`` with the same method,
+            optimizer settings and generator state. Meta weights are computed on the unwrapped
+            module with global reductions; the real forward and backward run through the wrapper,
+            whose gradient averaging then yields the single-process gradient of the concatenated
+            batch; clipping acts on that averaged gradient, so parameters and momentum buffers stay
+            identical on every replica and equal those of one process (exactly for models without
+            coupling between samples; BatchNorm uses each shard's statistics, as DDP does, and
+            mixup mixes within each shard: see :func:`mixup`).
         """
-        if self.needs_meta and (meta_inputs is None or meta_labels is None):
+        dist = ctx.dist
+        if self.needs_meta and (batch.meta_inputs is None or batch.meta_labels is None):
             raise ValueError(f"method {self.name!r} needs a clean meta batch")
         _check_distributed(model, dist)
         model.train()
-        targets: Tensor = labels
+        inputs, targets = batch.inputs, batch.labels
         if self.mixup:
             inputs, targets = mixup(
                 inputs,
-                labels,
-                num_classes,
+                batch.labels,
+                ctx.num_classes,
                 alpha=self.mixup_alpha,
-                generator=generator,
+                generator=ctx.generator,
                 shard=None if dist is None else dist.rank,
             )
-        loss, out = self.loss(model, optimizer, inputs, targets, meta_inputs, meta_labels, dist=dist)
+        loss, out = self.loss(model, optimizer, inputs, targets, batch, ctx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _check_finite_gradients(p for group in optimizer.param_groups for p in group["params"])

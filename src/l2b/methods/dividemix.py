@@ -29,6 +29,7 @@ Where this differs from the published code (github.com/LiJunnan1992/DivideMix), 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import create_engine
+from ..meta import Collective, create_engine
 from ..options import Option
 from .base import (
     Method,
@@ -48,15 +49,21 @@ from .base import (
     unwrap_model,
 )
 from .meta import WEIGHT_OPTIONS
+from .step import Batch, StepContext
 
 __all__ = [
     "DivideMix",
     "DivideMixL2B",
+    "MixMatchBatch",
     "TwoNetworks",
     "clean_probability",
+    "co_divide",
     "co_guessed_targets",
     "co_refined_targets",
     "mixmatch_loss",
+    "mixmatch_step",
+    "mixmatch_targets",
+    "network_losses",
     "sharpen",
     "unlabelled_weight",
 ]
@@ -175,6 +182,130 @@ def mixmatch_loss(
     return loss, {"loss_x": float(lx.detach()), "loss_u": float(lu.detach()), "penalty": float(penalty.detach())}
 
 
+@torch.no_grad()
+def network_losses(pair: TwoNetworks, train, *, device: torch.device) -> Tensor:
+    """Each network's per-example cross-entropy on the training set (eval mode, evaluation
+    view), normalised to [0, 1]: (2, N) float. `train` is a batch source (``labels`` (N,),
+    ``eval_batches``)."""
+    labels = train.labels.to(device)
+    losses = []
+    for net in pair.nets:
+        was = net.training
+        net.eval()
+        logits = torch.cat([net(x.to(device)) for x in train.eval_batches(1024, device)])
+        net.train(was)
+        losses.append(normalised(F.cross_entropy(logits.float(), labels, reduction="none")).cpu())
+    return torch.stack(losses)
+
+
+def co_divide(history: list[Tensor], *, seed: int) -> Tensor:
+    """DivideMix's division: the losses of the last epochs (each (2, N)) averaged, then one
+    two-component mixture per network (:func:`clean_probability`). Returns the clean
+    probabilities (2, N) float64; network i's are what network 1 - i trains with."""
+    averaged = torch.stack(history).mean(0).double().numpy()  # (2, N)
+    return torch.from_numpy(np.stack([clean_probability(a, seed=seed) for a in averaged]))
+
+
+@dataclass
+class MixMatchBatch:
+    """One network's MixMatch batch before mixing (what :func:`mixmatch_targets` builds).
+
+    Attributes
+    ----------
+    inputs : Tensor, shape (n, ...)
+        Both views of the labelled examples, then both views of the unlabelled ones.
+    targets : Tensor, shape (n, K)
+        Their soft targets: co-refined (labelled rows), co-guessed (unlabelled rows).
+    num_labelled : int
+        How many of the first rows come from labelled examples (twice their count).
+    labelled_inputs, labelled_labels : Tensor (L, ...) and (L,)
+        The first view of the labelled examples and their given labels.
+    labelled_share : float
+        The share of the batch labelled by the division.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    num_labelled: int
+    labelled_inputs: Tensor
+    labelled_labels: Tensor
+    labelled_share: float
+
+
+@torch.no_grad()
+def mixmatch_targets(
+    net: nn.Module,
+    other: nn.Module,
+    x1: Tensor,
+    x2: Tensor,
+    labels: Tensor,
+    clean_prob: Tensor,
+    *,
+    p_threshold: float,
+    temperature: float,
+    num_classes: int,
+) -> MixMatchBatch:
+    """Split a batch by the other network's clean probability `clean_prob` (B,) at
+    `p_threshold`, then co-refine the labelled part's targets (:func:`co_refined_targets`) and
+    co-guess the unlabelled part's (:func:`co_guessed_targets`) from both networks' predictions
+    on both views `x1`, `x2` (B, ...). As published: `net` (the trained one) in train mode,
+    `other` in eval mode (and back in train mode after)."""
+    labelled = clean_prob > p_threshold
+    net.train()
+    other.eval()
+    p1, p2 = torch.softmax(net(x1), 1), torch.softmax(net(x2), 1)
+    q1, q2 = torch.softmax(other(x1), 1), torch.softmax(other(x2), 1)
+    other.train()
+    tx = co_refined_targets(
+        p1[labelled],
+        p2[labelled],
+        labels[labelled],
+        clean_prob[labelled],
+        num_classes=num_classes,
+        temperature=temperature,
+    )
+    u = ~labelled
+    tu = co_guessed_targets([p1[u], p2[u], q1[u], q2[u]], temperature=temperature)
+    return MixMatchBatch(
+        inputs=torch.cat([x1[labelled], x2[labelled], x1[u], x2[u]]),
+        targets=torch.cat([tx, tx, tu, tu]),
+        num_labelled=2 * int(labelled.sum()),
+        labelled_inputs=x1[labelled],
+        labelled_labels=labels[labelled],
+        labelled_share=float(labelled.double().mean()),
+    )
+
+
+def mixmatch_step(
+    model: nn.Module,
+    i: int,
+    optimizer: torch.optim.Optimizer,
+    batch: MixMatchBatch,
+    *,
+    mix_alpha: float,
+    weight_u: float,
+    generator: torch.Generator | None,
+    dist: Collective | None,
+    clip_grad: float | None,
+) -> tuple[float, dict[str, float]]:
+    """One MixMatch step of network `i` of `model` (a TwoNetworks, or its DDP wrapper): mix the
+    batch with lambda' = max(lambda, 1 - lambda), lambda ~ Beta(mix_alpha, mix_alpha), one
+    permutation; the loss :func:`mixmatch_loss`; back-propagate, clip, step. Returns the loss and
+    its terms (``labelled`` too: the labelled share)."""
+    lam, perm = mix_coefficients(
+        len(batch.inputs), alpha=mix_alpha, generator=generator, shard=None if dist is None else dist.rank
+    )
+    lam = max(lam, 1 - lam)
+    perm = perm.to(batch.inputs.device)
+    mixed = lam * batch.inputs + (1 - lam) * batch.inputs[perm]
+    mixed_targets = lam * batch.targets + (1 - lam) * batch.targets[perm]
+    logits = model(mixed, net=i)
+    loss, terms = mixmatch_loss(logits, mixed_targets, batch.num_labelled, weight_u=weight_u)
+    _optimizer_step(model, optimizer, loss, clip_grad)
+    terms["labelled"] = batch.labelled_share
+    return float(loss.detach()), terms
+
+
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, clip: float | None) -> None:
     """Back-propagate `loss`, refuse a non-finite gradient, clip, step."""
     optimizer.zero_grad(set_to_none=True)
@@ -209,7 +340,7 @@ class DivideMixWarmup(Method):
     confidence penalty (the mean negative entropy of the predictions), as published."""
 
     networks = 2
-    views = 2
+    views = {"second": "weak"}
     ddp_options = {"find_unused_parameters": True}
     name = "dividemix-warmup"
 
@@ -217,25 +348,12 @@ class DivideMixWarmup(Method):
         super().__init__(**common)
         self.confidence_penalty = bool(confidence_penalty)
 
-    def step(
-        self,
-        model,
-        optimizer,
-        inputs,
-        labels,
-        meta_inputs=None,
-        meta_labels=None,
-        *,
-        num_classes,
-        generator=None,
-        dist=None,
-        index=None,
-        views=(),
-    ):
+    def step(self, model, optimizer, batch: Batch, ctx: StepContext) -> StepOutput:
         _check_pair(model, "dividemix")
+        inputs, labels, dist = batch.inputs, batch.labels, ctx.dist
         model.train()
         losses, logits_all = [], []
-        for i, x in enumerate((inputs, views[0] if views else inputs)):
+        for i, x in enumerate((inputs, batch.views.get("second", inputs))):
             logits = model(x, net=i)
             loss = F.cross_entropy(logits, labels)
             if self.confidence_penalty:
@@ -279,7 +397,7 @@ class DivideMix(Method):
     """
 
     networks = 2
-    views = 2
+    views = {"second": "weak"}
     ddp_options = {"find_unused_parameters": True}
     options = (
         Option(
@@ -360,14 +478,10 @@ class DivideMix(Method):
             int(loss_history),
         )
         self.confidence_penalty = bool(confidence_penalty)
-        # State (checkpointed): the two networks' clean probabilities (2, N), their loss history,
-        # the first DivideMix epoch and how far the current one has come.
+        # State (checkpointed): the two networks' clean probabilities (2, N) and their loss history.
+        # How far training has come is the trainer's (StepContext.progress).
         self.clean_prob: Tensor | None = None
         self.history: list[Tensor] = []
-        self.first_epoch: int | None = None
-        self.epoch = 0
-        self.seen = 0
-        self.num_examples = 0
 
     def warmup_method(self) -> Method:
         return DivideMixWarmup(confidence_penalty=self.confidence_penalty, clip_grad=self.clip_grad)
@@ -378,42 +492,20 @@ class DivideMix(Method):
     # -- epoch start: the co-divide ---------------------------------------------------------------
     @torch.no_grad()
     def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
-        """Each network's normalised per-example losses (eval mode, evaluation view) -> the
-        mixture -> its clean probabilities; returns the labelled shares for the record."""
+        """The co-divide (:func:`co_divide`); returns the labelled shares for the record."""
         pair = _check_pair(model, self.name)
-        labels = train.labels.to(device)
-        losses = []
-        for net in pair.nets:
-            was = net.training
-            net.eval()
-            logits = torch.cat([net(x.to(device)) for x in train.eval_batches(1024, device)])
-            net.train(was)
-            losses.append(normalised(F.cross_entropy(logits.float(), labels, reduction="none")).cpu())
-        self.history = (self.history + [torch.stack(losses)])[-self.loss_history :]
-        averaged = torch.stack(self.history).mean(0).double().numpy()  # (2, N)
-        self.clean_prob = torch.from_numpy(np.stack([clean_probability(a, seed=epoch) for a in averaged]))
-        if self.first_epoch is None:
-            self.first_epoch = epoch
-        self.epoch, self.seen, self.num_examples = epoch, 0, len(labels)
+        self.history = (self.history + [network_losses(pair, train, device=device)])[-self.loss_history :]
+        self.clean_prob = co_divide(self.history, seed=epoch)
         labelled = (self.clean_prob > self.p_threshold).double().mean(1)
         return {"labelled_share_0": float(labelled[0]), "labelled_share_1": float(labelled[1])}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "clean_prob": self.clean_prob,
-            "history": list(self.history),
-            "first_epoch": self.first_epoch,
-            "epoch": self.epoch,
-            "seen": self.seen,
-            "num_examples": self.num_examples,
-        }
+        return {"clean_prob": self.clean_prob, "history": list(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # checkpoints of earlier versions also hold epoch counters: the trainer's now (StepContext)
         self.clean_prob = state.get("clean_prob")
         self.history = list(state.get("history", []))
-        self.first_epoch = state.get("first_epoch")
-        self.epoch, self.seen = int(state.get("epoch", 0)), int(state.get("seen", 0))
-        self.num_examples = int(state.get("num_examples", 0))
 
     def per_example_outputs(self) -> dict[str, np.ndarray]:
         """``clean_prob``: the mean of the two networks' last clean probabilities (N,), a
@@ -423,82 +515,64 @@ class DivideMix(Method):
         return {"clean_prob": self.clean_prob.double().mean(0).numpy()}
 
     # -- the step ---------------------------------------------------------------------------------
-    def step(
-        self,
-        model,
-        optimizer,
-        inputs,
-        labels,
-        meta_inputs=None,
-        meta_labels=None,
-        *,
-        num_classes,
-        generator=None,
-        dist=None,
-        index=None,
-        views=(),
-    ):
-        """Network 0 then network 1, each on the division made by the other (co-divide)."""
+    def step(self, model, optimizer, batch: Batch, ctx: StepContext) -> StepOutput:
+        """Network 0 then network 1, each on the division made by the other (co-divide): for
+        each, :func:`mixmatch_targets`, :func:`mixmatch_step`, then :meth:`after_mixmatch`."""
         pair = _check_pair(model, self.name)
-        if self.clean_prob is None or index is None or not views:
+        if self.clean_prob is None or batch.index is None or "second" not in batch.views:
             raise ValueError(
                 f"{self.name}: a step needs the epoch's division (start_epoch), the batch index and "
-                "two views of the batch"
+                "the batch's second view (Batch.views['second'])"
             )
-        rows = _my_rows(index, dist).cpu()
-        progress = self.epoch - self.first_epoch + self.seen / max(self.num_examples, 1)
-        weight_u = unlabelled_weight(progress, lambda_u=self.lambda_u, rampup_epochs=self.rampup_epochs)
+        inputs, dist = batch.inputs, ctx.dist
+        rows = _my_rows(batch.index, dist).cpu()
+        weight_u = unlabelled_weight(ctx.progress, lambda_u=self.lambda_u, rampup_epochs=self.rampup_epochs)
         losses, stats = [], {}
         for i in (0, 1):
             w = self.clean_prob[1 - i][rows].to(device=inputs.device, dtype=inputs.dtype)
-            loss, terms, mixmatch_batch = self._train_network(
-                model, pair, optimizer, i, inputs, views[0], labels, w, num_classes, generator, weight_u, dist
+            mixmatch = mixmatch_targets(
+                pair.nets[i],
+                pair.nets[1 - i],
+                inputs,
+                batch.views["second"],
+                batch.labels,
+                w,
+                p_threshold=self.p_threshold,
+                temperature=self.sharpen_temperature,
+                num_classes=ctx.num_classes,
+            )
+            loss, terms = mixmatch_step(
+                model,
+                i,
+                optimizer,
+                mixmatch,
+                mix_alpha=self.mix_alpha,
+                weight_u=weight_u,
+                generator=ctx.generator,
+                dist=dist,
+                clip_grad=self.clip_grad,
             )
             losses.append(loss)
             stats.update({f"{k}_{i}": v for k, v in terms.items()})
-            if i == 0:
-                stats.update(self._after_first(model, pair, optimizer, mixmatch_batch, meta_inputs, meta_labels, dist))
-        self.seen += len(index)
+            stats.update(self.after_mixmatch(i, model, optimizer, mixmatch, batch, ctx))
         loss = float(np.mean(losses))
         if dist is not None:
             loss = float(dist.sum(torch.tensor([loss], device=inputs.device))[0]) / dist.world_size
         stats["weight_u"] = weight_u
         return StepOutput(loss=loss, stats=stats)
 
-    def _train_network(self, model, pair, optimizer, i, x1, x2, labels, w, num_classes, generator, weight_u, dist):
-        """One MixMatch step of network i; returns its loss, the loss terms and the unmixed batch
-        (inputs (n, ...), soft targets (n, K), labelled rows first, and the labelled mask)."""
-        net, other = pair.nets[i], pair.nets[1 - i]
-        labelled = w > self.p_threshold
-        T = self.sharpen_temperature
-        with torch.no_grad():
-            # the published code: the trained network in train mode, the other one fixed (eval)
-            net.train()
-            other.eval()
-            p1, p2 = torch.softmax(net(x1), 1), torch.softmax(net(x2), 1)
-            q1, q2 = torch.softmax(other(x1), 1), torch.softmax(other(x2), 1)
-            other.train()
-            tx = co_refined_targets(
-                p1[labelled], p2[labelled], labels[labelled], w[labelled], num_classes=num_classes, temperature=T
-            )
-            u = ~labelled
-            tu = co_guessed_targets([p1[u], p2[u], q1[u], q2[u]], temperature=T)
-        inputs = torch.cat([x1[labelled], x2[labelled], x1[u], x2[u]])
-        targets = torch.cat([tx, tx, tu, tu])
-        lam, perm = mix_coefficients(
-            len(inputs), alpha=self.mix_alpha, generator=generator, shard=None if dist is None else dist.rank
-        )
-        lam = max(lam, 1 - lam)
-        perm = perm.to(inputs.device)
-        mixed, mixed_targets = lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
-        logits = model(mixed, net=i)
-        loss, terms = mixmatch_loss(logits, mixed_targets, 2 * int(labelled.sum()), weight_u=weight_u)
-        _optimizer_step(model, optimizer, loss, self.clip_grad)
-        terms["labelled"] = float(labelled.double().mean())
-        return float(loss.detach()), terms, (inputs, targets, x1[labelled], labels[labelled])
-
-    def _after_first(self, model, pair, optimizer, batch, meta_inputs, meta_labels, dist) -> dict[str, float]:
-        """What follows network 0's step: nothing for DivideMix (the L2B step for DivideMixL2B)."""
+    def after_mixmatch(
+        self,
+        i: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mixmatch: MixMatchBatch,
+        batch: Batch,
+        ctx: StepContext,
+    ) -> dict[str, float]:
+        """What follows network `i`'s MixMatch step, given that step's un-mixed batch; returns
+        scalars for the step's record. Nothing for DivideMix; DivideMix-L2B's L2B step after
+        network 0. The hook through which a combination with DivideMix adds its own step."""
         return {}
 
 
@@ -569,16 +643,23 @@ class DivideMixL2B(DivideMix):
         self.l2b_clip_grad = l2b_clip_grad
         self.needs_meta = meta_split == "clean"
 
-    def _after_first(self, model, pair, optimizer, batch, meta_inputs, meta_labels, dist) -> dict[str, float]:
-        inputs, targets, labelled_x, labelled_y = batch
+    def after_mixmatch(self, i, model, optimizer, mixmatch, batch, ctx) -> dict[str, float]:
+        """The L2B step, after network 0's MixMatch step: its un-mixed inputs with their soft
+        targets, weighted from the meta batch (see the class)."""
+        if i != 0:
+            return {}
+        dist = ctx.dist
+        meta_inputs, meta_labels = batch.meta_inputs, batch.meta_labels
         if self.meta_split == "labelled":
-            meta_inputs, meta_labels = labelled_x, labelled_y
+            meta_inputs, meta_labels = mixmatch.labelled_inputs, mixmatch.labelled_labels
         if meta_inputs is None or len(meta_inputs) < 2:
             return {"l2b_skipped": 1.0}  # fewer than two labelled examples: no meta batch this step
+        pair = _check_pair(model, self.name)
+        targets = mixmatch.targets
         logits, mw = self._engine.step(
             pair.member(0),
             lambda x: model(x, net=0),  # the real forward, through a DDP wrapper too
-            inputs=inputs,
+            inputs=mixmatch.inputs,
             targets=targets,
             meta_inputs=meta_inputs,
             meta_labels=meta_labels,

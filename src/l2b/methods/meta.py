@@ -56,7 +56,7 @@ class _MetaMethod(Method):
         dual forward is the real step's forward (as ``fused``, tangents in the tail only), so the
         blocks before the tail cost nothing extra. Both hold the rest of the network fixed in
         the virtual step: cheaper, and not the same weights (see docs/meta-gradient.md).
-        Under data parallelism (``step(..., dist=...)``) ``forward``, ``reverse`` and ``head`` give
+        Under data parallelism (``StepContext.dist``) ``forward``, ``reverse`` and ``head`` give
         the single-process weights of the concatenated batches, and ``tail`` does too by the
         ``forward`` route (weights on the bare module, then the real forward through the wrapper:
         one more forward of the blocks before the tail); ``fused`` is refused, because its real
@@ -95,7 +95,7 @@ class _MetaMethod(Method):
         self.engine, self.normalize, self.temperature = engine, normalize, float(temperature)
         self.head, self.tail_modules = head, tail_modules
 
-    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+    def loss(self, model, optimizer, inputs, targets, batch, ctx):
         """The weights (the engine's in-step form: it may share the real forward), then the
         weighted loss of the real forward's logits.
 
@@ -105,6 +105,7 @@ class _MetaMethod(Method):
         concatenated batch is the sum over replicas of each one's weighted sum; DDP divides the
         summed gradients by world_size, hence each replica back-propagates world_size times its part.
         """
+        dist = ctx.dist
         if dist is not None:
             self._check_distributed(model, dist)
         logits, mw = self._engine.step(
@@ -112,8 +113,8 @@ class _MetaMethod(Method):
             model,
             inputs=inputs,
             targets=targets,
-            meta_inputs=meta_inputs,
-            meta_labels=meta_labels,
+            meta_inputs=batch.meta_inputs,
+            meta_labels=batch.meta_labels,
             optimizer=optimizer,
             method=self.rows,
             collective=dist,

@@ -21,12 +21,12 @@ def _as_probs(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
 class CrossEntropy(Method):
     """Plain (empirical risk) cross-entropy on the observed labels."""
 
-    def loss(self, model, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+    def loss(self, model, optimizer, inputs, targets, batch, ctx):
         logits = model(inputs)
         out = StepOutput(loss=0.0, predictions=predicted(logits, targets))
-        if dist is None:
+        if ctx.dist is None:
             return F.cross_entropy(logits, targets), out
-        return batch_mean(F.cross_entropy(logits, targets, reduction="none"), dist), out
+        return batch_mean(F.cross_entropy(logits, targets, reduction="none"), ctx.dist), out
 
 
 class _Bootstrap(Method):
@@ -50,12 +50,12 @@ class _Bootstrap(Method):
     def prediction_target(self, probs: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, optimizer, inputs, targets, meta_inputs, meta_labels, *, dist=None):
+    def loss(self, model: nn.Module, optimizer, inputs, targets, batch, ctx):
         logits = model(inputs)
         log_q = F.log_softmax(logits, dim=1)
         observed = _as_probs(targets, logits.shape[1], logits.dtype)
         target = self.beta * observed + (1.0 - self.beta) * self.prediction_target(log_q.exp())
-        return batch_mean(-(target * log_q).sum(dim=1), dist), StepOutput(
+        return batch_mean(-(target * log_q).sum(dim=1), ctx.dist), StepOutput(
             loss=0.0, predictions=predicted(logits, targets)
         )
 

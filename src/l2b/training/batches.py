@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import shard as shard_rows
+from ..methods.step import Batch
 
 __all__ = ["Batch", "EpochCursor", "TensorData", "take_shard"]
 
@@ -66,24 +67,6 @@ class EpochCursor:
     def from_state(cls, state: dict[str, Any]) -> EpochCursor:
         known = {f.name for f in fields(cls)}
         return cls(**copy.deepcopy({k: v for k, v in state.items() if k in known}))
-
-
-@dataclass
-class Batch:
-    """One step's data, this process's shard under data parallelism.
-
-    index : (B_global,) positions of the noisy batch in the training set;  inputs (B, ...),
-    labels (B,) int64: the noisy batch;  meta_inputs (M, ...), meta_labels (M,): the clean meta
-    batch, or None when the method needs none;  views : more augmented views of the noisy batch,
-    each (B, ...), for methods that take several (DivideMix: two).
-    """
-
-    index: Tensor
-    inputs: Tensor
-    labels: Tensor
-    meta_inputs: Tensor | None = None
-    meta_labels: Tensor | None = None
-    views: tuple[Tensor, ...] = ()
 
 
 def take_shard(batch: Tensor, shard: tuple[int, int] | None) -> Tensor:
@@ -128,11 +111,13 @@ class TensorData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
-        views: int = 1,
+        views: tuple[str, ...] = (),
     ) -> Iterator[Batch]:
-        """The batches from ``cursor.step`` on. Per step, drawn in this order from `generator`:
-        the meta rows (`next_meta`, when `meta` is given), then the noisy batch's augmentation
-        (once per view), then the meta batch's. Augmentation is drawn for the whole batch, then
+        """The batches from ``cursor.step`` on, with the named extra `views` of the noisy batch
+        (each another draw of the augmentation; copies of the inputs without one). Per step,
+        drawn in this order from `generator`: the meta rows (`next_meta`, when `meta` is given),
+        then the noisy batch's augmentation (once for the inputs, once per view), then the meta
+        batch's. Augmentation is drawn for the whole batch, then
         sharded, so every process sees what one process would."""
         rows = cursor.rows
         for step in range(cursor.step, cursor.n_batches):
@@ -143,11 +128,13 @@ class TensorData:
             if meta is not None:
                 m_idx = next_meta().to(meta.inputs.device)
                 mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-            xs = [x] * views
+            xs = [x] * (1 + len(views))
             if augment is not None:
-                xs = [augment(x, generator=generator) for _ in range(views)]
+                xs = [augment(x, generator=generator) for _ in range(1 + len(views))]
                 mx = None if mx is None else augment(mx, generator=generator)
             xs, y = [take_shard(v, shard) for v in xs], take_shard(y, shard)
             if mx is not None:
                 mx, my = take_shard(mx, shard), take_shard(my, shard)
-            yield Batch(idx, xs[0], y, mx, my, tuple(xs[1:]))
+            yield Batch(
+                inputs=xs[0], labels=y, index=idx, meta_inputs=mx, meta_labels=my, views=dict(zip(views, xs[1:]))
+            )

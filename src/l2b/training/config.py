@@ -335,7 +335,7 @@ class TrainConfig:
             self.data == "digits"
             and not self.augment
             and self.feature_noise is None
-            and method_class(self.method).views > 1
+            and bool(method_class(self.method).views)
         )
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -365,7 +365,7 @@ class TrainConfig:
                 values[key] = None
         if values["noise"] is None and "noise_rate" not in changes and values["noise_rate"] == DEFAULT_NOISE_RATE:
             values["noise_rate"] = None  # filled in again if the new data's noise takes a rate
-        if "feature_noise" not in changes and self.data == "digits" and method_class(self.method).views > 1:
+        if "feature_noise" not in changes and self.data == "digits" and bool(method_class(self.method).views):
             if self.feature_noise == DIGITS_FEATURE_NOISE:  # filled in for the old method: refilled if needed
                 values["feature_noise"] = None
         values.update(changes)

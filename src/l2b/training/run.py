@@ -503,6 +503,7 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
     prep = preprocessing_of(data.train)
     info: dict[str, Any] = {
         "data": data.config.data,
+        "task": "classification",  # l2b train's only task so far (l2b.tasks)
         "class_names": list(data.class_names),
         "num_classes": data.num_classes,
         "example_shape": list(data.example_shape),

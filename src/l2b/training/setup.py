@@ -95,9 +95,9 @@ def build_augmentation(config: TrainConfig, *, streamed: bool = False):
         return augment_batch
     if config.feature_noise is not None:
         return FeatureNoise(config.feature_noise)
-    if method_class(config.method).views > 1 and not streamed:
+    if method_class(config.method).views and not streamed:
         raise ValueError(
-            f"method {config.method!r} trains on {method_class(config.method).views} augmented views of every "
+            f"method {config.method!r} trains on {1 + len(method_class(config.method).views)} augmented views of every "
             "example: set augment: true (images) or feature_noise: STD (Gaussian noise, the stand-in for data "
             "without an image augmentation, e.g. digits or feature vectors)"
         )

@@ -161,10 +161,11 @@ class StreamData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
-        views: int = 1,
+        views: tuple[str, ...] = (),
     ) -> Iterator[Batch]:
         """The planned batches from ``cursor.step`` on, decoded by DataLoader workers (this
-        process's shards only), each noisy example in `views` augmented views. Augmentation is
+        process's shards only), each noisy example also in the named extra `views` (each another
+        draw of the augmentation). Augmentation is
         the loader's, seeded per example from the plan, so `augment`, `generator` and `next_meta`
         are not used here."""
         rows = cursor.rows
@@ -177,14 +178,21 @@ class StreamData:
             first_step=cursor.step,
             device=device,
             shard=shard,
-            views=views,
+            views=1 + len(views),
         )
         try:
             for step in range(cursor.step, cursor.n_batches):
                 xs, mx = next(loader)
                 y = take_shard(self.labels[rows[step]], shard).to(device)
                 my = None if mx is None else take_shard(meta.labels[meta_plan[step]], shard).to(device)
-                yield Batch(rows[step], xs[0], y, mx, my, tuple(xs[1:]))
+                yield Batch(
+                    inputs=xs[0],
+                    labels=y,
+                    index=rows[step],
+                    meta_inputs=mx,
+                    meta_labels=my,
+                    views=dict(zip(views, xs[1:])),
+                )
         finally:
             loader.close()  # stops the DataLoader workers
 

@@ -28,9 +28,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..distributed import DistContext, broadcast_object, gather_cat, wrap_ddp
-from ..methods import Method, NonFiniteStep, StepOutput
+from ..methods import Batch, Method, NonFiniteStep, StepContext, StepOutput
 from ..reports import training_signal
-from .batches import Batch, EpochCursor, TensorData
+from ..tasks import Task, get_task
+from .batches import EpochCursor, TensorData
 from .optim import batches_per_epoch
 from .streams import StreamData
 
@@ -88,17 +89,18 @@ def predict_proba(model: nn.Module, inputs: Tensor | Source, *, batch_size: int 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Source, *, batch_size: int = 256) -> tuple[float, float]:
-    """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`."""
+def evaluate(
+    model: nn.Module, data: Source, *, batch_size: int = 256, task: Task | str = "classification"
+) -> tuple[float, float]:
+    """Eval-mode (accuracy, mean cross-entropy) of `model` on `data`, as `task` scores them."""
     probs = predict_proba(model, data, batch_size=batch_size)
-    labels = data.labels.to(probs.device)
-    acc = float((probs.argmax(1) == labels).float().mean())
-    nll = float(-torch.log(probs[torch.arange(len(data)), labels].clamp_min(1e-12)).mean())
-    return acc, nll
+    scores = get_task(task).scores(probs, data.labels)
+    return scores["accuracy"], scores["loss"]
 
 
 class PerExample:
-    """Per-example statistics, indexed like the training set (N,).
+    """Per-example statistics, indexed like the training set (N,); ``pseudo`` and ``pred`` have
+    the shape of the labels (N, *label_shape).
 
     ``alpha`` / ``beta`` / ``pseudo``: the latest epoch's values (alpha, beta scaled by the batch
     size, so uniform weighting reads 1; NaN / -1 where not yet seen). ``pred``: the class each
@@ -107,10 +109,10 @@ class PerExample:
     every epoch that produced weights, for averages.
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, label_shape: tuple[int, ...] = ()):
         self.alpha, self.beta = np.full(n, np.nan), np.full(n, np.nan)
-        self.pseudo = np.full(n, -1, dtype=np.int64)
-        self.pred = np.full(n, -1, dtype=np.int64)
+        self.pseudo = np.full((n, *label_shape), -1, dtype=np.int64)
+        self.pred = np.full((n, *label_shape), -1, dtype=np.int64)
         self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
         self.epochs = 0
 
@@ -213,6 +215,10 @@ class Trainer:
         The test set passed to :meth:`fit` is evaluated after every `test_every`-th epoch, the
         last epoch and every epoch that improves the meta accuracy (so the selected epoch's
         figure is always there); other records have no ``test_accuracy``.
+    task : Task or str
+        What depends on the kind of label (:mod:`l2b.tasks`): the label shape, the evaluation
+        figures and the per-example record. Default ``"classification"``; a task whose costs
+        the meta-gradient engines cannot weigh refuses the meta methods here.
     autocast_dtype : torch.dtype or None
         Run every training step (forward and backward) under :func:`torch.autocast` with this
         dtype (e.g. ``torch.bfloat16``, ``precision: bf16``). The meta-gradient switches it off
@@ -258,8 +264,16 @@ class Trainer:
         dist: DistContext | None = None,
         test_every: int = 1,
         autocast_dtype: torch.dtype | None = None,
+        task: Task | str = "classification",
     ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
+        self.task = get_task(task)
+        if (method.needs_meta or method.uses_engine or meta_selector is not None) and not self.task.meta_gradient:
+            raise ValueError(
+                f"method {method.name!r} weighs one cost per example by its meta-gradient, which task "
+                f"{self.task.name!r} (labels of another shape) does not have yet; train it with a method "
+                "without a meta set (ce, bootstrap-soft, bootstrap-hard)"
+            )
         self.autocast_dtype = autocast_dtype
         self.warmup_method = method.warmup_method()
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
@@ -394,7 +408,7 @@ class Trainer:
         meta = meta if meta is not None and len(meta) > 0 else None
         self.target_epochs = epochs
         if self.per_example is None:
-            self.per_example = PerExample(len(train))
+            self.per_example = PerExample(len(train), self.task.label_shape(train.labels))
         noisy_mask = None if clean_labels is None else clean_labels != train.labels.cpu().numpy()
         started = time.perf_counter()
         bar = tqdm(
@@ -455,7 +469,7 @@ class Trainer:
             augment=self.augment,
             shard=self.shard,
             device=self.device,
-            views=method.views,
+            views=tuple(method.views),
         )
         bar = tqdm(
             total=cursor.n_batches,
@@ -537,19 +551,7 @@ class Trainer:
         try:
             on = self.autocast_dtype is not None
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=on):
-                out = method.step(
-                    self.step_model,
-                    self.optimizer,
-                    batch.inputs,
-                    batch.labels,
-                    batch.meta_inputs,
-                    batch.meta_labels,
-                    num_classes=self.num_classes,
-                    generator=self.generator,
-                    dist=self.dist,
-                    index=batch.index,
-                    views=batch.views,
-                )
+                out = method.step(self.step_model, self.optimizer, batch, self._context())
         except NonFiniteStep:
             out = self._skip_step(buffers, self.cursor.step)
             self.cursor.skipped += 1
@@ -558,6 +560,21 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         return out
+
+    def _context(self) -> StepContext:
+        """The step's context: classes, generator, collective, and how far training has come."""
+        c = self.cursor
+        n = int(c.perm.shape[0])
+        q, r = divmod(n, c.n_batches)  # torch.tensor_split's batches: the first r have q + 1 rows
+        return StepContext(
+            num_classes=self.num_classes,
+            generator=self.generator,
+            dist=self.dist,
+            epoch=self.epoch,
+            first_epoch=self.warmup_epochs,
+            examples_done=c.step * q + min(c.step, r),
+            epoch_examples=n,
+        )
 
     def _skip_step(self, buffers: dict[str, Tensor], step: int) -> StepOutput:
         """Undo what the refused step changed (BatchNorm statistics, gradients) and count it."""
@@ -625,11 +642,12 @@ class Trainer:
         given = train.labels.cpu().numpy()
         pred, source = self.per_example.pred, "steps"
         if (pred < 0).any():
-            pred, source = predict_proba(self.model, train).argmax(1).cpu().numpy(), "eval pass"
-        out: dict[str, Any] = {"train_accuracy": float(np.mean(pred == given)), "fit_measured": source}
+            pred, source = self.task.predictions(predict_proba(self.model, train)).cpu().numpy(), "eval pass"
+        agree = self.task.agreement
+        out: dict[str, Any] = {"train_accuracy": float(np.mean(agree(pred, given))), "fit_measured": source}
         if noisy_mask is not None and noisy_mask.any():
-            out["memorised"] = float(np.mean(pred[noisy_mask] == given[noisy_mask]))
-            out["noisy_correct"] = float(np.mean(pred[noisy_mask] == clean_labels[noisy_mask]))
+            out["memorised"] = float(np.mean(agree(pred[noisy_mask], given[noisy_mask])))
+            out["noisy_correct"] = float(np.mean(agree(pred[noisy_mask], clean_labels[noisy_mask])))
         return out
 
     def _end_epoch(
@@ -666,9 +684,11 @@ class Trainer:
                 given = train.labels.cpu().numpy()[self.meta_index]
                 record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == given))
         elif meta is not None:
-            record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta)
+            record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta, task=self.task)
         if self.selection is not None:
-            record["selection_accuracy"], record["selection_loss"] = evaluate(self.model, self.selection)
+            record["selection_accuracy"], record["selection_loss"] = evaluate(
+                self.model, self.selection, task=self.task
+            )
         key = _selection_key(record)
         # The test set is for the record only, so it may be thinned out (its pass can cost more
         # than the epoch's training); the last epoch and every new best one are always evaluated.
@@ -677,7 +697,7 @@ class Trainer:
             or self.epoch >= self.target_epochs
             or (key is not None and key > self.best_key)
         ):
-            record["test_accuracy"], record["test_loss"] = evaluate(self.model, test)
+            record["test_accuracy"], record["test_loss"] = evaluate(self.model, test, task=self.task)
         record.update(self._fit_to_labels(train, noisy_mask, clean_labels))
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
         if self.dist is not None:  # rank 0's figures decide the best epoch everywhere

@@ -1,0 +1,97 @@
+"""Tasks: what depends on the kind of label.
+
+A :class:`Task` owns everything that differs between, say, classifying images (one class per
+example) and segmenting them (one class per pixel): the label-shape checks, the evaluation
+metrics and which of them chooses the checkpoint, how a per-position figure (a prediction's
+agreement with its label, a weight) reduces to one number per example for the per-example
+record, and whether the meta-gradient engines can weigh its costs. The trainer, the batch
+sources and the label-issue reports call the task and assume nothing about label shape beyond
+"one row per example".
+
+Classification is the only registered task for now (:data:`TASKS`); a new one (segmentation's
+per-pixel labels) is a sibling class registered beside it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .registry import Registry
+
+__all__ = ["TASKS", "Classification", "Task", "get_task"]
+
+
+class Task:
+    """The label-dependent part of training and evaluation. Labels are int64 class indices of
+    shape (N, *label_shape); a model's outputs are logits (N, K, *label_shape)."""
+
+    name: ClassVar[str] = "?"
+    #: the metric (a key of :meth:`scores`) whose maximum chooses the checkpoint; ties go to the
+    #: lower ``loss``
+    selection_metric: ClassVar[str] = "accuracy"
+    #: whether the meta-gradient engines can weigh this task's costs (one cost per example)
+    meta_gradient: ClassVar[bool] = False
+
+    def label_shape(self, labels: Tensor | np.ndarray) -> tuple[int, ...]:
+        """The shape of one example's label."""
+        return tuple(labels.shape[1:])
+
+    def check_labels(self, labels: Tensor | np.ndarray, num_classes: int, *, what: str) -> None:
+        """Refuse labels that are not int class indices in [0, K) of this task's shape, naming
+        `what` (``"train labels"``) and the offending value."""
+        labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"{what} must be integer class indices, got dtype {labels.dtype}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+            raise ValueError(f"{what} must be class indices in [0, {num_classes}), got {bad}")
+
+    def predictions(self, outputs: Tensor) -> Tensor:
+        """Predicted labels (N, *label_shape) from logits or probabilities (N, K, *label_shape)."""
+        return outputs.argmax(dim=1)
+
+    def agreement(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Each example's share of positions predicted as labelled: (N,) in [0, 1]."""
+        same = np.asarray(predictions) == np.asarray(labels)
+        return same.reshape(len(same), -1).mean(axis=1)
+
+    def reduce(self, values: Tensor) -> Tensor:
+        """A per-position figure (B, *label_shape) as one number per example (B,): the mean."""
+        return values.reshape(values.shape[0], -1).mean(dim=1) if values.dim() > 1 else values
+
+    @torch.no_grad()
+    def scores(self, probs: Tensor, labels: Tensor) -> dict[str, float]:
+        """Eval-mode figures from class probabilities (N, K, *label_shape) and labels: ``accuracy``
+        (the share of labelled positions predicted right) and ``loss`` (their mean negative
+        log-likelihood)."""
+        labels = labels.to(probs.device)
+        accuracy = float((self.predictions(probs) == labels).float().mean())
+        picked = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+        return {"accuracy": accuracy, "loss": float(-torch.log(picked.clamp_min(1e-12)).mean())}
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+"""The registered tasks (:class:`l2b.registry.Registry`)."""
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    """One class per example: labels (N,), outputs (N, K). The meta-gradient engines weigh one
+    cost per example (and per cost row), so every method applies."""
+
+    name = "classification"
+    meta_gradient = True
+
+    def check_labels(self, labels: Tensor | np.ndarray, num_classes: int, *, what: str) -> None:
+        if len(labels.shape) != 1:
+            raise ValueError(f"{what} must be one class index per example, shape (N,), got shape {tuple(labels.shape)}")
+        super().check_labels(labels, num_classes, what=what)
+
+
+def get_task(task: str | Task) -> Task:
+    """The task named `task` (or `task` itself)."""
+    return task if isinstance(task, Task) else TASKS.get(task)()
