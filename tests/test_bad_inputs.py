@@ -404,8 +404,15 @@ def _poisoned_digits(split: str, index: int, value: float):
 
 
 @pytest.mark.parametrize("split, index, value", [("train", 5, np.nan), ("test", 11, -np.inf)])
-def test_run_non_finite_inputs(tmp_path, monkeypatch, split, index, value):
-    monkeypatch.setitem(DATASETS, "poisoned", _poisoned_digits(split, index, value))
+def test_run_non_finite_inputs(tmp_path, split, index, value):
+    DATASETS.register("poisoned")(_poisoned_digits(split, index, value))
+    try:
+        _refuse_poisoned(tmp_path, split, index)
+    finally:
+        DATASETS.unregister("poisoned")
+
+
+def _refuse_poisoned(tmp_path, split, index):
     refused_run(
         tmp_path,
         ValueError,

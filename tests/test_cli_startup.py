@@ -91,7 +91,7 @@ def test_the_choice_lists_are_the_live_registries():
     assert declared.model_names() == list_models()
     assert declared.dataset_names() == list(DATASETS)
     assert declared.train_defaults() == _field_defaults()
-    assert sorted(o.config_key for o, _ in declared.component_options()) == sorted(option_keys())
+    assert sorted(o.config_key for o, _, _ in declared.component_options()) == sorted(option_keys())
 
 
 def _field_defaults() -> dict:
@@ -139,4 +139,4 @@ def test_unreadable_declarations_fall_back_to_the_live_registries(tmp_path, monk
     assert declared.model_names() == list_models()
     assert declared.dataset_names() == list(DATASETS)
     assert declared.train_defaults() == _field_defaults()
-    assert sorted(o.config_key for o, _ in declared.component_options()) == sorted(option_keys())
+    assert sorted(o.config_key for o, _, _ in declared.component_options()) == sorted(option_keys())

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -109,7 +110,7 @@ def test_one_declared_option_gets_its_flag_key_check_help_and_docs_row(toy_metho
 
 def test_static_reading_of_declarations_equals_the_live_registries():
     live = option_keys()
-    read = {option.config_key: option for option, _ in declared.component_options()}
+    read = {option.config_key: option for option, _, _ in declared.component_options()}
     assert sorted(read) == sorted(live)
     for key, option in read.items():
         assert option.same_meaning(live[key][1]), key
@@ -212,3 +213,22 @@ def test_a_run_directory_written_with_flat_keys_resumes(tmp_path):
     resumed = run_experiment(config, out_dir=tmp_path / "old", progress=False, log=None, resume=True)
     assert resumed["test_accuracy"] == whole["test_accuracy"]
     assert resumed["best_meta_accuracy"] == whole["best_meta_accuracy"]
+
+
+def test_the_noise_models_and_data_sets_are_registries_too():
+    from l2b.data import DATASETS
+    from l2b.names import NOISE_KINDS
+    from l2b.noise import NOISE_MODELS, make_noise
+
+    assert tuple(NOISE_MODELS.names(sort=False)) == (*NOISE_KINDS, "instance", "file")
+    with pytest.raises(ValueError, match=r"unknown noise model 'symetric'.*did you mean 'symmetric'"):
+        NOISE_MODELS.get("symetric")
+    noisy = make_noise("pair", np.arange(1000) % 5, rate=0.4, seed=0)
+    assert noisy.noise_rate == pytest.approx(0.4, abs=0.02)
+    # the image-file options are declared by the data sets that take them, and refused elsewhere
+    assert {o.name for o in DATASETS.options("imagefolder")} == {"image_size", "lazy", "skip_bad_files"}
+    assert DATASETS.options("digits") == ()
+    with pytest.raises(ValueError, match="image_size=64 .* does not apply to data set 'digits'"):
+        TrainConfig(image_size=64)
+    config = TrainConfig(data="imagefolder", data_root="/nowhere", image_size=64)
+    assert config.data_options["image_size"] == 64 and config.image_size == 64

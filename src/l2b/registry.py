@@ -1,11 +1,14 @@
-"""One registry idiom for every named choice: methods, models, meta-gradient engines.
+"""One registry idiom for every named choice: methods, models, meta-gradient engines, data sets,
+noise models, tasks.
 
 A :class:`Registry` maps names to entries (a class or a factory) and each entry to its declared
 options (:class:`l2b.options.Option`). Every registry answers the same way: ``names()``,
 ``get(name)`` (a mistyped name gets "did you mean ..."), ``options(name)``,
 ``option_defaults(name)``, and ``register(name, options=...)`` as a decorator. The per-kind
 modules expose them as ``l2b.methods.METHODS``, ``l2b.models.MODELS`` and
-``l2b.meta.engines.ENGINES_REGISTRY``, with their long-standing functions (``list_methods``,
+``l2b.meta.engines.ENGINE_REGISTRY``, ``l2b.data.DATASETS``, ``l2b.noise.NOISE_MODELS`` and
+``l2b.tasks.TASKS``, with their
+long-standing functions (``list_methods``,
 ``create_model`` ...) as thin faces.
 
 This module imports no torch.
@@ -86,6 +89,20 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self):
+        """The names, in registration order (a registry reads like a mapping: ``list(DATASETS)``)."""
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs, in registration order."""
+        return list(self._entries.items())
 
     def get(self, name: str) -> T:
         """The entry `name`; ValueError naming the known ones (and the closest) otherwise."""

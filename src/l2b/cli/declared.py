@@ -3,7 +3,7 @@
 ``l2b train --help`` lists the registered methods, models and data sets and shows TrainConfig's
 defaults, and every command builds that parser, argument errors and ``--help`` included. The
 registries fill themselves as their modules are imported (``@register_method("name")``,
-``@register_model("name")``, the ``DATASETS`` dict of :mod:`l2b.data`), and those modules and
+``@register_model("name")``, ``DATASETS.register("name")`` in :mod:`l2b.data`), and those modules and
 TrainConfig's import torch, which alone takes about a second. So this module reads the same
 declarations with :mod:`ast`, without running them: the registry stays the one place that
 lists each kind of choice, and adding a method or a model needs no change here.
@@ -29,9 +29,9 @@ __all__ = ["DIFFERS", "component_options", "dataset_names", "method_names", "mod
 #: The shown default of an option whose entries default it differently (the bootstrap methods' beta).
 DIFFERS = object()
 
-# Where the declared options of the config's nested blocks live: the models, the methods, the
-# engines (a method that computes weights takes the engines' options).
-_OPTION_PACKAGES = ("models", "methods", "meta/engines")
+# Where the declared options of the config's nested blocks live: the data sets, the models, the
+# methods, the engines (a method that computes weights takes the engines' options).
+_OPTION_PACKAGES = ("data", "models", "methods", "meta/engines")
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # the l2b package
 
@@ -65,20 +65,21 @@ def model_names() -> list[str]:
 
 
 def dataset_names() -> list[str]:
-    """The keys of :data:`l2b.data.DATASETS`, in its order."""
+    """The names registered in :data:`l2b.data.DATASETS`, in registration order."""
     try:
-        return _dict_keys("data/__init__.py", "DATASETS")
+        return _registered("data", "register", sort=False)
     except _FALLBACK:
         from ..data import DATASETS
 
         return list(DATASETS)
 
 
-def component_options() -> list[tuple[Option, Any]]:
-    """Every option a model, a method or an engine declares, once per config key, with the
-    default to show: the declared one, or :data:`DIFFERS` where entries default it differently
-    (the bootstrap methods' beta). Read from the ``Option(...)`` calls of their modules, whose
-    arguments are literals; the live registries otherwise."""
+def component_options() -> list[tuple[Option, Any, str]]:
+    """Every option a data set, a model, a method or an engine declares, once per config key,
+    with the default to show (the declared one, or :data:`DIFFERS` where entries default it
+    differently: the bootstrap methods' beta) and the package declaring it (``"data"``,
+    ``"models"``, ``"methods"``, ``"meta/engines"``). Read from the ``Option(...)`` calls of their
+    modules, whose arguments are literals; the live registries otherwise."""
     try:
         found: list[tuple[str, Option]] = []
         for package in _OPTION_PACKAGES:
@@ -89,28 +90,29 @@ def component_options() -> list[tuple[Option, Any]]:
                         kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg is not None}
                         if len(kwargs) != len(node.keywords):
                             raise _Unreadable(ast.unparse(node))
-                        found.append((str(path.name), Option(*args, **kwargs)))
+                        found.append((package, Option(*args, **kwargs)))
         if not found:
             raise _Unreadable("no Option(...) declarations")
         merged = _merged(found)
     except (*_FALLBACK, TypeError, ValueError):
         from ..training.config import option_keys
 
-        merged = _merged([(kind, option) for kind, option in option_keys().values()])
+        package = {"data": "data", "model": "models", "method": "methods"}
+        merged = _merged([(package[kind], option) for kind, option in option_keys().values()])
     return merged
 
 
-def _merged(found: list[tuple[str, Option]]) -> list[tuple[Option, Any]]:
-    """One (declaration, shown default) per config key, in the order first declared."""
-    out: dict[str, tuple[Option, Any]] = {}
-    for _, option in found:
+def _merged(found: list[tuple[str, Option]]) -> list[tuple[Option, Any, str]]:
+    """One (declaration, shown default, package) per config key, in the order first declared."""
+    out: dict[str, tuple[Option, Any, str]] = {}
+    for package, option in found:
         key = option.config_key
         if key not in out:
-            out[key] = (option, option.default)
+            out[key] = (option, option.default, package)
         elif not out[key][0].same_meaning(option):
             raise _Unreadable(f"option {key!r} declared twice with different meanings")
         elif out[key][1] != option.default:
-            out[key] = (out[key][0], DIFFERS)
+            out[key] = (out[key][0], DIFFERS, out[key][2])
     return list(out.values())
 
 
@@ -142,8 +144,9 @@ def _literal(node: ast.expr) -> Any:
         raise _Unreadable(ast.unparse(node)) from None
 
 
-def _registered(package: str, register: str) -> list[str]:
-    """The names passed to ``register(...)`` anywhere in the modules of `package`, sorted."""
+def _registered(package: str, register: str, *, sort: bool = True) -> list[str]:
+    """The names passed to ``register(...)`` anywhere in the modules of `package`, sorted (or in
+    the order written)."""
     names = []
     for path in sorted((_PACKAGE / package).glob("*.py")):
         for node in ast.walk(_parse(path)):
@@ -154,49 +157,12 @@ def _registered(package: str, register: str) -> list[str]:
                 names.append(name)
     if not names:
         raise _Unreadable(f"no {register}(...) in {package}")
-    return sorted(names)
+    return sorted(names) if sort else names
 
 
 def _called_name(call: ast.Call) -> str | None:
     func = call.func
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-
-
-def _dict_keys(module: str, name: str) -> list[str]:
-    """The keys of the module-level dict `name`: assigned as a dict display, then ``name.update({...})``.
-    Any other module-level statement that mentions `name` is unreadable (functions are not run)."""
-    keys: dict[str, None] = {}
-    for stmt in _parse(_PACKAGE / module).body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
-            continue
-        if not any(isinstance(node, ast.Name) and node.id == name for node in ast.walk(stmt)):
-            continue
-        match stmt:
-            case (
-                ast.Assign(targets=[ast.Name(id=target)], value=ast.Dict() as display)
-                | ast.AnnAssign(target=ast.Name(id=target), value=ast.Dict() as display)
-            ) if target == name:
-                keys = dict.fromkeys(_string_keys(display))
-            case ast.Expr(
-                value=ast.Call(
-                    func=ast.Attribute(value=ast.Name(id=target), attr="update"),
-                    args=[ast.Dict() as display],
-                    keywords=[],
-                )
-            ) if target == name:
-                keys.update(dict.fromkeys(_string_keys(display)))
-            case _:
-                raise _Unreadable(ast.unparse(stmt))
-    if not keys:
-        raise _Unreadable(f"no {name} in {module}")
-    return list(keys)
-
-
-def _string_keys(display: ast.Dict) -> list[str]:
-    keys = [None if k is None else _literal(k) for k in display.keys]  # None: a ``**mapping`` entry
-    if not all(isinstance(k, str) for k in keys):
-        raise _Unreadable(ast.unparse(display))
-    return keys
 
 
 def _dataclass_defaults(module: str, name: str, known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

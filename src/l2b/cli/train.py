@@ -42,27 +42,7 @@ def _core_options(
     return [
         ("--data", "data", {}, f"data set name (registered: {', '.join(datasets)})"),
         ("--data-root", "data_root", {}, "folder holding the data set's files (on-disk data sets)"),
-        (
-            "--image-size",
-            "image_size",
-            {"type": int},
-            "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
-            "32 in memory, 224 streamed)",
-        ),
-        (
-            "--lazy",
-            "lazy",
-            {"action": argparse.BooleanOptionalAction},
-            "stream images from disk with DataLoader workers instead of decoding them all into memory "
-            "(unset: the data set's default; isic2019 and clothing1m stream)",
-        ),
         ("--workers", "workers", {"type": int}, "DataLoader worker processes for streamed data sets"),
-        (
-            "--skip-bad-files",
-            "skip_bad_files",
-            {"action": "store_true"},
-            "leave undecodable image files out (counted and listed) instead of stopping at the first one",
-        ),
         (
             "--train-subset",
             "train_subset",
@@ -237,9 +217,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "change it are refused; --threads, --workers, --quiet and --tensorboard may differ)",
     )
     defaults = train_defaults()
+    components = component_options()
     for flag, key, kw, text in _options():
-        if flag == "--epochs":  # the options the models, methods and engines declare close their group
-            for option, default in component_options():
+        # the options the data sets declare follow --workers; those of the models, methods and
+        # engines close their group
+        placed = {"--train-subset": ("data",), "--epochs": ("models", "methods", "meta/engines")}.get(flag, ())
+        if placed:
+            for option, default, _ in (c for c in components if c[2] in placed):
                 shown = list(default) if isinstance(default, tuple) else default
                 shown = "the method's own" if default is DIFFERS else shown
                 g.add_argument(
@@ -291,7 +275,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
         # A run directory's config.yaml nests the keys under "config".
         values.update(_paths_from(doc["config"] if isinstance(doc.get("config"), dict) else doc, args.config, path))
-    keys = {key for _, key, _, _ in _options()} | {option.config_key for option, _ in component_options()}
+    keys = {key for _, key, _, _ in _options()} | {option.config_key for option, _, _ in component_options()}
     values.update({k: v for k, v in vars(args).items() if k in keys})
     return TrainConfig.from_dict(values, source=source)
 
@@ -323,7 +307,7 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
     run_dir = Path(args.resume)
     config = read_run_config(run_dir)
     recorded = config.to_flat_dict()
-    flags = {key: flag for flag, key, _, _ in _options()} | {o.config_key: o.flag for o, _ in component_options()}
+    flags = {key: flag for flag, key, _, _ in _options()} | {o.config_key: o.flag for o, _, _ in component_options()}
     given: dict[str, tuple[str, Any]] = {}  # key -> (where it was given, value)
     if args.config is not None:
         path = config_path(args.config)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..names import did_you_mean
+from ..options import Option
+from ..registry import Registry
 from ._common import ImageArrayDataset
 from .arrays import ArrayDataset
 from .augment import FeatureNoise, augment_batch
@@ -17,21 +18,44 @@ from .lists import load_clothing1m, load_clothing1m_split, load_csv, load_isic20
 from .safe_pickle import RestrictedUnpickler, load_pickle
 from .splits import class_balanced_split, stratified_holdout
 
-DATASETS: dict[str, Callable[..., tuple[ArrayDataset, ArrayDataset]]] = {"digits": load_digits}
-# On-disk data sets (options: see each loader's docstring). isic2019 and clothing1m return lazy
-# FileListDatasets by default (lazy=False: in-memory arrays at image_size).
-DATASETS.update(
-    {
-        "cifar10": load_cifar10,
-        "cifar100": load_cifar100,
-        "mnist": load_mnist,
-        "fashion-mnist": load_fashion_mnist,
-        "imagefolder": load_imagefolder,
-        "csv": load_csv,
-        "isic2019": load_isic2019,
-        "clothing1m": load_clothing1m,
-    }
+DATASETS: Registry[Callable[..., tuple[ArrayDataset, ArrayDataset]]] = Registry("data set")
+"""The registered data sets (:class:`l2b.registry.Registry`): name -> loader returning (train,
+test). The image-file loaders declare the options a config gives them (``image_size``, ``lazy``,
+``skip_bad_files``); their other keywords (see each loader's docstring) are for Python callers."""
+
+# The options of the data sets that decode image files (a config's ``data_options``).
+_IMAGE_FILE_OPTIONS = (
+    Option(
+        "image_size",
+        "int",
+        None,
+        "side of the square images the model sees, for image-file data sets (unset: the loader's default, "
+        "32 in memory, 224 streamed)",
+        minimum=8,
+    ),
+    Option(
+        "lazy",
+        "bool",
+        None,
+        "stream images from disk with DataLoader workers instead of decoding them all into memory "
+        "(unset: the data set's default; isic2019 and clothing1m stream)",
+    ),
+    Option(
+        "skip_bad_files",
+        "bool",
+        False,
+        "leave undecodable image files out (counted and listed) instead of stopping at the first one",
+    ),
 )
+DATASETS.register("digits")(load_digits)
+DATASETS.register("cifar10")(load_cifar10)
+DATASETS.register("cifar100")(load_cifar100)
+DATASETS.register("mnist")(load_mnist)
+DATASETS.register("fashion-mnist")(load_fashion_mnist)
+DATASETS.register("imagefolder", options=_IMAGE_FILE_OPTIONS)(load_imagefolder)
+DATASETS.register("csv", options=_IMAGE_FILE_OPTIONS)(load_csv)
+DATASETS.register("isic2019", options=_IMAGE_FILE_OPTIONS)(load_isic2019)
+DATASETS.register("clothing1m", options=_IMAGE_FILE_OPTIONS)(load_clothing1m)
 
 
 #: Data sets whose labels are the ones a user gave, unchecked, per split: nobody knows their true
@@ -51,10 +75,7 @@ def labels_checked(name: str, split: str) -> bool:
 
 def load_dataset(name: str, **options) -> tuple[ArrayDataset, ArrayDataset]:
     """Load a registered data set by name as (train, test)."""
-    if name not in DATASETS:
-        known = ", ".join(sorted(DATASETS))
-        raise ValueError(f"unknown data set {name!r}; known: {known}{did_you_mean(name, DATASETS)}")
-    return DATASETS[name](**options)
+    return DATASETS.get(name)(**options)
 
 
 __all__ = [

@@ -45,7 +45,6 @@ __all__ = [
     "cifar10_asymmetric_noise",
     "empirical_transition",
     "instance_dependent_noise",
-    "make_noise",
     "pair_noise",
     "symmetric_noise",
     "transition_noise",
@@ -778,68 +777,3 @@ def empirical_transition(clean, noisy, *, num_classes: int | None = None) -> np.
     out = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     out[empty, empty] = 1.0
     return out
-
-
-def make_noise(
-    kind: str,
-    labels,
-    *,
-    rate: float,
-    num_classes: int | None = None,
-    seed: int,
-) -> NoisyLabels:
-    """Dispatch to a generator by name.
-
-    Parameters
-    ----------
-    kind : str
-        One of :data:`NOISE_KINDS`: ``"none"`` (labels unchanged, identity
-        transition; ``rate`` is validated but ignored), ``"symmetric"``
-        (flip convention), ``"symmetric-uniform"`` (uniform convention),
-        ``"pair"``, ``"cifar10-asymmetric"`` (``num_classes``, if given,
-        must be 10), ``"cifar100-asymmetric"`` or ``"cifar100-hierarchical"``
-        (``num_classes``, if given, must be 100).
-    labels : array_like of int, shape (N,)
-        Clean labels. Not modified.
-    rate : float
-        Noise rate in ``[0, 1]``.
-    num_classes : int, optional
-        Number of classes ``K``; defaults to ``labels.max() + 1``.
-    seed : int
-        Seed for ``np.random.default_rng``.
-
-    Returns
-    -------
-    NoisyLabels
-
-    Notes
-    -----
-    Generators that need more than labels and a rate have their own entry
-    points and no ``kind``: :func:`instance_dependent_noise` (needs the
-    features), :func:`transition_noise` (needs a transition matrix) and
-    :func:`l2b.noise.files.noisy_labels_from_file` (real noisy labels read
-    from a file, e.g. CIFAR-10N / CIFAR-100N).
-    """
-    if kind == "none":
-        clean = _as_labels(labels)
-        k = _resolve_num_classes(num_classes, clean, names=("labels",))
-        _check_rate(rate)
-        _check_seed(seed)
-        return _result(clean, clean.copy(), np.eye(k))
-    if kind == "symmetric":
-        return symmetric_noise(labels, rate=rate, num_classes=num_classes, seed=seed, convention="flip")
-    if kind == "symmetric-uniform":
-        return symmetric_noise(labels, rate=rate, num_classes=num_classes, seed=seed, convention="uniform")
-    if kind == "pair":
-        return pair_noise(labels, rate=rate, num_classes=num_classes, seed=seed)
-    if kind == "cifar10-asymmetric":
-        if num_classes is not None and num_classes != _CIFAR10_NUM_CLASSES:
-            raise ValueError(f"`num_classes` must be 10 (or None) for kind='cifar10-asymmetric', got {num_classes!r}")
-        return cifar10_asymmetric_noise(labels, rate=rate, seed=seed)
-    if kind in ("cifar100-asymmetric", "cifar100-hierarchical"):
-        if num_classes is not None and num_classes != _CIFAR100_NUM_CLASSES:
-            raise ValueError(f"`num_classes` must be 100 (or None) for kind={kind!r}, got {num_classes!r}")
-        if kind == "cifar100-asymmetric":
-            return cifar100_asymmetric_noise(labels, rate=rate, seed=seed)
-        return cifar100_hierarchical_noise(labels, rate=rate, seed=seed)
-    raise ValueError(f"`kind` must be one of {NOISE_KINDS}, got {kind!r}")

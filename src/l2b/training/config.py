@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..data import labels_checked
+from ..data import DATASETS, labels_checked
 from ..methods import METHODS, create_method, method_class
 from ..models import MODELS
 from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
@@ -55,11 +55,12 @@ class TrainConfig:
     (instance-dependent, Xia et al. 2020, from the inputs) or ``file`` (real noisy labels read
     from ``noise_file``, label set ``noise_label``, e.g. CIFAR-10N's ``worse_label``).
     Data: ``data`` (registered name), ``data_root`` (where its files are, for on-disk data sets),
-    ``test_fraction`` and ``split_seed`` (fixed held-out test split); for image-file data sets
-    ``image_size`` (side of the images the model sees; loader default when unset), ``lazy``
-    (stream images from disk through a DataLoader with ``workers`` processes instead of holding
-    them in memory; loader default when unset: ISIC2019 and Clothing1M stream) and
-    ``skip_bad_files`` (leave undecodable images out and count them instead of stopping);
+    ``test_fraction`` and ``split_seed`` (fixed held-out test split); in ``data_options``, for
+    image-file data sets, ``image_size`` (side of the images the model sees; loader default when
+    unset), ``lazy`` (stream images from disk through a DataLoader with ``workers`` processes
+    instead of holding them in memory; loader default when unset: ISIC2019 and Clothing1M
+    stream) and ``skip_bad_files`` (leave undecodable images out and count them instead of
+    stopping);
     ``train_subset`` (train on a class-balanced random subset of this many examples of the
     training split, drawn with ``split_seed`` before the meta split; the noise is generated on
     the whole split first, so real noisy-label files stay aligned); ``noise`` / ``noise_rate``
@@ -89,13 +90,14 @@ class TrainConfig:
     they stay exact; see :class:`~l2b.training.Trainer`); ``channels_last`` stores the convolution
     weights in channels-last memory format, which lets cuDNN pick its faster NHWC kernels.
 
-    Options of the method and the model (and the method's engine) are declared by their registry
-    entries (:class:`l2b.options.Option`) and nested in ``method_options`` and ``model_options``
-    (``method_options: {engine: head}``), every declared option recorded with its value. Each
-    may also be given by its flat key (``engine="head"``, ``dividemix_lambda_u=4``, the
-    command-line flag's name), as configs written before the nesting did. One that does not apply
-    (``engine`` for ``ce``, ``hidden`` for ``resnet18``) is an error naming the key; one that
-    applies and is not given takes the entry's default.
+    Options of the data set, the model and the method (and the method's engine) are declared by
+    their registry entries (:class:`l2b.options.Option`) and nested in ``data_options``,
+    ``model_options`` and ``method_options`` (``method_options: {engine: head}``), every declared
+    option recorded with its value. Each may also be given, and read (``config.engine``), by its
+    flat key (``engine="head"``, ``dividemix_lambda_u=4``, ``image_size=64``, the command-line
+    flag's name), as configs written before the nesting did. One that does not apply (``engine``
+    for ``ce``, ``hidden`` for ``resnet18``, ``image_size`` for ``digits``) is an error naming the
+    key; one that applies and is not given takes the entry's default.
     ``noise_rate`` does not apply to ``noise: file`` and defaults to 0.4 otherwise.
     ``feature_noise``: Gaussian noise of this standard deviation added to every in-memory training
     batch (noisy and meta), the documented stand-in for image augmentation on data without one
@@ -104,11 +106,9 @@ class TrainConfig:
     """
 
     data: str = "digits"
+    data_options: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
-    image_size: int | None = None
-    lazy: bool | None = None
     workers: int = 2
-    skip_bad_files: bool = False
     train_subset: int | None = None
     test_fraction: float | None = None
     split_seed: int = 0
@@ -162,7 +162,6 @@ class TrainConfig:
             ),
             ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
-            ("image_size", self.image_size is None or self.image_size >= 8, "must be at least 8 or unset"),
             ("workers", self.workers >= 0, "must be non-negative"),
             ("test_every", isinstance(self.test_every, int) and self.test_every >= 1, "must be a positive epoch count"),
             ("train_subset", self.train_subset is None or self.train_subset >= 2, "must be at least 2 or unset"),
@@ -405,7 +404,7 @@ class TrainConfig:
 
 
 # kind -> the registry whose entries declare the options of the config's `{kind}_options` block
-_REGISTRIES: dict[str, Registry] = {"model": MODELS, "method": METHODS}
+_REGISTRIES: dict[str, Registry] = {"data": DATASETS, "model": MODELS, "method": METHODS}
 
 
 def option_keys() -> dict[str, tuple[str, Option]]:
@@ -470,12 +469,12 @@ def _not_applicable(kind: str, entry: str, name: str, value: Any) -> str:
         if k == kind and name in (key, option.name):
             takers = registry.takers(option.name)
             return (
-                f"config {key}={value!r} ({option.help}) is for {kind}s {' and '.join(takers)} "
-                f"only; it does not apply to {kind} {entry!r}"
+                f"config {key}={value!r} ({option.help}) is for {registry.kind}s {' and '.join(takers)} "
+                f"only; it does not apply to {registry.kind} {entry!r}"
             )
     known = [o.name for o in registry.options(entry)]
     return (
-        f"config {kind}_options: {kind} {entry!r} has no option {name!r}{did_you_mean(name, known)}; "
+        f"config {kind}_options: {registry.kind} {entry!r} has no option {name!r}{did_you_mean(name, known)}; "
         f"its options: {', '.join(known) or '(none)'}"
     )
 

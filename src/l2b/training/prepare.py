@@ -12,24 +12,21 @@ so the same config gives the same examples, labels and split everywhere.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data import DATASETS, FileListDataset, class_balanced_split, load_dataset, stratified_holdout
+from ..data import FileListDataset, class_balanced_split, load_dataset, stratified_holdout
 from ..data.trusted import append_files, dataset_paths, decode_like, match_files, read_trusted
 from ..methods import create_method
 from ..noise import (
     CIFAR10_LABEL_NAMES,
     CIFAR100_FINE_LABEL_NAMES,
     CLASS_SPECIFIC_NOISE,
+    NOISE_MODELS,
     NoisyLabels,
-    instance_dependent_noise,
-    make_noise,
-    noisy_labels_from_file,
 )
 from .batches import TensorData
 from .config import TrainConfig
@@ -37,9 +34,7 @@ from .meta_sources import read_meta_file
 from .streams import StreamData
 from .validation import validate_run_data
 
-__all__ = ["IMAGE_OPTIONS", "PreparedData", "dataset_options", "load_run_data", "prepare_data"]
-
-IMAGE_OPTIONS = ("image_size", "lazy", "skip_bad_files")
+__all__ = ["PreparedData", "dataset_options", "load_run_data", "prepare_data"]
 
 
 @dataclass(frozen=True)
@@ -429,27 +424,16 @@ def _selection_split(
 
 def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, Any]:
     """Keyword arguments for :func:`l2b.data.load_dataset` that `config` implies for data set
-    `name` (default: the config's own): the split, the root, and the image-file options that are set.
-
-    Raises ValueError when an image-file option is set for a data set whose loader has no such
-    option (digits, CIFAR, idx files are arrays already).
-    """
+    `name` (default: the config's own): the split, the root, and the data set's options that are
+    set (``data_options``)."""
     name = config.data if name is None else name
     opts: dict[str, Any] = {"test_fraction": config.test_fraction, "split_seed": config.split_seed}
     if name != config.data:
         return opts
     if config.data_root is not None:
         opts["root"] = config.data_root
-    for key in IMAGE_OPTIONS:
-        value = getattr(config, key)
-        if value is None or value is False:
-            continue
-        if name in DATASETS and key not in inspect.signature(DATASETS[name]).parameters:
-            raise ValueError(
-                f"config {key}={value!r} does not apply to data set {name!r}; it is for image-file "
-                "data sets (imagefolder, csv, isic2019, clothing1m)"
-            )
-        opts[key] = value
+    # the data set's declared options (checked against it by the config): those that are set
+    opts.update({k: v for k, v in config.data_options.items() if v is not None and v is not False})
     return opts
 
 
@@ -501,17 +485,22 @@ def _check_noise_fits(config: TrainConfig, class_names: tuple[str, ...] | None) 
 def _make_noise(config: TrainConfig, clean: np.ndarray, inputs: np.ndarray | None, num_classes: int) -> NoisyLabels:
     """The training labels the run learns from: synthetic noise, instance-dependent noise, or a
     file of real noisy labels (aligned with the training split's order)."""
-    if config.noise == "file":
-        try:
-            return noisy_labels_from_file(clean, config.noise_file, key=config.noise_label, num_classes=num_classes)
-        except ValueError as err:  # the library says `key`; the config and the CLI call it noise_label
-            raise ValueError(f"{err} (config noise_label / --noise-label)") from None
-    if config.noise == "instance":
-        return instance_dependent_noise(
-            clean, inputs, rate=config.noise_rate, num_classes=num_classes, seed=config.seed
+    model = NOISE_MODELS.get(config.noise)
+    try:
+        return model(
+            clean,
+            rate=0.0 if config.noise_rate is None else config.noise_rate,
+            num_classes=num_classes,
+            seed=config.seed,
+            inputs=inputs,
+            file=config.noise_file,
+            label=config.noise_label,
         )
-    rate = 0.0 if config.noise == "none" else config.noise_rate
-    return make_noise(config.noise, clean, rate=rate, num_classes=num_classes, seed=config.seed)
+    except ValueError as err:
+        if config.noise != "file":
+            raise
+        # the library says `key`; the config and the CLI call it noise_label
+        raise ValueError(f"{err} (config noise_label / --noise-label)") from None
 
 
 def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
