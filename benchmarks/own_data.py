@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import hashlib
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -61,13 +59,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
-import torch
 from sklearn.metrics import average_precision_score
 
-from l2b import __version__
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpus(env: dict) -> int:
+    """The CPU count of a result's environment (``cpus`` in results written before common.environment)."""
+    return env.get("cpu_count", env.get("cpus"))
+
+
 RESULTS = ROOT / "benchmarks" / "results"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -413,15 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     n_moved = sum(p["moved"] for p in record.values())
     result = {
         "command": cmd.strip(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "date": common.now(),
         "environment": {
-            "l2b": __version__,
-            "torch": str(torch.__version__),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
+            **common.environment(),
             "load_average_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "data": {
@@ -464,7 +461,7 @@ def markdown(res: dict) -> str:
         f"{Path(d['source']).name}, {d['move_fraction']:.0%} in a wrong folder",
         "",
         f"Command: `{res['command']}` ({res['date']}; l2b {res['environment']['l2b']}, torch "
-        f"{res['environment']['torch']}, {res['environment']['platform']}, {res['environment']['cpus']} CPUs shared "
+        f"{res['environment']['torch']}, {res['environment']['platform']}, {_cpus(res['environment'])} CPUs shared "
         f"with other jobs, load average {res['environment']['load_average_1_5_15min_at_end'][1]} at the end). "
         f"{res['epochs']} epochs, seeds {res['seeds']} (mean ± std over seeds).",
         "",
@@ -653,7 +650,7 @@ def summarise_variants(files: list[Path], results: Path, name: str) -> int:
         env = src["environment"]
         lines += [
             f"- **{src['variant']}** (`{src['file']}`, {src['date']}; l2b {env['l2b']}, torch {env['torch']}, "
-            f"{env['platform']}, {env['cpus']} CPUs shared, load average {env['load_average_1_5_15min_at_end'][1]} "
+            f"{env['platform']}, {_cpus(env)} CPUs shared, load average {env['load_average_1_5_15min_at_end'][1]} "
             f"at the end; work folder {src['data']['work']}): `{src['command']}`",
             "  - l2b: " + "; ".join(f"`{c}`" for c in src["l2b_commands"] if not c.startswith("l2b relabel")),
         ]

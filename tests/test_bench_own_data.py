@@ -57,7 +57,7 @@ def test_tiny_run_scores_both_methods_and_records_the_moves(tmp_path):
 
     data = json.loads((res / "own_data.json").read_text())
     assert (res / "own_data.md").read_text().startswith("# Own data")
-    assert data["environment"]["torch"] and data["environment"]["cpus"] and data["date"]
+    assert data["environment"]["torch"] and data["environment"]["cpu_count"] and data["date"]
     assert data["data"]["moved"] == 2 * 9 and data["data"]["photos"] == 60
     train_cmds = [c for c in data["l2b_commands"] if c.startswith("l2b train")]
     assert train_cmds == [

@@ -94,7 +94,7 @@ def test_one_declared_option_gets_its_flag_key_check_help_and_docs_row(toy_metho
     with pytest.raises(ValueError, match=r"config toy_sharpness=-1.0 must be positive"):
         TrainConfig.from_dict({"method": "toy-sharp", "toy_sharpness": -1})
     with pytest.raises(
-        ValueError, match=r"toy_sharpness=3.0 .* is for methods toy-sharp only; it does not apply to method 'l2b'"
+        ValueError, match=r"toy_sharpness=3.0 does not apply to method 'l2b': it is for methods toy-sharp only"
     ):
         TrainConfig.from_dict({"toy_sharpness": 3})
     # the command line end to end
@@ -228,7 +228,7 @@ def test_the_noise_models_and_data_sets_are_registries_too():
     # the image-file options are declared by the data sets that take them, and refused elsewhere
     assert {o.name for o in DATASETS.options("imagefolder")} == {"image_size", "lazy", "skip_bad_files"}
     assert DATASETS.options("digits") == ()
-    with pytest.raises(ValueError, match="image_size=64 .* does not apply to data set 'digits'"):
+    with pytest.raises(ValueError, match="image_size=64 does not apply to data set 'digits'"):
         TrainConfig(image_size=64)
     config = TrainConfig(data="imagefolder", data_root="/nowhere", image_size=64)
     assert config.data_options["image_size"] == 64 and config.image_size == 64

@@ -110,7 +110,7 @@ def test_dividemix_needs_two_views_and_refuses_mixup(tmp_path):
         TrainConfig(method="dividemix", mixup=True, feature_noise=0.3)
     with pytest.raises(
         ValueError,
-        match=r"config dividemix_meta='labelled' \(dividemix-l2b: meta batches.*does not apply to method 'dividemix'",
+        match=r"config dividemix_meta='labelled' does not apply to method 'dividemix': it is for methods dividemix-l2b",
     ):
         TrainConfig(method="dividemix", dividemix_meta="labelled")
 

@@ -1,15 +1,14 @@
 """One registry idiom for every named choice: methods, models, meta-gradient engines, data sets,
 noise models, tasks.
 
-A :class:`Registry` maps names to entries (a class or a factory) and each entry to its declared
-options (:class:`l2b.options.Option`). Every registry answers the same way: ``names()``,
-``get(name)`` (a mistyped name gets "did you mean ..."), ``options(name)``,
-``option_defaults(name)``, and ``register(name, options=...)`` as a decorator. The per-kind
-modules expose them as ``l2b.methods.METHODS``, ``l2b.models.MODELS`` and
-``l2b.meta.engines.ENGINE_REGISTRY``, ``l2b.data.DATASETS``, ``l2b.noise.NOISE_MODELS`` and
-``l2b.tasks.TASKS``, with their
-long-standing functions (``list_methods``,
-``create_model`` ...) as thin faces.
+A :class:`Registry` maps names to entries (a class, a factory or a function) and each entry to
+its declared options (:class:`l2b.options.Option`). Every registry answers the same way:
+``names()``, ``get(name)`` (a mistyped name gets "did you mean ..."), ``options(name)``,
+``option_defaults(name)``, ``register(name, options=...)`` as a decorator, and reads like a
+mapping (``name in r``, ``r[name]``, ``list(r)``, ``r.items()``). The per-kind modules expose
+them as ``l2b.methods.METHODS``, ``l2b.models.MODELS``, ``l2b.meta.engines.ENGINE_REGISTRY``,
+``l2b.data.DATASETS``, ``l2b.noise.NOISE_MODELS`` and ``l2b.tasks.TASKS``, with their
+long-standing functions (``list_methods``, ``create_model`` ...) as thin faces.
 
 This module imports no torch.
 """
@@ -29,7 +28,14 @@ T = TypeVar("T")
 
 _REGISTRIES: dict[str, Registry] = {}
 # kind -> the module whose import fills its registry
-_MODULES = {"method": "l2b.methods", "model": "l2b.models", "engine": "l2b.meta.engines", "task": "l2b.tasks"}
+_MODULES = {
+    "method": "l2b.methods",
+    "model": "l2b.models",
+    "engine": "l2b.meta.engines",
+    "task": "l2b.tasks",
+    "data set": "l2b.data",
+    "noise model": "l2b.noise",
+}
 # kind -> its names as listed without importing torch (tests check them against the live registry)
 _STATIC_NAMES = {"engine": ENGINES}
 

@@ -17,10 +17,10 @@ from ..meta import Collective
 
 __all__ = ["VIEW_KINDS", "Batch", "StepContext"]
 
-#: The augmentations a method can ask a view of each noisy example to be drawn with
-#: (``Method.views``): ``weak``, the run's own augmentation (random crop and flip of images, the
-#: feature noise of feature vectors), drawn independently for every view.
 VIEW_KINDS = ("weak",)
+"""The augmentations a method can ask a view of each noisy example to be drawn with
+(``Method.views``): ``weak``, the run's own augmentation (random crop and flip of images, the
+feature noise of feature vectors), drawn independently for every view."""
 
 
 @dataclass

@@ -468,9 +468,10 @@ def _not_applicable(kind: str, entry: str, name: str, value: Any) -> str:
     for key, (k, option) in option_keys().items():
         if k == kind and name in (key, option.name):
             takers = registry.takers(option.name)
+            listed = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers)
             return (
-                f"config {key}={value!r} ({option.help}) is for {registry.kind}s {' and '.join(takers)} "
-                f"only; it does not apply to {registry.kind} {entry!r}"
+                f"config {key}={value!r} does not apply to {registry.kind} {entry!r}: it is for "
+                f"{registry.kind}s {listed} only ({option.help})"
             )
     known = [o.name for o in registry.options(entry)]
     return (

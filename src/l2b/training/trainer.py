@@ -116,10 +116,12 @@ class PerExample:
         self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
         self.epochs = 0
 
-    def record(self, idx: np.ndarray, out: StepOutput) -> None:
+    def record(self, idx: np.ndarray, out: StepOutput, reduce: Callable[[Tensor], Tensor] = lambda w: w) -> None:
+        """Keep a step's per-example outputs; `reduce` makes per-position weights one per example
+        (:meth:`l2b.tasks.Task.reduce`)."""
         if out.alpha is not None:
-            self.alpha[idx] = out.alpha.double().cpu().numpy() * len(idx)
-            self.beta[idx] = out.beta.double().cpu().numpy() * len(idx)
+            self.alpha[idx] = reduce(out.alpha).double().cpu().numpy() * len(idx)
+            self.beta[idx] = reduce(out.beta).double().cpu().numpy() * len(idx)
         if out.pseudo_labels is not None:
             self.pseudo[idx] = out.pseudo_labels.cpu().numpy()
         if out.predictions is not None:
@@ -605,7 +607,9 @@ class Trainer:
         c.zero_steps += int(out.stats.get("all_zero", 0))
         if "meta_loss" in out.stats:
             c.meta_losses.append(out.stats["meta_loss"])
-        self.per_example.record(batch.index.numpy(), out if self.dist is None else self._gathered(out))
+        self.per_example.record(
+            batch.index.numpy(), out if self.dist is None else self._gathered(out), reduce=self.task.reduce
+        )
         c.step += 1
         c.seconds += seconds
 
