@@ -117,3 +117,17 @@ def test_classification_checks_its_label_shape_and_range():
     with pytest.raises(ValueError, match="integer class indices"):
         task.check_labels(np.array([0.0, 1.0]), 3, what="train labels")
     np.testing.assert_array_equal(task.agreement(np.array([1, 2]), np.array([1, 0])), [1.0, 0.0])
+
+
+def test_what_a_label_issue_is_comes_from_the_task():
+    from l2b.reports import label_issues
+
+    given = np.array([[0, 1], [2, 2], [1, 0]])
+    probs = np.full((3, K, P), 0.05)
+    for i, j, k in [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 0), (2, 0, 0), (2, 1, 2)]:
+        probs[i, k, j] = 0.9  # example 0 agrees everywhere, 1 at one position, 2 at none
+    table = label_issues({"index": np.arange(3), "given_label": given, "pred_prob": probs}, task=TwoPositions())
+    assert list(table["index"]) == [2, 1, 0]  # most suspicious first: mean probability of the given labels
+    np.testing.assert_allclose(table["label_quality"], [0.05, (0.9 + 0.05) / 2, 0.9])
+    assert list(table["is_label_issue"]) == [True, True, False]
+    np.testing.assert_array_equal(table["predicted_label"][0], [0, 2])

@@ -4,7 +4,8 @@ A :class:`Task` owns everything that differs between, say, classifying images (o
 example) and segmenting them (one class per pixel): the label-shape checks, the evaluation
 metrics and which of them chooses the checkpoint, how a per-position figure (a prediction's
 agreement with its label, a weight) reduces to one number per example for the per-example
-record, and whether the meta-gradient engines can weigh its costs. The trainer, the batch
+record, what a label issue is (:meth:`Task.label_quality`), and whether the meta-gradient
+engines can weigh its costs. The trainer, the batch
 sources and the label-issue reports call the task and assume nothing about label shape beyond
 "one row per example".
 
@@ -58,6 +59,20 @@ class Task:
         """Each example's share of positions predicted as labelled: (N,) in [0, 1]."""
         same = np.asarray(predictions) == np.asarray(labels)
         return same.reshape(len(same), -1).mean(axis=1)
+
+    def label_quality(self, probs: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a label issue is, from the selected model's probabilities (N, K, *label_shape)
+        and the given labels (N, *label_shape): (quality (N,) in [0, 1], the mean probability of
+        the given label over the example's positions; the suggested labels (N, *label_shape),
+        argmax over the classes; whether any position's suggestion differs from its given
+        label (N,) bool). :func:`l2b.reports.label_issues` flags an example whose quality is
+        below the threshold and whose suggestion differs."""
+        n = len(given)
+        picked = np.take_along_axis(probs, np.expand_dims(given, 1), axis=1)[:, 0]
+        quality = np.clip(picked.reshape(n, -1).mean(axis=1), 0.0, 1.0)
+        suggested = probs.argmax(axis=1).astype(np.int64) if n else np.zeros(given.shape, dtype=np.int64)
+        differs = (suggested != given).reshape(n, -1).any(axis=1)
+        return quality, suggested, differs
 
     def reduce(self, values: Tensor) -> Tensor:
         """A per-position figure (B, *label_shape) as one number per example (B,): the mean."""

@@ -29,11 +29,14 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..rundir import LABEL_ISSUES, PER_EXAMPLE, read_data_info, read_files
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 COLUMNS = ("index", "given_label", "predicted_label", "label_quality", "is_label_issue", "alpha_share")
 """Columns of a label-issue table (:func:`label_issues`, ``label_issues.csv``), in order: the
@@ -73,10 +76,10 @@ def _validate(per_example: Mapping[str, Any], threshold: float) -> tuple[np.ndar
     given = np.asarray(per_example["given_label"]).astype(np.int64)
     prob = np.asarray(per_example["pred_prob"], dtype=np.float64)
     n = len(given)
-    if prob.ndim != 2 or prob.shape[0] != n or index.shape != (n,):
+    if prob.ndim != given.ndim + 1 or prob.shape[0] != n or prob.shape[2:] != given.shape[1:] or index.shape != (n,):
         raise ValueError(
-            f"pred_prob must be (N, K) and index (N,) with N = {n} given labels; got pred_prob "
-            f"{prob.shape}, index {index.shape}"
+            f"pred_prob must be (N, K, *label_shape) and index (N,) with N = {n} given labels of shape "
+            f"{given.shape}; got pred_prob {prob.shape}, index {index.shape}"
         )
     if n and (given.min() < 0 or given.max() >= prob.shape[1]):
         raise ValueError(f"given labels must lie in [0, {prob.shape[1]}); got {given.min()}..{given.max()}")
@@ -160,6 +163,7 @@ def label_issues(
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
     paths: Mapping[int, str] | None = None,
+    task: str | Task = "classification",
 ) -> dict[str, np.ndarray]:
     """Rank a run's training examples by how likely their given label is correct.
 
@@ -178,6 +182,9 @@ def label_issues(
     paths : mapping of int to str, or None
         Index -> image file (a run's files.csv, :func:`l2b.rundir.read_files`): adds a ``path``
         column after ``index``.
+    task : str or Task
+        The run's task (:mod:`l2b.tasks`, recorded in data.json), which says what a label issue
+        is (:meth:`l2b.tasks.Task.label_quality`); the rule below is classification's.
 
     Returns
     -------
@@ -198,7 +205,7 @@ def label_issues(
           two networks' mean posterior of the low-loss mixture component at the last division): a
           second label-quality score, reported beside the rule, not mixed into it.
     """
-    cols = _columns(per_example, threshold)
+    cols = _columns(per_example, threshold, task)
     order = np.lexsort((cols["index"], cols["label_quality"]))
     keys = COLUMNS + (("clean_probability",) if "clean_probability" in cols else ())
     table = {k: cols[k][order] for k in keys}
@@ -230,18 +237,18 @@ def run_names(run_dir: str | Path) -> tuple[list[str] | None, dict[int, str] | N
     return (None if info is None else [str(n) for n in info["class_names"]]), read_files(run_dir)
 
 
-def _columns(per_example: Mapping[str, Any], threshold: float) -> dict[str, np.ndarray]:
+def _columns(per_example: Mapping[str, Any], threshold: float, task: str | Task) -> dict[str, np.ndarray]:
     """The :func:`label_issues` columns in the order of the per-example arrays."""
+    from ..tasks import get_task
+
     index, given, prob = _validate(per_example, threshold)
-    n = len(given)
-    quality = np.clip(prob[np.arange(n), given], 0.0, 1.0)
-    predicted = prob.argmax(axis=1).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+    quality, predicted, differs = get_task(task).label_quality(prob, given)
     return {
         "index": index,
         "given_label": given,
         "predicted_label": predicted,
         "label_quality": quality,
-        "is_label_issue": (quality < threshold) & (predicted != given),
+        "is_label_issue": (quality < threshold) & differs,
         "alpha_share": alpha_share(per_example),
         **(
             {"clean_probability": np.asarray(per_example["clean_prob"], dtype=np.float64)}
@@ -262,7 +269,9 @@ def noise_mask(per_example: Mapping[str, Any]) -> np.ndarray | None:
     return clean != np.asarray(per_example["given_label"]).astype(np.int64)
 
 
-def detection_scores(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> dict[str, Any] | None:
+def detection_scores(
+    per_example: Mapping[str, Any], *, threshold: float = 0.5, task: str = "classification"
+) -> dict[str, Any] | None:
     """How well the flags find the truly mislabelled examples (None when the truth is unknown).
 
     Keys: ``flagged``, ``noisy`` (counts), ``precision`` (of the flagged, the share truly
@@ -273,7 +282,7 @@ def detection_scores(per_example: Mapping[str, Any], *, threshold: float = 0.5) 
     noisy = noise_mask(per_example)
     if noisy is None:
         return None
-    cols = _columns(per_example, threshold)
+    cols = _columns(per_example, threshold, task)
     clean = np.asarray(per_example["clean_label"]).astype(np.int64)
     flag = cols["is_label_issue"]
     tp, n_flag, n_noisy = int((flag & noisy).sum()), int(flag.sum()), int(noisy.sum())
@@ -326,17 +335,26 @@ def write_label_issues(run_dir: str | Path, *, threshold: float = 0.5, out: str 
     """Write ``RUN_DIR/label_issues.csv`` (or `out`): the :func:`label_issues` table with the
     run's class names and, for image files, their paths; return its path."""
     names, paths = run_names(run_dir)
-    table = label_issues(load_per_example(run_dir), threshold=threshold, class_names=names, paths=paths)
+    info = read_data_info(run_dir) or {}
+    table = label_issues(
+        load_per_example(run_dir),
+        threshold=threshold,
+        class_names=names,
+        paths=paths,
+        task=info.get("task", "classification"),
+    )
     return write_table(table, Path(run_dir) / LABEL_ISSUES if out is None else Path(out))
 
 
-def corrected_labels(per_example: Mapping[str, Any], *, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def corrected_labels(
+    per_example: Mapping[str, Any], *, threshold: float = 0.5, task: str = "classification"
+) -> dict[str, np.ndarray]:
     """The given labels with every flagged example moved to its suggested label.
 
     Returns ``index`` (sorted ascending), ``label`` (corrected), ``given_label`` and ``changed``
     (bool), all (N,).
     """
-    t = _columns(per_example, threshold)
+    t = _columns(per_example, threshold, task)
     order = np.argsort(t["index"], kind="stable")
     t = {k: v[order] for k, v in t.items()}
     label = np.where(t["is_label_issue"], t["predicted_label"], t["given_label"])
