@@ -17,10 +17,12 @@ from ..meta import Collective
 
 __all__ = ["VIEW_KINDS", "Batch", "StepContext"]
 
-VIEW_KINDS = ("weak",)
+VIEW_KINDS = ("weak", "strong")
 """The augmentations a method can ask a view of each noisy example to be drawn with
-(``Method.views``): ``weak``, the run's own augmentation (random crop and flip of images, the
-feature noise of feature vectors), drawn independently for every view."""
+(``Method.views``), each drawn independently for every view: ``weak``, the run's own
+augmentation (random crop and flip of images, the feature noise of feature vectors);
+``strong``, random crop and flip then AutoAugment's CIFAR-10 policy
+(:class:`l2b.data.autoaugment.StrongAugment`; in-memory images)."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ checkpoint (cursor plus generator state) yields the batches the uninterrupted ep
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -69,6 +69,11 @@ class EpochCursor:
         return cls(**copy.deepcopy({k: v for k, v in state.items() if k in known}))
 
 
+def _named_views(views: Mapping[str, str] | tuple[str, ...]) -> dict[str, str]:
+    """Views as name -> kind (a tuple of names: all ``weak``)."""
+    return dict(views) if isinstance(views, Mapping) else dict.fromkeys(views, "weak")
+
+
 def take_shard(batch: Tensor, shard: tuple[int, int] | None) -> Tensor:
     """This process's contiguous shard (rank, world size) of a global batch; all of it for None."""
     if shard is None:
@@ -89,6 +94,13 @@ class TensorData:
     def subset(self, rows: np.ndarray | Tensor) -> TensorData:
         rows = torch.as_tensor(rows, device=self.inputs.device)
         return TensorData(self.inputs[rows], self.labels[rows])
+
+    @staticmethod
+    def _view(x: Tensor, kind: str, augment, strong, generator) -> Tensor:
+        """One view of the noisy batch: a draw of the run's augmentation, or of the strong one."""
+        if kind == "strong":
+            return strong(x, generator=generator)
+        return x if augment is None else augment(x, generator=generator)
 
     def eval_batches(self, batch_size: int, device: torch.device | None = None) -> Iterator[Tensor]:
         """Every example once, in order: inputs (b, ...)."""
@@ -111,14 +123,22 @@ class TensorData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
-        views: tuple[str, ...] = (),
+        views: Mapping[str, str] | tuple[str, ...] = (),
+        strong: Callable[..., Tensor] | None = None,
     ) -> Iterator[Batch]:
         """The batches from ``cursor.step`` on, with the named extra `views` of the noisy batch
-        (each another draw of the augmentation; copies of the inputs without one). Per step,
-        drawn in this order from `generator`: the meta rows (`next_meta`, when `meta` is given),
-        then the noisy batch's augmentation (once for the inputs, once per view), then the meta
-        batch's. Augmentation is drawn for the whole batch, then
+        (name -> kind, :data:`l2b.methods.step.VIEW_KINDS`; a tuple of names: all ``weak``):
+        each another draw of `augment` (copies of the inputs without one) or, for ``strong``,
+        of `strong`. Per step, drawn in this order from `generator`: the meta rows (`next_meta`,
+        when `meta` is given), then the noisy batch's augmentation (once for the inputs, then
+        once per view in order), then the meta batch's. Augmentation is drawn for the whole batch, then
         sharded, so every process sees what one process would."""
+        views = _named_views(views)
+        kinds = list(views.values())
+        if "strong" in kinds and strong is None:
+            raise ValueError(
+                "a strong view needs the strong augmentation (l2b.data.autoaugment.StrongAugment): pass strong="
+            )
         rows = cursor.rows
         for step in range(cursor.step, cursor.n_batches):
             idx = rows[step]
@@ -128,10 +148,9 @@ class TensorData:
             if meta is not None:
                 m_idx = next_meta().to(meta.inputs.device)
                 mx, my = meta.inputs[m_idx], meta.labels[m_idx]
-            xs = [x] * (1 + len(views))
-            if augment is not None:
-                xs = [augment(x, generator=generator) for _ in range(1 + len(views))]
-                mx = None if mx is None else augment(mx, generator=generator)
+            xs = [self._view(x, kind, augment, strong, generator) for kind in ("weak", *kinds)]
+            if augment is not None and mx is not None:
+                mx = augment(mx, generator=generator)
             xs, y = [take_shard(v, shard) for v in xs], take_shard(y, shard)
             if mx is not None:
                 mx, my = take_shard(mx, shard), take_shard(my, shard)

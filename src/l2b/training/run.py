@@ -26,7 +26,14 @@ from .init_weights import save_safetensors
 from .optim import batches_per_epoch
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
-from .setup import build_model, effective_meta_batch, resolve_device, seeded, trainer_for_config
+from .setup import (
+    build_model,
+    build_strong_augmentation,
+    effective_meta_batch,
+    resolve_device,
+    seeded,
+    trainer_for_config,
+)
 from .trainer import FitResult, evaluate, predict_proba
 from .validation import check_state_fits
 
@@ -209,6 +216,7 @@ def _run_experiment(
             num_classes=data.num_classes,
             streamed=data.streamed,
             meta_batch_size=meta_batch,
+            strong_augment=build_strong_augmentation(config, data.train, data.example_shape),
             progress=progress,
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from ..data.augment import FeatureNoise, augment_batch
+from ..data.autoaugment import StrongAugment
+from ..data.preprocessing import preprocessing_of
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
 from .config import AUTOCAST_DTYPES, TrainConfig
@@ -41,6 +43,7 @@ from .trainer import Trainer
 
 __all__ = [
     "build_augmentation",
+    "build_strong_augmentation",
     "build_model",
     "build_trainer",
     "resolve_device",
@@ -84,6 +87,24 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 def trainer_generator(seed: int) -> torch.Generator:
     """The CPU generator every sampling decision of a run draws from."""
     return torch.Generator().manual_seed(seed + 2)
+
+
+def build_strong_augmentation(config: TrainConfig, train: Any, example_shape: tuple[int, ...]) -> StrongAugment | None:
+    """The augmentation of the ``strong`` views a method declares (``Method.views``), or None
+    when it declares none: AutoAugment's CIFAR-10 policy on the training images' pixels, their
+    standardisation undone and redone with the data set's own statistics. Refused by name for
+    inputs that are not images with recorded statistics (feature vectors, arrays of one's own)."""
+    if "strong" not in method_class(config.method).views.values():
+        return None
+    prep = preprocessing_of(train)
+    shape = tuple(example_shape)
+    if prep is None or len(shape) != 3:
+        raise ValueError(
+            f"method {config.method!r} trains on strong views (AutoAugment's CIFAR-10 policy), which are drawn on "
+            f"images (C, H, W) whose pixel statistics the data set records; data set {config.data!r} has inputs "
+            f"of shape {shape}"
+        )
+    return StrongAugment(prep.mean, prep.std)
 
 
 def build_augmentation(config: TrainConfig, *, streamed: bool = False):

@@ -9,7 +9,7 @@ how far the loader had prefetched when the run was interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,13 +161,20 @@ class StreamData:
         augment: Callable[..., Tensor] | None,
         shard: tuple[int, int] | None,
         device: torch.device,
-        views: tuple[str, ...] = (),
+        views: Mapping[str, str] | tuple[str, ...] = (),
+        strong: Callable[..., Tensor] | None = None,
     ) -> Iterator[Batch]:
         """The planned batches from ``cursor.step`` on, decoded by DataLoader workers (this
         process's shards only), each noisy example also in the named extra `views` (each another
         draw of the augmentation). Augmentation is
         the loader's, seeded per example from the plan, so `augment`, `generator` and `next_meta`
         are not used here."""
+        views = dict(views) if isinstance(views, Mapping) else dict.fromkeys(views, "weak")
+        if any(kind != "weak" for kind in views.values()):
+            raise ValueError(
+                f"views of kind {sorted(set(views.values()) - {'weak'})} are drawn on in-memory images only; "
+                "this data set is streamed from disk (set lazy: false, with image_size, to hold it in memory)"
+            )
         rows = cursor.rows
         meta_plan = cursor.meta_plan if meta is not None else None
         plan = list(zip(rows, meta_plan or [None] * cursor.n_batches))

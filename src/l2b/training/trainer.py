@@ -217,6 +217,9 @@ class Trainer:
         The test set passed to :meth:`fit` is evaluated after every `test_every`-th epoch, the
         last epoch and every epoch that improves the meta accuracy (so the selected epoch's
         figure is always there); other records have no ``test_accuracy``.
+    strong_augment : callable (batch, *, generator) -> batch, or None
+        Draws the ``strong`` views a method declares (``Method.views``), like `augment` (e.g.
+        :class:`l2b.data.autoaugment.StrongAugment`).
     task : Task or str
         What depends on the kind of label (:mod:`l2b.tasks`): the label shape, the evaluation
         figures and the per-example record. Default ``"classification"``; a task whose costs
@@ -267,6 +270,7 @@ class Trainer:
         test_every: int = 1,
         autocast_dtype: torch.dtype | None = None,
         task: Task | str = "classification",
+        strong_augment: Callable[..., Tensor] | None = None,
     ):
         self.model, self.method, self.optimizer, self.scheduler = model, method, optimizer, scheduler
         self.task = get_task(task)
@@ -282,6 +286,7 @@ class Trainer:
         self.warmup_epochs, self.generator, self.progress = warmup_epochs, generator, progress
         self.callbacks, self.checkpoint, self.meta_selector = callbacks, checkpoint, meta_selector
         self.augment, self.max_bad_steps, self.log = augment, max_bad_steps, log
+        self.strong_augment = strong_augment
         self.test_every = test_every
         self.selection: Source | None = None  # set by fit(): held-out trusted examples to select on
         self.target_epochs = 0  # set by fit(): the last epoch always evaluates the test set
@@ -471,7 +476,8 @@ class Trainer:
             augment=self.augment,
             shard=self.shard,
             device=self.device,
-            views=tuple(method.views),
+            views=method.views,
+            strong=self.strong_augment,
         )
         bar = tqdm(
             total=cursor.n_batches,
