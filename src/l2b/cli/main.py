@@ -14,9 +14,16 @@ import signal
 import sys
 
 from .. import __version__
-from . import evaluate, predict, relabel, report, train
+from . import evaluate, predict, pretrain, relabel, report, train
 
-COMMANDS = {"train": train, "relabel": relabel, "report": report, "evaluate": evaluate, "predict": predict}
+COMMANDS = {
+    "train": train,
+    "pretrain": pretrain,
+    "relabel": relabel,
+    "report": report,
+    "evaluate": evaluate,
+    "predict": predict,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,59 @@
+"""`l2b pretrain`: self-supervised pre-training (SimCLR) on a data set's own images.
+
+The flags come from the declarations: :data:`l2b.pretrain.PRETRAIN_OPTIONS` and the data sets'
+and models' options (read without importing torch, :mod:`l2b.cli.declared`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..pretrain import PRETRAIN_OPTIONS
+from .declared import component_options, dataset_names, model_names
+
+
+def _flags():
+    """(option, shown default) of every flag besides data, model, data root, out, resume."""
+    own = [(o, o.default) for o in PRETRAIN_OPTIONS]
+    return own + [(o, d) for o, d, package in component_options() if package in ("data", "models")]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pre-training (SimCLR) on a data set's own images, labels ignored",
+        description="Pre-train a model's body with SimCLR (two strong views of every training image: random "
+        "crop, flip and AutoAugment's CIFAR-10 policy; a projection head; the NT-Xent loss) on the training "
+        "images of a data set, ignoring their labels. Writes RUN_DIR/encoder.safetensors, which "
+        "`l2b train --init-weights` takes, with config.yaml, metrics.jsonl and checkpoint.pt (Ctrl-C saves "
+        "one at the step it stops at; --resume continues exactly).",
+    )
+    p.add_argument("--data", required=False, help=f"data set (registered: {', '.join(dataset_names())})")
+    p.add_argument("--data-root", dest="data_root", help="folder holding the data set's files")
+    p.add_argument("--model", default="small_cnn", choices=model_names(), help="network (default: small_cnn)")
+    for option, default in _flags():
+        p.add_argument(
+            option.flag,
+            dest=option.config_key,
+            default=argparse.SUPPRESS,
+            help=f"{option.help.replace('%', '%%')} (default: {default})",
+            **option.argparse_kwargs(),
+        )
+    p.add_argument("--out", type=Path, default=Path("pretrain"), help="run directory (default: ./pretrain)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pretrain import PretrainConfig
+    from ..pretrain.loop import pretrain
+
+    keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
+    config = PretrainConfig.from_flat({k: v for k, v in vars(args).items() if k in keys})
+    interactive = sys.stderr.isatty()
+    log = None if args.quiet else (lambda line: print(line, flush=True))
+    summary = pretrain(config, args.out, resume=args.resume, progress=interactive and not args.quiet, log=log)
+    print(json.dumps(summary, indent=2))
+    return 0

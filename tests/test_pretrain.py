@@ -1,0 +1,103 @@
+"""`l2b pretrain`: SimCLR on a folder of images, resumed exactly after an interrupt, and its
+weights taken by `l2b train --init-weights`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from l2b.cli.main import main
+from l2b.pretrain import PretrainConfig
+from l2b.pretrain import loop as pretrain_loop
+from l2b.pretrain.loop import ENCODER, pretrain
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain") / "images"
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(10):
+            a = np.clip(np.array(colour)[None, None] + rng.normal(0, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def _config(folder, **over):
+    values = {
+        "data": "imagefolder",
+        "data_root": str(folder),
+        "image_size": 16,
+        "model": "small_cnn",
+        "width": 8,
+        "epochs": 2,
+        "batch_size": 8,
+        "device": "cpu",
+        **over,
+    }
+    return PretrainConfig.from_flat(values)
+
+
+def test_pretraining_resumes_exactly_after_an_interrupt(folder, tmp_path, monkeypatch):
+    whole = pretrain(_config(folder), tmp_path / "whole")
+    assert (
+        whole["epochs"] == 2 and whole["images"] == 16
+    )  # the training split (the loader holds 20 % out) and np.isfinite(whole["final_loss"])
+    lines = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+    calls = {"n": 0}
+    real = pretrain_loop.nt_xent
+
+    def stop_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # Ctrl-C during the first step of epoch 2 (two steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_loop, "nt_xent", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_config(folder), tmp_path / "cut")
+    monkeypatch.setattr(pretrain_loop, "nt_xent", real)
+    resumed = pretrain(_config(folder), tmp_path / "cut", resume=True)
+    a, b = load_file(tmp_path / "whole" / ENCODER), load_file(tmp_path / "cut" / ENCODER)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["final_loss"] == whole["final_loss"]
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text().count("\n") == 2
+    with pytest.raises(ValueError, match="another config"):
+        pretrain(_config(folder, epochs=3), tmp_path / "cut", resume=True)
+
+
+def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
+    pretrain(_config(folder, epochs=1), tmp_path / "pre")
+    code = main(
+        [
+            "train", "--data", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--model", "small_cnn",
+            "--width", "8", "--method", "ce", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "8",
+            "--init-weights", str(tmp_path / "pre" / ENCODER), "--quiet", "--threads", "1",
+            "--out", str(tmp_path / "run"),
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+
+
+def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
+    assert main(["pretrain", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    features = SimpleNamespace(inputs=np.zeros((10, 64), np.float32), mean=(0.5,), std=(0.2,), num_classes=2)
+    monkeypatch.setattr(pretrain_loop, "load_dataset", lambda name, **options: (features, None))
+    assert main(["pretrain", "--data", "digits", "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "inputs of shape (64,)" in capsys.readouterr().err
+    assert main(["pretrain", "--data", "digits", "--model", "mlp", "--width", "8", "--out", str(tmp_path / "z")]) == 2
+    assert "width do(es) not apply" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="temperature=-1.0 must be positive"):
+        PretrainConfig(data="digits", values={"temperature": -1.0})
