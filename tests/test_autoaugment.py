@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from l2b.data.autoaugment import CIFAR10_POLICY, StrongAugment, _apply, cifar10_policy
+from l2b.data.autoaugment import CIFAR10_POLICY, StrongAugment, apply_operation, cifar10_policy
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (3, 12, 10, 3), dtype=np.uint8)  # (N, H, W, C)
@@ -17,7 +17,7 @@ IMAGES[1, :, :, :] //= 3  # a dark one: autocontrast and equalize have work to d
 def _ours(op: str, magnitude: float, sign: int = 1) -> np.ndarray:
     x = torch.from_numpy(IMAGES).permute(0, 3, 1, 2).double() / 255
     n = len(IMAGES)
-    out = _apply(x, op, torch.full((n,), float(magnitude)), torch.full((n,), sign))
+    out = apply_operation(x, op, torch.full((n,), float(magnitude)), torch.full((n,), sign))
     return (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(int)
 
 

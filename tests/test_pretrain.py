@@ -101,3 +101,19 @@ def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
     assert "width do(es) not apply" in capsys.readouterr().err
     with pytest.raises(ValueError, match="temperature=-1.0 must be positive"):
         PretrainConfig(data="digits", values={"temperature": -1.0})
+
+
+def test_the_cost_benchmark_runs(folder, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "pretrain_cost.py"), "--folder", str(folder), "--image-size", "16",
+         "--epochs", "2", "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "cost")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads((tmp_path / "cost.json").read_text())
+    assert len(data["pretrain_seconds_per_epoch"]) == 2 and data["pretrain_over_ce"] > 0

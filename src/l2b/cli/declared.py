@@ -19,6 +19,7 @@ they are defined in :mod:`l2b.names`.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,12 @@ def component_options() -> list[tuple[Option, Any, str]]:
         found: list[tuple[str, Option]] = []
         for package in _OPTION_PACKAGES:
             for path in sorted((_PACKAGE / package).glob("*.py")):
-                for node in ast.walk(_parse(path)):
-                    if isinstance(node, ast.Call) and _called_name(node) == "Option":
-                        args = [_literal(a) for a in node.args]
-                        kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg is not None}
-                        if len(kwargs) != len(node.keywords):
-                            raise _Unreadable(ast.unparse(node))
-                        found.append((package, Option(*args, **kwargs)))
+                for node in _calls(path, "Option"):
+                    args = [_literal(a) for a in node.args]
+                    kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg is not None}
+                    if len(kwargs) != len(node.keywords):
+                        raise _Unreadable(ast.unparse(node))
+                    found.append((package, Option(*args, **kwargs)))
         if not found:
             raise _Unreadable("no Option(...) declarations")
         merged = _merged(found)
@@ -134,7 +134,29 @@ def train_defaults() -> dict[str, Any]:
 
 
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    """The module's syntax tree, parsed once per process for each version of the file (the
+    parser is built for every command, and in tests hundreds of times)."""
+    return _parsed(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: str, mtime_ns: int) -> ast.Module:
+    return ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+
+
+def _calls(path: Path, name: str) -> tuple[ast.Call, ...]:
+    """The calls of `name` (``Option``, ``register_method`` ...) in a module, in the order
+    :func:`ast.walk` meets them; found once per process for each version of the file."""
+    return _found_calls(str(path), path.stat().st_mtime_ns).get(name, ())
+
+
+@functools.lru_cache(maxsize=256)
+def _found_calls(path: str, mtime_ns: int) -> dict[str, tuple[ast.Call, ...]]:
+    found: dict[str, list[ast.Call]] = {}
+    for node in ast.walk(_parsed(path, mtime_ns)):
+        if isinstance(node, ast.Call) and (called := _called_name(node)) is not None:
+            found.setdefault(called, []).append(node)
+    return {k: tuple(v) for k, v in found.items()}
 
 
 def _literal(node: ast.expr) -> Any:
@@ -149,12 +171,11 @@ def _registered(package: str, register: str, *, sort: bool = True) -> list[str]:
     the order written)."""
     names = []
     for path in sorted((_PACKAGE / package).glob("*.py")):
-        for node in ast.walk(_parse(path)):
-            if isinstance(node, ast.Call) and _called_name(node) == register:
-                # the name: the one positional argument (options=... are read by component_options)
-                if len(node.args) != 1 or not isinstance(name := _literal(node.args[0]), str):
-                    raise _Unreadable(ast.unparse(node))
-                names.append(name)
+        for node in _calls(path, register):
+            # the name: the one positional argument (options=... are read by component_options)
+            if len(node.args) != 1 or not isinstance(name := _literal(node.args[0]), str):
+                raise _Unreadable(ast.unparse(node))
+            names.append(name)
     if not names:
         raise _Unreadable(f"no {register}(...) in {package}")
     return sorted(names) if sort else names

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .augment import augment_batch
 
-__all__ = ["CIFAR10_POLICY", "StrongAugment", "cifar10_policy"]
+__all__ = ["CIFAR10_POLICY", "StrongAugment", "apply_operation", "cifar10_policy"]
 
 # (p1, operation 1, magnitude index 1, p2, operation 2, magnitude index 2): the 25 sub-policies.
 CIFAR10_POLICY: tuple[tuple[float, str, int, float, str, int], ...] = (
@@ -149,7 +149,7 @@ def _sharpness(x: Tensor, factor: Tensor) -> Tensor:
     return _blend(torch.where(border, x, smooth), x, factor)
 
 
-def _apply(x: Tensor, op: str, magnitude: Tensor, sign: Tensor) -> Tensor:
+def apply_operation(x: Tensor, op: str, magnitude: Tensor, sign: Tensor) -> Tensor:
     """Operation `op` on every image of `x` (N, C, H, W) in [0, 1], with its magnitude (N,) and
     random sign (N,) of +-1 for the signed operations."""
     n = x.shape[0]
@@ -229,7 +229,7 @@ def cifar10_policy(x: Tensor, *, generator: torch.Generator | None) -> Tensor:
             rows = torch.tensor([k for k, o in enumerate(ops) if o == op and bool(applies[k])], dtype=torch.long)
             if len(rows):
                 dev_rows = rows.to(x.device)
-                out[dev_rows] = _apply(out[dev_rows], op, mag[rows].to(x.device), signs[dev_rows, stage])
+                out[dev_rows] = apply_operation(out[dev_rows], op, mag[rows].to(x.device), signs[dev_rows, stage])
     return out
 
 

@@ -209,7 +209,7 @@ def pretrain(
                     z1 = projection(_features(model, head_name, v1))
                     z2 = projection(_features(model, head_name, v2))
                     loss = nt_xent(z1, z2, temperature=config.temperature)
-                    if not math.isfinite(float(loss)):
+                    if not math.isfinite(float(loss.detach())):
                         raise FloatingPointError(
                             f"pre-training loss is {float(loss)} at epoch {state['epoch'] + 1}, "
                             f"step {state['step'] + 1}: lower --lr"
