@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="result prefix (default: benchmarks/results/pretrain_cost)")
     p.add_argument("--quick", action="store_true", help="a smoke run: results go to the temporary folder")
+    p.add_argument("--about", default="", help="what the folder holds, for the record")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     env = common.environment("cpu")
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "pretrain_seconds_per_epoch": pre_epochs,
         "ce_seconds_per_epoch": ce_epochs,
         "pretrain_over_ce": pre_s / ce_s,
+        "about": args.about,
     }
     prefix = common.out_prefix(args.out, "pretrain_cost", args.quick)
     common.write_json(prefix.with_suffix(".json"), result)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Cost of an epoch of `l2b pretrain`\n\n"
         f"{common.machine_line(env)}\n\n"
         f"Command: `{result['command']}`. {pre['images']} training images, {args.model}, batch {args.batch_size}, "
-        f"{args.threads} torch threads; seconds per epoch (mean after the first).\n\n"
+        f"{args.threads} torch threads; seconds per epoch (mean after the first). {args.about}\n\n"
         "| run | s / epoch | x CE |\n|---|---|---|\n"
         f"| `l2b train --method ce --augment` | {ce_s:.2f} | 1.00 |\n"
         f"| `l2b pretrain` (SimCLR, two strong views) | {pre_s:.2f} | {pre_s / ce_s:.2f} |\n\n"

@@ -57,12 +57,20 @@ def _features(model: nn.Module, head: str, x: Tensor) -> Tensor:
 
 def _images(config: PretrainConfig):
     """The training split's images as one (N, C, H, W) float tensor, their statistics, and the
-    number of classes (for the model's classifier, which pre-training leaves as initialised)."""
-    opts: dict[str, Any] = dict(config.data_options)
-    opts = {k: v for k, v in opts.items() if v is not None and v is not False}
-    if config.data_root is not None:
-        opts["root"] = config.data_root
-    train, _ = load_dataset(config.data, **opts)
+    number of classes (for the model's classifier, which pre-training leaves as initialised).
+    The split is the one ``l2b train --data ...`` uses by default: a benchmark's held-out test
+    split stays unseen; a user's folder of unchecked labels is used whole."""
+    from ..training.config import TrainConfig
+    from ..training.prepare import dataset_options
+
+    like_train = TrainConfig(
+        data=config.data,
+        data_root=config.data_root,
+        data_options=dict(config.data_options),
+        method="ce",
+        warmup_epochs=0,
+    )
+    train, _ = load_dataset(config.data, **dataset_options(like_train))
     inputs = getattr(train, "inputs", None)
     prep = preprocessing_of(train)
     if inputs is None or prep is None or inputs.ndim != 4:
