@@ -245,7 +245,11 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
         for i in range(algo.networks):  # DivideMix: a second network, from seed + 3 as l2b train does
             with seeded(seed + 3 * i, dev):
                 nets.append(create_model("mlp", num_classes=k, in_shape=(X.shape[1],), hidden=hidden))
-        model = nets[0] if len(nets) == 1 else TwoNetworks(*nets)
+        if len(nets) == 1:
+            model = nets[0]
+        else:
+            with seeded(seed + 6, dev):  # the projection heads, for a method that has them
+                model = TwoNetworks(*nets, projection_dim=algo.projection_dim)
         augment = None
         if algo.views:  # two views of every row: Gaussian noise on the standardised features
             augment = FeatureNoise(0.3 if self.feature_noise is None else float(self.feature_noise))

@@ -1,6 +1,6 @@
 """Training methods behind a registry: each is one optimizer step returning a StepOutput."""
 
-from . import dividemix, meta, simple  # noqa: F401  (registers the methods)
+from . import dividemix, meta, simple, unicon  # noqa: F401  (registers the methods)
 from .base import (
     METHODS,
     Method,

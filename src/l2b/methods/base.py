@@ -277,6 +277,8 @@ class Method:
     uses_engine: ClassVar[bool] = False
     #: how many networks the method trains; the model it steps holds them (see l2b.methods.TwoNetworks)
     networks: ClassVar[int] = 1
+    #: the width of the projection head each network of a pair gets, for contrastive losses (None: none)
+    projection_dim: ClassVar[int | None] = None
     #: more views of each noisy example its step takes, name -> augmentation kind (one of
     #: :data:`l2b.methods.step.VIEW_KINDS`); ``Batch.views`` holds them by name
     views: ClassVar[dict[str, str]] = {}

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..meta import Collective, create_engine
+from ..models.projection import ProjectionHead, feature_width, features_of
 from ..options import Option
 from .base import (
     Method,
@@ -72,15 +73,25 @@ __all__ = [
 class TwoNetworks(nn.Module):
     """Two networks trained side by side, as one module.
 
+    With `projection_dim`, each network also gets a projection head on its features
+    (:meth:`project`), which contrastive losses read.
+
     ``forward(x)`` is the average of the two networks' logits (the published code predicts with
     their sum: the same argmax), so evaluation, model selection, ``model.pt``, ``l2b evaluate``
     and ``l2b predict`` treat the pair as one classifier. ``forward(x, net=i)`` runs network i
     alone (through a DistributedDataParallel wrapper too).
     """
 
-    def __init__(self, first: nn.Module, second: nn.Module):
+    def __init__(self, first: nn.Module, second: nn.Module, *, projection_dim: int | None = None):
         super().__init__()
         self.nets = nn.ModuleList([first, second])
+        if projection_dim is not None:  # a projection head per network, for contrastive losses (UNICON)
+            self.projections = nn.ModuleList([ProjectionHead(feature_width(n), projection_dim) for n in self.nets])
+
+    def project(self, x: Tensor, net: int) -> Tensor:
+        """Network `net`'s projection (B, projection_dim) of the features its output layer
+        receives for `x` (:mod:`l2b.models.projection`)."""
+        return self.projections[net](features_of(self.nets[net], x))
 
     def forward(self, x: Tensor, net: int | None = None) -> Tensor:
         if net is None:
@@ -244,13 +255,16 @@ def mixmatch_targets(
     p_threshold: float,
     temperature: float,
     num_classes: int,
+    labelled: Tensor | None = None,
 ) -> MixMatchBatch:
     """Split a batch by the other network's clean probability `clean_prob` (B,) at
     `p_threshold`, then co-refine the labelled part's targets (:func:`co_refined_targets`) and
     co-guess the unlabelled part's (:func:`co_guessed_targets`) from both networks' predictions
     on both views `x1`, `x2` (B, ...). As published: `net` (the trained one) in train mode,
-    `other` in eval mode (and back in train mode after)."""
-    labelled = clean_prob > p_threshold
+    `other` in eval mode (and back in train mode after). `labelled` (B,) bool, when given, is the
+    division itself (UNICON's uniform selection), `clean_prob` then only the refinement weight."""
+    if labelled is None:
+        labelled = clean_prob > p_threshold
     net.train()
     other.eval()
     p1, p2 = torch.softmax(net(x1), 1), torch.softmax(net(x2), 1)
@@ -287,10 +301,12 @@ def mixmatch_step(
     generator: torch.Generator | None,
     dist: Collective | None,
     clip_grad: float | None,
+    extra_loss: Tensor | None = None,
 ) -> tuple[float, dict[str, float]]:
     """One MixMatch step of network `i` of `model` (a TwoNetworks, or its DDP wrapper): mix the
     batch with lambda' = max(lambda, 1 - lambda), lambda ~ Beta(mix_alpha, mix_alpha), one
-    permutation; the loss :func:`mixmatch_loss`; back-propagate, clip, step. Returns the loss and
+    permutation; the loss :func:`mixmatch_loss` (plus `extra_loss`, computed by the caller
+    before this step's forward); back-propagate, clip, step. Returns the loss and
     its terms (``labelled`` too: the labelled share)."""
     lam, perm = mix_coefficients(
         len(batch.inputs), alpha=mix_alpha, generator=generator, shard=None if dist is None else dist.rank
@@ -301,6 +317,8 @@ def mixmatch_step(
     mixed_targets = lam * batch.targets + (1 - lam) * batch.targets[perm]
     logits = model(mixed, net=i)
     loss, terms = mixmatch_loss(logits, mixed_targets, batch.num_labelled, weight_u=weight_u)
+    if extra_loss is not None:  # a term of the same step (UNICON's contrastive loss)
+        loss = loss + extra_loss
     _optimizer_step(model, optimizer, loss, clip_grad)
     terms["labelled"] = batch.labelled_share
     return float(loss.detach()), terms

@@ -26,14 +26,28 @@ every divergence below 0.5, that is for nearly every selected example.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..options import Option
+from .base import Method, StepOutput, register_method
+from .dividemix import (
+    DivideMixWarmup,
+    _check_pair,
+    mixmatch_step,
+    mixmatch_targets,
+    unlabelled_weight,
+)
+from .step import Batch, StepContext
 
 __all__ = [
+    "UNICON",
     "js_divergence",
     "label_divergence",
     "nt_xent",
@@ -106,3 +120,177 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float = 0.05) -> Tensor:
     sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), -math.inf)
     partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
     return F.cross_entropy(sim, partner)
+
+
+# -- the method -----------------------------------------------------------------------------------
+
+
+@register_method("unicon")
+class UNICON(Method):
+    """UNICON (Karim et al., CVPR 2022): two networks; at every epoch start, the uniform
+    selection by each example's divergence from its given label (:func:`uniform_selection`);
+    per batch and per network, label refinement of the selected part and co-guessing of the
+    rest (as DivideMix's :func:`~l2b.methods.dividemix.mixmatch_targets`, on the weak views),
+    MixMatch on the two *strong* views, and the contrastive loss (:func:`nt_xent`) on the
+    projections of the unlabelled part's strong views. Warm-up: each network alone with
+    cross-entropy (DivideMix's). The published defaults are CIFAR-10's (lambda_u 30; 0 at 20 %
+    noise, 50 at 90 %).
+
+    Where it differs from the published code: one division per epoch (the published code
+    divides again before training its second network), made by the pass at the epoch's start
+    over the evaluation view; each batch of the trainer's one pass over the training set is split
+    by it into labelled and unlabelled rows (the published code draws labelled and unlabelled
+    batches from two loaders), and the cosine schedule replaces its own.
+    """
+
+    networks = 2
+    views = {"second": "weak", "strong_1": "strong", "strong_2": "strong"}
+    ddp_options = {"find_unused_parameters": True}
+    projection_dim = 128
+    options = (
+        Option("lambda_u", "float", 30.0, "UNICON: weight of the unlabelled loss", minimum=0, key="unicon_lambda_u"),
+        Option("lambda_c", "float", 0.025, "UNICON: weight of the contrastive loss", minimum=0, key="unicon_lambda_c"),
+        Option("sharpen_temperature", "float", 0.5, "UNICON: sharpening temperature T", above=0, key="unicon_sharpen"),
+        Option("mix_alpha", "float", 4.0, "UNICON: MixMatch's Beta(alpha, alpha)", above=0, key="unicon_alpha"),
+        Option(
+            "rampup_epochs",
+            "float",
+            16.0,
+            "UNICON: epochs over which lambda_u ramps up",
+            minimum=0,
+            key="unicon_rampup",
+        ),
+        Option(
+            "d_u",
+            "float",
+            0.7,
+            "UNICON: mean divergence above which the threshold is lowered",
+            minimum=0,
+            key="unicon_d_u",
+        ),
+        Option("tau", "float", 5.0, "UNICON: the threshold's filtering coefficient", above=0, key="unicon_tau"),
+        Option(
+            "contrastive_temperature",
+            "float",
+            0.05,
+            "UNICON: the contrastive loss's temperature",
+            above=0,
+            key="unicon_contrastive_temperature",
+        ),
+    )
+
+    def __init__(
+        self,
+        *,
+        lambda_u: float = 30.0,
+        lambda_c: float = 0.025,
+        sharpen_temperature: float = 0.5,
+        mix_alpha: float = 4.0,
+        rampup_epochs: float = 16.0,
+        d_u: float = 0.7,
+        tau: float = 5.0,
+        contrastive_temperature: float = 0.05,
+        **common,
+    ):
+        super().__init__(**common)
+        if self.mixup:
+            raise ValueError(f"mixup does not apply to {self.name}: it always mixes (MixMatch, with mix_alpha)")
+        self.lambda_u, self.lambda_c, self.sharpen_temperature = (
+            float(lambda_u),
+            float(lambda_c),
+            float(sharpen_temperature),
+        )
+        self.mix_alpha, self.rampup_epochs = float(mix_alpha), float(rampup_epochs)
+        self.d_u, self.tau, self.contrastive_temperature = float(d_u), float(tau), float(contrastive_temperature)
+        # State (checkpointed): the epoch's division, over the training set.
+        self.labelled: Tensor | None = None  # (N,) bool
+        self.weight: Tensor | None = None  # (N,) refinement weight of the given label
+
+    def warmup_method(self) -> Method:
+        return DivideMixWarmup(clip_grad=self.clip_grad)
+
+    def loss(self, *args, **kwargs):
+        raise NotImplementedError("UNICON makes its own steps (see step)")
+
+    @torch.no_grad()
+    def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
+        """The division: divergence of each example's given label from the two networks' mean
+        eval-mode prediction, threshold, uniform selection, refinement weights."""
+        pair = _check_pair(model, self.name)
+        probs = []
+        for net in pair.nets:
+            was = net.training
+            net.eval()
+            probs.append(
+                torch.cat([torch.softmax(net(x.to(device)).float(), 1) for x in train.eval_batches(1024, device)])
+            )
+            net.train(was)
+        labels = train.labels.to(device)
+        divergence = label_divergence((probs[0] + probs[1]) / 2, labels, probs[0].shape[1]).cpu()
+        threshold = selection_threshold(divergence, d_u=self.d_u, tau=self.tau)
+        chosen = uniform_selection(divergence.numpy(), labels.cpu().numpy(), probs[0].shape[1], threshold=threshold)
+        self.labelled = torch.zeros(len(labels), dtype=torch.bool)
+        self.labelled[torch.from_numpy(chosen)] = True
+        self.weight = refinement_weights(divergence)
+        return {"labelled_share": float(self.labelled.double().mean()), "divergence_threshold": threshold}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labelled": self.labelled, "weight": self.weight}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labelled, self.weight = state.get("labelled"), state.get("weight")
+
+    def step(self, model, optimizer, batch: Batch, ctx: StepContext) -> StepOutput:
+        """Network 0 then network 1 on this batch's division: MixMatch on the strong views with
+        refined / co-guessed targets from the weak ones, plus the contrastive loss."""
+        pair = _check_pair(model, self.name)
+        if ctx.dist is not None and ctx.dist.world_size > 1:
+            raise ValueError(f"{self.name} runs in one process (its projection heads bypass DistributedDataParallel)")
+        if self.labelled is None or batch.index is None or any(v not in batch.views for v in self.views):
+            raise ValueError(
+                f"{self.name}: a step needs the epoch's division (start_epoch), the batch index and its views"
+            )
+        rows = batch.index.cpu()
+        labelled = self.labelled[rows].to(batch.inputs.device)
+        w = self.weight[rows].to(device=batch.inputs.device, dtype=batch.inputs.dtype)
+        s1, s2 = batch.views["strong_1"], batch.views["strong_2"]
+        weight_u = unlabelled_weight(ctx.progress, lambda_u=self.lambda_u, rampup_epochs=self.rampup_epochs)
+        losses, stats = [], {}
+        for i in (0, 1):
+            targets = mixmatch_targets(
+                pair.nets[i],
+                pair.nets[1 - i],
+                batch.inputs,
+                batch.views["second"],
+                batch.labels,
+                w,
+                p_threshold=0.5,
+                temperature=self.sharpen_temperature,
+                num_classes=ctx.num_classes,
+                labelled=labelled,
+            )
+            u = ~labelled
+            strong = dataclasses.replace(targets, inputs=torch.cat([s1[labelled], s2[labelled], s1[u], s2[u]]))
+            pair.nets[i].train()
+            contrastive = None
+            if int(u.sum()) > 0 and self.lambda_c > 0:
+                z1, z2 = pair.project(s1[u], i), pair.project(s2[u], i)
+                contrastive = self.lambda_c * nt_xent(z1, z2, temperature=self.contrastive_temperature)
+            loss, terms = mixmatch_step(
+                model,
+                i,
+                optimizer,
+                strong,
+                mix_alpha=self.mix_alpha,
+                weight_u=weight_u,
+                generator=ctx.generator,
+                dist=ctx.dist,
+                clip_grad=self.clip_grad,
+                extra_loss=contrastive,
+            )
+            if contrastive is not None:
+                terms["loss_contrastive"] = float(contrastive.detach()) / self.lambda_c
+            losses.append(loss)
+            stats.update({f"{k}_{i}": v for k, v in terms.items()})
+        stats["weight_u"] = weight_u
+        return StepOutput(loss=float(np.mean(losses)), stats=stats)

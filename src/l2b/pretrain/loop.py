@@ -14,45 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_dataset
 from ..data.autoaugment import StrongAugment
 from ..data.preprocessing import preprocessing_of
-from ..meta.head import capture_head, find_head
 from ..methods.unicon import nt_xent
 from ..models import create_model
+from ..models.projection import ProjectionHead, feature_width, features_of
 from ..rundir import CHECKPOINT, CONFIG, METRICS, append_metrics, atomic_write_bytes, load_checkpoint, write_metrics
 from ..training.init_weights import save_safetensors
 from ..training.optim import batches_per_epoch, sgd_with_cosine
 from ..training.setup import resolve_device
 from . import PretrainConfig
 
-__all__ = ["ENCODER", "ProjectionHead", "pretrain"]
+__all__ = ["ENCODER", "pretrain"]
 
 ENCODER = "encoder.safetensors"
 """The pre-trained model's weights in a pre-training run directory (``--init-weights`` takes it)."""
-
-
-class ProjectionHead(nn.Module):
-    """SimCLR's projection g: Linear(d, d), ReLU, Linear(d, out) on the model's features (the
-    input of its output layer, read by a forward hook, so no registered model changes)."""
-
-    def __init__(self, features: int, out: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(features, features), nn.ReLU(inplace=True), nn.Linear(features, out))
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.net(h)
-
-
-def _features(model: nn.Module, head: str, x: Tensor) -> Tensor:
-    """The input of the model's output layer `head` for a batch (B, d)."""
-    with capture_head(model, head) as cap:
-        model(x)
-    return cap.features()
 
 
 def _images(config: PretrainConfig):
@@ -129,13 +109,7 @@ def pretrain(
     model = create_model(
         config.model, num_classes=num_classes, in_shape=tuple(x_all.shape[1:]), **config.model_options
     ).to(device)
-    head_name = find_head(model)
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        width = _features(model, head_name, x_all[:2].to(device)).shape[1]
-        model.train(was)
-    projection = ProjectionHead(width, config.projection_dim).to(device)
+    projection = ProjectionHead(feature_width(model), config.projection_dim).to(device)
     params = [*model.parameters(), *projection.parameters()]
     batch = min(config.batch_size, n)
     optimizer, scheduler = sgd_with_cosine(
@@ -214,8 +188,8 @@ def pretrain(
                     t0 = time.perf_counter()
                     x = x_all[rows[state["step"]]].to(device)
                     v1, v2 = strong(x, generator=generator), strong(x, generator=generator)
-                    z1 = projection(_features(model, head_name, v1))
-                    z2 = projection(_features(model, head_name, v2))
+                    z1 = projection(features_of(model, v1))
+                    z2 = projection(features_of(model, v2))
                     loss = nt_xent(z1, z2, temperature=config.temperature)
                     if not math.isfinite(float(loss.detach())):
                         raise FloatingPointError(

@@ -421,14 +421,17 @@ def option_keys() -> dict[str, tuple[str, Option]]:
 
 def flat_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """A config mapping with its nested option blocks spread out under the flat keys (the
-    command-line flags' names): ``{"method_options": {"lambda_u": 4}}`` -> ``{"dividemix_lambda_u": 4}``.
-    Flat keys and other keys pass through; an option name no entry declares keeps its name."""
-    by_name = {(kind, option.name): key for key, (kind, option) in option_keys().items()}
+    command-line flags' names) of the chosen entries: ``{"method": "dividemix", "method_options":
+    {"lambda_u": 4}}`` -> ``{"method": "dividemix", "dividemix_lambda_u": 4}``. Flat keys and other
+    keys pass through; an option name the entry does not declare keeps its name."""
     out = {k: v for k, v in values.items() if not (k.endswith("_options") and k[: -len("_options")] in _REGISTRIES)}
-    for kind in _REGISTRIES:
+    for kind, registry in _REGISTRIES.items():
         block = values.get(f"{kind}_options")
-        if isinstance(block, Mapping):
-            out.update({by_name.get((kind, name), name): value for name, value in block.items()})
+        if not isinstance(block, Mapping):
+            continue
+        entry = values.get(kind, _FIELD_DEFAULTS[kind])
+        keys = {o.name: o.config_key for o in registry.options(entry)} if entry in registry else {}
+        out.update({keys.get(name, name): value for name, value in block.items()})
     return out
 
 
