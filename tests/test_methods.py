@@ -21,7 +21,16 @@ def setup(seed=0):
 
 
 def test_registry_lists_the_paper_methods_and_rejects_unknown_names():
-    assert list_methods() == ["bootstrap-hard", "bootstrap-soft", "ce", "dividemix", "dividemix-l2b", "l2b", "l2rw"]
+    assert list_methods() == [
+        "bootstrap-hard",
+        "bootstrap-soft",
+        "ce",
+        "dividemix",
+        "dividemix-l2b",
+        "l2b",
+        "l2rw",
+        "unicon",
+    ]
     with pytest.raises(ValueError, match="unknown method 'mwnet'.*l2b"):
         create_method("mwnet")
 

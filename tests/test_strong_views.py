@@ -86,9 +86,9 @@ def test_the_run_builds_the_strong_augmentation_from_the_data_and_refuses_non_im
     try:
         config = TrainConfig(method="toy-strong-views", warmup_epochs=0, feature_noise=0.3)
         images = SimpleNamespace(mean=MEAN, std=STD, scale=255.0)
-        assert isinstance(build_strong_augmentation(config, images, (3, 8, 8)), StrongAugment)
+        assert isinstance(build_strong_augmentation(config, images, (3, 16, 16)), StrongAugment)
         with pytest.raises(ValueError, match="strong views .* data set 'digits' has inputs of shape \\(64,\\)"):
             build_strong_augmentation(config, SimpleNamespace(), (64,))
-        assert build_strong_augmentation(TrainConfig(), images, (3, 8, 8)) is None  # l2b declares none
+        assert build_strong_augmentation(TrainConfig(), images, (3, 16, 16)) is None  # l2b declares none
     finally:
         METHODS.unregister("toy-strong-views")
