@@ -116,3 +116,30 @@ def test_the_cost_benchmark_runs(folder, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     data = json.loads((tmp_path / "cost.json").read_text())
     assert len(data["pretrain_seconds_per_epoch"]) == 2 and data["pretrain_over_ce"] > 0
+
+
+def test_c2d_is_dividemix_from_the_pretrained_weights_in_both_networks(folder, tmp_path, capsys):
+    from l2b.training import TrainConfig
+    from l2b.training.setup import build_model
+
+    pretrain(_config(folder, epochs=1), tmp_path / "pre")
+    encoder = tmp_path / "pre" / ENCODER
+    config = TrainConfig(
+        data="imagefolder", data_root=str(folder), image_size=16, model="small_cnn", width=8, method="dividemix",
+        augment=True, init_weights=str(encoder), epochs=2, warmup_epochs=1, batch_size=8,
+    )  # fmt: skip
+    pair = build_model(config, num_classes=2, in_shape=(3, 16, 16))
+    weights = load_file(encoder)
+    body = [k for k in weights if not k.startswith("fc.") and not k.startswith("classifier")]
+    for net in pair.nets:  # both networks start from the self-supervised weights, as C2D's do
+        own = net.state_dict()
+        checked = [k for k in body if k in own]
+        assert len(checked) > 4 and all(torch.equal(own[k], weights[k]) for k in checked)
+    code = main(
+        [
+            "train", "--data", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--model", "small_cnn",
+            "--width", "8", "--method", "dividemix", "--augment", "--init-weights", str(encoder), "--epochs", "2",
+            "--warmup-epochs", "1", "--batch-size", "8", "--quiet", "--threads", "1", "--out", str(tmp_path / "c2d"),
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
