@@ -143,3 +143,15 @@ def test_c2d_is_dividemix_from_the_pretrained_weights_in_both_networks(folder, t
         ]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
+
+
+def test_resume_needs_only_the_run_directory_and_refuses_a_changed_option(folder, tmp_path, capsys):
+    out = str(tmp_path / "pre")
+    flags = ["--data", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--width", "8"]
+    assert main(["pretrain", *flags, "--epochs", "1", "--batch-size", "8", "--quiet", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", "--quiet", "--out", out]) == 0  # the run's own config, read back
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1
+    assert main(["pretrain", "--resume", "--quiet", "--epochs", "3", "--out", out]) == 2
+    assert "epochs 3 (the run has 1)" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", "--quiet", *flags, "--out", out]) == 0  # agreeing options are fine

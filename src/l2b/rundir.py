@@ -416,8 +416,9 @@ def read_test_files(run_dir: str | Path) -> tuple[list[str], list[str]] | None:
 # -- the checkpoint ---------------------------------------------------------------------------
 
 
-def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
-    """Write checkpoint.pt atomically; a failure leaves the previous checkpoint as it was."""
+def save_checkpoint(out: Path, payload: dict[str, Any], *, resume: str | None = None) -> None:
+    """Write checkpoint.pt atomically; a failure leaves the previous checkpoint as it was and says
+    to continue with `resume` (default: :func:`resume_command`, the ``l2b train`` one)."""
     path = out / CHECKPOINT
     try:
         atomic_write_bytes(path, lambda f: torch.save(payload, f))
@@ -426,7 +427,7 @@ def save_checkpoint(out: Path, payload: dict[str, Any]) -> None:
             err.errno,
             f"could not write the checkpoint {path} ({err.strerror or err}); "
             "the previous checkpoint, if any, is unchanged: free some space and continue with "
-            f"`{resume_command(out)}`",
+            f"`{resume or resume_command(out)}`",
         ) from None
 
 

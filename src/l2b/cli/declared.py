@@ -25,7 +25,15 @@ from typing import Any
 
 from ..options import Option
 
-__all__ = ["DIFFERS", "component_options", "dataset_names", "method_names", "model_names", "train_defaults"]
+__all__ = [
+    "DIFFERS",
+    "add_option_flag",
+    "component_options",
+    "dataset_names",
+    "method_names",
+    "model_names",
+    "train_defaults",
+]
 
 #: The shown default of an option whose entries default it differently (the bootstrap methods' beta).
 DIFFERS = object()
@@ -100,6 +108,22 @@ def component_options() -> list[tuple[Option, Any, str]]:
         package = {"data": "data", "model": "models", "method": "methods"}
         merged = _merged([(package[kind], option) for kind, option in option_keys().values()])
     return merged
+
+
+def add_option_flag(group, option: Option, default: Any) -> None:
+    """Add `option`'s flag to an argparse parser or group: its dest is the option's flat config key,
+    absent unless given (so the config's own default applies), and its help ends with the shown
+    `default` (a tuple as a list; :data:`DIFFERS`: "the method's own")."""
+    import argparse
+
+    shown = "the method's own" if default is DIFFERS else list(default) if isinstance(default, tuple) else default
+    group.add_argument(
+        option.flag,
+        dest=option.config_key,
+        default=argparse.SUPPRESS,
+        help=f"{option.help.replace('%', '%%')} (default: {shown})",  # argparse reads % as a format
+        **option.argparse_kwargs(),
+    )
 
 
 def _merged(found: list[tuple[str, Option]]) -> list[tuple[Option, Any, str]]:

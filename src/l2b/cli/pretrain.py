@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from ..pretrain import PRETRAIN_OPTIONS
-from .declared import component_options, dataset_names, model_names
+from .declared import add_option_flag, component_options, dataset_names, model_names
 
 
 def _flags():
@@ -32,17 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=False, help=f"data set (registered: {', '.join(dataset_names())})")
     p.add_argument("--data-root", dest="data_root", help="folder holding the data set's files")
-    p.add_argument("--model", default="small_cnn", choices=model_names(), help="network (default: small_cnn)")
+    p.add_argument("--model", default=argparse.SUPPRESS, choices=model_names(), help="network (default: small_cnn)")
     for option, default in _flags():
-        p.add_argument(
-            option.flag,
-            dest=option.config_key,
-            default=argparse.SUPPRESS,
-            help=f"{option.help.replace('%', '%%')} (default: {default})",
-            **option.argparse_kwargs(),
-        )
+        add_option_flag(p, option, default)
     p.add_argument("--out", type=Path, default=Path("pretrain"), help="run directory (default: ./pretrain)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out with its own config (options that would change it are refused)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -51,9 +50,33 @@ def run(args: argparse.Namespace) -> int:
     from ..pretrain.loop import pretrain
 
     keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
-    config = PretrainConfig.from_flat({k: v for k, v in vars(args).items() if k in keys})
+    given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    if "data_root" in given:  # recorded absolute
+        given["data_root"] = os.path.abspath(os.path.expanduser(given["data_root"]))
+    if args.resume:  # the run's own config; options that would change it are refused
+        from ..rundir import read_run_doc
+
+        config = PretrainConfig.from_recorded(read_run_doc(args.out)["config"])
+        recorded = config.to_flat()
+        conflicts = [
+            f"{key} {value!r} (the run has {recorded.get(key)!r})"
+            for key, value in given.items()
+            if _plain(value) != _plain(recorded.get(key))
+        ]
+        if conflicts:
+            raise ValueError(
+                f"--resume {args.out}: {'; '.join(conflicts)}: a resumed pre-training keeps its config; drop these "
+                "options, or start a new run with another --out"
+            )
+    else:
+        config = PretrainConfig.from_flat(given)
     interactive = sys.stderr.isatty()
     log = None if args.quiet else (lambda line: print(line, flush=True))
     summary = pretrain(config, args.out, resume=args.resume, progress=interactive and not args.quiet, log=log)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _plain(value):
+    """Lists and tuples compare alike; a path compares as given."""
+    return list(value) if isinstance(value, (list, tuple)) else value

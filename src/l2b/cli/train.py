@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..configs import list_configs
 from ..names import DEVICE_HELP, META_SOURCES, NOISE_KINDS, PRECISIONS
-from .declared import DIFFERS, component_options, dataset_names, method_names, model_names, train_defaults
+from .declared import add_option_flag, component_options, dataset_names, method_names, model_names, train_defaults
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
@@ -224,15 +224,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         placed = {"--train-subset": ("data",), "--epochs": ("models", "methods", "meta/engines")}.get(flag, ())
         if placed:
             for option, default, _ in (c for c in components if c[2] in placed):
-                shown = list(default) if isinstance(default, tuple) else default
-                shown = "the method's own" if default is DIFFERS else shown
-                g.add_argument(
-                    option.flag,
-                    dest=option.config_key,
-                    default=argparse.SUPPRESS,
-                    help=f"{option.help.replace('%', '%%')} (default: {shown})",
-                    **option.argparse_kwargs(),
-                )
+                add_option_flag(g, option, default)
         if flag in _GROUPS:
             g = p.add_argument_group(_GROUPS[flag])
         default = defaults[key]

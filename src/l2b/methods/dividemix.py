@@ -61,6 +61,7 @@ __all__ = [
     "co_divide",
     "co_guessed_targets",
     "co_refined_targets",
+    "eval_logits",
     "mixmatch_loss",
     "mixmatch_step",
     "mixmatch_targets",
@@ -194,18 +195,26 @@ def mixmatch_loss(
 
 
 @torch.no_grad()
+def eval_logits(net: nn.Module, train, *, device: torch.device) -> Tensor:
+    """One network's eval-mode logits (N, K) over the training set's evaluation view (`train`: a
+    batch source with ``eval_batches``); the network's mode is restored."""
+    was = net.training
+    net.eval()
+    logits = torch.cat([net(x.to(device)) for x in train.eval_batches(1024, device)])
+    net.train(was)
+    return logits
+
+
+@torch.no_grad()
 def network_losses(pair: TwoNetworks, train, *, device: torch.device) -> Tensor:
     """Each network's per-example cross-entropy on the training set (eval mode, evaluation
     view), normalised to [0, 1]: (2, N) float. `train` is a batch source (``labels`` (N,),
     ``eval_batches``)."""
     labels = train.labels.to(device)
-    losses = []
-    for net in pair.nets:
-        was = net.training
-        net.eval()
-        logits = torch.cat([net(x.to(device)) for x in train.eval_batches(1024, device)])
-        net.train(was)
-        losses.append(normalised(F.cross_entropy(logits.float(), labels, reduction="none")).cpu())
+    losses = [
+        normalised(F.cross_entropy(eval_logits(net, train, device=device).float(), labels, reduction="none")).cpu()
+        for net in pair.nets
+    ]
     return torch.stack(losses)
 
 

@@ -40,6 +40,7 @@ from .base import Method, StepOutput, register_method
 from .dividemix import (
     DivideMixWarmup,
     _check_pair,
+    eval_logits,
     mixmatch_step,
     mixmatch_targets,
     unlabelled_weight,
@@ -217,14 +218,7 @@ class UNICON(Method):
         """The division: divergence of each example's given label from the two networks' mean
         eval-mode prediction, threshold, uniform selection, refinement weights."""
         pair = _check_pair(model, self.name)
-        probs = []
-        for net in pair.nets:
-            was = net.training
-            net.eval()
-            probs.append(
-                torch.cat([torch.softmax(net(x.to(device)).float(), 1) for x in train.eval_batches(1024, device)])
-            )
-            net.train(was)
+        probs = [torch.softmax(eval_logits(net, train, device=device).float(), 1) for net in pair.nets]
         labels = train.labels.to(device)
         divergence = label_divergence((probs[0] + probs[1]) / 2, labels, probs[0].shape[1]).cpu()
         threshold = selection_threshold(divergence, d_u=self.d_u, tau=self.tau)

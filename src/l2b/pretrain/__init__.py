@@ -12,6 +12,7 @@ loop is :mod:`l2b.pretrain.loop`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,33 @@ class PretrainConfig:
             raise ValueError(
                 f"pretrain config: {', '.join(stray)} do(es) not apply to data set {data!r} with model {model!r}"
             )
-        return cls(data=data, model=model, data_root=values.pop("data_root", None), **blocks, values=values)
+        root = values.pop("data_root", None)
+        root = None if root is None else os.path.abspath(os.path.expanduser(root))  # recorded absolute
+        return cls(data=data, model=model, data_root=root, **blocks, values=values)
+
+    @classmethod
+    def from_recorded(cls, values: Mapping[str, Any]) -> PretrainConfig:
+        """From what :meth:`to_dict` wrote in a run's config.yaml."""
+        values = dict(values)
+        fixed = {
+            k: values.pop(k) for k in ("data", "model", "data_root", "data_options", "model_options") if k in values
+        }
+        return cls(**fixed, values=values)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Every setting under its flat key (the command line's): data, model, data_root, the data
+        set's and the model's options by their keys, then :data:`PRETRAIN_OPTIONS`."""
+        from ..data import DATASETS
+        from ..models import MODELS
+
+        out: dict[str, Any] = {"data": self.data, "model": self.model, "data_root": self.data_root}
+        for block, registry, entry in (
+            (self.data_options, DATASETS, self.data),
+            (self.model_options, MODELS, self.model),
+        ):
+            keys = {o.name: o.config_key for o in registry.options(entry)}
+            out.update({keys.get(name, name): value for name, value in block.items()})
+        return {**out, **self.values}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -23,7 +23,14 @@ from ..data.preprocessing import preprocessing_of
 from ..methods.unicon import nt_xent
 from ..models import create_model
 from ..models.projection import ProjectionHead, feature_width, features_of
-from ..rundir import CHECKPOINT, CONFIG, METRICS, append_metrics, atomic_write_bytes, load_checkpoint, write_metrics
+from ..rundir import (
+    CHECKPOINT,
+    append_metrics,
+    load_checkpoint,
+    save_checkpoint,
+    write_metrics,
+    write_run_config,
+)
 from ..training.init_weights import save_safetensors
 from ..training.optim import batches_per_epoch, sgd_with_cosine
 from ..training.setup import resolve_device
@@ -96,8 +103,6 @@ def pretrain(
     directory `out_dir` (config.yaml, metrics.jsonl, checkpoint.pt, encoder.safetensors,
     summary in the return value). ``resume=True`` continues from the directory's checkpoint,
     exactly as the uninterrupted run would have gone on."""
-    import yaml
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -137,16 +142,9 @@ def pretrain(
         state = ckpt["state"]
         write_metrics(out, state["history"])
     else:
-        (out / CONFIG).write_text(
-            yaml.safe_dump(
-                {
-                    "config": config.to_dict(),
-                    "run": {"l2b": __version__, "torch": str(torch.__version__), "command": "pretrain"},
-                },
-                sort_keys=False,
-            )
-        )
-        (out / METRICS).write_text("")
+        run_info = {"l2b": __version__, "torch": str(torch.__version__), "command": "pretrain"}
+        write_run_config(out, config.to_dict(), run_info)
+        write_metrics(out, [])
 
     def save() -> None:
         payload = {
@@ -158,7 +156,7 @@ def pretrain(
             "generator": generator.get_state(),
             "state": state,
         }
-        atomic_write_bytes(out / CHECKPOINT, lambda f: torch.save(payload, f))
+        save_checkpoint(out, payload, resume=f"l2b pretrain --resume --out {out}")
 
     steps = batches_per_epoch(n, batch)
     model.train()
