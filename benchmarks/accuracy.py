@@ -9,7 +9,9 @@ A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every ru
 seed list, for costly methods), ``method_config`` (method -> config keys for that method only, e.g.
 DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` too; a
 ``method`` key there makes the name a label for that method with those options, e.g.
-``l2b-head: {method: l2b, engine: head}``) and ``cleanlab_folds``. Methods are registered l2b
+``l2b-head: {method: l2b, engine: head}``; a ``pretrain`` key there, a mapping of ``l2b pretrain``
+options, starts the method from SimCLR weights pre-trained on the run's training images, e.g.
+``c2d: {method: dividemix, pretrain: {epochs: 100}}``) and ``cleanlab_folds``. Methods are registered l2b
 methods, ``l2b-mixup`` (l2b with mixup) and ``cleanlab``: out-of-fold probabilities from
 ``cleanlab_folds``-fold cross-validation
 (stratified on the noisy labels) of the same network trained with cross-entropy for the same
@@ -164,6 +166,14 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
             **ALIASES.get(cell["method"], {"method": cell["method"]}),
             **cell.get("method_config", {}),
         }
+        pretrain_options = method.pop("pretrain", None)
+        if pretrain_options is not None:  # C2D: start from SimCLR weights learnt on the run's images
+            encoder, row["pretrain_seconds"], row["pretrain_config"] = pretrained(
+                TrainConfig.from_dict({**values, **method}), pretrain_options, seed=cell["seed"], device=device
+            )
+            method["init_weights"] = encoder
+            # the run's cost: its own, plus its pre-training's (paid here or by another run of the grid)
+            started = time.perf_counter() - row["pretrain_seconds"]
         cfg = TrainConfig.from_dict({**values, **method})
         with tempfile.TemporaryDirectory() as tmp:
             s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
@@ -190,6 +200,44 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     row["seconds"] = round(time.perf_counter() - started, 2)
     row["config"] = cfg.to_dict()
     return row
+
+
+def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple[str, float, dict[str, Any]]:
+    """``l2b pretrain`` of `cfg`'s model on the images `cfg` trains on (its ``train_subset``,
+    with its meta set; labels unread), with `options` and `seed`. Returns the encoder's path, the
+    pre-training's own seconds (its epochs' sum) and its config. Runs once per config: kept in a
+    directory under the system's temporary folder, shared by the grid's workers (a lock), and
+    continued (``resume``) when a worker stopped during it, so the methods of a grid that start
+    from the same weights (c2d, c2d-l2b) pre-train once but each count the cost."""
+    import fcntl
+    import hashlib
+
+    from l2b.pretrain import PretrainConfig
+    from l2b.pretrain.loop import ENCODER, pretrain
+
+    config = PretrainConfig(
+        data=cfg.data,
+        model=cfg.model,
+        data_root=cfg.data_root,
+        data_options=dict(cfg.data_options),
+        model_options=dict(cfg.model_options),
+        values={
+            "train_subset": cfg.train_subset,
+            "split_seed": cfg.split_seed,
+            "seed": seed,
+            "device": device,
+            **options,
+        },
+    )
+    name = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / "l2b-grid-pretrain" / name
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker pre-trains; the others wait for its weights
+        if not (out / ENCODER).exists():
+            pretrain(config, out, resume=(out / "checkpoint.pt").exists(), progress=False, log=None)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return str(out / ENCODER), round(sum(r["seconds"] for r in records), 2), config.to_dict()
 
 
 def train_ce(cfg, data, rows: np.ndarray, seed: int):
@@ -361,6 +409,15 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
         "",
         "## Cost: mean wall seconds per run (one CPU thread; trainings per run)",
         "",
+        *(
+            [
+                "A method started from SimCLR weights counts its pre-training's seconds (`l2b pretrain` on the "
+                "run's training images, its config in each row's `pretrain_config`).",
+                "",
+            ]
+            if any("pretrain_seconds" in r for r in rows)
+            else []
+        ),
         *common.table(
             ["method", "trainings", *settings],
             (

@@ -155,3 +155,21 @@ def test_resume_needs_only_the_run_directory_and_refuses_a_changed_option(folder
     assert main(["pretrain", "--resume", "--quiet", "--epochs", "3", "--out", out]) == 2
     assert "epochs 3 (the run has 1)" in capsys.readouterr().err
     assert main(["pretrain", "--resume", "--quiet", *flags, "--out", out]) == 0  # agreeing options are fine
+
+
+def test_train_subset_pretrains_on_the_images_train_subset_trains_on(folder):
+    """--train-subset / --split-seed draw the class-balanced subset l2b train draws: the same
+    images (its noisy training part and its meta set), in the same order."""
+    from l2b import prepare_data
+    from l2b.training import TrainConfig
+
+    x, _, _ = pretrain_loop._images(_config(folder, train_subset=12, split_seed=3))
+    data = prepare_data(
+        TrainConfig(
+            data="imagefolder", data_root=str(folder), image_size=16, train_subset=12, split_seed=3, method="ce"
+        )
+    )
+    assert x.shape[0] == 12 and len(data.train) == 12
+    assert torch.equal(x, torch.as_tensor(data.train.inputs))
+    with pytest.raises(ValueError, match="train_subset=99 is larger than the training split of 'imagefolder' .20"):
+        pretrain_loop._images(_config(folder, train_subset=99))

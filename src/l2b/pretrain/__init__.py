@@ -41,6 +41,15 @@ PRETRAIN_OPTIONS: tuple[Option, ...] = (
         above=0,
     ),
     Option("projection_dim", "int", 128, "output width of the projection head (SimCLR: 128)", minimum=1),
+    Option(
+        "train_subset",
+        "int",
+        None,
+        "pre-train on the class-balanced subset of this many training images that l2b train's "
+        "--train-subset draws (same --split-seed)",
+        minimum=2,
+    ),
+    Option("split_seed", "int", 0, "seed of the --train-subset draw (l2b train's)", minimum=0),
     Option("seed", "int", 0, "seed for initialisation, batch order and augmentation", minimum=0),
     Option("device", "str", "auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."),
 )

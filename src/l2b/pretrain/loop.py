@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data import load_dataset
+from ..data import class_balanced_split, load_dataset
 from ..data.autoaugment import StrongAugment
 from ..data.preprocessing import preprocessing_of
 from ..methods.unicon import nt_xent
@@ -56,8 +56,23 @@ def _images(config: PretrainConfig):
         data_options=dict(config.data_options),
         method="ce",
         warmup_epochs=0,
+        split_seed=config.split_seed,
     )
     train, _ = load_dataset(config.data, **dataset_options(like_train))
+    if config.train_subset is not None:  # the images l2b train --train-subset trains on (with its meta set)
+        if config.train_subset > len(train):
+            raise ValueError(
+                f"pretrain train_subset={config.train_subset} is larger than the training split of "
+                f"{config.data!r} ({len(train)} images)"
+            )
+        idx, _ = class_balanced_split(
+            train.labels,
+            num_selected=config.train_subset,
+            num_classes=train.num_classes,
+            seed=config.split_seed,
+            allow_incomplete=True,
+        )
+        train = train.subset(idx)
     inputs = getattr(train, "inputs", None)
     prep = preprocessing_of(train)
     if inputs is None or prep is None or inputs.ndim != 4:
