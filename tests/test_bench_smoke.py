@@ -370,3 +370,18 @@ def test_cleanlab_trainings_use_the_configs_augmentation_and_precision(monkeypat
     plain = cfg.replace(feature_noise=None, precision="fp32")
     mod.train_ce(plain, prepare_data(plain), np.arange(200), seed=3)
     assert seen[1]["augment"] is None and seen[1]["autocast_dtype"] is None
+
+
+def test_gpu_combinations_script_fits_the_budget_and_runs_c2d_l2b_on_the_cpu(tmp_path):
+    """benchmarks/gpu_combinations.py at --tiny size: the epochs fitted to the budget, and one
+    short c2d-l2b run (pre-training, then DivideMix + L2B from its weights) written out."""
+    mod = _bench_module("gpu_combinations")
+    rates = {"warmup_s_per_image": 0.001, "method_s_per_image": 0.004, "pretrain_s_per_image": 0.002}
+    plan = mod.fit(rates, 1000, 21.0, c2d=True)  # warm-up 1 s, method epochs 4 s, pre-training 2 s
+    assert plan["pretrain_epochs"] == 5 and plan["method_epochs"] == 2 and plan["predicted_s"] == pytest.approx(19.0)
+    assert mod.fit(rates, 1000, 1.0, c2d=False)["method_epochs"] == 1  # never fewer than one
+    assert mod.main(["--tiny", "--methods", "c2d-l2b", "--budget-s", "4", "--results", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "gpu_combinations.json").read_text())["rows"][0]
+    assert row["method"] == "c2d-l2b" and row["plan"]["pretrain_epochs"] >= 1 and row["pretrain_seconds"] > 0
+    assert 0 <= row["test_accuracy_at_best_meta"] <= 1 and row["method_epoch_s"] > 0
+    assert "| c2d-l2b |" in (tmp_path / "gpu_combinations.md").read_text()

@@ -70,8 +70,9 @@ def test_unicon_trains_on_strong_views_with_its_division(folder, tmp_path, monke
     assert np.isfinite(summary["test_accuracy"])
 
 
-def test_unicon_interrupted_mid_epoch_resumes_to_the_same_run(folder, tmp_path, monkeypatch):
-    whole = run_experiment(_config(folder), out_dir=tmp_path / "whole", progress=False, log=None)
+@pytest.mark.parametrize("method", ["unicon", "unicon-l2b"])
+def test_unicon_interrupted_mid_epoch_resumes_to_the_same_run(method, folder, tmp_path, monkeypatch):
+    whole = run_experiment(_config(folder, method=method), out_dir=tmp_path / "whole", progress=False, log=None)
     calls = {"n": 0}
     real = unicon_module.UNICON.step
 
@@ -83,9 +84,11 @@ def test_unicon_interrupted_mid_epoch_resumes_to_the_same_run(folder, tmp_path, 
 
     monkeypatch.setattr(unicon_module.UNICON, "step", interrupt_once)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(_config(folder), out_dir=tmp_path / "cut", progress=False, log=None)
+        run_experiment(_config(folder, method=method), out_dir=tmp_path / "cut", progress=False, log=None)
     monkeypatch.setattr(unicon_module.UNICON, "step", real)
-    resumed = run_experiment(_config(folder), out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
+    resumed = run_experiment(
+        _config(folder, method=method), out_dir=tmp_path / "cut", progress=False, log=None, resume=True
+    )
 
     def metrics(run):
         return [
@@ -94,6 +97,8 @@ def test_unicon_interrupted_mid_epoch_resumes_to_the_same_run(folder, tmp_path, 
         ]
 
     assert metrics("cut") == metrics("whole")
+    if method == "unicon-l2b":  # the L2B step ran after the warm-up, on the clean meta batches
+        assert [np.isfinite(r.get("meta_loss", np.nan)) for r in metrics("whole")] == [False, True, True]
     assert resumed["test_accuracy"] == whole["test_accuracy"]
     a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)

@@ -55,6 +55,8 @@ from .step import Batch, StepContext
 __all__ = [
     "DivideMix",
     "DivideMixL2B",
+    "L2BCombination",
+    "L2BStep",
     "MixMatchBatch",
     "TwoNetworks",
     "clean_probability",
@@ -603,21 +605,142 @@ class DivideMix(Method):
         return {}
 
 
+class L2BStep:
+    """The L2B step a two-network method adds after network 0's own step, as the L2B authors
+    combine L2B with DivideMix, UNICON and C2D (github.com/yuyinzhou/L2B: L2B_DivideMix,
+    L2B_UNICON, L2B_C2D): on the step's un-mixed batch (:class:`MixMatchBatch`: both views of the
+    labelled and the unlabelled part, their co-refined / co-guessed soft targets),
+    :func:`l2b.meta_weights` weighs each input's soft-target cost and its pseudo-label cost (the
+    network's own argmax) from a meta batch, jointly normalised over both; one weighted SGD step
+    of network 0 follows, its gradient norm clipped to `clip_grad`.
+
+    meta_split : {"clean", "labelled"}
+        ``clean`` (the published ``need_clean``): the run's clean meta batch. ``labelled``: no
+        clean data; the first view of this batch's labelled part with its given labels (the
+        published code then takes a batch of its labelled loader).
+    engine, head, tail_modules, normalize, temperature : the L2B options (see
+        :class:`l2b.methods.L2B`); every engine, in its in-step form, on network 0.
+    clip_grad : float or None
+    """
+
+    def __init__(
+        self,
+        *,
+        meta_split: str = "clean",
+        engine: str = "forward",
+        head: str | None = None,
+        tail_modules: int | None = None,
+        normalize: str = "org",
+        temperature: float = 1.0,
+        clip_grad: float | None = 0.8,
+    ):
+        if meta_split not in ("clean", "labelled"):
+            raise ValueError(f"meta_split must be one of clean, labelled, got {meta_split!r}")
+        if clip_grad is not None and not clip_grad > 0:  # NaN too
+            raise ValueError(f"l2b_clip_grad must be positive or None, got {clip_grad}")
+        create_method("l2b", normalize=normalize, temperature=temperature)  # checks them
+        # Every engine, in its in-step form, on the view of network 0 (it holds the pair's
+        # parameters, as the optimizer does); head / tail look inside network 0 alone.
+        self.engine = create_engine(engine, head=head, tail_modules=tail_modules, within="pair.nets.0")
+        self.meta_split, self.normalize = meta_split, normalize
+        self.temperature, self.clip_grad = temperature, clip_grad
+
+    @property
+    def needs_meta(self) -> bool:
+        """Whether the step reads the run's clean meta batches."""
+        return self.meta_split == "clean"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mixmatch: MixMatchBatch,
+        batch: Batch,
+        ctx: StepContext,
+        *,
+        name: str,
+    ) -> dict[str, float]:
+        """One L2B step of network 0 of `model` (a TwoNetworks, or its DDP wrapper) on
+        `mixmatch`; returns scalars for the step's record (``l2b_skipped`` when this batch
+        has no meta batch: ``labelled`` with fewer than two labelled examples)."""
+        dist = ctx.dist
+        meta_inputs, meta_labels = batch.meta_inputs, batch.meta_labels
+        if self.meta_split == "labelled":
+            meta_inputs, meta_labels = mixmatch.labelled_inputs, mixmatch.labelled_labels
+        if meta_inputs is None or len(meta_inputs) < 2:
+            return {"l2b_skipped": 1.0}
+        pair = _check_pair(model, name)
+        targets = mixmatch.targets
+        logits, mw = self.engine.step(
+            pair.member(0),
+            lambda x: model(x, net=0),  # the real forward, through a DDP wrapper too
+            inputs=mixmatch.inputs,
+            targets=targets,
+            meta_inputs=meta_inputs,
+            meta_labels=meta_labels,
+            optimizer=optimizer,
+            method="l2b",
+            collective=dist,
+            normalize=self.normalize,
+            temperature=self.temperature,
+        )
+        loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum() + (
+            mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")
+        ).sum()
+        if dist is not None:  # the weights sum to one over all replicas; DDP averages the gradients
+            loss = loss * dist.world_size
+        _optimizer_step(model, optimizer, loss, self.clip_grad)
+        return {"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero), "l2b_alpha_share": float(mw.alpha.sum())}
+
+
+class L2BCombination:
+    """What a two-network method with an L2B step after network 0's step adds (mixed in before
+    the base method: ``class DivideMixL2B(L2BCombination, DivideMix)``): the engine's options, the
+    :class:`L2BStep` built from the L2B options, and the ``after_mixmatch`` hook that runs it."""
+
+    uses_engine = True
+
+    def use_l2b_step(
+        self,
+        *,
+        meta_split: str,
+        engine: str,
+        head: str | None,
+        tail_modules: int | None,
+        normalize: str,
+        temperature: float,
+        l2b_clip_grad: float | None,
+    ) -> None:
+        """Build the L2B step (its checks refuse a bad option by name) and record its options."""
+        self.l2b_step = L2BStep(
+            meta_split=meta_split,
+            engine=engine,
+            head=head,
+            tail_modules=tail_modules,
+            normalize=normalize,
+            temperature=temperature,
+            clip_grad=l2b_clip_grad,
+        )
+        self.meta_split, self.engine, self.normalize, self.temperature = meta_split, engine, normalize, temperature
+        self.head, self.tail_modules, self.l2b_clip_grad = head, tail_modules, l2b_clip_grad
+        self.needs_meta = self.l2b_step.needs_meta
+
+    def after_mixmatch(self, i, model, optimizer, mixmatch, batch, ctx) -> dict[str, float]:
+        """The L2B step (:class:`L2BStep`), after network 0's step; nothing after network 1's."""
+        return self.l2b_step(model, optimizer, mixmatch, batch, ctx, name=self.name) if i == 0 else {}
+
+
 @register_method("dividemix-l2b")
-class DivideMixL2B(DivideMix):
+class DivideMixL2B(L2BCombination, DivideMix):
     """DivideMix with an L2B step after network 0's MixMatch step, as the L2B authors combine them.
 
     As in their published code (github.com/yuyinzhou/L2B, L2B_DivideMix/Train_cifar.py): only the
-    first network gets the L2B step; its inputs are the step's MixMatch inputs before mixing (both
-    views of the labelled and unlabelled parts) with their co-refined / co-guessed soft targets;
-    :func:`l2b.meta_weights` weighs each input's soft-target cost and its pseudo-label cost from a
-    meta batch, and one weighted step follows, its gradient norm clipped to ``l2b_clip_grad``.
+    first network gets the L2B step (:class:`L2BStep`); its inputs are the step's MixMatch inputs
+    before mixing (both views of the labelled and unlabelled parts) with their co-refined /
+    co-guessed soft targets; meta batch, engine and clip as :class:`L2BStep` says.
 
     meta_split : {"clean", "labelled"}
-        Where the meta batch comes from. ``clean`` (the published ``need_clean``): the run's clean
-        meta set. ``labelled``: no clean data; the first view of this batch's labelled part (by
-        network 1's division) with its given labels, as the published code does without clean
-        data (it takes a batch of the labelled loader).
+        Where the meta batch comes from (see :class:`L2BStep`).
     engine, head, tail_modules, normalize, temperature : the L2B options (see
         :class:`l2b.methods.L2B`); every engine, in its in-step form, on network 0.
     l2b_clip_grad : float or None, 0.8 (published).
@@ -642,7 +765,6 @@ class DivideMixL2B(DivideMix):
         ),
         *WEIGHT_OPTIONS,
     )
-    uses_engine = True
 
     def __init__(
         self,
@@ -657,49 +779,12 @@ class DivideMixL2B(DivideMix):
         **options,
     ):
         super().__init__(**options)
-        if meta_split not in ("clean", "labelled"):
-            raise ValueError(f"meta_split must be one of clean, labelled, got {meta_split!r}")
-        if l2b_clip_grad is not None and not l2b_clip_grad > 0:  # NaN too
-            raise ValueError(f"l2b_clip_grad must be positive or None, got {l2b_clip_grad}")
-        create_method("l2b", normalize=normalize, temperature=temperature)  # checks them
-        # Every engine, in its in-step form, on the view of network 0 (it holds the pair's
-        # parameters, as the optimizer does); head / tail look inside network 0 alone.
-        self._engine = create_engine(engine, head=head, tail_modules=tail_modules, within="pair.nets.0")
-        self.meta_split, self.engine, self.normalize, self.temperature = meta_split, engine, normalize, temperature
-        self.head, self.tail_modules = head, tail_modules
-        self.l2b_clip_grad = l2b_clip_grad
-        self.needs_meta = meta_split == "clean"
-
-    def after_mixmatch(self, i, model, optimizer, mixmatch, batch, ctx) -> dict[str, float]:
-        """The L2B step, after network 0's MixMatch step: its un-mixed inputs with their soft
-        targets, weighted from the meta batch (see the class)."""
-        if i != 0:
-            return {}
-        dist = ctx.dist
-        meta_inputs, meta_labels = batch.meta_inputs, batch.meta_labels
-        if self.meta_split == "labelled":
-            meta_inputs, meta_labels = mixmatch.labelled_inputs, mixmatch.labelled_labels
-        if meta_inputs is None or len(meta_inputs) < 2:
-            return {"l2b_skipped": 1.0}  # fewer than two labelled examples: no meta batch this step
-        pair = _check_pair(model, self.name)
-        targets = mixmatch.targets
-        logits, mw = self._engine.step(
-            pair.member(0),
-            lambda x: model(x, net=0),  # the real forward, through a DDP wrapper too
-            inputs=mixmatch.inputs,
-            targets=targets,
-            meta_inputs=meta_inputs,
-            meta_labels=meta_labels,
-            optimizer=optimizer,
-            method="l2b",
-            collective=dist,
-            normalize=self.normalize,
-            temperature=self.temperature,
+        self.use_l2b_step(
+            meta_split=meta_split,
+            engine=engine,
+            head=head,
+            tail_modules=tail_modules,
+            normalize=normalize,
+            temperature=temperature,
+            l2b_clip_grad=l2b_clip_grad,
         )
-        loss = (mw.alpha * F.cross_entropy(logits, targets, reduction="none")).sum() + (
-            mw.beta * F.cross_entropy(logits, mw.pseudo_labels, reduction="none")
-        ).sum()
-        if dist is not None:  # the weights sum to one over all replicas; DDP averages the gradients
-            loss = loss * dist.world_size
-        _optimizer_step(model, optimizer, loss, self.l2b_clip_grad)
-        return {"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero), "l2b_alpha_share": float(mw.alpha.sum())}

@@ -39,16 +39,20 @@ from ..options import Option
 from .base import Method, StepOutput, register_method
 from .dividemix import (
     DivideMixWarmup,
+    L2BCombination,
+    MixMatchBatch,
     _check_pair,
     eval_logits,
     mixmatch_step,
     mixmatch_targets,
     unlabelled_weight,
 )
+from .meta import WEIGHT_OPTIONS
 from .step import Batch, StepContext
 
 __all__ = [
     "UNICON",
+    "UNICONL2B",
     "js_divergence",
     "label_divergence",
     "nt_xent",
@@ -286,5 +290,84 @@ class UNICON(Method):
                 terms["loss_contrastive"] = float(contrastive.detach()) / self.lambda_c
             losses.append(loss)
             stats.update({f"{k}_{i}": v for k, v in terms.items()})
+            stats.update(self.after_mixmatch(i, model, optimizer, strong, batch, ctx))
         stats["weight_u"] = weight_u
         return StepOutput(loss=float(np.mean(losses)), stats=stats)
+
+    def after_mixmatch(
+        self,
+        i: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mixmatch: MixMatchBatch,
+        batch: Batch,
+        ctx: StepContext,
+    ) -> dict[str, float]:
+        """What follows network `i`'s step, given its un-mixed batch (the strong views with their
+        targets); returns scalars for the step's record. Nothing for UNICON; UNICON-L2B's L2B
+        step after network 0."""
+        return {}
+
+
+@register_method("unicon-l2b")
+class UNICONL2B(L2BCombination, UNICON):
+    """UNICON with an L2B step after network 0's step, as the L2B authors combine them.
+
+    As in their published code (github.com/yuyinzhou/L2B, L2B_UNICON/Train_cifar.py, ``l2b``
+    after ``train``'s SGD step, for the first network only): the step's inputs are that step's
+    MixMatch inputs before mixing, the *strong* views of the labelled and the unlabelled part
+    (``all_inputs``), with their refined / co-guessed targets from the weak views (``target_a``);
+    cost row 1 cross-entropy against the soft target, row 2 against the network's own argmax,
+    weights normalised over both rows (:class:`~l2b.methods.dividemix.L2BStep`). The gradient
+    norm is clipped at 0.25 for CIFAR-10 and 0.8 otherwise, as published (``l2b_clip_grad``; the
+    default is CIFAR-10's, like UNICON's other defaults). The published meta batches (1,000 clean
+    training images, batch 64) pass through its training transform with AutoAugment; here they
+    are the run's meta batches as every meta method gets them.
+
+    meta_split : {"clean", "labelled"}
+        The clean meta set (published ``need_clean``), or the first weak view of the batch's
+        labelled part with its given labels (the published code's labelled loader without it).
+    """
+
+    options = (
+        Option(
+            "meta_split",
+            "str",
+            "clean",
+            "unicon-l2b: meta batches from the clean meta set, or from UNICON's labelled part of each batch",
+            choices=("clean", "labelled"),
+            key="unicon_meta",
+        ),
+        Option(
+            "l2b_clip_grad",
+            "float",
+            0.25,
+            "unicon-l2b: gradient-norm clip of the L2B step (published: 0.25 CIFAR-10, 0.8 others)",
+            above=0,
+            key="unicon_l2b_clip",
+        ),
+        *WEIGHT_OPTIONS,
+    )
+
+    def __init__(
+        self,
+        *,
+        meta_split: str = "clean",
+        engine: str = "forward",
+        head: str | None = None,
+        tail_modules: int | None = None,
+        normalize: str = "org",
+        temperature: float = 1.0,
+        l2b_clip_grad: float | None = 0.25,
+        **options,
+    ):
+        super().__init__(**options)
+        self.use_l2b_step(
+            meta_split=meta_split,
+            engine=engine,
+            head=head,
+            tail_modules=tail_modules,
+            normalize=normalize,
+            temperature=temperature,
+            l2b_clip_grad=l2b_clip_grad,
+        )
