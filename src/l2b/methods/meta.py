@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -69,11 +73,28 @@ class _MetaMethod(Method):
     tail_modules : int or None
         ``engine="tail"`` only, and required there: the number k of last blocks with parameters
         (:func:`l2b.meta.model_blocks`).
+    meta_every : int, 1
+        Compute the meta-gradient on every k-th step only. Each example keeps its last weights
+        (a per-example memory: its two weights times the batch size, so that weights from batches
+        of another size or epoch compare), and a step in between weighs its examples by their
+        remembered weights, normalised over the batch to sum to one as the engine's are; its
+        pseudo-labels are the step's own predictions. A batch holding an example never scored
+        (the first epoch after the warm-up) gets the meta-gradient. The memory and the step count
+        are the method's state: checkpointed, resumed exactly. One process only.
     """
 
     needs_meta = True
     rows: str
-    options = WEIGHT_OPTIONS
+    options = (
+        *WEIGHT_OPTIONS,
+        Option(
+            "meta_every",
+            "int",
+            1,
+            "meta-gradient on every k-th step only; the steps between reuse each example's last weights",
+            minimum=1,
+        ),
+    )
     uses_engine = True
 
     def __init__(
@@ -84,10 +105,18 @@ class _MetaMethod(Method):
         temperature: float = 1.0,
         head: str | None = None,
         tail_modules: int | None = None,
+        meta_every: int = 1,
         **common,
     ):
         super().__init__(**common)
         self._engine = create_engine(engine, head=head, tail_modules=tail_modules)  # checks the options
+        if int(meta_every) != meta_every or meta_every < 1:
+            raise ValueError(f"meta_every must be an int >= 1, got {meta_every!r}")
+        self.meta_every = int(meta_every)
+        # State with meta_every > 1 (checkpointed): each training example's last weights times the
+        # batch size, (N, 2) float64 (NaN: never scored), and the steps taken.
+        self.memory: Tensor | None = None
+        self.steps = 0
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
         if not temperature > 0:  # NaN too
@@ -108,6 +137,9 @@ class _MetaMethod(Method):
         dist = ctx.dist
         if dist is not None:
             self._check_distributed(model, dist)
+        remembered = self._remembered(batch, dist)
+        if remembered is not None:
+            return self._reused_weights_loss(model, inputs, targets, remembered)
         logits, mw = self._engine.step(
             unwrap_model(model),
             model,
@@ -124,6 +156,9 @@ class _MetaMethod(Method):
         loss = self.weighted_loss(logits, targets, mw)
         if dist is not None:
             loss = loss * dist.world_size
+        if self.memory is not None:  # remember this batch's weights (relative to its size)
+            scored = torch.stack([mw.alpha, mw.beta], dim=1).detach().double().cpu() * len(mw.alpha)
+            self.memory[batch.index.cpu()] = scored
         return loss, StepOutput(
             loss=0.0,
             alpha=mw.alpha.detach(),
@@ -131,6 +166,58 @@ class _MetaMethod(Method):
             pseudo_labels=mw.pseudo_labels,
             predictions=predicted(logits, targets),
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
+        )
+
+    # -- meta_every > 1: the per-example memory -----------------------------------------------------
+    def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
+        if self.meta_every > 1 and (self.memory is None or len(self.memory) != len(train)):
+            self.memory = torch.full((len(train), 2), math.nan, dtype=torch.float64)
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.meta_every == 1 else {"memory": self.memory, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory, self.steps = state.get("memory"), int(state.get("steps", 0))
+
+    def _remembered(self, batch, dist) -> Tensor | None:
+        """This step's remembered weights (B, 2), or None when it computes the meta-gradient:
+        every `meta_every`-th step, and any batch with an example never scored."""
+        if self.meta_every == 1:
+            return None
+        if dist is not None and dist.world_size > 1:
+            raise ValueError(f"meta_every > 1 runs in one process (method {self.name!r})")
+        if self.memory is None or batch.index is None:
+            raise ValueError(f"meta_every > 1 needs the epoch's start (start_epoch) and the batch index ({self.name})")
+        step, self.steps = self.steps, self.steps + 1
+        remembered = self.memory[batch.index.cpu()]
+        if step % self.meta_every == 0 or bool(remembered.isnan().any()):
+            return None
+        return remembered
+
+    def _reused_weights_loss(self, model, inputs: Tensor, targets: Tensor, remembered: Tensor):
+        """A step between meta-gradients: the remembered weights (B, 2), normalised to sum to one
+        over the batch, on the real forward's costs; pseudo-labels from its own predictions."""
+        logits = model(inputs)
+        total = remembered.sum()
+        w = (remembered / total if total > 0 else torch.zeros_like(remembered)).to(logits.device, logits.dtype)
+        mw = MetaWeights(
+            alpha=w[:, 0],
+            beta=w[:, 1],
+            raw=torch.full((2, len(w)), math.nan, dtype=logits.dtype, device=logits.device),
+            pseudo_labels=logits.detach().argmax(1),
+            meta_loss=math.nan,
+            all_zero=not bool(total > 0),
+            logits=logits.detach(),
+        )
+        loss = self.weighted_loss(logits, targets, mw)
+        return loss, StepOutput(
+            loss=0.0,
+            alpha=mw.alpha.detach(),
+            beta=mw.beta.detach(),
+            pseudo_labels=mw.pseudo_labels,
+            predictions=predicted(logits, targets),
+            stats={"all_zero": float(mw.all_zero)},
         )
 
     def _check_distributed(self, model, dist) -> None:
