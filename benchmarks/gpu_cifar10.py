@@ -19,6 +19,9 @@ installed or ``PYTHONPATH=src``. Two phases:
    are lowered, if needed, so that the runs fit ``--budget-s`` by the step times of phase 1; the
    rows, and the regime columns of the table (does CE memorise?), say what ran.
 
+``--grid benchmarks/grids/cifar10-gpu-frontier.yaml`` runs L2B's cost levers (meta batch 32, tail 2 / 3,
+every 2nd / 4th step, head) instead, in the same way (``gpu_cifar10-cifar10-gpu-frontier.{json,md}``).
+
 Writes ``gpu_cifar10.json`` / ``.md`` (device, torch, fidelity, step times, what was chosen,
 predicted and measured wall time) and the grid's ``accuracy-cifar10-gpu.{jsonl,md,png}`` into
 ``--results`` (default ``benchmarks/results``). ``--tiny`` checks the script on a CPU at a tiny size
@@ -238,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=420.0, help="the grid's predicted wall time at most")
     p.add_argument("--reps", type=int, default=20, help="timed steps per setting and method")
     p.add_argument("--tiny", action="store_true", help="CPU check of the script at a tiny size")
+    p.add_argument(
+        "--grid",
+        type=Path,
+        default=GRID,
+        help="the grid of phase 2 (default cifar10-gpu.yaml; grids/cifar10-gpu-frontier.yaml: L2B's cost levers)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     started = time.perf_counter()
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment(device)
     results = args.results or (Path(tempfile.mkdtemp(prefix="gpu_cifar10-")) if args.tiny else common.RESULTS)
     results.mkdir(parents=True, exist_ok=True)
-    grid = yaml.safe_load(GRID.read_text())
+    grid = yaml.safe_load(args.grid.read_text())
     grid_epochs = grid["base"]["epochs"]
     if args.tiny:
         grid["base"].update(TINY)
@@ -268,7 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  chosen: {chosen}; grid epochs {epochs} (predicted {predicted:.0f} s)", flush=True)
 
     print("phase 2: the grid", flush=True)
-    cmd = [sys.executable, str(HERE / "accuracy.py"), str(GRID), "--device", str(device), "--results", str(results)]
+    cmd = [
+        sys.executable,
+        str(HERE / "accuracy.py"),
+        str(args.grid),
+        "--device",
+        str(device),
+        "--results",
+        str(results),
+    ]
     cmd += ["--workers", str(args.workers)] + [a for s in sets for a in ("--set", s)]
     if args.tiny:
         cmd += ["--only", "seed=0"]
@@ -297,11 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "total_seconds": time.perf_counter() - started,
     }
-    common.write_json(results / "gpu_cifar10.json", result)
-    common.write_lines(results / "gpu_cifar10.md", render(result))
+    stem = "gpu_cifar10" if args.grid == GRID else f"gpu_cifar10-{grid['name']}"
+    common.write_json(results / f"{stem}.json", result)
+    common.write_lines(results / f"{stem}.md", render(result))
     print("\n".join(render(result)))
     table = results / f"accuracy-{grid['name']}.md"
-    print(f"wrote {results / 'gpu_cifar10.md'} and {table}")
+    print(f"wrote {results / (stem + '.md')} and {table}")
     return 0
 
 

@@ -97,6 +97,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "l2b-fused": ("l2b", {"engine": "fused"}),
     "l2b-head": ("l2b", {"engine": "head"}),
     **{f"l2b-tail{k}": ("l2b", {"engine": "tail", "tail_modules": k}) for k in (2, 3, 4)},
+    # the exact engine on every k-th step, the steps between reusing remembered weights: one timed
+    # call runs k consecutive steps (one of them with the meta-gradient), reported per step
+    **{f"l2b-every{k}": ("l2b", {"meta_every": k}) for k in (2, 4)},
 }
 # The exact engines with torch's own forward-mode rules instead of l2b.meta.dual_rules (what they
 # ran before those rules; l2b.meta.dual_rules.torch_rules), to measure what the rules save.
@@ -152,7 +155,9 @@ def make_data(cfg: Config, device: torch.device, channels_last: bool):
 
 def make_model(cfg: Config, device: torch.device, channels_last: bool):
     torch.manual_seed(SEED)  # every variant starts from the same weights
-    model = create_model(cfg.model, num_classes=cfg.classes, in_shape=cfg.in_shape).to(device)
+    name, _, width = cfg.model.partition(":")  # "fast_cnn:16": the model with that width
+    options = {"width": int(width)} if width else {}
+    model = create_model(name, num_classes=cfg.classes, in_shape=cfg.in_shape, **options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -185,17 +190,18 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     method_name, options = VARIANTS[base]
     method = create_method(method_name, **options)
     rules = torch_rules if base.endswith(TORCH_RULES) else contextlib.nullcontext
+    steps = int(options.get("meta_every", 1))
+    batch = Batch(x, y, index=torch.arange(len(y)), meta_inputs=mx, meta_labels=my)
+    if steps > 1:  # the per-example memory over this batch's examples
+        method.start_epoch(model, range(len(y)), epoch=0, device=device)
 
     def run():
         with rules():
-            method.step(
-                model,
-                opt,
-                Batch(x, y, meta_inputs=mx, meta_labels=my),
-                StepContext(num_classes=cfg.classes, generator=torch.Generator()),
-            )
+            for _ in range(steps):
+                method.step(model, opt, batch, StepContext(num_classes=cfg.classes, generator=torch.Generator()))
         return None
 
+    run.steps = steps  # timings are divided by it: seconds per step
     return run
 
 
@@ -373,7 +379,7 @@ def measure_config(
     warm: dict[str, list[float]] = {}
     for name in entries:
         runners[name] = make_runner(name, cfg, device)
-        warm[name] = [timed(runners[name], sync)[0] for _ in range(warmup)]
+        warm[name] = [timed(runners[name], sync)[0] / getattr(runners[name], "steps", 1) for _ in range(warmup)]
         log(f"  [{cfg.label}] warm-up {name:22s} " + " ".join(f"{s:.3f}s" for s in warm[name]))
     times: dict[str, list[float]] = {n: [] for n in entries}
     cpu: dict[str, list[float]] = {n: [] for n in entries}
@@ -385,8 +391,9 @@ def measure_config(
         for name in order:
             gc.collect()
             wall, cpu_s, out = timed(runners[name], sync)
-            times[name].append(wall)
-            cpu[name].append(cpu_s)
+            per_call = getattr(runners[name], "steps", 1)  # every-k variants: k steps per call
+            times[name].append(wall / per_call)
+            cpu[name].append(cpu_s / per_call)
             if out is not None:  # the by-parts entry
                 for p in PARTS:
                     parts[p].append(out[p])

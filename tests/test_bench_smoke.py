@@ -385,3 +385,35 @@ def test_gpu_combinations_script_fits_the_budget_and_runs_c2d_l2b_on_the_cpu(tmp
     assert row["method"] == "c2d-l2b" and row["plan"]["pretrain_epochs"] >= 1 and row["pretrain_seconds"] > 0
     assert 0 <= row["test_accuracy_at_best_meta"] <= 1 and row["method_epoch_s"] > 0
     assert "| c2d-l2b |" in (tmp_path / "gpu_combinations.md").read_text()
+
+
+def test_frontier_names_the_cheapest_configuration_within_a_point_of_exact_l2b(tmp_path):
+    """benchmarks/frontier.py on hand-made results: the verdicts and the cheapest that keeps up."""
+    mod = _bench_module("frontier")
+
+    def row(method, setting, seed, acc, seconds):
+        return {"method": method, "setting": setting, "seed": seed, "test_accuracy_at_best_meta": acc,
+                "memorised": 0.2, "seconds": seconds}  # fmt: skip
+
+    rows = [row("ce", s, k, 0.40, 100.0) for s in ("sym 40%", "10N worse") for k in (0, 1)]
+    rows += [row("l2b", s, k, a, 300.0) for s in ("sym 40%", "10N worse") for k, a in ((0, 0.50), (1, 0.52))]
+    rows += [row("l2b-every2", s, k, a, 200.0) for s in ("sym 40%", "10N worse") for k, a in ((0, 0.495), (1, 0.51))]
+    rows += [row("l2b-head", s, 0, 0.45, 140.0) for s in ("sym 40%", "10N worse")]
+    rows += [row("l2b-tail2", "sym 40%", 0, 0.51, 150.0)]  # one cell only: cannot keep up "everywhere"
+    (tmp_path / "accuracy-cifar10-memorise.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def cost(model, meta, ratios):
+        return {"config": {"model": model, "batch": 128, "meta_batch": meta},
+                "variants": {"ce": {"median_s": 1.0}, **{v: {"median_s": r} for v, r in ratios.items()}}}  # fmt: skip
+
+    step = {"fast_cnn:16": {"l2b-forward": 3.0, "l2b-every2": 2.0, "l2b-head": 1.4, "l2b-tail2": 1.5}}
+    results = [cost(m, 128, r) for m, r in step.items()] + [cost("fast_cnn:16", 32, {"l2b-forward": 2.2})]
+    (tmp_path / "step_cost-cpu-frontier.json").write_text(json.dumps({"results": results}))
+    assert mod.main(["--results", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "frontier.json").read_text())
+    v = out["verdicts"]["cifar10-memorise"]
+    assert v["l2b-every2"]["keeps_up"] and v["l2b-every2"]["worst_gap"] == pytest.approx(-0.75)
+    assert not v["l2b-head"]["keeps_up"] and not v["l2b-tail2"]["complete"]
+    assert out["cheapest_text"].startswith("**l2b-every2**: 2.00x a CE step")
+    md = (tmp_path / "frontier.md").read_text()
+    assert "| l2b-mb32 | 2.20 | — |" in md and (tmp_path / "frontier.png").stat().st_size > 0

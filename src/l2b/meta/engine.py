@@ -65,24 +65,26 @@ label, pseudo-label), ``(1, B)`` for ``"l2rw"``."""
 
 @dataclass(frozen=True)
 class MetaWeights:
-    """Result of :func:`meta_weights` for a batch of B examples.
+    """Result of :func:`meta_weights` for a batch of B examples. With per-position labels
+    (segmentation: labels (B, H, W), logits (B, K, H, W)) every shape below gains the positions
+    ``...`` = (H, W): one weight per pixel and cost, normalised jointly over all of them.
 
     Attributes
     ----------
-    alpha : Tensor, shape (B,)
+    alpha : Tensor, shape (B,) or (B, ...)
         Weight of each example's observed-label cost.
-    beta : Tensor, shape (B,)
+    beta : Tensor, shape (B,) or (B, ...)
         Weight of each example's pseudo-label cost (all zero for L2RW).
-    raw : Tensor, shape (2, B)
+    raw : Tensor, shape (2, B) or (2, B, ...)
         Negative meta-gradient with respect to the perturbations, before normalisation. Row 0 is
         the observed label, row 1 the pseudo-label (zeros for L2RW, which has no such term).
-    pseudo_labels : Tensor, shape (B,), int64
+    pseudo_labels : Tensor, shape (B,) or (B, ...), int64
         argmax of the model's train-mode logits on the noisy batch.
     meta_loss : float
         Mean cross-entropy of the meta batch at theta'(0).
     all_zero : bool
         True when no weight is positive (``org`` normalisation with no positive score).
-    logits : Tensor, shape (B, K)
+    logits : Tensor, shape (B, K) or (B, K, ...)
         The train-mode logits of the noisy batch at theta (detached).
     """
 
@@ -127,10 +129,13 @@ def _check_inputs(
     for name, t in (("inputs", inputs), ("labels", labels), ("meta_inputs", meta_inputs), ("meta_labels", meta_labels)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if labels.dim() not in (1, 2) or meta_labels.dim() != 1:
+    # Labels are class indices of one shape per example, (B,) for classification or (B, H, W)
+    # per pixel, matched by meta_labels (M, ...); or probabilities with the class axis second.
+    if meta_labels.dim() < 1 or labels.dim() not in (meta_labels.dim(), meta_labels.dim() + 1):
         raise ValueError(
-            "labels must be class indices (B,) or probabilities (B, K); meta_labels must be class indices (M,); "
-            f"got labels of shape {tuple(labels.shape)} and meta_labels of shape {tuple(meta_labels.shape)}"
+            "labels must be class indices (B, ...) of the meta labels' shape per example, or probabilities "
+            "(B, K, ...); meta_labels must be class indices (M, ...); got labels of shape "
+            f"{tuple(labels.shape)} and meta_labels of shape {tuple(meta_labels.shape)}"
         )
     if inputs.dim() < 1 or labels.shape[0] != inputs.shape[0]:
         raise ValueError(
@@ -148,10 +153,14 @@ def _check_inputs(
             if t.shape[0] == 0:
                 what = "noisy batch" if name == "inputs" else "meta batch"
                 raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): the {what} needs at least one example")
-    labels = _class_indices("labels", labels) if labels.dim() == 1 else labels
+    probabilities = labels.dim() == meta_labels.dim() + 1 and labels.is_floating_point()
+    if not probabilities and labels.dim() != meta_labels.dim():
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} and meta_labels of shape {tuple(meta_labels.shape)}: class "
+            "indices have one shape per example for both (probabilities (B, K, ...) must be floating point)"
+        )
+    labels = labels if probabilities else _class_indices("labels", labels)
     meta_labels = _class_indices("meta_labels", meta_labels)
-    if labels.dim() == 2 and not labels.is_floating_point():
-        raise ValueError(f"labels of shape (B, K) are probabilities and must be floating point, got {labels.dtype}")
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if not trainable:
         raise ValueError(
@@ -170,7 +179,7 @@ def _check_inputs(
         if t.is_floating_point() and t.numel():
             checks.append((name, t.sum()))
     for name, t in (("labels", labels), ("meta_labels", meta_labels)):
-        if t.dim() == 1 and t.numel():
+        if not t.is_floating_point() and t.numel():
             checks += [(name + " min", t.min()), (name + " max", t.max())]
     read = dict(zip((n for n, _ in checks), torch.stack([v.float() for _, v in checks]).tolist())) if checks else {}
     for name, t in (("inputs", inputs), ("meta_inputs", meta_inputs), ("labels", labels)):
@@ -178,8 +187,10 @@ def _check_inputs(
             _refuse_non_finite(name, t)  # or, the sum having overflowed, every value is finite
     for name, t in (("labels", labels), ("meta_labels", meta_labels)):
         if read.get(name + " min", 0.0) < 0:
-            i = int((t < 0).nonzero()[0])
-            raise ValueError(f"{name}[{i}]={int(t[i])} is negative: class indices are in [0, K)")
+            where = _first(t < 0)
+            raise ValueError(
+                f"{name}[{where}]={int(t[(t < 0)].reshape(-1)[0])} is negative: class indices are in [0, K)"
+            )
     return labels, meta_labels, (_max_label(read, "labels"), _max_label(read, "meta_labels"))
 
 
@@ -191,6 +202,11 @@ def _class_indices(name: str, labels: Tensor) -> Tensor:
             f"{tuple(labels.shape)}); convert them with .long(), or pass probabilities of shape (B, K) as labels"
         )
     return labels if labels.dtype == torch.int64 else labels.long()
+
+
+def _first(mask: Tensor) -> str:
+    """The index of `mask`'s first True entry, as written in a subscript: ``3`` or ``0, 5, 7``."""
+    return ", ".join(str(int(i)) for i in mask.nonzero()[0])
 
 
 def _max_label(read: dict[str, float], name: str) -> int | None:
@@ -209,18 +225,28 @@ def _refuse_non_finite(name: str, t: Tensor) -> None:
 
 
 def check_classes(name: str, labels: Tensor, largest: int | None, logits: Tensor) -> None:
-    """Refuse class indices the logits (N, K) have no column for, or probabilities of another
-    width, before any loss reads them (torch would raise an index error on the CPU and a device-side
-    assert on CUDA). `largest` is the labels' largest value, read by :func:`_check_inputs`."""
+    """Refuse class indices the logits (N, K, ...) have no column for, or probabilities of another
+    width, or labels whose positions are not the logits' (per-pixel labels (N, H, W) against
+    logits (N, K, H', W')), before any loss reads them (torch would raise an index error on the
+    CPU and a device-side assert on CUDA). `largest` is the labels' largest value, read by
+    :func:`_check_inputs`."""
     k = logits.shape[1]
-    if labels.dim() == 2:
+    positions = tuple(logits.shape[2:])
+    if labels.is_floating_point():
         if labels.shape[1] != k:
             raise ValueError(f"{name} has {labels.shape[1]} columns but the model returns {k} logits per example")
-    elif largest is not None and largest >= k:
-        i = int((labels >= k).nonzero()[0])
+        if tuple(labels.shape[2:]) != positions:
+            raise ValueError(f"{name} of shape {tuple(labels.shape)} do not match the logits {tuple(logits.shape)}")
+        return
+    if tuple(labels.shape[1:]) != positions:
         raise ValueError(
-            f"{name}[{i}]={int(labels[i])} is outside [0, {k}): the model returns {k} logits per example "
-            f"({int((labels >= k).sum())} such labels)"
+            f"{name} have shape {tuple(labels.shape)} but the model returns logits of shape {tuple(logits.shape)}: "
+            "one class index per output position"
+        )
+    if largest is not None and largest >= k:
+        raise ValueError(
+            f"{name}[{_first(labels >= k)}]={int(labels[labels >= k].reshape(-1)[0])} is outside [0, {k}): the model "
+            f"returns {k} logits per example ({int((labels >= k).sum())} such labels)"
         )
 
 
@@ -229,9 +255,10 @@ def clone_buffers(model: nn.Module) -> dict[str, Tensor]:
 
 
 def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
-    """dCE/dz = softmax(z) - target, for class indices (B,) or probabilities (B, K)."""
-    if target.dim() == 1:
-        return probs - F.one_hot(target, probs.shape[1]).to(probs.dtype)
+    """dCE/dz = softmax(z) - target, (B, K, ...), for class indices (B, ...) or probabilities
+    (B, K, ...)."""
+    if not target.is_floating_point():
+        return probs - F.one_hot(target, probs.shape[1]).movedim(-1, 1).to(probs.dtype)
     return probs - target.to(probs.dtype)
 
 
@@ -382,15 +409,17 @@ def dual_forward(
 
 @torch.no_grad()
 def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int = 2) -> tuple[Tensor, Tensor]:
-    """Raw scores (2, B) and pseudo-labels (B,) from logits (B, K) and their derivative (B, K).
+    """Raw scores (2, B, ...) and pseudo-labels (B, ...) from logits (B, K, ...) and their
+    derivative zdot of the same shape: one score per example and output position (per pixel, for
+    logits (B, K, H, W)).
 
-    r[0, i] = (softmax(z_i) - target_i) . zdot_i, r[1, i] the same with the pseudo-label
-    argmax(z_i) as target (left zero when rows == 1). `labels` are class indices (B,) or
-    probabilities (B, K).
+    r[0, i] = (softmax(z_i) - target_i) . zdot_i over the class axis, r[1, i] the same with the
+    pseudo-label argmax(z_i) as target (left zero when rows == 1). `labels` are class indices
+    (B, ...) or probabilities (B, K, ...).
     """
     probs = torch.softmax(logits, dim=1)
     pseudo = logits.argmax(dim=1)
-    raw = torch.zeros(2, logits.shape[0], dtype=logits.dtype, device=logits.device)
+    raw = torch.zeros(2, *pseudo.shape, dtype=logits.dtype, device=logits.device)
     raw[0] = (_target_grad(probs, labels) * zdot).sum(dim=1)
     if rows == 2:
         raw[1] = (_target_grad(probs, pseudo) * zdot).sum(dim=1)

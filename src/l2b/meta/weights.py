@@ -34,18 +34,19 @@ def meta_weights(
     Parameters
     ----------
     model : nn.Module
-        Classifier returning logits of shape (N, K). Run in train mode for every virtual forward
+        Classifier returning logits of shape (N, K), or per-position logits (N, K, ...) (a
+        segmentation network's (N, K, H, W): the weights are then per pixel). Run in train mode for every virtual forward
         (restored afterwards); its parameters and buffers are left unchanged. Parameters with
         ``requires_grad=False`` (a frozen backbone), and any the optimizer does not hold, are held
         fixed in the virtual step, as the real step leaves them; the weights are then those of
         training the rest. A model with no trainable parameter is refused.
     inputs : Tensor, shape (B, ...)
         Noisy training batch, B >= 1, finite.
-    labels : Tensor, shape (B,) integer or (B, K) float
+    labels : Tensor, shape (B,) integer or (B, K) float; per position (B, ...) or (B, K, ...)
         Observed labels, as class indices in [0, K) or as probability targets (e.g. after mixup).
     meta_inputs : Tensor, shape (M, ...)
         Clean meta batch, M >= 1, finite.
-    meta_labels : Tensor, shape (M,) integer
+    meta_labels : Tensor, shape (M,) integer, or (M, ...) per position
         Clean meta labels, class indices in [0, K).
     optimizer : torch.optim.SGD
         The optimizer of the real step; its lr, momentum buffers, dampening, nesterov, maximize and

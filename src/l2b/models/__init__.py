@@ -12,7 +12,7 @@ Examples
 from __future__ import annotations
 
 # Importing the model modules registers their factories.
-from . import cnn, mlp, resnet  # noqa: F401
+from . import cnn, mlp, resnet, unet  # noqa: F401
 from .cnn import SmallCNN
 from .mlp import MLP
 from .registry import MODELS, create_model, list_models, model_options, register_model

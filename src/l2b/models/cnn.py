@@ -87,7 +87,11 @@ class SmallCNN(_PooledCNN):
 
 @register_model(
     "small_cnn",
-    options=(Option("width", "int", 32, "first-layer channels of small_cnn and fast_cnn", minimum=1),),
+    options=(
+        Option(
+            "width", "int", 32, "first-layer channels (small_cnn, fast_cnn; unet, unetpp: doubled per level)", minimum=1
+        ),
+    ),
 )
 def small_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -> SmallCNN:
     """Small fast CNN (about 0.1 M parameters at width 32).
@@ -140,7 +144,11 @@ class FastCNN(_PooledCNN):
 
 @register_model(
     "fast_cnn",
-    options=(Option("width", "int", 32, "first-layer channels of small_cnn and fast_cnn", minimum=1),),
+    options=(
+        Option(
+            "width", "int", 32, "first-layer channels (small_cnn, fast_cnn; unet, unetpp: doubled per level)", minimum=1
+        ),
+    ),
 )
 def fast_cnn(*, num_classes: int, in_shape: tuple[int, ...], width: int = 32) -> FastCNN:
     """Seven-conv CNN with three pooling blocks (about 0.3 M parameters at width 32).

@@ -27,7 +27,8 @@ class ReverseEngine(Engine):
         logits = functional_call(model, {**params, **clone_buffers(model)}, (inputs,))
         check_classes("labels", labels, bounds[0], logits)
         pseudo = logits.detach().argmax(dim=1)
-        eps = torch.zeros(2, inputs.shape[0], dtype=logits.dtype, device=logits.device, requires_grad=True)
+        # one perturbation per cost: per example, and per output position (pixel) when the logits have them
+        eps = torch.zeros(2, *pseudo.shape, dtype=logits.dtype, device=logits.device, requires_grad=True)
         virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
         if rows == 2:
             virtual_loss = virtual_loss + (eps[1] * F.cross_entropy(logits, pseudo, reduction="none")).sum()
