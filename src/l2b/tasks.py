@@ -9,8 +9,8 @@ engines can weigh its costs. The trainer, the batch
 sources and the label-issue reports call the task and assume nothing about label shape beyond
 "one row per example".
 
-Classification is the only registered task for now (:data:`TASKS`); a new one (segmentation's
-per-pixel labels) is a sibling class registered beside it.
+The registered tasks (:data:`TASKS`): ``classification`` and ``segmentation`` (one class per
+pixel, scored by Dice and IoU, the checkpoint chosen on the meta set's Dice).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .registry import Registry
 
-__all__ = ["TASKS", "Classification", "Task", "get_task"]
+__all__ = ["TASKS", "Classification", "Segmentation", "Task", "get_task"]
 
 
 class Task:
@@ -105,6 +105,48 @@ class Classification(Task):
         if len(labels.shape) != 1:
             raise ValueError(f"{what} must be one class index per example, shape (N,), got shape {tuple(labels.shape)}")
         super().check_labels(labels, num_classes, what=what)
+
+
+@TASKS.register("segmentation")
+class Segmentation(Task):
+    """One class per pixel: masks (N, H, W) of class indices (0 = background; binary masks are
+    classes 0 and 1), outputs (N, K, H, W). Scored by pixel accuracy, the mean negative
+    log-likelihood per pixel, and Dice and IoU per image averaged over the foreground classes and
+    the images; the checkpoint is chosen on the meta set's Dice. The meta-gradient engines weigh
+    each pixel's two costs (:func:`l2b.meta_weights` with per-pixel labels), so every method
+    applies. A label issue is a mask that disagrees with the model's prediction: its quality is
+    the given mask's Dice against the predicted one."""
+
+    name = "segmentation"
+    selection_metric = "dice"
+    meta_gradient = True
+
+    def check_labels(self, labels: Tensor | np.ndarray, num_classes: int, *, what: str) -> None:
+        if len(labels.shape) != 3:
+            raise ValueError(
+                f"{what} must be one mask of class indices per image, shape (N, H, W), got shape {tuple(labels.shape)}"
+            )
+        super().check_labels(labels, num_classes, what=what)
+
+    @torch.no_grad()
+    def scores(self, probs: Tensor, labels: Tensor) -> dict[str, float]:
+        from .segmentation.metrics import dice_per_image, iou_per_image
+
+        out = super().scores(probs, labels)
+        pred, k = self.predictions(probs), probs.shape[1]
+        out["dice"] = float(dice_per_image(pred, labels, k).mean()) if len(pred) else float("nan")
+        out["iou"] = float(iou_per_image(pred, labels, k).mean()) if len(pred) else float("nan")
+        return out
+
+    def label_quality(self, probs: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(each given mask's Dice against the predicted mask (N,), the predicted masks
+        (N, H, W), whether any pixel differs (N,))."""
+        from .segmentation.metrics import dice_per_image
+
+        suggested = probs.argmax(axis=1).astype(np.int64)
+        quality = dice_per_image(given, suggested, probs.shape[1]).mean(1).numpy() if len(given) else np.zeros(0)
+        differs = (suggested != given).reshape(len(given), -1).any(axis=1)
+        return np.clip(quality, 0.0, 1.0), suggested, differs
 
 
 def get_task(task: str | Task) -> Task:

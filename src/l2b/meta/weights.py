@@ -35,8 +35,8 @@ def meta_weights(
     ----------
     model : nn.Module
         Classifier returning logits of shape (N, K), or per-position logits (N, K, ...) (a
-        segmentation network's (N, K, H, W): the weights are then per pixel). Run in train mode for every virtual forward
-        (restored afterwards); its parameters and buffers are left unchanged. Parameters with
+        segmentation network's (N, K, H, W): the weights are then per pixel). Run in train mode
+        for every virtual forward (restored afterwards); its parameters and buffers are left unchanged. Parameters with
         ``requires_grad=False`` (a frozen backbone), and any the optimizer does not hold, are held
         fixed in the virtual step, as the real step leaves them; the weights are then those of
         training the rest. A model with no trainable parameter is refused.

@@ -221,16 +221,17 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def batch_mean(per_example: Tensor, dist: Collective | None) -> Tensor:
-    """The mean of per-example losses (B,) over the global batch, as this replica's share.
+    """The mean of per-example losses (B,), or per-position ones (B, ...), over the global batch,
+    as this replica's share.
 
-    One process: ``per_example.mean()``. With `dist`: ``sum(per_example) * world_size / B_global``
-    (B_global from one reduction), so that after DistributedDataParallel averages the replicas'
-    gradients (divides their sum by world_size) the gradient is that of the mean over the
-    concatenated batch, whatever the shards' sizes.
+    One process: ``per_example.mean()``. With `dist`: ``sum(per_example) * world_size / n_global``
+    (n_global, the number of entries, from one reduction), so that after DistributedDataParallel
+    averages the replicas' gradients (divides their sum by world_size) the gradient is that of the
+    mean over the concatenated batch, whatever the shards' sizes.
     """
     if dist is None:
         return per_example.mean()
-    count = dist.sum(torch.tensor([float(per_example.shape[0])], dtype=per_example.dtype, device=per_example.device))
+    count = dist.sum(torch.tensor([float(per_example.numel())], dtype=per_example.dtype, device=per_example.device))
     return per_example.sum() * (dist.world_size / count[0])
 
 

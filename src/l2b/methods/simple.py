@@ -11,9 +11,9 @@ from .base import Method, StepOutput, batch_mean, predicted, register_method
 
 
 def _as_probs(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """Class indices (B,) or probabilities (B, K) -> probabilities (B, K)."""
-    if targets.dim() == 1:
-        return F.one_hot(targets, num_classes).to(dtype)
+    """Class indices (B, ...) or probabilities (B, K, ...) -> probabilities (B, K, ...)."""
+    if not targets.is_floating_point():
+        return F.one_hot(targets, num_classes).movedim(-1, 1).to(dtype)
     return targets.to(dtype)
 
 
@@ -100,4 +100,4 @@ class HardBootstrap(_Bootstrap):
     )
 
     def prediction_target(self, probs: Tensor) -> Tensor:
-        return F.one_hot(probs.argmax(dim=1), probs.shape[1]).to(probs.dtype)
+        return _as_probs(probs.argmax(dim=1), probs.shape[1], probs.dtype)

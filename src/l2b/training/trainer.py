@@ -433,7 +433,7 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(
                         loss=f"{record['train_loss']:.3f}",
-                        meta=record.get("meta_accuracy"),
+                        meta=record.get(f"meta_{self.task.selection_metric}"),
                         test=record.get("test_accuracy"),
                     )
                     for cb in self.callbacks:
@@ -630,6 +630,14 @@ class Trainer:
             predictions=None if out.predictions is None else gather_cat(out.predictions),
         )
 
+    def _scores(self, data: Source, prefix: str, loss_key: str) -> dict[str, float]:
+        """The task's eval-mode figures of the model on `data` as record keys: ``<prefix>_<name>``
+        for each (``meta_accuracy``; ``meta_dice`` for segmentation), the loss under `loss_key`."""
+        scores = self.task.scores(predict_proba(self.model, data), data.labels)
+        out = {f"{prefix}_{name}": value for name, value in scores.items() if name != "loss"}
+        out[loss_key] = scores["loss"]
+        return out
+
     def _stop_requested(self) -> bool:
         """Ctrl-C seen by any process stops all of them at the same step boundary."""
         if self.dist is None:
@@ -694,12 +702,10 @@ class Trainer:
                 given = train.labels.cpu().numpy()[self.meta_index]
                 record["meta_purity"] = float(np.mean(clean_labels[self.meta_index] == given))
         elif meta is not None:
-            record["meta_accuracy"], record["meta_eval_loss"] = evaluate(self.model, meta, task=self.task)
+            record.update(self._scores(meta, "meta", "meta_eval_loss"))
         if self.selection is not None:
-            record["selection_accuracy"], record["selection_loss"] = evaluate(
-                self.model, self.selection, task=self.task
-            )
-        key = _selection_key(record)
+            record.update(self._scores(self.selection, "selection", "selection_loss"))
+        key = _selection_key(record, self.task.selection_metric)
         # The test set is for the record only, so it may be thinned out (its pass can cost more
         # than the epoch's training); the last epoch and every new best one are always evaluated.
         if test is not None and (
@@ -707,12 +713,12 @@ class Trainer:
             or self.epoch >= self.target_epochs
             or (key is not None and key > self.best_key)
         ):
-            record["test_accuracy"], record["test_loss"] = evaluate(self.model, test, task=self.task)
+            record.update(self._scores(test, "test", "test_loss"))
         record.update(self._fit_to_labels(train, noisy_mask, clean_labels))
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
         if self.dist is not None:  # rank 0's figures decide the best epoch everywhere
             record = broadcast_object(record)
-        key = _selection_key(record)
+        key = _selection_key(record, self.task.selection_metric)
         if key is not None:
             if key > self.best_key:
                 self.best_key, self.best_epoch, self.best_state = key, self.epoch, _cpu_state(self.model)
@@ -721,13 +727,13 @@ class Trainer:
         return record
 
 
-def _selection_key(record: dict[str, Any]) -> tuple[float, float] | None:
-    """What the best epoch maximises: (accuracy, -loss) on the held-out selection set when there
-    is one, else on the meta set; None when neither was evaluated."""
-    if "selection_accuracy" in record:
-        return record["selection_accuracy"], -record["selection_loss"]
-    if "meta_accuracy" in record:
-        return record["meta_accuracy"], -record["meta_eval_loss"]
+def _selection_key(record: dict[str, Any], metric: str = "accuracy") -> tuple[float, float] | None:
+    """What the best epoch maximises: (the task's selection metric, -loss) on the held-out
+    selection set when there is one, else on the meta set; None when neither was evaluated."""
+    if f"selection_{metric}" in record:
+        return record[f"selection_{metric}"], -record["selection_loss"]
+    if f"meta_{metric}" in record:
+        return record[f"meta_{metric}"], -record["meta_eval_loss"]
     return None
 
 
