@@ -105,3 +105,24 @@ def test_segmentation_labels_and_label_quality():
     quality, suggested, differs = task.label_quality(probs, given)
     np.testing.assert_allclose(quality, [1.0, 2 * 2 / (2 + 4)])
     assert differs.tolist() == [False, True] and suggested.shape == (2, 4, 4)
+
+
+def test_l2b_fit_trains_a_segmentation_network_and_ranks_suspect_masks():
+    import l2b
+
+    x, clean = _shapes(48, 5)
+    noisy = clean.clone()
+    noisy[:8] = 0  # eight masks lost their object: the most suspect ones
+    meta, test = _shapes(12, 6), _shapes(24, 7)
+    torch.manual_seed(0)
+    model = create_model("unet", num_classes=2, in_shape=(1, S, S), width=4, depth=2)
+    out = l2b.fit(model, (x, noisy), meta, test=test, task="segmentation", method="ce", epochs=8, warmup_epochs=0,
+                  batch_size=8, meta_batch_size=8, lr=0.05)  # fmt: skip
+    assert out.pred_prob.shape == (48, 2, S, S) and "test_dice" in out.history[-1]
+    with pytest.raises(ValueError, match=r"train labels must be one mask of class indices per image"):
+        l2b.fit(model, (x, noisy[:, 0]), meta, task="segmentation", epochs=2)
+    with pytest.raises(ValueError, match="augment does not apply with task='segmentation'"):
+        l2b.fit(model, (x, noisy), meta, task="segmentation", augment=lambda b, **k: b)
+    quality, _, differs = get_task("segmentation").label_quality(out.pred_prob, out.given_label)
+    emptied = np.argsort(quality)[:8]
+    assert len(set(emptied.tolist()) & set(range(8))) >= 6 and differs[:8].all()

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .methods import TwoNetworks, create_method
 from .reports.issues import label_issues
+from .tasks import Task, get_task
 from .training.batches import TensorData
 from .training.config import AUTOCAST_DTYPES
 from .training.optim import Optimization, batches_per_epoch
@@ -125,6 +126,7 @@ def fit(
     progress: bool = False,
     augment: Callable[..., Tensor] | None = None,
     precision: str = "fp32",
+    task: str = "classification",
     **method_options: Any,
 ) -> FitOutput:
     """Train `model` on noisy labels with `method`, selecting the epoch on the clean meta set.
@@ -197,6 +199,11 @@ def fit(
         :class:`l2b.data.FeatureNoise` (Gaussian noise, the stand-in for other data). Needed by
         methods that train on two views of every example (``"dividemix"``, ``"dividemix-l2b"``,
         whose `model` must also be an :class:`l2b.methods.TwoNetworks` pair).
+    task : "classification" or "segmentation"
+        What a label is (:mod:`l2b.tasks`). ``"segmentation"``: labels are masks (N, H, W) of
+        class indices per pixel, the model returns logits (N, K, H, W), the meta methods weigh
+        every pixel's two costs, the records hold Dice and IoU and the epoch is chosen on the meta
+        set's Dice. No `augment` there yet (the masks would have to follow each image's crop).
     precision : "fp32" or "bf16"
         ``"bf16"``: every training step under bfloat16 autocast (a GPU speed-up), with the
         meta-gradient, and so the weights, still in float32 (as ``precision: bf16`` in ``l2b
@@ -254,12 +261,18 @@ def fit(
             f"method {method!r} trains on {1 + len(algo.views)} augmented views of every example: pass augment= "
             "(l2b.data.augment_batch for images, l2b.data.FeatureNoise(std) for other data)"
         )
+    the_task = get_task(task)
+    if augment is not None and the_task.name == "segmentation":
+        raise ValueError(
+            "augment does not apply with task='segmentation' yet: the masks would not follow each image's "
+            "random crop and flip"
+        )
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     float_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
-    train_t = _as_tensor_data(train, "train", dev, float_dtype)
-    meta_t = _as_tensor_data(meta, "meta", dev, float_dtype) if meta is not None else None
-    test_t = _as_tensor_data(test, "test", dev, float_dtype) if test is not None else None
+    train_t = _as_tensor_data(train, "train", dev, float_dtype, the_task)
+    meta_t = _as_tensor_data(meta, "meta", dev, float_dtype, the_task) if meta is not None else None
+    test_t = _as_tensor_data(test, "test", dev, float_dtype, the_task) if test is not None else None
     shape = tuple(train_t.inputs.shape[1:])
     for name, data in (("meta", meta_t), ("test", test_t)):
         if data is not None and tuple(data.inputs.shape[1:]) != shape:
@@ -283,7 +296,7 @@ def fit(
 
     model.to(dev)
     with seeded(int(seed), dev):
-        k = _output_width(model, train_t.inputs[:2])
+        k = _output_width(model, train_t.inputs[:2], tuple(train_t.labels.shape[1:]))
         if num_classes is not None and num_classes != k:
             raise ValueError(f"num_classes={num_classes} but the model returns {k} logits per example")
         for name, data in (("train", train_t), ("meta", meta_t), ("test", test_t)):
@@ -294,9 +307,10 @@ def fit(
         clean = None
         if clean_labels is not None:
             clean = np.asarray(clean_labels.cpu() if isinstance(clean_labels, Tensor) else clean_labels)
-            if clean.shape != (len(train_t),):
+            if clean.shape != tuple(train_t.labels.shape):
                 raise ValueError(
-                    f"clean_labels has shape {clean.shape}, expected ({len(train_t)},) like the training labels"
+                    f"clean_labels has shape {clean.shape}, expected {tuple(train_t.labels.shape)} like the "
+                    "training labels"
                 )
 
         trainer = build_trainer(
@@ -310,6 +324,7 @@ def fit(
             callbacks=tuple(callbacks),
             augment=augment,
             autocast_dtype=AUTOCAST_DTYPES[precision],
+            task=the_task,
         )
         result = trainer.fit(train_t, meta_t, epochs=epochs, test=test_t, clean_labels=clean)
     model.load_state_dict(result.best_state)
@@ -329,8 +344,11 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: torch.dtype) -> TensorData:
-    """(inputs, labels) in any of the accepted forms -> a checked TensorData on `device`."""
+def _as_tensor_data(
+    data: Any, name: str, device: torch.device, float_dtype: torch.dtype, task: Task | None = None
+) -> TensorData:
+    """(inputs, labels) in any of the accepted forms -> a checked TensorData on `device`; labels
+    of the task's shape (classification: (N,); segmentation: (N, H, W))."""
     if hasattr(data, "inputs") and hasattr(data, "labels"):
         x, y = data.inputs, data.labels
     elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -343,8 +361,13 @@ def _as_tensor_data(data: Any, name: str, device: torch.device, float_dtype: tor
     y = y.detach() if isinstance(y, Tensor) else torch.as_tensor(_integer_labels(y, name))
     if x.dim() < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} inputs must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
-    if y.dim() != 1:
-        raise ValueError(f"{name} labels must be a 1-D array of class indices, got shape {tuple(y.shape)}")
+    if task is None or task.name == "classification":
+        if y.dim() != 1:
+            raise ValueError(f"{name} labels must be a 1-D array of class indices, got shape {tuple(y.shape)}")
+    elif y.dim() < 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} has {x.shape[0]} inputs but labels of shape {tuple(y.shape)}")
+    else:
+        task.check_labels(y, int(y.max()) + 1 if y.numel() and not y.is_floating_point() else 1, what=f"{name} labels")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{name} has {x.shape[0]} inputs but {y.shape[0]} labels")
     if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
@@ -391,8 +414,9 @@ def _integer_labels(y: Any, name: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def _output_width(model: nn.Module, sample: Tensor) -> int:
-    """K, from one eval-mode forward (which changes no BatchNorm statistics)."""
+def _output_width(model: nn.Module, sample: Tensor, label_shape: tuple[int, ...] = ()) -> int:
+    """K, from one eval-mode forward (which changes no BatchNorm statistics); the logits must be
+    (B, K, *label_shape)."""
     was_training = model.training
     model.eval()
     try:
@@ -404,10 +428,16 @@ def _output_width(model: nn.Module, sample: Tensor) -> int:
         ) from err
     finally:
         model.train(was_training)
-    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != sample.shape[0]:
+    if (
+        not isinstance(out, Tensor)
+        or out.dim() != 2 + len(label_shape)
+        or out.shape[0] != sample.shape[0]
+        or tuple(out.shape[2:]) != tuple(label_shape)
+    ):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        want = ", ".join(["B", "K", *map(str, label_shape)])
         raise ValueError(
-            f"the model must return logits of shape (B, K); for a batch of {sample.shape[0]} it returned {got}"
+            f"the model must return logits of shape ({want}); for a batch of {sample.shape[0]} it returned {got}"
         )
     if out.shape[1] < 2:
         raise ValueError(f"the model returns {out.shape[1]} logit per example; classification needs K >= 2")
@@ -416,18 +446,18 @@ def _output_width(model: nn.Module, sample: Tensor) -> int:
 
 def _check_label_range(labels: Tensor, k: int, name: str) -> None:
     bad = ((labels < 0) | (labels >= k)).nonzero()
-    if bad.numel():
-        i = int(bad[0])
+    if len(bad):
+        where = ", ".join(str(int(i)) for i in bad[0])
         raise ValueError(
-            f"{name} label {int(labels[i])} at index {i} is outside [0, {k}) (the model returns {k} "
-            f"logits; {bad.numel()} such labels)"
+            f"{name} label {int(labels[tuple(bad[0])])} at index {where} is outside [0, {k}) (the model returns {k} "
+            f"logits; {len(bad)} such labels)"
         )
 
 
 def _check_classes(train_labels: Tensor, meta_labels: Tensor, k: int, *, allow_incomplete_meta: bool) -> None:
     """The meta set holds every class (as ``l2b train`` checks it; a warning with
     `allow_incomplete_meta`), and every class it holds has a training example."""
-    meta = meta_labels.cpu().numpy()
+    meta = meta_labels.cpu().numpy().ravel()  # per-pixel labels: every class somewhere in the meta masks
     check_meta_set(meta, num_classes=k, allow_incomplete=allow_incomplete_meta, source="l2b.fit meta")
     untrained = np.setdiff1d(meta, train_labels.cpu().numpy())
     if untrained.size:
