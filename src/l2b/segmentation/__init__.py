@@ -4,15 +4,21 @@ simulators. The task itself (:class:`l2b.tasks.Segmentation`) and the per-pixel 
 
 from __future__ import annotations
 
+from .data import SegmentationData, read_mask, read_mask_csv, read_mask_folder, read_volumes
 from .metrics import case_dice, dice_per_image, iou_per_image
 from .noise import MASK_NOISE, MaskNoise, make_mask_noise, mask_noise_report
 
 __all__ = [
     "MASK_NOISE",
     "MaskNoise",
+    "SegmentationData",
     "case_dice",
     "dice_per_image",
     "iou_per_image",
     "make_mask_noise",
     "mask_noise_report",
+    "read_mask",
+    "read_mask_csv",
+    "read_mask_folder",
+    "read_volumes",
 ]
