@@ -124,3 +124,21 @@ def test_volumes_without_the_medical_extra_say_what_to_install(tmp_path, monkeyp
     monkeypatch.setattr(data_module, "_volume_reader", lambda: (None, None))
     with pytest.raises(ValueError, match=r"needs SimpleITK: pip install 'l2b\[medical\]'"):
         read_volumes(tmp_path / "img", tmp_path / "lab")
+
+
+def test_the_synthetic_shapes_are_seeded_and_not_thresholdable():
+    from l2b.segmentation import dice_per_image
+    from l2b.segmentation.synthetic import make_shapes
+
+    a, b = make_shapes(40, seed=3), make_shapes(40, seed=3)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+    assert a.images.shape == (40, 1, 48, 48) and 0.02 < a.masks.mean() < 0.4 and len(set(a.cases)) == 40
+    three = make_shapes(40, classes=3, seed=1)
+    assert set(np.unique(three.masks)) == {0, 1, 2} and three.num_classes == 3
+    x = a.images[:, 0]
+    best = max(
+        float(dice_per_image(((x > t) if up else (x < t)).astype(np.int64), a.masks, 2).mean())
+        for t in np.linspace(0, 1, 41)
+        for up in (True, False)
+    )
+    assert best < 0.4  # brightness alone does not find the objects: their texture does

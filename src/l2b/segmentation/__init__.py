@@ -7,6 +7,7 @@ from __future__ import annotations
 from .data import SegmentationData, read_mask, read_mask_csv, read_mask_folder, read_volumes
 from .metrics import case_dice, dice_per_image, iou_per_image
 from .noise import MASK_NOISE, MaskNoise, make_mask_noise, mask_noise_report
+from .synthetic import make_shapes
 
 __all__ = [
     "MASK_NOISE",
@@ -16,6 +17,7 @@ __all__ = [
     "dice_per_image",
     "iou_per_image",
     "make_mask_noise",
+    "make_shapes",
     "mask_noise_report",
     "read_mask",
     "read_mask_csv",
