@@ -132,3 +132,23 @@ def test_a_run_with_meta_every_costs_fewer_meta_gradients_and_resumes_exactly(tm
     monkeypatch.setattr(setup_mod, "create_method", real)
     run_experiment(TrainConfig(**RUN), out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
     assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_meta_step_is_one_more_sgd_step_on_the_clean_meta_batch():
+    """meta_step: the weighted step, then exactly a plain SGD step on the meta batch's mean CE."""
+    import copy
+
+    torch.manual_seed(0)
+    model = create_model("mlp", num_classes=K, in_shape=(D,), hidden=[8], batchnorm=False).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    twin, twin_opt = copy.deepcopy((model, opt))
+    batch = _batch([0, 1, 2, 3], torch.Generator().manual_seed(1))
+    ctx = StepContext(num_classes=K, generator=torch.Generator().manual_seed(2))
+    out = create_method("l2b", meta_step=True).step(model, opt, batch, ctx)
+    create_method("l2b").step(twin, twin_opt, batch, ctx)
+    twin_opt.zero_grad()
+    F.cross_entropy(twin(batch.meta_inputs), batch.meta_labels).backward()
+    twin_opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert out.stats["meta_step_loss"] > 0

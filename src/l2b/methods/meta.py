@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..meta import NORMALIZATIONS, MetaWeights, create_engine
 from ..options import Option
-from .base import Method, StepOutput, predicted, register_method, unwrap_model
+from .base import Method, StepOutput, batch_mean, predicted, register_method, unwrap_model
 
 #: The options of the meta-gradient weights, for every method that computes them (L2RW, L2B,
 #: DivideMix-L2B); the engines' own options (``head``, ``tail_modules``) come with ``uses_engine``.
@@ -81,6 +81,9 @@ class _MetaMethod(Method):
         pseudo-labels are the step's own predictions. A batch holding an example never scored
         (the first epoch after the warm-up) gets the meta-gradient. The memory and the step count
         are the method's state: checkpointed, resumed exactly. One process only.
+    meta_step : bool, False
+        After the weighted step, one more SGD step on the clean meta batch itself (mean
+        cross-entropy; the L2B segmentation variant's published code takes it).
     """
 
     needs_meta = True
@@ -94,6 +97,12 @@ class _MetaMethod(Method):
             "meta-gradient on every k-th step only; the steps between reuse each example's last weights",
             minimum=1,
         ),
+        Option(
+            "meta_step",
+            "bool",
+            False,
+            "after each weighted step, one SGD step on the clean meta batch (the L2B segmentation variant's)",
+        ),
     )
     uses_engine = True
 
@@ -106,9 +115,11 @@ class _MetaMethod(Method):
         head: str | None = None,
         tail_modules: int | None = None,
         meta_every: int = 1,
+        meta_step: bool = False,
         **common,
     ):
         super().__init__(**common)
+        self.meta_step = bool(meta_step)
         self._engine = create_engine(engine, head=head, tail_modules=tail_modules)  # checks the options
         if int(meta_every) != meta_every or meta_every < 1:
             raise ValueError(f"meta_every must be an int >= 1, got {meta_every!r}")
@@ -167,6 +178,25 @@ class _MetaMethod(Method):
             predictions=predicted(logits, targets),
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
         )
+
+    def step(self, model, optimizer, batch, ctx) -> StepOutput:
+        """The weighted step (:meth:`Method.step`), then with ``meta_step`` one SGD step on the
+        clean meta batch (mean cross-entropy, the same clipping; its loss in ``meta_step_loss``)."""
+        out = super().step(model, optimizer, batch, ctx)
+        if self.meta_step:
+            loss = batch_mean(F.cross_entropy(model(batch.meta_inputs), batch.meta_labels, reduction="none"), ctx.dist)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if not all(bool(torch.isfinite(g).all()) for g in grads):  # the weighted step stands; skip this one
+                optimizer.zero_grad(set_to_none=True)
+                out.stats["meta_step_skipped"] = 1.0
+                return out
+            if self.clip_grad is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+            optimizer.step()
+            out.stats["meta_step_loss"] = float(loss.detach())
+        return out
 
     # -- meta_every > 1: the per-example memory -----------------------------------------------------
     def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:
