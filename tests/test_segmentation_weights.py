@@ -110,3 +110,56 @@ def test_per_pixel_labels_are_checked_against_the_logits():
     torch.testing.assert_close(
         meta_weights(model, x, probs, mx, my, opt).raw, meta_weights(model, x, y, mx, my, opt).raw
     )
+
+
+def test_given_pseudo_labels_enter_the_second_cost_row_of_every_exact_engine():
+    """pseudo_labels_from(fn): the engines' second row is the cost against fn(logits); with fn
+    giving class 0 everywhere it equals the first row of labels that are class 0 everywhere."""
+    from l2b.meta import pseudo_labels_from
+
+    model, opt, x, y, mx, my = _setup("unet", 3, seed=5)
+    zeros = torch.zeros_like(y)
+    for engine in ("forward", "reverse", "fused"):
+        with pseudo_labels_from(lambda logits: torch.zeros(logits.shape[0], *logits.shape[2:], dtype=torch.long)):
+            w = meta_weights(model, x, y, mx, my, opt, engine=engine)
+        plain = meta_weights(model, x, zeros, mx, my, opt, engine=engine)
+        assert torch.equal(w.pseudo_labels, zeros)
+        torch.testing.assert_close(w.raw[1], plain.raw[0], rtol=0, atol=1e-12)
+
+
+def test_the_five_views_and_their_averaged_pseudo_mask():
+    from l2b.segmentation.views import averaged_pseudo_labels, draw_views, masks_of, views_of
+
+    g = torch.Generator().manual_seed(0)
+    plan = draw_views(2, (48, 48), generator=g)
+    assert plan.zoom_out.shape == (2, 2) and (plan.zoom_out[:, 0] != plan.zoom_out[:, 1]).all()
+    x = torch.rand(2, 1, 48, 48, dtype=torch.float64)
+    v = views_of(x, plan)
+    assert v.shape == (10, 1, 48, 48) and torch.equal(v[0], x[0]) and torch.equal(v[5], x[1])
+    flips = {1: (-2,), 2: (-1,), 3: (-2, -1)}
+    assert torch.equal(v[4], torch.flip(x[0], flips[int(plan.flip[0])]))
+    q = int(plan.zoom_out[0, 0])
+    assert float(v[2, :, :q].abs().sum()) == 0  # a zoom-out pads with zeros
+    masks = torch.zeros(2, 48, 48, dtype=torch.long)
+    masks[:, 12:36, 16:40] = 1
+    mv = masks_of(masks, plan, 2)
+    assert mv.shape == (10, 48, 48) and torch.equal(mv[0], masks[0])
+    # a network that predicts every view's mask confidently: the averaged pseudo-mask is that mask
+    logits = torch.nn.functional.one_hot(mv, 2).movedim(-1, 1).double() * 8
+    agree = (averaged_pseudo_labels(logits, plan) == mv).double().mean()
+    assert float(agree) > 0.98
+
+
+def test_an_l2b_step_with_five_views():
+    from l2b.methods import Batch, StepContext, create_method
+
+    model, opt, x, y, mx, my = _setup("unet", 2, seed=2)
+    method = create_method("l2b", pseudo_views=5, meta_step=True)
+    out = method.step(model, opt, Batch(x, y, meta_inputs=mx, meta_labels=my), StepContext(num_classes=2))
+    assert out.alpha.shape == (3, H, W) and out.pseudo_labels.shape == (3, H, W) and out.predictions.shape == (3, H, W)
+    assert "meta_step_loss" in out.stats
+    with pytest.raises(ValueError, match="pseudo_views must be 1"):
+        create_method("l2b", pseudo_views=3)
+    with pytest.raises(ValueError, match=r"pseudo_views=5 takes images \(B, C, H, W\) with masks"):
+        method.step(model, opt, Batch(x, y[:, 0, 0], meta_inputs=mx, meta_labels=my[:, 0, 0]),
+                    StepContext(num_classes=2))  # fmt: skip

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -407,6 +408,29 @@ def dual_forward(
     return logits, zdot.detach()
 
 
+_PSEUDO: ContextVar[Callable[[Tensor], Tensor] | None] = ContextVar("l2b_pseudo_labels", default=None)
+
+
+@contextlib.contextmanager
+def pseudo_labels_from(fn: Callable[[Tensor], Tensor] | None) -> Iterator[None]:
+    """Within the block, every engine takes the pseudo-labels of the second cost row from
+    ``fn(logits)`` (logits (B, K, ...) at theta, detached -> class indices (B, ...)) instead of
+    their argmax: the L2B segmentation variant's pseudo-mask averaged over five views of each
+    image (:mod:`l2b.segmentation.views`). ``None``: the argmax."""
+    token = _PSEUDO.set(fn)
+    try:
+        yield
+    finally:
+        _PSEUDO.reset(token)
+
+
+def pseudo_labels(logits: Tensor) -> Tensor:
+    """The pseudo-labels of the noisy batch from its logits (B, K, ...) at theta: their argmax
+    over the classes, or what :func:`pseudo_labels_from` set."""
+    fn = _PSEUDO.get()
+    return logits.argmax(dim=1) if fn is None else fn(logits.detach())
+
+
 @torch.no_grad()
 def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int = 2) -> tuple[Tensor, Tensor]:
     """Raw scores (2, B, ...) and pseudo-labels (B, ...) from logits (B, K, ...) and their
@@ -414,11 +438,11 @@ def scores_from_jvp(logits: Tensor, zdot: Tensor, labels: Tensor, *, rows: int =
     logits (B, K, H, W)).
 
     r[0, i] = (softmax(z_i) - target_i) . zdot_i over the class axis, r[1, i] the same with the
-    pseudo-label argmax(z_i) as target (left zero when rows == 1). `labels` are class indices
-    (B, ...) or probabilities (B, K, ...).
+    pseudo-label argmax(z_i) (or :func:`pseudo_labels_from`'s) as target (left zero when
+    rows == 1). `labels` are class indices (B, ...) or probabilities (B, K, ...).
     """
     probs = torch.softmax(logits, dim=1)
-    pseudo = logits.argmax(dim=1)
+    pseudo = pseudo_labels(logits)
     raw = torch.zeros(2, *pseudo.shape, dtype=logits.dtype, device=logits.device)
     raw[0] = (_target_grad(probs, labels) * zdot).sum(dim=1)
     if rows == 2:

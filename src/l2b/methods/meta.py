@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..meta import NORMALIZATIONS, MetaWeights, create_engine
+from ..meta import NORMALIZATIONS, MetaWeights, create_engine, pseudo_labels_from
 from ..options import Option
 from .base import Method, StepOutput, batch_mean, predicted, register_method, unwrap_model
 
@@ -84,6 +84,11 @@ class _MetaMethod(Method):
     meta_step : bool, False
         After the weighted step, one more SGD step on the clean meta batch itself (mean
         cross-entropy; the L2B segmentation variant's published code takes it).
+    pseudo_views : {1, 5}
+        Segmentation only. 1: the pseudo-mask is the current prediction. 5: the L2B
+        segmentation variant's, every image (and meta image) trained on in five views (itself, a
+        zoom-in, two zoom-outs, a flip), the pseudo-mask averaged over them
+        (:mod:`l2b.segmentation.views`); one process only.
     """
 
     needs_meta = True
@@ -103,6 +108,14 @@ class _MetaMethod(Method):
             False,
             "after each weighted step, one SGD step on the clean meta batch (the L2B segmentation variant's)",
         ),
+        Option(
+            "pseudo_views",
+            "int",
+            1,
+            "segmentation: pseudo-masks from the current prediction (1) or averaged over five views (5)",
+            minimum=1,
+            maximum=5,
+        ),
     )
     uses_engine = True
 
@@ -116,10 +129,16 @@ class _MetaMethod(Method):
         tail_modules: int | None = None,
         meta_every: int = 1,
         meta_step: bool = False,
+        pseudo_views: int = 1,
         **common,
     ):
         super().__init__(**common)
         self.meta_step = bool(meta_step)
+        if pseudo_views not in (1, 5):
+            raise ValueError(f"pseudo_views must be 1 (the current prediction) or 5 (five views), got {pseudo_views!r}")
+        if pseudo_views == 5 and (meta_every != 1 or self.mixup):
+            raise ValueError("pseudo_views=5 trains on five views of every image: not with meta_every > 1 or mixup")
+        self.pseudo_views = int(pseudo_views)
         self._engine = create_engine(engine, head=head, tail_modules=tail_modules)  # checks the options
         if int(meta_every) != meta_every or meta_every < 1:
             raise ValueError(f"meta_every must be an int >= 1, got {meta_every!r}")
@@ -148,6 +167,8 @@ class _MetaMethod(Method):
         dist = ctx.dist
         if dist is not None:
             self._check_distributed(model, dist)
+        if self.pseudo_views == 5:
+            return self._five_view_loss(model, optimizer, inputs, targets, batch, ctx)
         remembered = self._remembered(batch, dist)
         if remembered is not None:
             return self._reused_weights_loss(model, inputs, targets, remembered)
@@ -197,6 +218,50 @@ class _MetaMethod(Method):
             optimizer.step()
             out.stats["meta_step_loss"] = float(loss.detach())
         return out
+
+    def _five_view_loss(self, model, optimizer, inputs: Tensor, targets: Tensor, batch, ctx):
+        """The L2B segmentation variant's step: the noisy batch and the meta batch each in five
+        views, the pseudo-masks averaged over an image's views; the record keeps one row per
+        image (its views' mean weights, the first view's pseudo-mask and prediction)."""
+        from ..segmentation.views import VIEWS, averaged_pseudo_labels, draw_views, masks_of, views_of
+
+        if inputs.dim() != 4 or targets.dim() != 3 or targets.is_floating_point():
+            raise ValueError(
+                f"pseudo_views=5 takes images (B, C, H, W) with masks (B, H, W), got inputs of shape "
+                f"{tuple(inputs.shape)} and labels of shape {tuple(targets.shape)}"
+            )
+        if ctx.dist is not None and ctx.dist.world_size > 1:
+            raise ValueError("pseudo_views=5 runs in one process")
+        k, size = ctx.num_classes, tuple(inputs.shape[-2:])
+        plan = draw_views(len(inputs), size, generator=ctx.generator)
+        meta_plan = draw_views(len(batch.meta_inputs), size, generator=ctx.generator)
+        x5, y5 = views_of(inputs, plan), masks_of(targets, plan, k)
+        with pseudo_labels_from(lambda logits: averaged_pseudo_labels(logits, plan)):
+            logits, mw = self._engine.step(
+                unwrap_model(model),
+                model,
+                inputs=x5,
+                targets=y5,
+                meta_inputs=views_of(batch.meta_inputs, meta_plan),
+                meta_labels=masks_of(batch.meta_labels, meta_plan, k),
+                optimizer=optimizer,
+                method=self.rows,
+                collective=None,
+                normalize=self.normalize,
+                temperature=self.temperature,
+            )
+
+        def per_image(t: Tensor) -> Tensor:
+            return t.detach().reshape(len(inputs), VIEWS, *t.shape[1:]).mean(dim=1)
+
+        return self.weighted_loss(logits, y5, mw), StepOutput(
+            loss=0.0,
+            alpha=per_image(mw.alpha),
+            beta=per_image(mw.beta),
+            pseudo_labels=mw.pseudo_labels[::VIEWS],
+            predictions=logits.detach()[::VIEWS].argmax(dim=1),
+            stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},
+        )
 
     # -- meta_every > 1: the per-example memory -----------------------------------------------------
     def start_epoch(self, model: nn.Module, train, *, epoch: int, device: torch.device) -> dict[str, float]:

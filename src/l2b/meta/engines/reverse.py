@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..engine import check_classes, clone_buffers, global_meta_gradient
+from ..engine import check_classes, clone_buffers, global_meta_gradient, pseudo_labels
 from ..virtual_step import virtual_step
 from . import Engine, Scores, register_engine
 
@@ -26,7 +26,7 @@ class ReverseEngine(Engine):
         params = {n: p.detach().requires_grad_(p.requires_grad) for n, p in model.named_parameters()}
         logits = functional_call(model, {**params, **clone_buffers(model)}, (inputs,))
         check_classes("labels", labels, bounds[0], logits)
-        pseudo = logits.detach().argmax(dim=1)
+        pseudo = pseudo_labels(logits.detach())
         # one perturbation per cost: per example, and per output position (pixel) when the logits have them
         eps = torch.zeros(2, *pseudo.shape, dtype=logits.dtype, device=logits.device, requires_grad=True)
         virtual_loss = (eps[0] * F.cross_entropy(logits, labels, reduction="none")).sum()
