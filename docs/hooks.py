@@ -32,7 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 
 #: The public modules that get an API page: every name of their ``__all__`` gets an entry.
-MODULES = ("l2b", "l2b.meta", "l2b.methods", "l2b.models", "l2b.noise", "l2b.reports", "l2b.sklearn")
+MODULES = (
+    "l2b",
+    "l2b.meta",
+    "l2b.methods",
+    "l2b.models",
+    "l2b.noise",
+    "l2b.reports",
+    "l2b.segmentation",
+    "l2b.sklearn",
+)
 
 #: Repository files shown under another name on the site.
 RENAMED = {"README.md": "index.md", "CHANGELOG.md": "changelog.md"}

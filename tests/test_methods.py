@@ -30,6 +30,7 @@ def test_registry_lists_the_paper_methods_and_rejects_unknown_names():
         "l2b",
         "l2rw",
         "unicon",
+        "unicon-l2b",
     ]
     with pytest.raises(ValueError, match="unknown method 'mwnet'.*l2b"):
         create_method("mwnet")

@@ -17,6 +17,7 @@ from .cnn import SmallCNN
 from .mlp import MLP
 from .registry import MODELS, create_model, list_models, model_options, register_model
 from .resnet import PreActResNet, ResNet
+from .unet import UNet, UNetPlusPlus
 
 __all__ = [
     "MODELS",
@@ -24,6 +25,8 @@ __all__ = [
     "PreActResNet",
     "ResNet",
     "SmallCNN",
+    "UNet",
+    "UNetPlusPlus",
     "create_model",
     "list_models",
     "model_options",
