@@ -1,6 +1,9 @@
 """Segmentation with noisy masks, in the regime where the noise hurts: per-pixel CE, bootstrap,
 L2RW and L2B on the synthetic shapes (l2b.segmentation.make_shapes: textured objects that no
-threshold finds), under the L2B paper's mask-noise recipe and under boundary shift.
+threshold finds), under the L2B paper's mask-noise recipe and under boundary shift; ``l2b-views``
+is L2B with the segmentation variant's five-view pseudo-mask and extra meta step; ``cleanlab``
+is cleanlab.segmentation's filter (``find_label_issues`` on 3-fold out-of-fold probabilities of
+CE) followed by CE retrained on the images it leaves unflagged (4 trainings).
 
     python benchmarks/segmentation_noise.py                      # the recorded grid (CPU: hours)
     python benchmarks/segmentation_noise.py --methods ce --seeds 0   # the regime check alone
@@ -40,7 +43,10 @@ NOISES = {
     "paper": ("paper", {}),  # the published recipe, its pixel sizes scaled from 144 x 144 to 48 x 48
     "boundary": ("boundary", {"pixels": 2, "mode": "random"}),
 }
-METHODS = ("ce", "bootstrap-hard", "l2rw", "l2b")
+METHODS = ("ce", "bootstrap-hard", "l2rw", "l2b", "l2b-views", "cleanlab")
+# method name -> (l2b method, its options): the segmentation variant's five-view pseudo-mask and meta step
+VARIANTS = {"l2b-views": ("l2b", {"pseudo_views": 5, "meta_step": True})}
+CLEANLAB_FOLDS = 3
 CORRUPTED_BELOW = 0.8  # a mask whose realised Dice against the clean one is below this is corrupted
 
 
@@ -79,33 +85,58 @@ def run_one(method: str, noise: str, seed: int, data: dict[str, Any], args) -> d
         curves["fit_clean"].append(float(dice_per_image(pred, clean_t, 2).mean()))
         curves["test_dice"].append(record.get("test_dice"))
 
-    torch.manual_seed(seed)
     width, depth = (4, 2) if args.quick else (8, 3)
-    model = create_model("unet", num_classes=2, in_shape=x.shape[1:], width=width, depth=depth)
-    model_box["model"] = model
+    meta_set = (torch.from_numpy(meta.images), torch.from_numpy(meta.masks))
+    test_set = (torch.from_numpy(test.images), torch.from_numpy(test.masks))
+
+    def train(rows: np.ndarray, name: str, callbacks=(), model_seed: int = seed):
+        torch.manual_seed(model_seed)
+        model = create_model("unet", num_classes=2, in_shape=x.shape[1:], width=width, depth=depth)
+        model_box["model"] = model
+        base, options = VARIANTS.get(name, (name, {}))
+        result = l2b.fit(
+            model,
+            (x[rows], noisy_t[rows]),
+            meta_set,
+            test=test_set,
+            task="segmentation",
+            method=base,
+            epochs=args.epochs,
+            warmup_epochs=0 if base in ("ce", "bootstrap-hard") else min(5, args.epochs - 1),
+            batch_size=16,
+            meta_batch_size=16,
+            lr=0.05,
+            seed=model_seed,
+            callbacks=callbacks,
+            **options,
+        )
+        return model, result
+
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    out = l2b.fit(
-        model,
-        (x, noisy_t),
-        (torch.from_numpy(meta.images), torch.from_numpy(meta.masks)),
-        test=(torch.from_numpy(test.images), torch.from_numpy(test.masks)),
-        task="segmentation",
-        method=method,
-        epochs=args.epochs,
-        warmup_epochs=0 if method in ("ce", "bootstrap-hard") else min(5, args.epochs - 1),
-        batch_size=16,
-        meta_batch_size=16,
-        lr=0.05,
-        seed=seed,
-        callbacks=(on_epoch,),
-    )
+    everything = np.arange(len(x))
+    kept = None
+    if method == "cleanlab":  # out-of-fold probabilities, cleanlab's filter, CE on what it keeps
+        from cleanlab.segmentation.filter import find_label_issues
+
+        oof = np.zeros((len(x), 2, *x.shape[-2:]), np.float32)
+        folds = np.array_split(np.random.default_rng(seed).permutation(len(x)), CLEANLAB_FOLDS)
+        for k, held in enumerate(folds):
+            fold_model, _ = train(np.setdiff1d(everything, held), "ce", model_seed=seed * 100 + k)
+            oof[held] = predict_proba(fold_model, TensorData(x[held], noisy_t[held])).numpy()
+        issues = find_label_issues(noisy.masks, oof, verbose=False)
+        kept = everything[~issues.reshape(len(x), -1).any(axis=1)]
+        if len(kept) < 16:
+            kept = everything[np.argsort(issues.reshape(len(x), -1).mean(axis=1))[:16]]
+    model, out = train(everything if kept is None else kept, "ce" if method == "cleanlab" else method, (on_epoch,))
     seconds = time.perf_counter() - started
     history = out.history
     best = next(r for r in history if r["epoch"] == out.best_epoch)
     tests = [r.get("test_dice") for r in history if r.get("test_dice") is not None]
     corrupted = noisy.dice < CORRUPTED_BELOW
-    ours, _, _ = get_task("segmentation").label_quality(out.pred_prob, out.given_label)
+    # the selected model's predictions on every training image (cleanlab's retraining saw only some)
+    probs = predict_proba(model, TensorData(x, noisy_t)).numpy()
+    ours, _, _ = get_task("segmentation").label_quality(probs, noisy.masks)
     row: dict[str, Any] = {
         "method": method,
         "noise": noise,
@@ -123,11 +154,12 @@ def run_one(method: str, noise: str, seed: int, data: dict[str, Any], args) -> d
         "seconds": round(seconds, 1),
         "peak_rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
         "ap_l2b_quality": _ap(corrupted, -ours),
+        "kept_images": None if kept is None else len(kept),
     }
     try:
         from cleanlab.segmentation.rank import get_label_quality_scores
 
-        scores, _ = get_label_quality_scores(out.given_label, out.pred_prob.astype(np.float32), verbose=False)
+        scores, _ = get_label_quality_scores(noisy.masks, probs.astype(np.float32), verbose=False)
         row["ap_cleanlab_quality"] = _ap(corrupted, -scores)
     except ImportError:
         row["ap_cleanlab_quality"] = None

@@ -417,3 +417,19 @@ def test_frontier_names_the_cheapest_configuration_within_a_point_of_exact_l2b(t
     assert out["cheapest_text"].startswith("**l2b-every2**: 2.00x a CE step")
     md = (tmp_path / "frontier.md").read_text()
     assert "| l2b-mb32 | 2.20 | — |" in md and (tmp_path / "frontier.png").stat().st_size > 0
+
+
+def test_segmentation_noise_benchmark_runs_and_records_the_regime(tmp_path):
+    """benchmarks/segmentation_noise.py --quick: rows with the regime curves, the test Dice at the
+    meta-selected checkpoint and both rankings' average precision, then the tables."""
+    mod = _bench_module("segmentation_noise")
+    argv = ["--quick", "--seeds", "0", "--noises", "boundary", "--methods", "ce", "l2b", "--results", str(tmp_path)]
+    assert mod.main(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "segmentation_noise.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["ce", "l2b"]
+    for r in rows:
+        assert len(r["curves"]["fit_noisy"]) == len(r["curves"]["test_dice"]) == 3
+        assert 0 <= r["test_dice_at_best_meta"] <= 1 and r["realised_dice"] < 1 and r["seconds"] > 0
+    assert mod.main(argv) == 0  # a rerun skips the runs already recorded
+    assert len((tmp_path / "segmentation_noise.jsonl").read_text().splitlines()) == 2
+    assert "| l2b |" in (tmp_path / "segmentation_noise.md").read_text()
