@@ -433,3 +433,17 @@ def test_segmentation_noise_benchmark_runs_and_records_the_regime(tmp_path):
     assert mod.main(argv) == 0  # a rerun skips the runs already recorded
     assert len((tmp_path / "segmentation_noise.jsonl").read_text().splitlines()) == 2
     assert "| l2b |" in (tmp_path / "segmentation_noise.md").read_text()
+
+
+def test_gpu_promise12_splits_whole_cases_as_published():
+    """benchmarks/gpu_promise12.py keeps each 3-D case in one of train / meta / test, 37 / 3 / 10
+    of PROMISE12's 50 cases (its --tiny run, minutes on a CPU, is the check of the rest)."""
+    import numpy as np
+
+    mod = _bench_module("gpu_promise12")
+    cases = np.repeat([f"Case{i:02d}" for i in range(50)], 3)
+    train, meta, test = mod.split_cases(cases, mod.PAPER["cases"], seed=0)
+    assert (train ^ meta ^ test).all() and not (train & meta).any()
+    assert [len(set(cases[m])) for m in (train, meta, test)] == [37, 3, 10]
+    again = mod.split_cases(cases, mod.PAPER["cases"], seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip((train, meta, test), again))

@@ -278,7 +278,8 @@ def read_volumes(
 ) -> SegmentationData:
     """3-D volumes sliced to 2-D: an image folder and a mask folder of NIfTI (``.nii``,
     ``.nii.gz``) or MetaImage (``.mhd`` + ``.raw``, PROMISE12's own format) files matched by
-    name (a mask may end in ``_segmentation``, PROMISE12's convention). Each slice keeps its
+    name (a mask may end in ``_segmentation``, PROMISE12's convention; then both may share one
+    folder, as PROMISE12's do). Each slice keeps its
     volume as its case. Image intensities are scaled to [0, 1] per volume (1st to 99th
     percentile)."""
     img_dir, mask_dir = Path(images), Path(masks)
@@ -290,8 +291,13 @@ def read_volumes(
                 n = n[: -len(suffix)]
         return n.removesuffix("_segmentation")
 
-    vols = {stem(p): p for p in sorted(img_dir.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)}
-    labs = {stem(p): p for p in sorted(mask_dir.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)}
+    def volumes(d: Path, masks: bool) -> dict[str, Path]:
+        files = [p for p in sorted(d.iterdir()) if p.name.lower().endswith(VOLUME_SUFFIXES)]
+        if img_dir.resolve() == mask_dir.resolve():  # one folder (PROMISE12's): masks end in _segmentation
+            files = [p for p in files if ("_segmentation." in p.name.lower()) == masks]
+        return {stem(p): p for p in files}
+
+    vols, labs = volumes(img_dir, False), volumes(mask_dir, True)
     if not vols:
         raise ValueError(f"{img_dir}: no volumes (.nii, .nii.gz, .mhd)")
     missing = sorted(set(vols) - set(labs))
