@@ -126,3 +126,13 @@ def test_l2b_fit_trains_a_segmentation_network_and_ranks_suspect_masks():
     quality, _, differs = get_task("segmentation").label_quality(out.pred_prob, out.given_label)
     emptied = np.argsort(quality)[:8]
     assert len(set(emptied.tolist()) & set(range(8))) >= 6 and differs[:8].all()
+
+
+def test_l2b_train_refuses_segmentation_pieces_on_classification_by_name(tmp_path):
+    from l2b.training import TrainConfig, run_experiment
+
+    with pytest.raises(ValueError, match=r"model 'unet' returns outputs of shape \(2, 10, 8, 8\).*segmentation models"):
+        run_experiment(TrainConfig(model="unet", depth=2, width=4, epochs=2, warmup_epochs=1), out_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="pseudo_views=5 is the segmentation variant's"):
+        run_experiment(TrainConfig(pseudo_views=5, epochs=2, warmup_epochs=1), out_dir=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # no half-made run directory

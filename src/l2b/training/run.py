@@ -29,6 +29,7 @@ from .progress import format_epoch
 from .setup import (
     build_model,
     build_strong_augmentation,
+    check_model_output,
     effective_meta_batch,
     resolve_device,
     seeded,
@@ -136,6 +137,12 @@ def _run_experiment(
         config, num_classes=data.num_classes, in_shape=data.example_shape, device=device,
         init_weights=ckpt is None, log=log,
     )  # fmt: skip
+    check_model_output(model, getattr(data.train, "inputs", None), config.model)
+    if config.method_options.get("pseudo_views", 1) != 1:  # before the run directory exists
+        raise ValueError(
+            f"config pseudo_views={config.method_options['pseudo_views']} is the segmentation variant's five-view "
+            "pseudo-mask; l2b train trains classifiers so far (segmentation: l2b.fit(..., task='segmentation'))"
+        )
     meta_batch = effective_meta_batch(config, len(data.meta_idx))
     _refuse_single_example_batches(model, config, data, meta_batch, world)
     if out is not None and not resume:  # only now: bad data must not leave a half-made run directory

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +36,7 @@ from ..data.autoaugment import StrongAugment
 from ..data.preprocessing import preprocessing_of
 from ..methods import Method, TwoNetworks, create_method, method_class
 from ..models import create_model
+from ..tasks import Task, get_task
 from .config import AUTOCAST_DTYPES, TrainConfig
 from .init_weights import load_init_weights
 from .meta_sources import confident_meta_set
@@ -130,6 +132,31 @@ def build_augmentation(config: TrainConfig, *, streamed: bool = False):
             "without an image augmentation, e.g. digits or feature vectors)"
         )
     return None
+
+
+@torch.no_grad()
+def check_model_output(model: nn.Module, inputs: Any, name: str, task: Task | str = "classification") -> None:
+    """Refuse a model whose logits do not have the task's shape, (B, K) for classification, by
+    one eval-mode forward of two training examples (`inputs` (N, ...); streamed data, None, is
+    not probed), before any training step would fail deep inside a loss."""
+    if inputs is None or len(inputs) == 0:
+        return
+    task = get_task(task)
+    first = next(model.parameters())
+    sample = torch.as_tensor(np.asarray(inputs[:2]), dtype=first.dtype, device=first.device)
+    was = model.training
+    model.eval()
+    try:
+        out = model(sample)
+    finally:
+        model.train(was)
+    if task.name == "classification" and (not isinstance(out, torch.Tensor) or out.dim() != 2):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        hint = " (unet and unetpp are segmentation models: their labels are masks, l2b.fit(..., task='segmentation'))"
+        raise ValueError(
+            f"model {name!r} returns outputs of shape {shape} for a batch of {len(sample)}; classification needs "
+            f"logits (B, K){hint if isinstance(out, torch.Tensor) and out.dim() == 4 else ''}"
+        )
 
 
 def build_model(

@@ -280,6 +280,11 @@ class Trainer:
                 f"{self.task.name!r} (labels of another shape) does not have yet; train it with a method "
                 "without a meta set (ce, bootstrap-soft, bootstrap-hard)"
             )
+        if getattr(method, "pseudo_views", 1) != 1 and self.task.name != "segmentation":
+            raise ValueError(
+                f"pseudo_views={method.pseudo_views} is the segmentation variant's five-view pseudo-mask: it "
+                f"applies to masks (task 'segmentation'), not to task {self.task.name!r}"
+            )
         self.autocast_dtype = autocast_dtype
         self.warmup_method = method.warmup_method()
         self.num_classes, self.batch_size, self.meta_batch_size = num_classes, batch_size, meta_batch_size
