@@ -23,6 +23,9 @@ SMALL_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
     "resnet50": ((3, 64, 64), 2),
     "wrn28_10": ((3, 8, 8), 2),
 }
+# The segmentation models: per-pixel logits (B, K, H, W); their meta-gradient is tested in
+# tests/test_segmentation_weights.py.
+SEGMENTATION_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {"unet": ((1, 16, 16), 2), "unetpp": ((3, 16, 16), 2)}
 # Forward AD through the largest models is slow and adds nothing over resnet18.
 JVP_MODELS = [name for name in SMALL_INPUTS if name not in ("resnet50", "wrn28_10")]
 
@@ -32,7 +35,7 @@ def _n_params(model: nn.Module) -> int:
 
 
 def test_every_registered_model_has_a_test_input() -> None:
-    assert set(list_models()) == set(SMALL_INPUTS)
+    assert set(list_models()) == set(SMALL_INPUTS) | set(SEGMENTATION_INPUTS)
     assert list_models() == sorted(list_models())
 
 
@@ -48,6 +51,19 @@ def test_logits_shape(name: str) -> None:
     model.eval()
     with torch.no_grad():
         assert model(x[:1]).shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTATION_INPUTS))
+def test_segmentation_models_return_per_pixel_logits(name: str) -> None:
+    torch.manual_seed(0)
+    in_shape, batch = SEGMENTATION_INPUTS[name]
+    model = create_model(name, num_classes=3, in_shape=in_shape, width=4, depth=2)
+    out = model(torch.randn(batch, *in_shape))
+    assert out.shape == (batch, 3, *in_shape[1:]) and torch.isfinite(out).all()
+    blocks = model.meta_blocks()  # every parameter in the blocks the tail engine walks, once each
+    assert sum(_n_params(b) for b in blocks) == _n_params(model)
+    with pytest.raises(ValueError, match=rf"model '{name}' with depth 3 .* multiples of 8, got 20x16"):
+        create_model(name, num_classes=2, in_shape=(1, 20, 16), width=4, depth=3)
 
 
 @pytest.mark.parametrize(

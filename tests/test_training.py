@@ -109,6 +109,6 @@ def test_train_subset_is_class_balanced_and_keeps_the_noise_of_the_whole_split(t
         run_experiment(TrainConfig(train_subset=5000), log=None)
     with pytest.raises(
         ValueError,
-        match=r"width=16 does not apply to model 'mlp': it is for models small_cnn and fast_cnn only",
+        match=r"width=16 does not apply to model 'mlp': it is for models small_cnn, fast_cnn, unet and unetpp only",
     ):
         TrainConfig(width=16)
