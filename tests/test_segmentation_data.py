@@ -142,3 +142,29 @@ def test_the_synthetic_shapes_are_seeded_and_not_thresholdable():
         for up in (True, False)
     )
     assert best < 0.4  # brightness alone does not find the objects: their texture does
+
+
+def test_mask_issues_corrected_masks_and_overlays_name_files(tmp_path):
+    from l2b.segmentation import mask_issues, overlay_figure, read_mask, save_masks, write_mask_issues
+
+    given = np.zeros((3, 8, 8), np.int64)
+    given[:, 2:6, 2:6] = 1
+    given[2] = 0  # the third mask lost its object
+    probs = np.zeros((3, 2, 8, 8))
+    probs[:, 0] = 0.9
+    probs[:, 1] = 0.1
+    probs[:, 1, 2:6, 2:6], probs[:, 0, 2:6, 2:6] = 0.8, 0.2  # the model sees the object everywhere
+    paths = ["/data/a.png", "/data/b.png", "/data/vol.nii.gz#7"]
+    rows = mask_issues(probs, given, paths, class_names=["background", "prostate"])
+    assert [r["path"] for r in rows][0] == "/data/vol.nii.gz#7"  # most suspect first
+    assert rows[0]["quality"] == 0.0 and rows[0]["wrong_share"] == 16 / 64 and rows[0]["is_issue"]
+    assert rows[0]["worst_class"] == "prostate" and not rows[1]["is_issue"]
+    csv_path = write_mask_issues(rows, tmp_path / "mask_issues.csv")
+    assert csv_path.read_text().splitlines()[1].startswith("/data/vol.nii.gz#7,2,0.0,0.25,prostate,True")
+    written = save_masks(probs.argmax(1), paths, tmp_path / "corrected")
+    assert [p.name for p in written] == ["a.png", "b.png", "vol_007.png"]
+    assert np.array_equal(read_mask(written[2]), probs.argmax(1)[2])
+    with pytest.raises(ValueError, match="two masks would be written to a.png"):
+        save_masks(given[:2], ["x/a.png", "y/a.jpg"], tmp_path / "clash")
+    figure = overlay_figure(np.zeros((2, 1, 8, 8)), given[:2], given[:2], tmp_path / "o.png", weights=probs[:2, 1])
+    assert figure.stat().st_size > 0
