@@ -80,10 +80,10 @@ class UNet(nn.Module):
 
 
 class UNetPlusPlus(nn.Module):
-    """UNet++ (nested U-Net, Zhou et al., DLMIA 2018), without deep supervision: node X[i][j]
-    (level i, j-th on its row) convolves the concatenation of X[i][0..j-1] and the upsampled
-    X[i+1][j-1]; the output is a 1x1 convolution of X[0][depth]. The L2B segmentation variant
-    uses it with 64 base filters (``width=64``).
+    """UNet++ (nested U-Net, Zhou et al., DLMIA 2018), without deep supervision: node X(i, j)
+    (level i, j-th on its row) convolves the concatenation of X(i, 0), ..., X(i, j - 1) and the
+    upsampled X(i + 1, j - 1); the output is a 1x1 convolution of X(0, depth). The L2B
+    segmentation variant uses it with 64 base filters (``width=64``).
 
     Input ``(N, C, H, W)`` with H and W multiples of 2^depth; output ``(N, num_classes, H, W)``.
     """
