@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data import class_balanced_split, load_dataset
+from ..data import load_dataset
 from ..data.autoaugment import StrongAugment
 from ..data.preprocessing import preprocessing_of
 from ..methods.unicon import nt_xent
@@ -48,7 +48,7 @@ def _images(config: PretrainConfig):
     The split is the one ``l2b train --data ...`` uses by default: a benchmark's held-out test
     split stays unseen; a user's folder of unchecked labels is used whole."""
     from ..training.config import TrainConfig
-    from ..training.prepare import dataset_options
+    from ..training.prepare import dataset_options, train_subset_index
 
     like_train = TrainConfig(
         data=config.data,
@@ -65,14 +65,7 @@ def _images(config: PretrainConfig):
                 f"pretrain train_subset={config.train_subset} is larger than the training split of "
                 f"{config.data!r} ({len(train)} images)"
             )
-        idx, _ = class_balanced_split(
-            train.labels,
-            num_selected=config.train_subset,
-            num_classes=train.num_classes,
-            seed=config.split_seed,
-            allow_incomplete=True,
-        )
-        train = train.subset(idx)
+        train = train.subset(train_subset_index(train, config.train_subset, config.split_seed))
     inputs = getattr(train, "inputs", None)
     prep = preprocessing_of(train)
     if inputs is None or prep is None or inputs.ndim != 4:

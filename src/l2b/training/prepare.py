@@ -446,6 +446,15 @@ def load_run_data(config: TrainConfig, name: str | None = None):
     return load_dataset(name, **dataset_options(config, name))
 
 
+def train_subset_index(train, size: int, split_seed: int) -> np.ndarray:
+    """The positions (size,) of the class-balanced training subset ``train_subset`` draws (with
+    ``split_seed``, on the data set's own labels): one draw for ``l2b train`` and ``l2b pretrain``."""
+    idx, _ = class_balanced_split(
+        train.labels, num_selected=size, num_classes=train.num_classes, seed=split_seed, allow_incomplete=True
+    )
+    return idx
+
+
 def _train_subset(config: TrainConfig, train, noisy: NoisyLabels):
     """The class-balanced subset of `config.train_subset` training examples (drawn with
     split_seed, on the clean labels) and their noisy labels, generated on the whole split."""
@@ -453,13 +462,7 @@ def _train_subset(config: TrainConfig, train, noisy: NoisyLabels):
         raise ValueError(
             f"config train_subset={config.train_subset} is larger than the training split ({len(train)} examples)"
         )
-    idx, _ = class_balanced_split(
-        train.labels,
-        num_selected=config.train_subset,
-        num_classes=train.num_classes,
-        seed=config.split_seed,
-        allow_incomplete=True,
-    )
+    idx = train_subset_index(train, config.train_subset, config.split_seed)
     labels = noisy.labels[idx]
     mask = labels != train.labels[idx]
     return train.subset(idx), dataclasses.replace(noisy, labels=labels, noise_mask=mask, noise_rate=float(mask.mean()))
