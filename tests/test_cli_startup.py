@@ -15,8 +15,9 @@ from l2b.data import DATASETS
 from l2b.meta import ENGINES, NORMALIZATIONS
 from l2b.methods import list_methods
 from l2b.models import list_models
-from l2b.names import PRECISIONS
+from l2b.names import MASK_NOISE_KINDS, PRECISIONS
 from l2b.noise import NOISE_KINDS
+from l2b.segmentation.noise import MASK_NOISE
 from l2b.training import AUTOCAST_DTYPES, TrainConfig
 from l2b.training.config import META_SOURCES, option_keys
 
@@ -83,7 +84,8 @@ def test_the_choice_lists_are_the_live_registries():
     assert choices["model"] == tuple(list_models())
     assert choices["engine"] == ENGINES
     assert choices["normalize"] == NORMALIZATIONS
-    assert choices["noise"] == (*NOISE_KINDS, "instance", "file")
+    assert choices["noise"] == (*NOISE_KINDS, "instance", "file", *MASK_NOISE_KINDS)
+    assert MASK_NOISE_KINDS == tuple(MASK_NOISE.names(sort=False))  # the static list is the live registry
     assert choices["meta_source"] == META_SOURCES
     assert choices["precision"] == PRECISIONS == tuple(AUTOCAST_DTYPES)
     # What the CLI reads from the registries' source, without importing them, is what they hold.

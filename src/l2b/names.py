@@ -14,6 +14,7 @@ __all__ = [
     "DEVICE_HELP",
     "ENGINES",
     "META_SOURCES",
+    "MASK_NOISE_KINDS",
     "NOISE_KINDS",
     "NORMALIZATIONS",
     "PRECISIONS",
@@ -49,6 +50,10 @@ NOISE_KINDS: tuple[str, ...] = (
     "cifar100-hierarchical",
 )
 """Names accepted by :func:`l2b.noise.make_noise`."""
+
+MASK_NOISE_KINDS: tuple[str, ...] = ("paper", "boundary", "drop", "spurious", "coarse")
+"""The mask-noise simulators (:data:`l2b.segmentation.noise.MASK_NOISE`): the values of ``noise``
+on a segmentation data set, besides ``none``."""
 
 META_SOURCES = ("split", "file", "trusted", "confident", "none")
 """Where a run's meta set comes from (:class:`l2b.training.TrainConfig`'s ``meta_source``)."""

@@ -8,6 +8,7 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
                        removed once the run has finished)
     summary.json       the final figures
     label_issues.csv   the training examples ranked by label quality, suspected label issues flagged
+                       (masks: one row per image, the given mask's Dice against the prediction)
                        (see l2b.reports.issues)
     per_example.npz    per training example: index, clean / given label, last-epoch and mean alpha and
                        beta, pseudo-label, class probabilities of the selected model; the meta indices
@@ -21,7 +22,7 @@ Layout of a run directory written by ``l2b train`` (:func:`l2b.training.run_expe
                        ``index,path,given_label,role`` (role: train, meta or selection, index
                        as in per_example.npz and label_issues.csv; then the test set's files,
                        role test, index = position in the test set; given_label as a class
-                       name, the checked one for meta and selection)
+                       name, the checked one for meta and selection; for masks, the mask file)
     skipped_files.csv  the image files left out as undecodable (split, path, reason), with
                        ``--skip-bad-files`` when there were any
     run.lock           held (flock) by the process that owns the run, with its pid, host and start
@@ -387,17 +388,20 @@ def _file_rows(run_dir: str | Path) -> list[dict[str, str]] | None:
     return rows
 
 
-def read_files(run_dir: str | Path, *, roles: tuple[str, ...] | None = ("train", "meta", "selection")) -> dict | None:
+def read_files(
+    run_dir: str | Path, *, roles: tuple[str, ...] | None = ("train", "meta", "selection"), column: str = "path"
+) -> dict | None:
     """index -> absolute path of every example of the run's training pool (from files.csv), or
     None when the run's data were not image files (or it predates files.csv). ``roles=None``:
-    every row, the test set's included, as {(role, index): path}."""
+    every row, the test set's included, as {(role, index): path}. ``column="given_label"``: that
+    column instead (a mask run's mask files)."""
     rows = _file_rows(run_dir)
     if rows is None:
         return None
     try:
         if roles is None:
-            return {(r["role"], int(r["index"])): r["path"] for r in rows}
-        return {int(r["index"]): r["path"] for r in rows if r["role"] in roles}
+            return {(r["role"], int(r["index"])): r[column] for r in rows}
+        return {int(r["index"]): r[column] for r in rows if r["role"] in roles}
     except (TypeError, ValueError):
         raise ValueError(f"{Path(run_dir) / FILES}: an index is not a number") from None
 

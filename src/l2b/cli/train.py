@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..configs import list_configs
-from ..names import DEVICE_HELP, META_SOURCES, NOISE_KINDS, PRECISIONS
+from ..names import DEVICE_HELP, MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS
 from .declared import add_option_flag, component_options, dataset_names, method_names, model_names, train_defaults
 
 if TYPE_CHECKING:
@@ -52,13 +52,20 @@ def _core_options(
         (
             "--noise",
             "noise",
-            {"choices": NOISE_KINDS + ("instance", "file")},
+            {"choices": NOISE_KINDS + ("instance", "file") + MASK_NOISE_KINDS},
             "label noise: 'symmetric' flips to a different class (exact rate), 'symmetric-uniform' resamples "
             "over all classes (the paper's code), 'pair' c->c+1, 'cifar10-asymmetric', 'cifar100-asymmetric' "
             "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
-            "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file)",
+            "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file); "
+            "mask noise (--data masks): 'paper' (the L2B paper's rotate, erode / dilate, ellipse), 'boundary', "
+            "'drop', 'spurious', 'coarse'",
         ),
-        ("--noise-rate", "noise_rate", {"type": float}, "fraction of training labels corrupted"),
+        (
+            "--noise-rate",
+            "noise_rate",
+            {"type": float},
+            "fraction of training labels corrupted (masks: of training masks, default 1)",
+        ),
         (
             "--noise-file",
             "noise_file",
@@ -78,7 +85,8 @@ def _core_options(
             {"metavar": "FOLDER_OR_LIST"},
             "checked images for the meta set: a folder of class sub-folders named like the training classes, or a "
             "path,label list (class names or indices); those that are also training files are taken out of "
-            "training, whatever their folder",
+            "training, whatever their folder; for --data masks, checked masks in any layout --data-root takes "
+            "(images/ + masks/, a volume folder, an image,mask CSV), matched to the training images by file",
         ),
         (
             "--trusted-test",
@@ -181,8 +189,8 @@ def _core_options(
 
 # Defaults that depend on the data or on other keys, said in words.
 _SHOWN_DEFAULTS = {
-    "noise": "symmetric on benchmark data sets (digits, CIFAR, MNIST ...), none on imagefolder, csv, clothing1m",
-    "noise_rate": "0.4 when noise is simulated",
+    "noise": "symmetric on benchmark data sets (digits, CIFAR, MNIST ...), none on imagefolder, csv, clothing1m, masks",
+    "noise_rate": "0.4 when noise is simulated (1 for mask noise)",
     "test_fraction": "0.2; 0 on data of unchecked labels without simulated noise",
     "meta_source": "trusted with --trusted, split on benchmarks, none on data of unchecked labels",
     "selection_fraction": 0.0,
@@ -430,9 +438,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _noise_words(config: TrainConfig) -> str:
     if config.noise == "none":
-        return "no simulated noise (the given labels as they are)"
+        return f"no simulated noise (the given {'masks' if config.task == 'segmentation' else 'labels'} as they are)"
     if config.noise == "file":
         return f"noisy labels from {config.noise_file}"
+    if config.task == "segmentation":
+        return f"{config.noise} mask noise simulated on {config.noise_rate:.0%} of the masks"
     return f"{config.noise} noise {config.noise_rate:g} simulated"
 
 

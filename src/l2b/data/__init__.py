@@ -47,6 +47,16 @@ _IMAGE_FILE_OPTIONS = (
         "leave undecodable image files out (counted and listed) instead of stopping at the first one",
     ),
 )
+
+
+def load_masks(**options):
+    """Images with a mask each (segmentation), from a folder or list the user gives:
+    :func:`l2b.segmentation.dataset.load_masks`."""
+    from ..segmentation.dataset import load_masks as load
+
+    return load(**options)
+
+
 DATASETS.register("digits")(load_digits)
 DATASETS.register("cifar10")(load_cifar10)
 DATASETS.register("cifar100")(load_cifar100)
@@ -56,6 +66,8 @@ DATASETS.register("imagefolder", options=_IMAGE_FILE_OPTIONS)(load_imagefolder)
 DATASETS.register("csv", options=_IMAGE_FILE_OPTIONS)(load_csv)
 DATASETS.register("isic2019", options=_IMAGE_FILE_OPTIONS)(load_isic2019)
 DATASETS.register("clothing1m", options=_IMAGE_FILE_OPTIONS)(load_clothing1m)
+# image_size as for the image-file loaders (unset: the files' own size, which must then agree)
+DATASETS.register("masks", options=_IMAGE_FILE_OPTIONS[:1])(load_masks)
 
 
 #: Data sets whose labels are the ones a user gave, unchecked, per split: nobody knows their true
@@ -65,7 +77,16 @@ UNCHECKED_LABELS: dict[str, tuple[str, ...]] = {
     "imagefolder": ("train", "test"),
     "csv": ("train", "test"),
     "clothing1m": ("train",),
+    "masks": ("train", "test"),
 }
+
+#: The task of each data set whose labels are not one class per example (:mod:`l2b.tasks`).
+DATA_TASKS: dict[str, str] = {"masks": "segmentation"}
+
+
+def data_task(name: str) -> str:
+    """The task of data set `name`'s labels: ``classification`` unless :data:`DATA_TASKS` says."""
+    return DATA_TASKS.get(name, "classification")
 
 
 def labels_checked(name: str, split: str) -> bool:
@@ -82,6 +103,7 @@ __all__ = [
     "ArrayDataset",
     "DATASETS",
     "UNCHECKED_LABELS",
+    "data_task",
     "labels_checked",
     "class_balanced_split",
     "load_dataset",

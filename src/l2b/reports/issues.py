@@ -331,19 +331,48 @@ def write_table(table: Mapping[str, np.ndarray], path: str | Path) -> Path:
     return path
 
 
-def write_label_issues(run_dir: str | Path, *, threshold: float = 0.5, out: str | Path | None = None) -> Path:
+def write_label_issues(run_dir: str | Path, *, threshold: float | None = None, out: str | Path | None = None) -> Path:
     """Write ``RUN_DIR/label_issues.csv`` (or `out`): the :func:`label_issues` table with the
-    run's class names and, for image files, their paths; return its path."""
+    run's class names and, for image files, their paths; return its path. For a segmentation run
+    (data.json's task), one row per image, most suspect first, as
+    :func:`l2b.segmentation.outputs.mask_issues` scores it: the image and mask files, the given
+    mask's Dice against the selected model's prediction (``quality``), the share of its pixels the
+    model labels otherwise, the class of lowest Dice, and the flag (``quality`` below `threshold`,
+    default 0.8; classification's default 0.5)."""
     names, paths = run_names(run_dir)
     info = read_data_info(run_dir) or {}
+    target = Path(run_dir) / LABEL_ISSUES if out is None else Path(out)
+    if info.get("task") == "segmentation":
+        return _write_mask_issues(run_dir, 0.8 if threshold is None else threshold, names, target)
     table = label_issues(
         load_per_example(run_dir),
-        threshold=threshold,
+        threshold=0.5 if threshold is None else threshold,
         class_names=names,
         paths=paths,
         task=info.get("task", "classification"),
     )
-    return write_table(table, Path(run_dir) / LABEL_ISSUES if out is None else Path(out))
+    return write_table(table, target)
+
+
+def _write_mask_issues(run_dir: str | Path, threshold: float, names: Sequence[str] | None, target: Path) -> Path:
+    from ..segmentation.outputs import mask_issues, write_mask_issues
+
+    pe = load_per_example(run_dir)
+    index = np.asarray(pe["index"], np.int64)
+    files = read_files(run_dir) or {}
+    masks = read_files(run_dir, column="given_label") if files else {}
+    rows = mask_issues(
+        np.asarray(pe["pred_prob"], np.float32),
+        np.asarray(pe["given_label"], np.int64),
+        [files.get(int(i), str(int(i))) for i in index],
+        threshold=threshold,
+        class_names=names,
+    )
+    for row in rows:  # positions in the run's arrays -> positions in the data set, and the mask file
+        i = int(index[row["index"]])
+        row["index"] = i
+        row["mask_path"] = masks.get(i, "")
+    return write_mask_issues(rows, target)
 
 
 def corrected_labels(

@@ -76,7 +76,9 @@ def write_mask_issues(rows: list[dict[str, Any]], path: str | os.PathLike) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "index", "quality", "wrong_share", "worst_class", "is_issue"])
+        fields = ["path", "index", "quality", "wrong_share", "worst_class", "is_issue"]
+        fields += [k for k in (rows[0] if rows else {}) if k not in fields]  # e.g. a run's mask_path
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from ..data import DATASETS, labels_checked
+from ..data import DATASETS, data_task, labels_checked
 from ..methods import METHODS, create_method, method_class
 from ..models import MODELS
-from ..names import META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
+from ..names import MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
 from ..options import Option
 from ..registry import Registry
 from .optim import Optimization, check_warmup
@@ -29,6 +29,8 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bf
 #: The values of ``noise``: a synthetic generator (l2b.names.NOISE_KINDS, "none" included), or
 #: instance-dependent noise, or real noisy labels from noise_file (l2b.training.prepare._make_noise).
 NOISE_CHOICES = NOISE_KINDS + ("instance", "file")
+#: The values of ``noise`` on a segmentation data set: a mask-noise simulator or none.
+MASK_NOISE_CHOICES = ("none",) + MASK_NOISE_KINDS
 # A plain decimal float literal: YAML 1.1 reads 1e-2 (no dot) as a string, so a float key takes it.
 _FLOAT_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -99,6 +101,12 @@ class TrainConfig:
     for ``ce``, ``hidden`` for ``resnet18``, ``image_size`` for ``digits``) is an error naming the
     key; one that applies and is not given takes the entry's default.
     ``noise_rate`` does not apply to ``noise: file`` and defaults to 0.4 otherwise.
+    Masks (``data: masks``, :mod:`l2b.segmentation.dataset`; :attr:`task` ``segmentation``): the
+    labels are masks (N, H, W), ``noise`` names a mask-noise simulator
+    (:data:`l2b.names.MASK_NOISE_KINDS`) or ``none``, ``noise_rate`` is the share of training
+    masks it corrupts (default 1.0, every mask, as in the paper), and every split (test, meta,
+    selection, ``train_subset``) takes whole cases; ``num_meta`` counts images; ``trusted`` and
+    ``trusted_test`` are mask data in the same layouts (checked masks).
     ``feature_noise``: Gaussian noise of this standard deviation added to every in-memory training
     batch (noisy and meta), the documented stand-in for image augmentation on data without one
     (digits, feature vectors); methods that train on two views of each example (DivideMix) need
@@ -154,11 +162,13 @@ class TrainConfig:
         except ValueError as err:
             raise ValueError(f"config {err}") from None
         object.__setattr__(self, "warmup_epochs", optim.warmup_epochs)  # config.yaml says what ran
+        noises = MASK_NOISE_CHOICES if self.task == "segmentation" else NOISE_CHOICES
+        kind = "mask noise" if self.task == "segmentation" else "label noise"
         checks = [
             (
                 "noise",
-                self.noise in NOISE_CHOICES,
-                f"must be one of {', '.join(NOISE_CHOICES)}{did_you_mean(self.noise, NOISE_CHOICES)}",
+                self.noise in noises,
+                f"must be one of {', '.join(noises)} ({kind} of data {self.data!r}){did_you_mean(self.noise, noises)}",
             ),
             ("noise_rate", self.noise_rate is None or 0.0 <= self.noise_rate <= 1.0, "must be in [0, 1]"),
             ("num_meta", self.num_meta >= 0, "must be non-negative"),
@@ -280,8 +290,8 @@ class TrainConfig:
                 raise ValueError(
                     f"config noise_rate={self.noise_rate!r} does not apply to noise {self.noise!r}: {why}; remove it"
                 )
-        elif self.noise_rate is None:
-            object.__setattr__(self, "noise_rate", DEFAULT_NOISE_RATE)
+        elif self.noise_rate is None:  # masks: the paper corrupts every training mask
+            object.__setattr__(self, "noise_rate", 1.0 if self.noise in MASK_NOISE_KINDS else DEFAULT_NOISE_RATE)
         for key in PATH_KEYS:  # absolute, so the recorded config works from any directory
             value = getattr(self, key)
             if value is not None and value != "":
@@ -381,6 +391,12 @@ class TrainConfig:
         """Whether the test set's labels may be scored against: a ``trusted_test`` set, a
         benchmark's test split, or the test split of data whose labels play the truth."""
         return self.trusted_test is not None or self.noise != "none" or labels_checked(self.data, "test")
+
+    @property
+    def task(self) -> str:
+        """What a label of the data set is (:mod:`l2b.tasks`): ``segmentation`` for masks,
+        ``classification`` otherwise."""
+        return data_task(self.data)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-ready values: the options nested per component, tuples as lists."""

@@ -12,6 +12,8 @@ so the same config gives the same examples, labels and split everywhere.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +217,8 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             "config augment=True is for image data sets; digits' 8x8 images are too small for 4-pixel crops"
         )
     train, test = load_run_data(config)  # the first stage, which evaluate and predict use alone
+    if config.task == "segmentation":
+        return _prepare_masks(config, train, test)
     skipped = tuple(
         (split, str(path), reason)
         for split, ds in (("train", train), ("test", test))
@@ -308,6 +312,13 @@ def _refuse_untrusted_meta(config: TrainConfig) -> None:
         needs = create_method(config.method, **config.method_options).needs_meta
     except ValueError:
         return  # the config's own checks report it
+    if needs and config.task == "segmentation":
+        raise ValueError(
+            f"config method {config.method!r} learns its weights on a meta set of checked masks, and the masks of "
+            f"data {config.data!r} are unchecked (nothing says which are right): give a few images with checked "
+            "masks with trusted (--trusted: a folder with images/ and masks/, or an image,mask CSV list), or train "
+            "with --method ce"
+        )
     if needs:
         raise ValueError(
             f"config method {config.method!r} learns its weights on a meta set of checked labels, and the labels "
@@ -531,3 +542,215 @@ def _meta_split(config: TrainConfig, clean: np.ndarray, num_classes: int) -> tup
         )
         labels = clean[idx]
     return idx, labels, np.setdiff1d(np.arange(len(clean)), idx).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# masks (task "segmentation"): the same stages, each split by whole cases
+
+
+def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
+    """:func:`prepare_data` for a mask data set (:class:`l2b.segmentation.dataset.MaskDataset`):
+    mask noise only when asked (on ``noise_rate`` of the masks), then the training subset, the
+    checked test set, the meta set and the selection hold-out, each of whole cases."""
+    from ..segmentation.dataset import case_split
+
+    if config.augment:
+        raise ValueError(
+            f"config augment=True crops and flips the images alone: with data {config.data!r} the masks would not "
+            "follow them (joint image / mask augmentation is not built yet); remove it"
+        )
+    if config.meta_source == "confident":
+        raise ValueError(
+            "config meta_source='confident' chooses examples by the class the model predicts, which masks do not "
+            "have; give checked masks with trusted (--trusted), or simulate noise and let num_meta take clean ones"
+        )
+    _refuse_untrusted_meta(config)
+    notes: list[str] = []
+    sources: dict[str, str | None] = {}
+    if not config.test_checked and test is not None:
+        test = None
+    noisy = _make_mask_noise(config, train.labels, train.num_classes)
+    if config.train_subset is not None:
+        if config.train_subset > len(train):
+            raise ValueError(
+                f"config train_subset={config.train_subset} is larger than the training split ({len(train)} images)"
+            )
+        idx = case_split(train.cases, config.train_subset, seed=config.split_seed)
+        train = train.subset(idx)
+        noisy = _noise_of(train.labels, noisy.labels[idx], train.num_classes)
+    held_out = np.zeros(0, np.int64)
+    if config.trusted_test is not None:
+        test = _checked_masks(config, config.trusted_test, train, "trusted_test")
+        where = _match_images(train.paths, test.paths)
+        held_out = np.unique(where[where >= 0]).astype(np.int64)
+        if len(held_out):
+            notes.append(
+                f"{len(held_out)} of the {len(test)} checked test images are training images: taken out of training"
+            )
+        sources["test"] = f"trusted_test {config.trusted_test} ({len(test)} checked masks)"
+    elif test is not None:
+        sources["test"] = (
+            f"whole cases of data {config.data!r} held out ({len(test)} images, test_fraction {config.test_fraction:g})"
+        )
+    empty = np.zeros(0, np.int64)
+    if config.meta_source == "trusted":
+        checked = _checked_masks(config, config.trusted, train, "trusted")
+        if test is not None and config.trusted_test is None:  # a split cut from the same files
+            in_test = _match_images(test.paths, checked.paths)
+            if (in_test >= 0).any():
+                keep = np.setdiff1d(np.arange(len(test)), in_test[in_test >= 0])
+                notes.append(f"{int((in_test >= 0).sum())} checked images fell into the test split: taken out of it")
+                test = test.subset(keep)
+        where = _match_images(train.paths, checked.paths)
+        if len(held_out) and np.isin(where, held_out).any():
+            i = int(np.flatnonzero(np.isin(where, held_out))[0])
+            raise ValueError(
+                f"trusted {checked.paths[i]} is also a checked test image (trusted_test {config.trusted_test}); a "
+                "checked image goes into one of the two sets"
+            )
+        found = where >= 0
+        if len(np.unique(where[found])) != int(found.sum()):
+            raise ValueError(f"trusted {config.trusted}: two checked images are copies of one training image; keep one")
+        start = len(train)
+        if (~found).any():  # checked images that are not training images join the pool, never trained on
+            extra = checked.subset(np.flatnonzero(~found))
+            train = train.appended(extra)
+            noisy = _noise_of(train.labels, np.concatenate([noisy.labels, extra.labels]), train.num_classes)
+        meta_idx = where.copy()
+        meta_idx[~found] = start + np.arange(int((~found).sum()))
+        order = np.argsort(meta_idx)
+        meta_idx, meta_labels = meta_idx[order].astype(np.int64), checked.labels[order]
+        if found.any():
+            notes.append(
+                f"{int(found.sum())} of the {len(checked)} checked images are training images: taken out of "
+                "training and used with their checked masks"
+            )
+        sources["meta"] = f"trusted {config.trusted} ({len(meta_idx)} checked masks)"
+    elif config.meta_source == "split":
+        meta_idx = np.setdiff1d(case_split(train.cases, config.num_meta, seed=config.seed + 1), held_out)
+        meta_labels = train.labels[meta_idx]
+        cases = len(np.unique(train.cases[meta_idx]))
+        sources["meta"] = (
+            f"whole cases of the training split with their clean masks ({len(meta_idx)} images, {cases} cases)"
+        )
+    elif config.meta_source == "file":
+        meta_idx, labels = read_meta_file(config.meta_file, num_examples=len(train), num_classes=train.num_classes)
+        if labels is not None:
+            raise ValueError(
+                f"meta_file {config.meta_file} gives a label per line; for masks list the indices of the images whose "
+                "masks are checked (one per line), or give the checked masks with trusted"
+            )
+        meta_idx = np.sort(meta_idx)
+        meta_labels = train.labels[meta_idx]
+        sources["meta"] = f"meta_file {config.meta_file} ({len(meta_idx)} images whose masks are checked)"
+    else:
+        meta_idx, meta_labels = empty, np.zeros((0, *train.labels.shape[1:]), np.int64)
+        sources["meta"] = None
+    train_idx = np.setdiff1d(np.arange(len(train)), np.concatenate([meta_idx, held_out])).astype(np.int64)
+    sel_idx, sel_labels = empty, np.zeros((0, *train.labels.shape[1:]), np.int64)
+    if config.selection_fraction and len(meta_idx):
+        held = case_split(train.cases[meta_idx], round(config.selection_fraction * len(meta_idx)), seed=config.seed + 2)
+        keep = np.setdiff1d(np.arange(len(meta_idx)), held)
+        if not len(held) or len(keep) < 2:
+            raise ValueError(
+                f"config selection_fraction={config.selection_fraction} of the {len(meta_idx)} checked images leaves "
+                f"{len(keep)} for the meta set and {len(held)} for selection (whole cases); give more checked masks"
+            )
+        sel_idx, sel_labels = meta_idx[held], meta_labels[held]
+        meta_idx, meta_labels = meta_idx[keep], meta_labels[keep]
+        sources["selection"] = f"{len(sel_idx)} of the checked images (whole cases), held out of the meta set"
+    if not len(train_idx):
+        raise ValueError(f"data {config.data!r}: no image is left to train on after the meta and test sets")
+    missing = np.setdiff1d(np.arange(train.num_classes), meta_labels) if len(meta_labels) else []
+    if len(missing):  # a class no meta pixel shows gets no meta-gradient signal
+        names = ", ".join(f"{k} ({train.class_names[k]!r})" for k in missing[:6])
+        message = (
+            f"{sources['meta']}: no meta mask has a pixel of class {names}; give checked masks that show every "
+            "class, or accept it with allow_incomplete_meta (--allow-incomplete-meta)"
+        )
+        if not config.allow_incomplete_meta:
+            raise ValueError(message)
+        notes.append(message)
+    return PreparedData(
+        config,
+        train,
+        test,
+        noisy,
+        train_idx,
+        meta_idx,
+        meta_labels,
+        selection_idx=sel_idx,
+        selection_labels=sel_labels,
+        sources=sources,
+        notes=tuple(notes),
+        test_pool_idx=held_out,
+    )
+
+
+def _noise_of(clean: np.ndarray, given: np.ndarray, num_classes: int) -> NoisyLabels:
+    """Masks' NoisyLabels: the given masks (N, H, W), the pixel transition matrix (K, K) realised
+    from `clean`, the share of pixels that differ, and the images (N,) with any differing pixel."""
+    k = num_classes
+    counts = np.bincount((clean.reshape(-1) * k + given.reshape(-1)), minlength=k * k).reshape(k, k).astype(float)
+    rows = counts.sum(1, keepdims=True)
+    transition = np.where(rows > 0, counts / np.maximum(rows, 1), np.eye(k))
+    differs = (clean != given).reshape(len(clean), -1)
+    return NoisyLabels(
+        labels=given,
+        transition=transition,
+        noise_rate=float(differs.mean()) if differs.size else 0.0,
+        noise_mask=differs.any(1),
+    )
+
+
+def _make_mask_noise(config: TrainConfig, clean: np.ndarray, num_classes: int) -> NoisyLabels:
+    """The masks the run learns from: the given ones, or (``noise`` set) ``noise_rate`` of them,
+    drawn with ``seed``, corrupted by the named simulator (:data:`l2b.segmentation.noise.MASK_NOISE`)."""
+    if config.noise == "none":
+        return _noise_of(clean, clean.copy(), num_classes)
+    from ..segmentation.noise import make_mask_noise
+
+    n = len(clean)
+    chosen = np.sort(np.random.default_rng((config.seed, 7)).permutation(n)[: round(config.noise_rate * n)])
+    given = clean.copy()
+    if len(chosen):
+        given[chosen] = make_mask_noise(config.noise, clean[chosen], seed=config.seed).masks
+    return _noise_of(clean, given, num_classes)
+
+
+def _checked_masks(config: TrainConfig, source: str, train, what: str):
+    """A checked mask set (trusted, trusted_test) read like the data and fitting it: same image
+    shape, class indices of the data's classes."""
+    from ..segmentation.dataset import as_mask_dataset, read_mask_source
+
+    try:
+        data = read_mask_source(source, image_size=config.data_options.get("image_size"))
+    except ValueError as err:
+        raise ValueError(f"{what} {source}: {err}") from None
+    if int(data.masks.max(initial=0)) >= train.num_classes:
+        raise ValueError(
+            f"{what} {source}: a mask holds class {int(data.masks.max())}, but the training masks have "
+            f"{train.num_classes} classes ({', '.join(train.class_names)})"
+        )
+    checked = as_mask_dataset(data, what, tuple(train.class_names))
+    if checked.example_shape != train.example_shape:
+        raise ValueError(
+            f"{what} {source}: images of shape {checked.example_shape}, the training images {train.example_shape}; "
+            "give image_size (--image-size) so both are resized alike"
+        )
+    return checked
+
+
+def _match_images(pool: Sequence[str], new: Sequence[str]) -> np.ndarray:
+    """For every image of `new` (M,), its position in `pool` (N,) or -1: files as
+    :func:`~l2b.data.trusted.match_files` finds them (real path, or a copy by its bytes); volume
+    slices (``vol.nii.gz#12``) by the volume's real path and the slice."""
+    if not any("#" in p for p in list(pool) + list(new)):
+        return match_files(list(pool), list(new))
+
+    def key(p: str) -> str:
+        base, _, part = p.partition("#")
+        return f"{os.path.realpath(base)}#{part}"
+
+    where = {key(p): i for i, p in enumerate(pool)}
+    return np.array([where.get(key(p), -1) for p in new], dtype=np.int64)

@@ -21,6 +21,7 @@ from .. import __version__, rundir
 from ..data.trusted import dataset_paths, files_fingerprint
 from ..distributed import DistContext, barrier, broadcast_object
 from ..reports.issues import write_label_issues
+from ..tasks import get_task
 from .config import TrainConfig
 from .init_weights import save_safetensors
 from .optim import batches_per_epoch
@@ -35,7 +36,7 @@ from .setup import (
     seeded,
     trainer_for_config,
 )
-from .trainer import FitResult, evaluate, predict_proba
+from .trainer import FitResult, predict_proba
 from .validation import check_state_fits
 
 __all__ = ["RESUME_MAY_CHANGE", "run_experiment"]
@@ -137,11 +138,11 @@ def _run_experiment(
         config, num_classes=data.num_classes, in_shape=data.example_shape, device=device,
         init_weights=ckpt is None, log=log,
     )  # fmt: skip
-    check_model_output(model, getattr(data.train, "inputs", None), config.model)
-    if config.method_options.get("pseudo_views", 1) != 1:  # before the run directory exists
+    check_model_output(model, getattr(data.train, "inputs", None), config.model, task=config.task)
+    if config.method_options.get("pseudo_views", 1) != 1 and config.task != "segmentation":  # before the run dir
         raise ValueError(
             f"config pseudo_views={config.method_options['pseudo_views']} is the segmentation variant's five-view "
-            "pseudo-mask; l2b train trains classifiers so far (segmentation: l2b.fit(..., task='segmentation'))"
+            f"pseudo-mask; data {config.data!r} holds one class per example (masks: --data masks)"
         )
     meta_batch = effective_meta_batch(config, len(data.meta_idx))
     _refuse_single_example_batches(model, config, data, meta_batch, world)
@@ -229,6 +230,7 @@ def _run_experiment(
             checkpoint=save_checkpoint,
             log=log,
             dist=dist,
+            task=config.task,
         )
         if out is not None and main:  # before resuming changes anything in the run directory
             rundir.check_free_space(out, model, num_examples=len(train_t))
@@ -249,11 +251,12 @@ def _run_experiment(
                 writer.close()
 
     model.load_state_dict(result.best_state)
+    task = get_task(config.task)
     summary = _summary(
         config,
         data,
         result,
-        test_accuracy_at_best_meta=None if test_t is None else evaluate(model, test_t)[0],
+        test_scores=None if test_t is None else task.scores(predict_proba(model, test_t), test_t.labels),
         meta_batch_size=meta_batch,
         seconds=elapsed_before + time.perf_counter() - started,
         resumed=resumed,
@@ -423,7 +426,7 @@ def _summary(
     data: PreparedData,
     result: FitResult,
     *,
-    test_accuracy_at_best_meta: float | None,
+    test_scores: dict[str, float] | None,
     meta_batch_size: int,
     seconds: float,
     resumed: int,
@@ -449,7 +452,7 @@ def _summary(
         "best_meta_epoch": result.best_epoch,
         "best_meta_accuracy": history[result.best_epoch - 1].get("meta_accuracy"),
         "best_selection_accuracy": history[result.best_epoch - 1].get("selection_accuracy"),
-        "test_accuracy_at_best_meta": test_accuracy_at_best_meta,
+        "test_accuracy_at_best_meta": None if test_scores is None else test_scores["accuracy"],
         # the highest test accuracy of any epoch: for seeing whether a run fits the noise (its last
         # epoch falling below it), never for choosing a checkpoint
         "peak_test_accuracy": max((r["test_accuracy"] for r in history if "test_accuracy" in r), default=None),
@@ -468,6 +471,19 @@ def _summary(
     for key in ("train_accuracy", "memorised", "noisy_correct"):  # the last epoch's fit to the given labels
         if key in history[-1]:
             summary[key] = history[-1][key]
+    if config.task == "segmentation":  # masks are scored by Dice (per image, mean over foreground classes)
+        best = history[result.best_epoch - 1]
+        summary["task"] = "segmentation"
+        summary["test_dice"] = history[-1].get("test_dice")
+        summary["best_meta_dice"] = best.get("meta_dice")
+        summary["test_dice_at_best_meta"] = None if test_scores is None else test_scores["dice"]
+        summary["test_iou_at_best_meta"] = None if test_scores is None else test_scores["iou"]
+        summary["peak_test_dice"] = max((r["test_dice"] for r in history if "test_dice" in r), default=None)
+        if data.truth_known:  # the realised noise: the given masks' Dice against the clean ones
+            from ..segmentation.metrics import dice_per_image
+
+            dice = dice_per_image(data.given, data.clean, data.num_classes).mean(1)
+            summary["realised_mask_dice"] = float(dice.mean()) if len(dice) else None
     purity = [r["meta_purity"] for r in history if "meta_purity" in r]
     if purity:  # confident meta source: how clean the selected meta sets were, on average
         summary["meta_purity"] = float(np.mean(purity))
@@ -486,19 +502,22 @@ def _write_outputs(
     """model.pt, per_example.npz, label_issues.csv, then summary.json; then the checkpoint goes.
     Until summary.json exists the run counts as unfinished and ``--resume`` writes these again."""
     pe = result.per_example
+    prob = predict_proba(model, train_t).cpu().numpy()
+    if data.config.task == "segmentation":  # a map per image and class: half precision halves the file
+        prob = prob.astype(np.float16)
     torch.save(result.best_state, out / rundir.MODEL)
     np.savez_compressed(
         out / rundir.PER_EXAMPLE,
         index=data.train_idx,
         # -1 where nobody knows the true label (a user's own data): no figure is computed against it
-        clean_label=data.clean if data.truth_known else np.full(len(data.train_idx), -1, np.int64),
+        clean_label=data.clean if data.truth_known else np.full(data.given.shape, -1, np.int64),
         given_label=data.given,
         alpha=pe.alpha,
         beta=pe.beta,
         alpha_mean=pe.alpha_mean,
         beta_mean=pe.beta_mean,
         pseudo_label=pe.pseudo,
-        pred_prob=predict_proba(model, train_t).cpu().numpy(),
+        pred_prob=prob,
         meta_index=data.meta_idx,
         transition=data.noisy.transition,
         **method_outputs,  # the method's own per-example arrays (DivideMix: clean_prob)
@@ -518,7 +537,7 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
     prep = preprocessing_of(data.train)
     info: dict[str, Any] = {
         "data": data.config.data,
-        "task": "classification",  # l2b train's only task so far (l2b.tasks)
+        "task": data.config.task,
         "class_names": list(data.class_names),
         "num_classes": data.num_classes,
         "example_shape": list(data.example_shape),
@@ -546,8 +565,11 @@ def _data_info(data: PreparedData, meta_batch_size: int) -> dict[str, Any]:
 def _file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
     """files.csv rows: every example of the pool that is trained on, in the meta set or held out
     for selection, with its file and class (the checked one for meta and selection examples, the
-    given one otherwise); then the test set's files (role ``test``, index = position in it)."""
+    given one otherwise; for masks, the mask file); then the test set's files (role ``test``,
+    index = position in it)."""
     names, paths, labels = data.class_names, data.paths, data.noisy.labels
+    if data.config.task == "segmentation":
+        return _mask_file_rows(data)
     roles = [(data.train_idx, "train"), (data.meta_idx, "meta"), (data.selection_idx, "selection")]
     meta_label = dict(zip(data.meta_idx.tolist(), data.meta_labels.tolist()))
     meta_label.update(zip(data.selection_idx.tolist(), data.selection_labels.tolist()))
@@ -560,6 +582,15 @@ def _file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
     test_paths = None if data.test is None else dataset_paths(data.test)
     if test_paths is not None:  # the test set as it was, so `evaluate` never cuts another one
         rows += [(i, p, names[int(y)], "test") for i, (p, y) in enumerate(zip(test_paths, data.test.labels))]
+    return rows
+
+
+def _mask_file_rows(data: PreparedData) -> list[tuple[int, str, str, str]]:
+    """files.csv rows of a mask data set: index, image, its mask file, role."""
+    roles = [(data.train_idx, "train"), (data.meta_idx, "meta"), (data.selection_idx, "selection")]
+    rows = sorted((i, data.paths[i], data.train.mask_paths[i], role) for idx, role in roles for i in idx.tolist())
+    if data.test is not None:
+        rows += [(i, p, m, "test") for i, (p, m) in enumerate(zip(data.test.paths, data.test.mask_paths))]
     return rows
 
 

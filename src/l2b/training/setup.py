@@ -152,10 +152,20 @@ def check_model_output(model: nn.Module, inputs: Any, name: str, task: Task | st
         model.train(was)
     if task.name == "classification" and (not isinstance(out, torch.Tensor) or out.dim() != 2):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        hint = " (unet and unetpp are segmentation models: their labels are masks, l2b.fit(..., task='segmentation'))"
+        hint = " (unet and unetpp are segmentation models: their labels are masks, --data masks)"
         raise ValueError(
             f"model {name!r} returns outputs of shape {shape} for a batch of {len(sample)}; classification needs "
             f"logits (B, K){hint if isinstance(out, torch.Tensor) and out.dim() == 4 else ''}"
+        )
+    want = (len(sample), *tuple(sample.shape[2:]))
+    if task.name == "segmentation" and (
+        not isinstance(out, torch.Tensor) or out.dim() != 4 or (out.shape[0], *out.shape[2:]) != want
+    ):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {name!r} returns outputs of shape {shape} for images of shape {tuple(sample.shape)}; "
+            f"segmentation needs a map of logits per class of the images' size (B, K, H, W): choose a "
+            f"segmentation model (--model unet or unetpp)"
         )
 
 

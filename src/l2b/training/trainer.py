@@ -745,15 +745,20 @@ def _selection_key(record: dict[str, Any], metric: str = "accuracy") -> tuple[fl
 def _diagnostics(pe: PerExample, noisy_mask: np.ndarray | None, clean: np.ndarray | None) -> dict[str, float]:
     """Mean weights on truly clean vs truly noisy examples, how often the pseudo-label recovers the
     true label where the given one is wrong, and where the weight went (:func:`l2b.reports.training_signal`);
-    only when ground truth is known."""
+    only when ground truth is known. Per-position labels (masks, `noisy_mask` (N, H, W)): the
+    weights' means over images with and without a wrong pixel, the pseudo-labels' accuracy over
+    the wrong pixels."""
     if noisy_mask is None or np.all(np.isnan(pe.alpha)):
         return {}
     out = {}
+    per_position = noisy_mask.ndim > 1
+    images = noisy_mask.reshape(len(noisy_mask), -1).any(1) if per_position else noisy_mask
     for name, arr in (("alpha", pe.alpha), ("beta", pe.beta)):
-        for part, mask in (("clean", ~noisy_mask), ("noisy", noisy_mask)):
+        for part, mask in (("clean", ~images), ("noisy", images)):
             if mask.any():
                 out[f"{name}_{part}"] = float(np.nanmean(arr[mask]))
     if noisy_mask.any() and (pe.pseudo[noisy_mask] >= 0).any():
         out["pseudo_label_accuracy_on_noisy"] = float(np.mean(pe.pseudo[noisy_mask] == clean[noisy_mask]))
-    out.update(training_signal(pe.alpha, pe.beta, pe.pseudo, noisy_mask, clean))
+    if not per_position:  # its shares are of per-example weights on per-example labels
+        out.update(training_signal(pe.alpha, pe.beta, pe.pseudo, noisy_mask, clean))
     return out
