@@ -195,3 +195,96 @@ def test_mask_run_refusals_name_the_problem(tmp_path):
     Image.fromarray(np.full((24, 24), 128, np.uint8)).save(tmp_path / "masks" / "im03.png")
     with pytest.raises(ValueError, match=r"im03.png"):
         run_experiment(TrainConfig(**base), progress=False, log=None)
+
+
+@pytest.fixture(scope="module")
+def mask_run(tmp_path_factory):
+    """A finished run on a mask folder stored at 24 px and trained at 16 (image_size)."""
+    root = tmp_path_factory.mktemp("maskrun")
+    write_folder(root / "data", n=20, size=24)
+    cfg = TrainConfig(
+        data="masks", data_root=str(root / "data"), image_size=16, noise="boundary", num_meta=4, epochs=3, **SMALL
+    )
+    summary = run_experiment(cfg, out_dir=root / "run", progress=False, log=None)
+    return root, summary
+
+
+def l2b_cli(*args):
+    return subprocess.run([sys.executable, "-m", "l2b", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_a_mask_run_scores_its_own_test_cases_as_the_run_did(mask_run):
+    root, summary = mask_run
+    r = l2b_cli("evaluate", root / "run")
+    assert r.returncode == 0, r.stderr
+    scores = json.loads(r.stdout)
+    assert scores["images"] == 4 and scores["dice"] == pytest.approx(summary["test_dice_at_best_meta"], abs=1e-6)
+    assert scores["iou"] == pytest.approx(summary["test_iou_at_best_meta"], abs=1e-6)
+    r = l2b_cli("evaluate", root / "run", "--data", root / "data" / "images")
+    assert r.returncode == 2 and "has no masks to score against" in r.stderr
+
+
+def test_predict_writes_masks_at_each_images_own_size_and_scores_given_masks(mask_run, tmp_path):
+    root, _ = mask_run
+    r = l2b_cli("predict", root / "run", "--data", root / "data", "--out", tmp_path / "pred")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["images"] == 20 and 0 <= report["dice"] <= 1 and report["cases"] == 20
+    rows = list(csv.DictReader((tmp_path / "pred" / "predictions.csv").open()))
+    assert len(rows) == 20 and rows[0]["path"].endswith("im00.png") and {r["height"] for r in rows} == {"24"}
+    for row in rows[:3]:
+        mask = np.asarray(Image.open(row["mask"]))
+        assert mask.shape == (24, 24) and set(np.unique(mask)) <= {0, 1}  # the stored size, class indices
+        shares = float(row["share_background"]) + float(row["share_foreground"])
+        assert shares == pytest.approx(1.0) and float(row["share_foreground"]) == pytest.approx(mask.mean())
+    r = l2b_cli("predict", root / "run", "--data", root / "data", "--out", tmp_path / "pred")
+    assert r.returncode == 2 and "is not empty" in r.stderr
+    r = l2b_cli("predict", root / "run", "--data", root / "data", "--out", tmp_path / "p.csv")
+    assert r.returncode == 2 and "give a folder" in r.stderr
+
+
+def test_relabel_a_mask_run_writes_the_flagged_masks_as_predicted_and_lists_all(mask_run, tmp_path):
+    root, _ = mask_run
+    pe = np.load(root / "run" / "per_example.npz")
+    prob, given = pe["pred_prob"].astype(np.float32), pe["given_label"]
+    from l2b.segmentation.metrics import dice_per_image
+
+    quality = dice_per_image(given, prob.argmax(1), 2).mean(1).numpy()
+    r = l2b_cli("relabel", root / "run", "--out", tmp_path / "rel", "--threshold", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert f"changed {int((quality < 0.5).sum())} of {len(quality)} masks" in r.stdout
+    assert "true masks known: mean Dice" in r.stdout
+    rows = list(csv.DictReader((tmp_path / "rel" / "relabelled.csv").open()))
+    assert len(rows) == len(quality) == 12
+    for row in rows:
+        changed = row["changed"] == "True"
+        assert changed == (float(row["quality"]) < 0.5)
+        assert (row["mask"] != row["given_mask"]) == changed
+        if changed:
+            assert np.asarray(Image.open(row["mask"])).shape == (24, 24)
+    assert len(list((tmp_path / "rel" / "masks").iterdir())) == int((quality < 0.5).sum())
+
+
+def test_a_volume_run_predicts_nifti_mask_volumes_at_the_stored_size(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    shapes = make_shapes(12, size=20, seed=1)
+    for d in ("images", "masks", "new"):
+        (tmp_path / d).mkdir()
+    for c in range(3):  # three volumes of four slices, slices along the last axis
+        vol = np.moveaxis(shapes.images[4 * c : 4 * c + 4, 0], 0, -1) * 1000
+        lab = np.moveaxis(shapes.masks[4 * c : 4 * c + 4], 0, -1).astype(np.uint8)
+        nibabel.save(nibabel.Nifti1Image(vol.astype(np.float32), np.eye(4)), str(tmp_path / "images" / f"c{c}.nii.gz"))
+        nibabel.save(nibabel.Nifti1Image(lab, np.eye(4)), str(tmp_path / "masks" / f"c{c}.nii.gz"))
+    (tmp_path / "new" / "c9.nii.gz").write_bytes((tmp_path / "images" / "c0.nii.gz").read_bytes())
+    cfg = TrainConfig(data="masks", data_root=str(tmp_path), noise="paper", num_meta=4, epochs=2, **SMALL)
+    summary = run_experiment(cfg, out_dir=tmp_path / "run", progress=False, log=None)
+    data = prepare_data(cfg)
+    assert data.example_shape == (1, 20, 20) and len(np.unique(data.train.cases[data.meta_idx])) == 1
+    assert summary["test_set"].startswith("whole cases") and len(data.test) == 4
+    r = l2b_cli("predict", tmp_path / "run", "--data", tmp_path / "new", "--out", tmp_path / "pred")
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.name for p in (tmp_path / "pred" / "masks").iterdir())
+    assert written == ["c9_000.png", "c9_001.png", "c9_002.png", "c9_003.png", "c9_mask.nii.gz"]
+    volume = np.asarray(nibabel.load(str(tmp_path / "pred" / "masks" / "c9_mask.nii.gz")).dataobj)
+    assert volume.shape == (20, 20, 4)
+    np.testing.assert_array_equal(volume[..., 2], np.asarray(Image.open(tmp_path / "pred" / "masks" / "c9_002.png")))

@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Rebuild a finished run's model from RUN_DIR/config.yaml, load RUN_DIR/model.pt (the epoch "
         "selected on the clean meta set) and print its accuracy and mean cross-entropy as JSON. "
         "Default data: the run's own test set (for image files, exactly the files it recorded in files.csv; "
-        "for registered data sets, split as in the run).",
+        "for registered data sets, split as in the run). A run on masks prints Dice, IoU, Dice per case and pixel "
+        "accuracy against checked masks (--data: images/ with masks/, a volume folder or an image,mask list).",
     )
     add_data_arguments(p, required=False)
 
@@ -141,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from ..training import TensorData, evaluate
     from ..training.inference import as_model_inputs
     from ..training.streams import StreamData
+    from .masks import evaluate as evaluate_masks
+    from .masks import is_mask_run
 
+    if is_mask_run(args.run_dir):
+        return evaluate_masks(args)
     model, config, data, _ = load(args)
     if data.labels is None:
         what = "is an .npy file of inputs only" if data.source.endswith(".npy") else "has no 'labels' array"

@@ -16,10 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="predict with a trained run's model, to CSV",
         description="Rebuild a finished run's model (config.yaml, model.pt) and write one CSV row per example: "
         "index, path (image files), predicted_label (class name), label_quality-style confidence and one "
-        "probability column per class (probability_<class name>).",
+        "probability column per class (probability_<class name>). For a run on masks (--data masks), --out is "
+        "a folder: the predicted masks as index PNGs at each image's own size (and NIfTI volumes for volume input) "
+        "in OUT/masks, OUT/predictions.csv, and Dice where the input has masks.",
     )
     add_data_arguments(p, required=True)
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="CSV file to write")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE.csv", help="CSV file to write (a mask run: a new folder)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training.inference import as_model_inputs
     from ..training.trainer import predict_proba
+    from .masks import is_mask_run, predict
     from .outputs import refuse_run_file
 
+    if is_mask_run(args.run_dir):
+        return predict(args)
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give the path of the CSV file to write")
     refuse_run_file(args.out, args.run_dir, option="--out")

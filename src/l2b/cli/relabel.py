@@ -36,8 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="flag a label when the model gives it less than this probability (default: 0.5)",
+        default=None,
+        help="flag a label when the model gives it less than this probability (default: 0.5); for a mask run, "
+        "flag a mask whose Dice against the prediction is below it (default: 0.8), and --out is a folder that "
+        "receives the corrected masks (default: RUN_DIR/relabelled)",
     )
     p.add_argument(
         "--copy-to",
@@ -61,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
         run_names,
         write_table,
     )
+    from .masks import is_mask_run, relabel
     from .outputs import refuse_run_file
 
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must lie in [0, 1]")
+    if is_mask_run(args.run_dir):
+        return relabel(args)
+    if args.threshold is None:
+        args.threshold = 0.5
     pe = load_per_example(args.run_dir)
     out = args.out if args.out is not None else args.run_dir / DEFAULT_NAME
     if out.is_dir():

@@ -20,7 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SegmentationData", "read_mask", "read_mask_csv", "read_mask_folder", "read_volumes"]
+__all__ = [
+    "SegmentationData",
+    "image_size_of",
+    "read_image",
+    "read_mask",
+    "read_mask_csv",
+    "read_mask_folder",
+    "read_volume",
+    "read_volumes",
+    "volume_slices",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mhd")
@@ -45,6 +55,9 @@ class SegmentationData:
         checked one).
     num_classes : int
         K: one more than the largest class index of any mask read.
+    sizes : np.ndarray or None, shape (N, 2) int
+        Each image's (height, width) as stored, before any resizing: predicted masks are written
+        back at it.
     """
 
     images: np.ndarray
@@ -54,6 +67,7 @@ class SegmentationData:
     cases: np.ndarray
     other_masks: np.ndarray | None = None
     num_classes: int = field(default=2)
+    sizes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -97,14 +111,18 @@ def read_mask(path: str | os.PathLike, *, size: tuple[int, int] | None = None, m
             values = np.asarray(im.convert("L"))
         else:
             values = np.asarray(im)
-    mask = _mask_values(values, str(path), max_classes)
-    if size is not None and mask.shape != tuple(size):
-        resized = image.fromarray(mask.astype(np.int32), mode="I").resize((size[1], size[0]), image.NEAREST)
-        mask = np.asarray(resized).astype(np.int64)
-    return mask
+    return _resize_mask(_mask_values(values, str(path), max_classes), None if size is None else tuple(size))
 
 
-def _read_image(path: str, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file, from its header."""
+    with _pil().open(path) as im:
+        return (im.height, im.width)
+
+
+def read_image(path: str, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """An image file as (channels, H, W) float32 in [0, 1] (grey for 1 channel, RGB for 3),
+    resized (bilinear) to `size` (H, W) when given."""
     image = _pil()
     with image.open(path) as im:
         im = im.convert("L" if channels == 1 else "RGB")
@@ -127,11 +145,11 @@ def _load_pairs(
     if not pairs:
         raise ValueError(f"{what}: no image / mask pairs found")
     size = _size(image_size)
-    images, masks, others = [], [], []
+    images, masks, others, sizes = [], [], [], []
     for image_path, mask_path, other_path, _ in pairs:
         mask = read_mask(mask_path)
-        with _pil().open(image_path) as im:
-            native = (im.height, im.width)
+        native = image_size_of(image_path)
+        sizes.append(native)
         if mask.shape != native:
             raise ValueError(
                 f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
@@ -139,7 +157,7 @@ def _load_pairs(
             )
         if size is not None:
             mask = read_mask(mask_path, size=size)
-        images.append(_read_image(image_path, size, channels))
+        images.append(read_image(image_path, size, channels))
         masks.append(mask)
         if other_path is not None:
             other = read_mask(other_path)
@@ -163,6 +181,7 @@ def _load_pairs(
         cases=np.array([p[3] for p in pairs]),
         other_masks=other_stack,
         num_classes=max(2, largest + 1),
+        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
     )
 
 
@@ -257,7 +276,7 @@ def _volume_reader():
     return nibabel, SimpleITK
 
 
-def _read_volume(path: Path) -> np.ndarray:
+def read_volume(path: Path) -> np.ndarray:
     """A volume as (slices, H, W), slices along its last axis (NIfTI) or first (MetaImage)."""
     nibabel, sitk = _volume_reader()
     name = path.name.lower()
@@ -304,32 +323,49 @@ def read_volumes(
     if missing:
         raise ValueError(f"{mask_dir}: no mask volume for {', '.join(missing[:5])}")
     size = _size(image_size)
-    image = _pil()
-    xs, ys, paths, mpaths, cases = [], [], [], [], []
+    xs, ys, paths, mpaths, cases, sizes = [], [], [], [], [], []
     for case in sorted(vols):
-        vol, lab = _read_volume(vols[case]).astype(np.float32), _read_volume(labs[case])
+        vol, lab = read_volume(vols[case]).astype(np.float32), read_volume(labs[case])
         if vol.shape != lab.shape:
             raise ValueError(f"mask volume {labs[case]} has shape {lab.shape} but {vols[case]} has {vol.shape}")
-        lo, hi = np.percentile(vol, [1, 99])
-        vol = np.clip((vol - lo) / max(hi - lo, 1e-6), 0, 1)
+        xs.append(volume_slices(vol, size))
         for i in range(vol.shape[0]):
-            img, mask = vol[i], _mask_values(np.asarray(lab[i]), f"{labs[case]}#{i}", 32)
-            if size is not None and img.shape != size:
-                img = np.asarray(image.fromarray(img, mode="F").resize((size[1], size[0]), image.BILINEAR))
-                mask = np.asarray(
-                    image.fromarray(mask.astype(np.int32), mode="I").resize((size[1], size[0]), image.NEAREST)
-                ).astype(np.int64)
-            xs.append(img[None].astype(np.float32))
-            ys.append(mask)
+            ys.append(_resize_mask(_mask_values(np.asarray(lab[i]), f"{labs[case]}#{i}", 32), size))
             paths.append(f"{vols[case]}#{i}")
             mpaths.append(f"{labs[case]}#{i}")
             cases.append(case)
+            sizes.append(vol.shape[1:])
     masks_arr = np.stack(ys)
     return SegmentationData(
-        images=np.stack(xs),
+        images=np.concatenate(xs),
         masks=masks_arr,
         paths=paths,
         mask_paths=mpaths,
         cases=np.array(cases),
         num_classes=max(2, int(masks_arr.max()) + 1),
+        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
     )
+
+
+def volume_slices(vol: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """A volume (S, H, W) as model inputs (S, 1, H', W') float32: intensities scaled to [0, 1]
+    per volume (1st to 99th percentile), each slice resized (bilinear) to `size` when given."""
+    image = _pil()
+    vol = np.asarray(vol, np.float32)
+    lo, hi = np.percentile(vol, [1, 99])
+    vol = np.clip((vol - lo) / max(hi - lo, 1e-6), 0, 1)
+    out = []
+    for img in vol:
+        if size is not None and img.shape != size:
+            img = np.asarray(image.fromarray(img, mode="F").resize((size[1], size[0]), image.BILINEAR))
+        out.append(img[None].astype(np.float32))
+    return np.stack(out)
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or mask.shape == size:
+        return mask
+    image = _pil()
+    return np.asarray(
+        image.fromarray(mask.astype(np.int32), mode="I").resize((size[1], size[0]), image.NEAREST)
+    ).astype(np.int64)

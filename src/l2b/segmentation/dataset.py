@@ -50,6 +50,7 @@ class MaskDataset:
     paths : tuple of str, length N: the image file of each example (``vol.nii.gz#12`` for a slice)
     mask_paths : tuple of str, length N
     cases : np.ndarray, shape (N,) of str: the volume (or the image) each example belongs to
+    sizes : np.ndarray, shape (N, 2) int: each image's stored (height, width), before resizing
     """
 
     inputs: np.ndarray
@@ -60,6 +61,7 @@ class MaskDataset:
     paths: tuple[str, ...]
     mask_paths: tuple[str, ...]
     cases: np.ndarray
+    sizes: np.ndarray
 
     #: the task of its labels (:mod:`l2b.tasks`)
     task = "segmentation"
@@ -92,6 +94,7 @@ class MaskDataset:
             paths=tuple(self.paths[i] for i in index),
             mask_paths=tuple(self.mask_paths[i] for i in index),
             cases=self.cases[index],
+            sizes=self.sizes[index],
         )
 
     def appended(self, other: MaskDataset) -> MaskDataset:
@@ -108,6 +111,7 @@ class MaskDataset:
             paths=self.paths + other.paths,
             mask_paths=self.mask_paths + other.mask_paths,
             cases=np.concatenate([self.cases, other.cases]),
+            sizes=np.concatenate([self.sizes, other.sizes]),
         )
 
 
@@ -180,6 +184,7 @@ def as_mask_dataset(data: SegmentationData, name: str, class_names: tuple[str, .
         paths=tuple(str(p) for p in data.paths),
         mask_paths=tuple(str(p) for p in data.mask_paths),
         cases=np.asarray([str(c) for c in data.cases]),
+        sizes=np.asarray(data.sizes, np.int64).reshape(-1, 2),
     )
 
 

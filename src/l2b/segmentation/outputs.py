@@ -22,7 +22,7 @@ import numpy as np
 
 from .metrics import dice_per_image
 
-__all__ = ["mask_issues", "overlay_figure", "save_masks", "write_mask_issues"]
+__all__ = ["mask_issues", "mask_stem", "overlay_figure", "save_mask", "save_masks", "write_mask_issues"]
 
 PALETTE = [0, 0, 0, 230, 25, 75, 60, 180, 75, 255, 225, 25, 0, 130, 200, 245, 130, 48, 145, 30, 180, 70, 240, 240]
 
@@ -88,8 +88,6 @@ def save_masks(masks: np.ndarray, names: Sequence[str], out_dir: str | os.PathLi
     """Masks (N, H, W) of class indices as index PNGs (a palette for viewing, the pixel values
     the classes) in `out_dir`, one per image, named after `names` (a source path's stem; a
     volume slice ``case.nii.gz#12`` becomes ``case_012.png``). Returns the files written."""
-    from PIL import Image
-
     masks = np.asarray(masks)
     if masks.ndim != 3 or len(names) != len(masks):
         raise ValueError(f"masks (N, H, W) and N names expected, got {masks.shape} and {len(names)} names")
@@ -99,18 +97,28 @@ def save_masks(masks: np.ndarray, names: Sequence[str], out_dir: str | os.PathLi
     out.mkdir(parents=True, exist_ok=True)
     written, seen = [], set()
     for mask, name in zip(masks, names):
-        stem = _stem(str(name))
+        stem = mask_stem(str(name))
         if stem in seen:
             raise ValueError(f"two masks would be written to {stem}.png")
         seen.add(stem)
-        im = Image.fromarray(mask.astype(np.uint8), mode="P")
-        im.putpalette(PALETTE + [0] * (768 - len(PALETTE)))
-        written.append(out / f"{stem}.png")
-        im.save(written[-1])
+        written.append(save_mask(mask, out / f"{stem}.png"))
     return written
 
 
-def _stem(name: str) -> str:
+def save_mask(mask: np.ndarray, path: str | os.PathLike) -> Path:
+    """One mask (H, W) of class indices 0..255 as an index PNG: the pixel values are the classes,
+    a palette colours them for viewing."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(mask).astype(np.uint8), mode="P")
+    im.putpalette(PALETTE + [0] * (768 - len(PALETTE)))
+    im.save(path)
+    return Path(path)
+
+
+def mask_stem(name: str) -> str:
+    """The file stem a mask of image `name` is written under: the image's stem, and for a volume
+    slice ``case.nii.gz#12`` the case and the slice (``case_012``)."""
     base, _, slice_id = name.partition("#")
     stem = Path(base).name
     for suffix in (".nii.gz", ".nii", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):

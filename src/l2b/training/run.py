@@ -503,8 +503,10 @@ def _write_outputs(
     Until summary.json exists the run counts as unfinished and ``--resume`` writes these again."""
     pe = result.per_example
     prob = predict_proba(model, train_t).cpu().numpy()
+    extra = {}
     if data.config.task == "segmentation":  # a map per image and class: half precision halves the file
         prob = prob.astype(np.float16)
+        extra["image_size"] = data.train.sizes[data.train_idx]  # (N, 2): masks are written back at it
     torch.save(result.best_state, out / rundir.MODEL)
     np.savez_compressed(
         out / rundir.PER_EXAMPLE,
@@ -520,6 +522,7 @@ def _write_outputs(
         pred_prob=prob,
         meta_index=data.meta_idx,
         transition=data.noisy.transition,
+        **extra,
         **method_outputs,  # the method's own per-example arrays (DivideMix: clean_prob)
     )
     save_safetensors(result.best_state, out / rundir.MODEL_SAFETENSORS)  # the same weights, for other tools
