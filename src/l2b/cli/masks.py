@@ -61,7 +61,8 @@ def _inputs(args: argparse.Namespace, config, info: dict[str, Any], *, need_mask
         )
     if data.images.shape[1:] != tuple(info["example_shape"]):
         raise ValueError(
-            f"{data.source}: images of shape {data.images.shape[1:]}, the run's model takes {tuple(info['example_shape'])}"
+            f"{data.source}: images of shape {data.images.shape[1:]}, the run's model takes "
+            f"{tuple(info['example_shape'])}"
         )
     if data.masks is not None and int(np.max(data.masks, initial=0)) >= int(info["num_classes"]):
         raise ValueError(
