@@ -203,7 +203,14 @@ def mask_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("maskrun")
     write_folder(root / "data", n=20, size=24)
     cfg = TrainConfig(
-        data="masks", data_root=str(root / "data"), image_size=16, noise="boundary", num_meta=4, epochs=3, **SMALL
+        data="masks",
+        data_root=str(root / "data"),
+        image_size=16,
+        noise="boundary",
+        noise_rate=0.5,
+        num_meta=4,
+        epochs=3,
+        **SMALL,
     )
     summary = run_experiment(cfg, out_dir=root / "run", progress=False, log=None)
     return root, summary
@@ -288,3 +295,25 @@ def test_a_volume_run_predicts_nifti_mask_volumes_at_the_stored_size(tmp_path):
     volume = np.asarray(nibabel.load(str(tmp_path / "pred" / "masks" / "c9_mask.nii.gz")).dataobj)
     assert volume.shape == (20, 20, 4)
     np.testing.assert_array_equal(volume[..., 2], np.asarray(Image.open(tmp_path / "pred" / "masks" / "c9_002.png")))
+
+
+def test_report_on_mask_runs_shows_dice_the_ranking_and_overlays_by_file(mask_run, tmp_path):
+    root, summary = mask_run
+    r = l2b_cli("report", root / "run", "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| l2b seed 0"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "boundary" and cells[5].startswith(f"{summary['test_dice_at_best_meta']:.4f}")
+    assert cells[7].endswith("of 12") and 0 <= float(cells[8]) <= 1  # AP: half the masks were corrupted
+    assert "![Dice](dice.png)" in md and "(overlays_1.png)" in md
+    assert (tmp_path / "rep" / "overlays_1.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="mix masks and class labels"):
+        from l2b.reports.mask_report import report_kind
+        from l2b.reports.plots import load_run
+
+        digits = run_experiment(
+            TrainConfig(epochs=1, method="ce", device="cpu"), out_dir=tmp_path / "d", progress=False, log=None
+        )
+        assert digits
+        report_kind([load_run(root / "run"), load_run(tmp_path / "d")])

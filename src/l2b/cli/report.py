@@ -13,8 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Write PNG figures (accuracy per epoch; for runs whose true labels are known, weight "
         "histograms, label-issue precision-recall curves and the noise transition matrix; for runs on image "
         "files, a gallery of the most suspect training images), per-class label-issue counts and a one-page "
-        "report.md comparing the given runs. The output directory must be new, empty or hold an earlier "
-        "report; anything else needs --force.",
+        "report.md comparing the given runs; for runs on masks, Dice per epoch, Dice at the selected checkpoint, "
+        "the mask-quality ranking and overlays of the most suspect masks. The output directory must be new, "
+        "empty or hold an earlier report; anything else needs --force.",
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories written by `l2b train`")
     p.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: ./report)")
@@ -27,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="label-issue threshold on the probability of the given label (default: 0.5)",
+        default=None,
+        help="label-issue threshold on the probability of the given label (default: 0.5); for runs on masks, "
+        "on a mask's Dice against the prediction (default: 0.8)",
     )
 
 

@@ -579,7 +579,7 @@ def make_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
     *,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     overwrite: bool = False,
     gallery_size: int = GALLERY_SIZE,
 ) -> Path:
@@ -589,14 +589,22 @@ def make_report(
     manifest ``.l2b-report.json``, are replaced; its figures this report does not draw are removed).
     Anything else in it is refused with FileExistsError unless `overwrite`, which writes the
     report's files over whatever is there and leaves the other files alone. `gallery_size`: the
-    most suspect images shown per run on image files (0: no gallery).
+    most suspect images shown per run on image files (0: no gallery). Runs on masks get their own
+    report (:func:`l2b.reports.mask_report.make_mask_report`; `threshold` on a mask's Dice against
+    the prediction, default 0.8; classification's default 0.5).
     """
+    from .mask_report import make_mask_report, report_kind
+
     if not run_dirs:
         raise ValueError("no run directories given")
-    if not 0.0 <= float(threshold) <= 1.0:
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold={threshold} must lie in [0, 1]")
     runs = [load_run(d) for d in run_dirs]
     _name_runs(runs)
+    if report_kind(runs) == "segmentation":
+        limit = 0.8 if threshold is None else threshold
+        return make_mask_report(runs, Path(out_dir), threshold=limit, overwrite=overwrite)
+    threshold = 0.5 if threshold is None else threshold
     for r in runs:
         r.issues = label_issues(r.per_example, threshold=threshold)
         r.detection = detection_scores(r.per_example, threshold=threshold) if r.truth_known else None
