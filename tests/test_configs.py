@@ -129,3 +129,11 @@ def test_tensorboard_scalars_are_written(tmp_path):
     final = json.loads((tmp_path / "run" / "summary.json").read_text())["test_accuracy"]
     assert acc.Scalars("test_accuracy")[-1].value == pytest.approx(final, abs=1e-6)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # a finished run keeps model.pt only
+
+
+def test_the_promise12_paper_config_holds_the_published_values():
+    cfg = TrainConfig.from_dict(yaml.safe_load(config_path("promise12-unetpp-paper").read_text()))
+    assert cfg.task == "segmentation" and (cfg.noise, cfg.noise_rate) == ("paper", 1.0)
+    assert (cfg.image_size, cfg.test_cases, cfg.meta_cases) == (144, 10, 3)
+    assert (cfg.model, cfg.width, cfg.pseudo_views, cfg.meta_step, cfg.clip_grad) == ("unetpp", 64, 5, True, 0.2)
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.epochs, cfg.meta_batch_size) == (0.005, 0.9, 5e-4, 100, 2)

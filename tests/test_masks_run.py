@@ -317,3 +317,35 @@ def test_report_on_mask_runs_shows_dice_the_ranking_and_overlays_by_file(mask_ru
         )
         assert digits
         report_kind([load_run(root / "run"), load_run(tmp_path / "d")])
+
+
+def test_the_promise12_paper_config_runs_on_promise12s_own_layout(tmp_path):
+    """MetaImage volumes CaseNN.mhd with CaseNN_segmentation.mhd beside them (PROMISE12's layout),
+    the shipped paper config (five-view pseudo-masks, the meta step, clipping) at a tiny size:
+    whole cases for test and meta, a batch holding one image's five views accepted."""
+    sitk = pytest.importorskip("SimpleITK")
+    shapes = make_shapes(30, size=20, seed=2)
+    for c in range(6):  # six cases of five slices
+        sl = slice(5 * c, 5 * c + 5)
+        sitk.WriteImage(sitk.GetImageFromArray(shapes.images[sl, 0] * 800), str(tmp_path / f"Case{c:02d}.mhd"))
+        mask = shapes.masks[sl].astype(np.uint8)
+        sitk.WriteImage(sitk.GetImageFromArray(mask), str(tmp_path / f"Case{c:02d}_segmentation.mhd"))
+    r = l2b_cli(
+        "train", "--config", "promise12-unetpp-paper", "--data-root", tmp_path, "--image-size", "16",
+        "--test-cases", "2", "--meta-cases", "1", "--width", "4", "--depth", "2", "--epochs", "2",
+        "--threads", "1", "--quiet", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["num_meta"] == 5 and 0 <= summary["test_dice_at_best_meta"] <= 1
+    files = list(csv.DictReader((tmp_path / "run" / "files.csv").open()))
+    case = {
+        role: {f["path"].rsplit("/", 1)[1].split(".")[0] for f in files if f["role"] == role}
+        for role in ("train", "meta", "test")
+    }
+    assert len(case["test"]) == 2 and len(case["meta"]) == 1 and len(case["train"]) == 3
+    assert not (case["train"] & case["meta"]) and not (case["test"] & (case["train"] | case["meta"]))
+    r = l2b_cli("evaluate", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    scores = json.loads(r.stdout)
+    assert scores["cases"] == 2 and scores["images"] == 10 and 0 <= scores["case_dice"] <= 1

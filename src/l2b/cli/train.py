@@ -447,6 +447,10 @@ def _noise_words(config: TrainConfig) -> str:
 
 
 def _meta_words(config: TrainConfig) -> str:
+    if config.task == "segmentation" and config.meta_source == "split":
+        cases = config.data_options.get("meta_cases")
+        what = f"{cases} whole cases" if cases else f"{config.num_meta} images in whole cases"
+        return f"meta set: {what} of the training split with their clean masks"
     return {
         "trusted": f"meta set: the checked images of {config.trusted}",
         "split": f"meta set: {config.num_meta} examples of the training split with their true labels",

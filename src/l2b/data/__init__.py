@@ -67,7 +67,25 @@ DATASETS.register("csv", options=_IMAGE_FILE_OPTIONS)(load_csv)
 DATASETS.register("isic2019", options=_IMAGE_FILE_OPTIONS)(load_isic2019)
 DATASETS.register("clothing1m", options=_IMAGE_FILE_OPTIONS)(load_clothing1m)
 # image_size as for the image-file loaders (unset: the files' own size, which must then agree)
-DATASETS.register("masks", options=_IMAGE_FILE_OPTIONS[:1])(load_masks)
+_MASK_OPTIONS = (
+    _IMAGE_FILE_OPTIONS[0],
+    Option(
+        "test_cases",
+        "int",
+        None,
+        "masks: hold out exactly this many whole cases (volumes) as the test set, instead of test_fraction",
+        minimum=1,
+    ),
+    Option(
+        "meta_cases",
+        "int",
+        None,
+        "masks under simulated noise: exactly this many whole cases, with their clean masks, as the meta set "
+        "(instead of num_meta images)",
+        minimum=1,
+    ),
+)
+DATASETS.register("masks", options=_MASK_OPTIONS)(load_masks)
 
 
 #: Data sets whose labels are the ones a user gave, unchecked, per split: nobody knows their true

@@ -353,11 +353,13 @@ def volume_slices(vol: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     image = _pil()
     vol = np.asarray(vol, np.float32)
     lo, hi = np.percentile(vol, [1, 99])
-    vol = np.clip((vol - lo) / max(hi - lo, 1e-6), 0, 1)
+    # float32 throughout: PIL reads the buffer as 32-bit floats ("F"), and NumPy's float64
+    # percentiles would otherwise promote the volume
+    vol = np.clip((vol - np.float32(lo)) / np.float32(max(hi - lo, 1e-6)), 0, 1).astype(np.float32)
     out = []
     for img in vol:
         if size is not None and img.shape != size:
-            img = np.asarray(image.fromarray(img, mode="F").resize((size[1], size[0]), image.BILINEAR))
+            img = np.asarray(image.fromarray(img).resize((size[1], size[0]), image.BILINEAR))
         out.append(img[None].astype(np.float32))
     return np.stack(out)
 

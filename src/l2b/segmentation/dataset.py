@@ -115,21 +115,21 @@ class MaskDataset:
         )
 
 
-def case_split(cases: np.ndarray, count: int, *, seed: int) -> np.ndarray:
+def case_split(cases: np.ndarray, count: int, *, seed: int, whole_cases: int | None = None) -> np.ndarray:
     """Positions (sorted) of whole cases, drawn in a seeded random order until they hold at least
-    `count` examples: a case is never split between two sets. `cases` (N,) names each example's
-    case; 2-D data, where each image is its own case, gets exactly `count`."""
-    if count <= 0:
-        return np.zeros(0, np.int64)
+    `count` examples (or, with `whole_cases`, exactly that many cases): a case is never split
+    between two sets. `cases` (N,) names each example's case; 2-D data, where each image is its
+    own case, gets exactly `count`."""
     names, inverse = np.unique(np.asarray(cases), return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(names))
-    chosen, total = [], 0
-    sizes = np.bincount(inverse, minlength=len(names))
-    for c in order:
-        if total >= count:
-            break
-        chosen.append(c)
-        total += int(sizes[c])
+    if whole_cases is not None:
+        if whole_cases > len(names):
+            raise ValueError(f"{whole_cases} cases asked for, and the data hold {len(names)}")
+        chosen = order[:whole_cases]
+    else:
+        sizes = np.bincount(inverse, minlength=len(names))
+        reached = np.searchsorted(np.cumsum(sizes[order]), count) if count > 0 else -1
+        chosen = order[: reached + 1]
     return np.flatnonzero(np.isin(inverse, chosen)).astype(np.int64)
 
 
@@ -194,23 +194,29 @@ def load_masks(
     image_size: int | None = None,
     test_fraction: float = 0.0,
     split_seed: int = 0,
+    test_cases: int | None = None,
+    meta_cases: int | None = None,
 ) -> tuple[MaskDataset, MaskDataset | None]:
     """(train, test) of the images and masks at `root` (:data:`LAYOUTS`), resized to
     `image_size` when given. ``test_fraction`` of the examples, as whole cases drawn with
-    ``split_seed``, form the test set (None when 0)."""
+    ``split_seed``, form the test set (None when 0), or exactly ``test_cases`` cases when given.
+    (``meta_cases`` is the run's meta split, made by :func:`l2b.training.prepare_data`.)"""
     if root is None:
         raise ValueError(f"data 'masks' needs data_root (--data-root): {LAYOUTS}")
     source = Path(root)
     data = read_mask_source(source, image_size=image_size)
     names = _class_names(source, data.num_classes)
     full = as_mask_dataset(data, "masks", names)
-    if not test_fraction:
+    if not test_fraction and test_cases is None:
         return full, None
-    test_idx = case_split(full.cases, round(test_fraction * len(full)), seed=split_seed)
+    try:
+        test_idx = case_split(full.cases, round(test_fraction * len(full)), seed=split_seed, whole_cases=test_cases)
+    except ValueError as err:
+        raise ValueError(f"{source}: test_cases={test_cases}: {err}") from None
     train_idx = np.setdiff1d(np.arange(len(full)), test_idx)
     if not len(train_idx) or not len(test_idx):
         raise ValueError(
-            f"{source}: test_fraction={test_fraction} of {len(full)} images in {len(np.unique(full.cases))} cases "
-            "leaves an empty training or test set (splits keep a case whole)"
+            f"{source}: test_fraction={test_fraction} / test_cases={test_cases} of {len(full)} images in "
+            f"{len(np.unique(full.cases))} cases leaves an empty training or test set (splits keep a case whole)"
         )
     return full.subset(train_idx, name="masks-train"), full.subset(test_idx, name="masks-test")

@@ -567,8 +567,12 @@ def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
     _refuse_untrusted_meta(config)
     notes: list[str] = []
     sources: dict[str, str | None] = {}
-    if not config.test_checked and test is not None:
-        test = None
+    if not config.test_checked and test is not None:  # only test_cases cuts one from unchecked masks
+        raise ValueError(
+            f"config test_cases={config.data_options.get('test_cases')} holds out cases of data {config.data!r} to "
+            "score against, but its masks are unchecked: give checked test masks with trusted_test (--trusted-test), "
+            "or simulate noise (--noise) so that the given masks are the truth"
+        )
     noisy = _make_mask_noise(config, train.labels, train.num_classes)
     if config.train_subset is not None:
         if config.train_subset > len(train):
@@ -627,7 +631,12 @@ def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
             )
         sources["meta"] = f"trusted {config.trusted} ({len(meta_idx)} checked masks)"
     elif config.meta_source == "split":
-        meta_idx = np.setdiff1d(case_split(train.cases, config.num_meta, seed=config.seed + 1), held_out)
+        whole = config.data_options.get("meta_cases")
+        try:
+            drawn = case_split(train.cases, config.num_meta, seed=config.seed + 1, whole_cases=whole)
+        except ValueError as err:
+            raise ValueError(f"config meta_cases={whole}: {err} (after the test cases)") from None
+        meta_idx = np.setdiff1d(drawn, held_out)
         meta_labels = train.labels[meta_idx]
         cases = len(np.unique(train.cases[meta_idx]))
         sources["meta"] = (
@@ -661,6 +670,11 @@ def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
         sources["selection"] = f"{len(sel_idx)} of the checked images (whole cases), held out of the meta set"
     if not len(train_idx):
         raise ValueError(f"data {config.data!r}: no image is left to train on after the meta and test sets")
+    from .validation import check_finite_inputs
+
+    for part in (train, test):
+        if part is not None:
+            check_finite_inputs(part.inputs, name=part.name)
     missing = np.setdiff1d(np.arange(train.num_classes), meta_labels) if len(meta_labels) else []
     if len(missing):  # a class no meta pixel shows gets no meta-gradient signal
         names = ", ".join(f"{k} ({train.class_names[k]!r})" for k in missing[:6])

@@ -289,7 +289,10 @@ def _refuse_single_example_batches(
     n = len(data.train_idx)
     shards = f" split over {world} processes" if world > 1 else ""
     smallest = n // batches_per_epoch(n, config.batch_size) if n else 0
-    if smallest // world < 2:
+    # an image trained in several views (the five-view pseudo-mask) is that many examples to BatchNorm,
+    # from the first epoch on when there is no warm-up of plain steps
+    views = config.method_options.get("pseudo_views", 1) if config.warmup_epochs == 0 else 1
+    if smallest * views // world < 2:
         raise ValueError(
             f"with {n} training examples and batch_size={config.batch_size}{shards}, some batches hold a single "
             f"example, which BatchNorm cannot train on; use a larger batch_size (or more training examples)"
