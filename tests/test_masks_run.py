@@ -349,3 +349,27 @@ def test_the_promise12_paper_config_runs_on_promise12s_own_layout(tmp_path):
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout)
     assert scores["cases"] == 2 and scores["images"] == 10 and 0 <= scores["case_dice"] <= 1
+
+
+def test_given_noisy_masks_beside_checked_ones_train_with_the_checked_as_truth(tmp_path):
+    clean = write_folder(tmp_path / "data", n=12, size=24)
+    (tmp_path / "noisy").mkdir()
+    noisy = clean.copy()
+    noisy[::2] = 0  # every other annotator drew nothing
+    for i, m in enumerate(noisy):
+        Image.fromarray((m * 255).astype(np.uint8)).save(tmp_path / "noisy" / f"im{i:02d}.png")
+    cfg = TrainConfig(
+        data="masks", data_root=str(tmp_path / "data"), noise="file", noise_file=str(tmp_path / "noisy"),
+        num_meta=2, **SMALL,
+    )  # fmt: skip
+    data = prepare_data(cfg)
+    assert data.truth_known and cfg.test_fraction == 0.2
+    pool = [int(p[-6:-4]) for p in data.train.paths]  # image number of each pool position
+    np.testing.assert_array_equal(data.noisy.labels, noisy[pool])
+    np.testing.assert_array_equal(data.meta_labels, clean[pool][data.meta_idx])  # the checked masks
+    assert data.realised_noise_rate == pytest.approx(
+        float(np.mean(noisy[pool][data.train_idx] != clean[pool][data.train_idx]))
+    )
+    (tmp_path / "noisy" / "im03.png").unlink()
+    with pytest.raises(ValueError, match=r"noise_file .*noisy: no mask named im03"):
+        prepare_data(cfg)

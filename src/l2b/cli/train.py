@@ -58,7 +58,8 @@ def _core_options(
             "(next class in the super-class), 'cifar100-hierarchical' (any other class of the super-class), "
             "'instance' (instance-dependent, Xia et al. 2020), 'file' (real noisy labels from --noise-file); "
             "mask noise (--data masks): 'paper' (the L2B paper's rotate, erode / dilate, ellipse), 'boundary', "
-            "'drop', 'spurious', 'coarse'",
+            "'drop', 'spurious', 'coarse', or 'file' (--noise-file: a folder of the given noisy masks named like "
+            "the images, the data's own masks then the truth)",
         ),
         (
             "--noise-rate",
@@ -440,7 +441,7 @@ def _noise_words(config: TrainConfig) -> str:
     if config.noise == "none":
         return f"no simulated noise (the given {'masks' if config.task == 'segmentation' else 'labels'} as they are)"
     if config.noise == "file":
-        return f"noisy labels from {config.noise_file}"
+        return f"noisy {'masks' if config.task == 'segmentation' else 'labels'} from {config.noise_file}"
     if config.task == "segmentation":
         return f"{config.noise} mask noise simulated on {config.noise_rate:.0%} of the masks"
     return f"{config.noise} noise {config.noise_rate:g} simulated"

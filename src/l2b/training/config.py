@@ -30,7 +30,7 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bf
 #: instance-dependent noise, or real noisy labels from noise_file (l2b.training.prepare._make_noise).
 NOISE_CHOICES = NOISE_KINDS + ("instance", "file")
 #: The values of ``noise`` on a segmentation data set: a mask-noise simulator or none.
-MASK_NOISE_CHOICES = ("none",) + MASK_NOISE_KINDS
+MASK_NOISE_CHOICES = ("none",) + MASK_NOISE_KINDS + ("file",)
 # A plain decimal float literal: YAML 1.1 reads 1e-2 (no dot) as a string, so a float key takes it.
 _FLOAT_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 

@@ -15,6 +15,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -573,7 +574,7 @@ def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
             "score against, but its masks are unchecked: give checked test masks with trusted_test (--trusted-test), "
             "or simulate noise (--noise) so that the given masks are the truth"
         )
-    noisy = _make_mask_noise(config, train.labels, train.num_classes)
+    noisy = _make_mask_noise(config, train.labels, train.num_classes, train.paths)
     if config.train_subset is not None:
         if config.train_subset > len(train):
             raise ValueError(
@@ -717,11 +718,21 @@ def _noise_of(clean: np.ndarray, given: np.ndarray, num_classes: int) -> NoisyLa
     )
 
 
-def _make_mask_noise(config: TrainConfig, clean: np.ndarray, num_classes: int) -> NoisyLabels:
-    """The masks the run learns from: the given ones, or (``noise`` set) ``noise_rate`` of them,
-    drawn with ``seed``, corrupted by the named simulator (:data:`l2b.segmentation.noise.MASK_NOISE`)."""
+def _make_mask_noise(config: TrainConfig, clean: np.ndarray, num_classes: int, paths: Sequence[str]) -> NoisyLabels:
+    """The masks the run learns from: the given ones; or (``noise`` a simulator) ``noise_rate`` of
+    them, drawn with ``seed``, corrupted by it (:data:`l2b.segmentation.noise.MASK_NOISE`); or
+    (``noise: file``) real noisy masks read from the folder ``noise_file``, one per image by stem,
+    with the data's own masks as the truth."""
     if config.noise == "none":
         return _noise_of(clean, clean.copy(), num_classes)
+    if config.noise == "file":
+        given = _given_masks(config, paths)
+        if given.shape != clean.shape or int(given.max(initial=0)) >= num_classes:
+            raise ValueError(
+                f"noise_file {config.noise_file}: masks of shape {given.shape[1:]} with classes up to "
+                f"{int(given.max(initial=0))}, the data's are {clean.shape[1:]} with {num_classes} classes"
+            )
+        return _noise_of(clean, given, num_classes)
     from ..segmentation.noise import make_mask_noise
 
     n = len(clean)
@@ -730,6 +741,30 @@ def _make_mask_noise(config: TrainConfig, clean: np.ndarray, num_classes: int) -
     if len(chosen):
         given[chosen] = make_mask_noise(config.noise, clean[chosen], seed=config.seed).masks
     return _noise_of(clean, given, num_classes)
+
+
+def _given_masks(config: TrainConfig, paths: Sequence[str]) -> np.ndarray:
+    """(N, H, W) the masks in folder ``noise_file`` named like the images at `paths` (any image
+    suffix), resized as the data were: the given, noisy annotation beside the checked one."""
+    from ..segmentation.data import IMAGE_SUFFIXES, read_mask
+
+    folder = Path(config.noise_file)
+    if not folder.is_dir():
+        raise ValueError(f"noise_file {folder}: for masks, a folder of the given (noisy) masks named like the images")
+    found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    size = config.data_options.get("image_size")
+    out = []
+    for path in paths:
+        if "#" in path:
+            raise ValueError(f"noise_file {folder}: given masks of volume slices ({path}) are not read yet")
+        stem = Path(path).stem
+        if stem not in found:
+            raise ValueError(f"noise_file {folder}: no mask named {stem} (for image {path})")
+        out.append(read_mask(found[stem], size=None if size is None else (size, size)))
+    shapes = {m.shape for m in out}
+    if len(shapes) > 1:
+        raise ValueError(f"noise_file {folder}: masks of different sizes; give image_size to resize them alike")
+    return np.stack(out)
 
 
 def _checked_masks(config: TrainConfig, source: str, train, what: str):
