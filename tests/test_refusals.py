@@ -126,3 +126,12 @@ def test_a_stray_huge_label_in_a_list_is_refused_not_millions_of_classes(tmp_pat
 def test_a_mistyped_name_gets_the_closest_choice(build, suggestion):
     with pytest.raises(ValueError, match=re.escape(suggestion)):
         build()
+
+
+def test_a_mixup_alpha_without_mixup_is_refused_not_ignored():
+    from l2b.training import TrainConfig
+
+    with pytest.raises(ValueError, match=r"mixup_alpha=4.0 is mixup's Beta parameter, and mixup is off"):
+        TrainConfig(mixup_alpha=4.0)
+    assert TrainConfig(mixup=True, mixup_alpha=4.0).mixup_alpha == 4.0
+    TrainConfig.from_dict(TrainConfig().to_dict(), recorded=True)  # a recorded config holds the default

@@ -277,6 +277,12 @@ class TrainConfig:
                     raise ValueError(_not_applicable(kind, entry, name, value))
                 given[option.name] = option.check(value, where="config")
             resolved = {o.name: given.get(o.name, o.default) for o in declared}
+            alpha = by_name.get("mixup_alpha")
+            if alpha is not None and not resolved.get("mixup") and resolved["mixup_alpha"] != alpha.default:
+                raise ValueError(
+                    f"config mixup_alpha={resolved['mixup_alpha']!r} is mixup's Beta parameter, and mixup is off: "
+                    "set mixup (--mixup) or remove it"
+                )
             object.__setattr__(self, f"{kind}_options", resolved)
         for key, value in _data_defaults(self).items():
             if getattr(self, key) is None:
