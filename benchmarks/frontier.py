@@ -209,6 +209,8 @@ def cheapest(result: dict[str, Any]) -> str:
     is listed as not run there)."""
     steps = result["step_ratios"]
     grids = [g for g in GRIDS if result["cells"][g].get("l2b")]
+    if not grids:
+        return "Exact L2B has not run in any grid yet: nothing to compare with."
     candidates, missing = [], []
     for method in CONFIGS:
         if method == "l2b":
