@@ -213,3 +213,26 @@ def figure(path: Path, *, dpi: int, **subplots: Any) -> Iterator[tuple[Any, Any]
         fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def proc_status_mib(field: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc/self/status (Linux), MiB; None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident size (VmHWM, ru_maxrss) to its current size (Linux >= 4.0),
+    so that a peak read afterwards belongs to what ran since, not to an earlier run of the process."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

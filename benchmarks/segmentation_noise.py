@@ -27,7 +27,6 @@ a rerun skips the runs already there).
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import sys
 import tempfile
@@ -112,7 +111,9 @@ def run_one(method: str, noise: str, seed: int, data: dict[str, Any], args) -> d
         )
         return model, result
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the peak of this run alone: earlier runs of the process set ru_maxrss's high-water mark
+    measured = common.reset_peak_rss()
+    rss_before = common.proc_status_mib("VmRSS")
     started = time.perf_counter()
     everything = np.arange(len(x))
     kept = None
@@ -152,7 +153,7 @@ def run_one(method: str, noise: str, seed: int, data: dict[str, Any], args) -> d
         "fit_clean_last": curves["fit_clean"][-1],
         "curves": curves,
         "seconds": round(seconds, 1),
-        "peak_rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
+        "peak_rss_growth_mib": common.proc_status_mib("VmHWM") - rss_before if measured and rss_before else None,
         "ap_l2b_quality": _ap(corrupted, -ours),
         "kept_images": None if kept is None else len(kept),
     }
@@ -224,6 +225,10 @@ def render(rows: list[dict[str, Any]], out: Path, command: str, env: dict[str, A
         ),
         "",
         "## Cost: seconds per run (one thread) and peak resident-memory growth (MiB)",
+        "",
+        "Seconds are wall time on a machine other jobs shared (rough). Memory: the run's peak resident size "
+        "above the process's size at its start (the peak reset per run); rows recorded before that reset was "
+        "made (2026-12-06, 15:45 UTC) measured ru_maxrss over the whole process and are left out (—).",
         "",
         *common.table(
             ["method", *noises],

@@ -244,28 +244,6 @@ def _maxrss_mib() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 1024  # bytes on macOS, KiB on Linux
 
 
-def _proc_status_mib(field: str) -> float | None:
-    """VmRSS / VmHWM of this process from /proc/self/status (Linux), MiB; None elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the process's peak resident size (ru_maxrss) to its current size (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def memory_probe(args) -> None:
     """Hidden mode: one variant, fresh process, ru_maxrss growth over --memory-steps steps."""
     torch.set_num_threads(args.threads)
@@ -281,15 +259,15 @@ def memory_probe(args) -> None:
     # The high-water mark so far includes transient peaks of importing and building (possibly
     # above today's resident size); Linux resets it to the current resident size on request.
     maxrss_before_reset = _maxrss_mib()
-    reset = _reset_peak_rss()
-    before, rss_before, hwm_before = _maxrss_mib(), _proc_status_mib("VmRSS"), _proc_status_mib("VmHWM")
+    reset = common.reset_peak_rss()
+    before, rss_before, hwm_before = _maxrss_mib(), common.proc_status_mib("VmRSS"), common.proc_status_mib("VmHWM")
     peaks, hwms, secs = [], [], []
     for _ in range(args.memory_steps):
         t0 = time.perf_counter()
         step()
         secs.append(time.perf_counter() - t0)
         peaks.append(_maxrss_mib())
-        hwms.append(_proc_status_mib("VmHWM"))
+        hwms.append(common.proc_status_mib("VmHWM"))
     out = {
         "variant": variant,
         "threads": torch.get_num_threads(),

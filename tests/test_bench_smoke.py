@@ -430,6 +430,9 @@ def test_segmentation_noise_benchmark_runs_and_records_the_regime(tmp_path):
     for r in rows:
         assert len(r["curves"]["fit_noisy"]) == len(r["curves"]["test_dice"]) == 3
         assert 0 <= r["test_dice_at_best_meta"] <= 1 and r["realised_dice"] < 1 and r["seconds"] > 0
+        # each run's own peak (reset per run), the second run of the process included
+        assert r["peak_rss_growth_mib"] is None or r["peak_rss_growth_mib"] > 0
+    assert rows[1]["peak_rss_growth_mib"] is None or rows[1]["peak_rss_growth_mib"] != rows[0]["peak_rss_growth_mib"]
     assert mod.main(argv) == 0  # a rerun skips the runs already recorded
     assert len((tmp_path / "segmentation_noise.jsonl").read_text().splitlines()) == 2
     assert "| l2b |" in (tmp_path / "segmentation_noise.md").read_text()
