@@ -18,6 +18,7 @@ __all__ = [
     "NOISE_KINDS",
     "NORMALIZATIONS",
     "PRECISIONS",
+    "PRESETS",
     "did_you_mean",
 ]
 
@@ -63,3 +64,13 @@ PRECISIONS = ("fp32", "bf16")
 
 DEVICE_HELP = "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
 """What a ``device`` argument accepts, in words (:func:`l2b.training.resolve_device` checks it)."""
+
+PRESETS: dict[str, dict[str, object]] = {
+    "fast": {
+        "values": {"meta_batch_size": 32},
+        "help": "L2B's exact weights from a meta batch of 32 (PLACEHOLDER)",
+    },
+}
+"""Named sets of config values (``l2b train --preset NAME``), applied over a ``--config`` file and
+under the command line's own options. ``values``: the config keys it sets; ``help``: what it does
+and what it was measured to cost and keep (docs/performance.md, "The cost frontier")."""

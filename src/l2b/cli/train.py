@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..configs import list_configs
-from ..names import DEVICE_HELP, MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS
+from ..names import DEVICE_HELP, MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS, PRESETS
 from .declared import add_option_flag, component_options, dataset_names, method_names, model_names, train_defaults
 
 if TYPE_CHECKING:
@@ -216,6 +216,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="YAML file of config keys, or the name of a shipped config: "
         f"{', '.join(list_configs())} (see --print-config)",
     )
+    g.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=None,
+        help="a named set of config values over --config, under the options given here: "
+        + "; ".join(f"{name}: {p['help']} ({_preset_values(name)})" for name, p in PRESETS.items()),
+    )
     g.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     g.add_argument(
         "--resume",
@@ -276,9 +283,16 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(doc).__name__}")
         # A run directory's config.yaml nests the keys under "config".
         values.update(_paths_from(doc["config"] if isinstance(doc.get("config"), dict) else doc, args.config, path))
+    if getattr(args, "preset", None) is not None:
+        values.update(PRESETS[args.preset]["values"])
+        source += f" and --preset {args.preset}"
     keys = {key for _, key, _, _ in _options()} | {option.config_key for option, _, _ in component_options()}
     values.update({k: v for k, v in vars(args).items() if k in keys})
     return TrainConfig.from_dict(values, source=source)
+
+
+def _preset_values(name: str) -> str:
+    return ", ".join(f"{k} {v}" for k, v in PRESETS[name]["values"].items())
 
 
 def _paths_from(values: dict[str, Any], given: str, path: Path) -> dict[str, Any]:
@@ -370,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
     interactive = sys.stderr.isatty()
     log = None if args.quiet else (tqdm.write if interactive else _plain_line)
     if args.resume is not None:
+        if args.preset is not None:
+            raise ValueError("--preset changes the config, and --resume continues a run with its own: drop --preset")
         config = resume_config(args)
         out, resume = args.resume, True
     else:
