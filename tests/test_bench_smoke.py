@@ -414,7 +414,10 @@ def test_frontier_names_the_cheapest_configuration_within_a_point_of_exact_l2b(t
     v = out["verdicts"]["cifar10-memorise"]
     assert v["l2b-every2"]["keeps_up"] and v["l2b-every2"]["worst_gap"] == pytest.approx(-0.75)
     assert not v["l2b-head"]["keeps_up"] and not v["l2b-tail2"]["complete"]
+    # paired by seed: head's one run (seed 0) against exact L2B's seed 0, not against its two-seed mean
+    assert v["l2b-head"]["worst_gap"] == pytest.approx(-5.0) and v["l2b-head"]["seeds"] == 1
     assert out["cheapest_text"].startswith("**l2b-every2**: 2.00x a CE step")
+    assert "Run on one seed in some cell, worst paired gap: l2b-head (-5.0)" in out["cheapest_text"]
     md = (tmp_path / "frontier.md").read_text()
     assert "| l2b-mb32 | 2.20 | — |" in md and (tmp_path / "frontier.png").stat().st_size > 0
 
