@@ -142,3 +142,18 @@ def test_unreadable_declarations_fall_back_to_the_live_registries(tmp_path, monk
     assert declared.dataset_names() == list(DATASETS)
     assert declared.train_defaults() == _field_defaults()
     assert sorted(o.config_key for o, _, _ in declared.component_options()) == sorted(option_keys())
+
+
+def test_a_preset_sets_its_values_over_the_config_and_under_the_command_line(tmp_path):
+    from l2b.names import PRESETS
+
+    for name, preset in PRESETS.items():
+        r, _ = _l2b("train", "--preset", name, "--print-config")
+        assert r.returncode == 0, r.stderr
+        for key, value in preset["values"].items():
+            assert f"{key}: {value}" in r.stdout
+        assert name in " ".join(_l2b("train", "--help")[0].stdout.split())
+    r, _ = _l2b("train", "--preset", "fast", "--meta-every", "4", "--print-config")
+    assert "meta_every: 4" in r.stdout  # the command line wins
+    r, _ = _l2b("train", "--preset", "fast", "--resume", str(tmp_path))
+    assert r.returncode == 2 and "drop --preset" in r.stderr
