@@ -122,6 +122,7 @@ def relabel(args: argparse.Namespace) -> int:
     from ..segmentation.inference import at_size
     from ..segmentation.metrics import dice_per_image
     from ..segmentation.outputs import mask_stem, save_mask
+    from ..tasks import get_task
 
     threshold = 0.8 if args.threshold is None else args.threshold
     if args.copy_to is not None:
@@ -134,7 +135,7 @@ def relabel(args: argparse.Namespace) -> int:
     masks = read_files(args.run_dir, column="given_label") or {}
     prob = np.asarray(pe["pred_prob"], np.float32)
     given = np.asarray(pe["given_label"], np.int64)
-    quality = dice_per_image(given, prob.argmax(1), prob.shape[1]).mean(1).numpy()
+    quality, _, _ = get_task("segmentation").label_quality(prob, given)  # Dice against the prediction
     flagged = quality < threshold
     (out / "masks").mkdir(parents=True, exist_ok=True)
     with (out / "relabelled.csv").open("w", newline="") as f:

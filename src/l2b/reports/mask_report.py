@@ -13,7 +13,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..segmentation.metrics import dice_per_image
 from .plots import MANIFEST, Run, _colors, _fmt, _previous_report, _save, _sha256
 
 __all__ = ["make_mask_report", "mask_quality"]
@@ -25,8 +24,10 @@ OVERLAY_SIZE = 8
 
 def mask_quality(run: Run) -> np.ndarray:
     """Each training mask's quality (N,): its Dice against the selected model's prediction."""
+    from ..tasks import get_task
+
     prob = np.asarray(run.per_example["pred_prob"], np.float32)
-    return dice_per_image(run.per_example["given_label"], prob.argmax(1), prob.shape[1]).mean(1).numpy()
+    return get_task("segmentation").label_quality(prob, np.asarray(run.per_example["given_label"]))[0]
 
 
 def _corrupted(run: Run) -> np.ndarray | None:
