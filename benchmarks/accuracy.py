@@ -21,7 +21,10 @@ retrained with cross-entropy on the examples it keeps: ``cleanlab_folds`` + 1 tr
 Every run uses the data, noise and meta split ``l2b train`` would make for its config and seed
 (methods without a meta-gradient use the clean meta set only to select the checkpoint). Each
 finished run appends one row to ``benchmarks/results/accuracy-<name>.jsonl``; a rerun skips the
-rows already there, so an interrupted grid continues where it stopped. Per row: final test
+rows already there, so an interrupted grid continues where it stopped, and a run that was
+stopped part-way continues from its last epoch's checkpoint (each run's directory is
+``<tmp>/l2b-grid-runs/<hash of its config>``, removed once its row is written; the row's seconds
+add the earlier attempts' epoch seconds). Per row: final test
 accuracy, test accuracy of the checkpoint selected on the clean meta set, the realised noise
 rate, label-issue precision / recall (l2b's rule on the run's model; cleanlab's own flags), wall
 and training seconds, and the number of trainings. Test accuracy is read once per run, at the
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -175,10 +179,15 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
             # the run's cost: its own, plus its pre-training's (paid here or by another run of the grid)
             started = time.perf_counter() - row["pretrain_seconds"]
         cfg = TrainConfig.from_dict({**values, **method})
-        with tempfile.TemporaryDirectory() as tmp:
-            s = run_experiment(cfg, out_dir=Path(tmp) / "run", progress=False, log=None)
-            d = detection_scores(load_per_example(Path(tmp) / "run")) or {}
-            metrics = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        run_dir = cell_run_dir(cfg)
+        before = epochs_done(run_dir)  # a run a stopped worker left: continued, not restarted
+        s = run_experiment(cfg, out_dir=run_dir, progress=False, log=None, resume=before is not None)
+        d = detection_scores(load_per_example(run_dir)) or {}
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        if before is not None:  # the earlier attempts' share of the cost: their epochs' own seconds
+            started -= sum(m.get("train_seconds", 0.0) for m in metrics[: before[0]])
+            row["resumed_after_epochs"] = before[0]
+        shutil.rmtree(run_dir, ignore_errors=True)
         # The regime: does the run fit the noise? Per-epoch curves, so the tables can be recomputed.
         row.update(
             peak_test_accuracy=s["peak_test_accuracy"],
@@ -200,6 +209,27 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     row["seconds"] = round(time.perf_counter() - started, 2)
     row["config"] = cfg.to_dict()
     return row
+
+
+def cell_run_dir(cfg) -> Path:
+    """The run directory of config `cfg`: under the system's temporary folder, named by the
+    config, so that a run a stopped worker (or session) left is found and continued."""
+    import hashlib
+
+    name = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "l2b-grid-runs" / name
+
+
+def epochs_done(run_dir: Path) -> tuple[int] | None:
+    """(epochs recorded,) when `run_dir` holds a checkpoint to continue from, else None (and any
+    half-made directory without one is cleared)."""
+    from l2b.rundir import CHECKPOINT, METRICS
+
+    if (run_dir / CHECKPOINT).exists():
+        lines = (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []
+        return (len([ln for ln in lines if ln.strip()]),)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
 
 
 def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple[str, float, dict[str, Any]]:

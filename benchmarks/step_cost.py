@@ -4,15 +4,19 @@
     python benchmarks/step_cost.py --quick                  # smoke test: small_cnn, batch 16, seconds
     python benchmarks/step_cost.py --classes 100 --batch-sizes 128 \\
         --out-prefix 'benchmarks/results/step_cost-{device}-classes100'
+    python benchmarks/step_cost.py --models unet:width=8,depth=3 --classes 2 --image-size 48 \\
+        --batch-sizes 16 --extra-meta --out-prefix 'benchmarks/results/step_cost-{device}-unet'
     python benchmarks/step_cost.py --all-engines --batch-sizes 128 256 \\
         --extra-meta 128:32 256:32 256:128 --out-prefix 'benchmarks/results/step_cost-{device}-engines'
 
 What is measured
 ----------------
-For every model (small_cnn, preact_resnet18; input 3x32x32), number of classes and batch size B
+For every model (small_cnn, preact_resnet18; input 3x32x32; --models takes NAME:WIDTH or
+NAME:KEY=N,KEY=N for a model's options), number of classes and batch size B
 (meta batch M = B, plus the extra (B, M) pairs of --extra-meta, by default 128:32), one optimizer
 step (torch.optim.SGD, lr 0.1, momentum 0.9, weight decay 5e-4) of each variant on random data
-with a fixed seed:
+with a fixed seed (a segmentation model, one whose logits are per pixel (B, K, H, W), gets masks
+(B, H, W) as labels, and its weights are per pixel and per target):
 
     ce             plain cross-entropy (the baseline of every ratio)
     l2rw-reverse   L2RW, published double-backward meta-gradient
@@ -143,20 +147,48 @@ class Config:
         return f"{self.model} K={self.classes} B={self.batch} M={self.meta_batch}{size}"
 
 
-def make_data(cfg: Config, device: torch.device, channels_last: bool):
+def make_data(cfg: Config, device: torch.device, channels_last: bool, masks: bool = False):
+    """Random images (B, C, H, W) and labels: class indices (B,), or masks (B, H, W) when `masks`
+    (a segmentation model), and the same for the meta batch."""
     g = torch.Generator().manual_seed(SEED)
+    per_image = tuple(cfg.in_shape[1:]) if masks else ()
     x = torch.randn(cfg.batch, *cfg.in_shape, generator=g)
-    y = torch.randint(0, cfg.classes, (cfg.batch,), generator=g)
+    y = torch.randint(0, cfg.classes, (cfg.batch, *per_image), generator=g)
     mx = torch.randn(cfg.meta_batch, *cfg.in_shape, generator=g)
-    my = torch.randint(0, cfg.classes, (cfg.meta_batch,), generator=g)
+    my = torch.randint(0, cfg.classes, (cfg.meta_batch, *per_image), generator=g)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return (x.to(device, memory_format=fmt), y.to(device), mx.to(device, memory_format=fmt), my.to(device))
 
 
+def model_options(spec: str) -> tuple[str, dict[str, int]]:
+    """ "fast_cnn:16" -> the model with that width; "unet:width=8,depth=3" -> those options."""
+    name, _, rest = spec.partition(":")
+    if not rest:
+        return name, {}
+    if rest.isdigit():
+        return name, {"width": int(rest)}
+    options = {}
+    for item in rest.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or not val.isdigit():
+            raise SystemExit(f"--models: expected NAME, NAME:WIDTH or NAME:KEY=N,KEY=N, got {spec!r}")
+        options[key] = int(val)
+    return name, options
+
+
+def is_segmentation(model: torch.nn.Module, cfg: Config) -> bool:
+    """Whether the model maps images to logits per pixel (B, K, H, W): its labels are masks."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, *cfg.in_shape, device=next(model.parameters()).device))
+    model.train(was)
+    return out.dim() == 4
+
+
 def make_model(cfg: Config, device: torch.device, channels_last: bool):
     torch.manual_seed(SEED)  # every variant starts from the same weights
-    name, _, width = cfg.model.partition(":")  # "fast_cnn:16": the model with that width
-    options = {"width": int(width)} if width else {}
+    name, options = model_options(cfg.model)
     model = create_model(name, num_classes=cfg.classes, in_shape=cfg.in_shape, **options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -184,7 +216,7 @@ def make_runner(name: str, cfg: Config, device: torch.device):
     per-part seconds for the by-parts entry, else None."""
     base, cl = split_variant(name)
     model, opt = make_model(cfg, device, cl)
-    x, y, mx, my = make_data(cfg, device, cl)
+    x, y, mx, my = make_data(cfg, device, cl, masks=is_segmentation(model, cfg))
     if base == PARTS_KEY:
         return lambda: fused_by_parts(model, opt, x, y, mx, my, syncer(device))
     method_name, options = VARIANTS[base]

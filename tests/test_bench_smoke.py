@@ -110,6 +110,51 @@ def test_accuracy_grid_runs_resumes_and_renders(tmp_path):
     assert len((tmp_path / "accuracy-t.jsonl").read_text().splitlines()) == len(rows)
 
 
+def test_accuracy_grid_continues_a_run_that_was_stopped_part_way(tmp_path, monkeypatch):
+    """A run stopped in its third epoch (Ctrl-C in a worker, or a session's end) leaves its
+    checkpoint in the cell's run directory; the next attempt continues from there and gives the
+    uninterrupted run's row, its earlier epochs' seconds counted, and removes the directory."""
+    import signal
+    import tempfile
+
+    import l2b.training.setup as setup_mod  # where a run builds its method
+
+    accuracy = _bench_module("accuracy")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    grid = {"name": "t", "base": {"epochs": 4, "warmup_epochs": 1}, "seeds": [0], "methods": ["l2b"]}
+    grid["settings"] = [{"noise": "symmetric", "noise_rate": 0.4}]
+    (cell,) = accuracy.cells(grid)
+    whole = accuracy.run_cell(grid, cell)
+    assert "resumed_after_epochs" not in whole and not list((tmp_path / "l2b-grid-runs").iterdir())
+
+    real_create, calls = setup_mod.create_method, {"n": 0}
+
+    def interrupting_create(name, **opts):  # Ctrl-C in the method's 30th step: inside epoch 3
+        method = real_create(name, **opts)
+        real_step = method.step
+
+        def step(*a, **kw):
+            calls["n"] += 1
+            if calls["n"] == 30:
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_step(*a, **kw)
+
+        method.step = step
+        return method
+
+    monkeypatch.setattr(setup_mod, "create_method", interrupting_create)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy.run_cell(grid, cell)
+    (left,) = (tmp_path / "l2b-grid-runs").iterdir()
+    assert (left / "checkpoint.pt").exists()
+    monkeypatch.setattr(setup_mod, "create_method", real_create)
+    again = accuracy.run_cell(grid, cell)
+    assert again["resumed_after_epochs"] == 2 and not left.exists()
+    for k in ("test_accuracy", "test_accuracy_at_best_meta", "best_meta_epoch", "curves"):
+        assert again[k] == whole[k], k
+    assert again["seconds"] >= again["train_seconds"]  # all four epochs' cost, not the last attempt's
+
+
 def _bench_module(name: str, folder: str = "benchmarks"):
     """Import <folder>/<name>.py: a runner in benchmarks/ or a study in benchmarks/studies/ (neither
     folder is a package)."""

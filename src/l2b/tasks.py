@@ -36,6 +36,8 @@ class Task:
     selection_metric: ClassVar[str] = "accuracy"
     #: whether the meta-gradient engines can weigh this task's costs (one cost per example)
     meta_gradient: ClassVar[bool] = False
+    #: the default threshold on :meth:`label_quality` below which an example is flagged
+    issue_threshold: ClassVar[float] = 0.5
 
     def label_shape(self, labels: Tensor | np.ndarray) -> tuple[int, ...]:
         """The shape of one example's label."""
@@ -120,6 +122,7 @@ class Segmentation(Task):
     name = "segmentation"
     selection_metric = "dice"
     meta_gradient = True
+    issue_threshold = 0.8  # a mask's Dice against the prediction
 
     def check_labels(self, labels: Tensor | np.ndarray, num_classes: int, *, what: str) -> None:
         if len(labels.shape) != 3:

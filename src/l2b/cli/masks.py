@@ -124,7 +124,7 @@ def relabel(args: argparse.Namespace) -> int:
     from ..segmentation.outputs import mask_stem, save_mask
     from ..tasks import get_task
 
-    threshold = 0.8 if args.threshold is None else args.threshold
+    threshold = get_task("segmentation").issue_threshold if args.threshold is None else args.threshold
     if args.copy_to is not None:
         raise ValueError("--copy-to sorts images into class folders; a mask run writes corrected masks to --out")
     out = args.out if args.out is not None else args.run_dir / "relabelled"

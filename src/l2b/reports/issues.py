@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..rundir import LABEL_ISSUES, PER_EXAMPLE, read_data_info, read_files
+from ..tasks import get_task
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -239,8 +240,6 @@ def run_names(run_dir: str | Path) -> tuple[list[str] | None, dict[int, str] | N
 
 def _columns(per_example: Mapping[str, Any], threshold: float, task: str | Task) -> dict[str, np.ndarray]:
     """The :func:`label_issues` columns in the order of the per-example arrays."""
-    from ..tasks import get_task
-
     index, given, prob = _validate(per_example, threshold)
     quality, predicted, differs = get_task(task).label_quality(prob, given)
     return {
@@ -342,14 +341,16 @@ def write_label_issues(run_dir: str | Path, *, threshold: float | None = None, o
     names, paths = run_names(run_dir)
     info = read_data_info(run_dir) or {}
     target = Path(run_dir) / LABEL_ISSUES if out is None else Path(out)
-    if info.get("task") == "segmentation":
-        return _write_mask_issues(run_dir, 0.8 if threshold is None else threshold, names, target)
+    task = get_task(info.get("task", "classification"))
+    threshold = task.issue_threshold if threshold is None else threshold
+    if task.name == "segmentation":
+        return _write_mask_issues(run_dir, threshold, names, target)
     table = label_issues(
         load_per_example(run_dir),
-        threshold=0.5 if threshold is None else threshold,
+        threshold=threshold,
         class_names=names,
         paths=paths,
-        task=info.get("task", "classification"),
+        task=task,
     )
     return write_table(table, target)
 

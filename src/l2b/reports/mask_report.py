@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..tasks import get_task
 from .plots import MANIFEST, Run, _colors, _fmt, _previous_report, _save, _sha256
 
 __all__ = ["make_mask_report", "mask_quality"]
@@ -91,7 +92,12 @@ def _images_of(run: Run, rows: np.ndarray) -> np.ndarray | None:
 
 
 def make_mask_report(
-    runs: Sequence[Run], out: Path, *, threshold: float = 0.8, overwrite: bool = False, gallery_size: int = OVERLAY_SIZE
+    runs: Sequence[Run],
+    out: Path,
+    *,
+    threshold: float | None = None,
+    overwrite: bool = False,
+    gallery_size: int = OVERLAY_SIZE,
 ) -> Path:
     """report.md, dice.png and per run overlays_<n>.png in `out` (see :func:`l2b.reports.make_report`
     for how an existing `out` is treated)."""
@@ -99,6 +105,8 @@ def make_mask_report(
 
     from ..segmentation.outputs import mask_stem, overlay_figure
 
+    if threshold is None:
+        threshold = get_task("segmentation").issue_threshold
     previous = _previous_report(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     written = [plot_dice(runs, out / DICE_FIGURE)]

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ..rundir import CONFIG, DATA_INFO, METRICS, PER_EXAMPLE, SUMMARY, read_data_info, read_files, read_run_doc
+from ..tasks import get_task
 from .issues import detection_scores, label_issues, load_per_example, noise_mask
 
 DPI = 120
@@ -602,9 +603,9 @@ def make_report(
     runs = [load_run(d) for d in run_dirs]
     _name_runs(runs)
     if report_kind(runs) == "segmentation":
-        limit = 0.8 if threshold is None else threshold
+        limit = get_task("segmentation").issue_threshold if threshold is None else threshold
         return make_mask_report(runs, Path(out_dir), threshold=limit, overwrite=overwrite)
-    threshold = 0.5 if threshold is None else threshold
+    threshold = get_task("classification").issue_threshold if threshold is None else threshold
     for r in runs:
         r.issues = label_issues(r.per_example, threshold=threshold)
         r.detection = detection_scores(r.per_example, threshold=threshold) if r.truth_known else None

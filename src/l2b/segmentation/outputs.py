@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks import Segmentation
 from .metrics import dice_per_image
 
 __all__ = ["mask_issues", "mask_stem", "overlay_figure", "save_mask", "save_masks", "write_mask_issues"]
@@ -32,13 +33,14 @@ def mask_issues(
     given: np.ndarray,
     paths: Sequence[str],
     *,
-    threshold: float = 0.8,
+    threshold: float | None = None,
     class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per image, most suspect first: ``path``, ``quality`` (the given mask's Dice against
     the predicted one, mean over foreground classes), ``wrong_share`` (the share of pixels whose
     predicted class differs from the given one), ``worst_class`` (the foreground class of lowest
-    Dice, by name when `class_names` are given) and ``is_issue`` (quality below `threshold`).
+    Dice, by name when `class_names` are given) and ``is_issue`` (quality below `threshold`, by
+    default :attr:`l2b.tasks.Segmentation.issue_threshold`).
 
     probs : (N, K, H, W) the selected model's class probabilities; given : (N, H, W) the masks
     trained on; paths : N file names.
@@ -51,6 +53,8 @@ def mask_issues(
     if len(paths) != len(given):
         raise ValueError(f"{len(paths)} paths for {len(given)} masks")
     k = probs.shape[1]
+    if threshold is None:
+        threshold = Segmentation.issue_threshold
     predicted = probs.argmax(axis=1)
     dice = dice_per_image(given, predicted, k).numpy()  # (N, K - 1)
     quality = dice.mean(axis=1)
