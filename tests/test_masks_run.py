@@ -308,6 +308,13 @@ def test_report_on_mask_runs_shows_dice_the_ranking_and_overlays_by_file(mask_ru
     assert cells[7].endswith("of 12") and 0 <= float(cells[8]) <= 1  # AP: half the masks were corrupted
     assert "![Dice](dice.png)" in md and "(overlays_1.png)" in md
     assert (tmp_path / "rep" / "overlays_1.png").stat().st_size > 0
+    # The last epoch's per-pixel weights, drawn beside each suspect mask: relative to each step's
+    # mean weight per pixel, so over three equal batches of 4 the two maps average 1.
+    pe = np.load(root / "run" / "per_example.npz")
+    assert pe["alpha_map"].shape == pe["beta_map"].shape == (12, 16, 16) and pe["alpha_map"].dtype == np.float16
+    total = pe["alpha_map"].astype(np.float64) + pe["beta_map"]
+    assert np.isfinite(total).all() and (total >= 0).all() and abs(total.mean() - 1.0) < 1e-2
+    assert "each pixel's weight on its given mask and on its pseudo-mask" in md
     with pytest.raises(ValueError, match="mix masks and class labels"):
         from l2b.reports.mask_report import report_kind
         from l2b.reports.plots import load_run

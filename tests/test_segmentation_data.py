@@ -166,5 +166,7 @@ def test_mask_issues_corrected_masks_and_overlays_name_files(tmp_path):
     assert np.array_equal(read_mask(written[2]), probs.argmax(1)[2])
     with pytest.raises(ValueError, match="two masks would be written to a.png"):
         save_masks(given[:2], ["x/a.png", "y/a.jpg"], tmp_path / "clash")
-    figure = overlay_figure(np.zeros((2, 1, 8, 8)), given[:2], given[:2], tmp_path / "o.png", weights=probs[:2, 1])
+    figure = overlay_figure(
+        np.zeros((2, 1, 8, 8)), given[:2], given[:2], tmp_path / "o.png", weights={"weight": probs[:2, 1]}
+    )
     assert figure.stat().st_size > 0

@@ -222,7 +222,8 @@ class _MetaMethod(Method):
     def _five_view_loss(self, model, optimizer, inputs: Tensor, targets: Tensor, batch, ctx):
         """The L2B segmentation variant's step: the noisy batch and the meta batch each in five
         views, the pseudo-masks averaged over an image's views; the record keeps one row per
-        image (its views' mean weights, the first view's pseudo-mask and prediction)."""
+        image: its original view's weights, pseudo-mask and prediction (the other views' maps
+        are in other frames)."""
         from ..segmentation.views import VIEWS, averaged_pseudo_labels, draw_views, masks_of, views_of
 
         if inputs.dim() != 4 or targets.dim() != 3 or targets.is_floating_point():
@@ -251,13 +252,10 @@ class _MetaMethod(Method):
                 temperature=self.temperature,
             )
 
-        def per_image(t: Tensor) -> Tensor:
-            return t.detach().reshape(len(inputs), VIEWS, *t.shape[1:]).mean(dim=1)
-
         return self.weighted_loss(logits, y5, mw), StepOutput(
             loss=0.0,
-            alpha=per_image(mw.alpha),
-            beta=per_image(mw.beta),
+            alpha=mw.alpha.detach()[::VIEWS],
+            beta=mw.beta.detach()[::VIEWS],
             pseudo_labels=mw.pseudo_labels[::VIEWS],
             predictions=logits.detach()[::VIEWS].argmax(dim=1),
             stats={"meta_loss": mw.meta_loss, "all_zero": float(mw.all_zero)},

@@ -20,6 +20,8 @@ __all__ = ["make_mask_report", "mask_quality"]
 
 DICE_FIGURE = "dice.png"
 OVERLAYS = "overlays_{}.png"
+# per_example.npz's per-pixel weights (the meta-gradient methods' last epoch) -> the overlay's panel
+WEIGHT_MAPS = {"alpha_map": "weight: given mask", "beta_map": "weight: pseudo-mask"}
 OVERLAY_SIZE = 8
 
 
@@ -137,8 +139,15 @@ def make_mask_report(
             prob = np.asarray(r.per_example["pred_prob"], np.float32)[worst]
             index = np.asarray(r.per_example["index"])
             titles = [f"{mask_stem(r.files[int(index[j])])} Dice {quality[j]:.2f}" for j in worst]
+            pe = r.per_example
+            weights = {label: pe[key][worst] for key, label in WEIGHT_MAPS.items() if key in pe}
             p = overlay_figure(
-                images, r.per_example["given_label"][worst], prob.argmax(1), out / OVERLAYS.format(n), titles=titles
+                images,
+                pe["given_label"][worst],
+                prob.argmax(1),
+                out / OVERLAYS.format(n),
+                weights=weights,
+                titles=titles,
             )
             overlays.append((r, p))
             written.append(p)
@@ -162,7 +171,13 @@ def make_mask_report(
             f"## Most suspect masks: {r.label}",
             "",
             "The training images whose given mask agrees least with the selected model's prediction: the image, "
-            "the given mask over it, the prediction over it.",
+            "the given mask over it, the prediction over it"
+            + (
+                " and, from the last epoch, each pixel's weight on its given mask and on its pseudo-mask (1: the "
+                "step's mean weight per pixel; blank: not weighed that epoch)."
+                if all(k in r.per_example for k in WEIGHT_MAPS)
+                else "."
+            ),
             "",
             f"![{r.label}]({p.name})",
             "",

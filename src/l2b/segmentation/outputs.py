@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,33 +138,41 @@ def overlay_figure(
     predicted: np.ndarray,
     path: str | os.PathLike,
     *,
-    weights: np.ndarray | None = None,
+    weights: Mapping[str, np.ndarray] | None = None,
     titles: Sequence[str] | None = None,
 ) -> Path:
-    """One row per image: the image, its given mask over it, the prediction over it and (with
-    `weights` (N, H, W), say the mean per-pixel L2B weight) the weight map. images (N, C, H, W)
-    in [0, 1]; given, predicted (N, H, W)."""
+    """One row per image: the image, its given mask over it, the prediction over it and, for each
+    of `weights` (a panel's title -> maps (N, H, W), say the per-pixel L2B weight of the given
+    mask and of the pseudo-mask), the weight map, all maps on one colour scale from 0 (black) to
+    the 99th percentile of the shown maps, NaN (not weighed) blank. images (N, C, H, W) in
+    [0, 1]; given, predicted (N, H, W)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(given)
-    cols = 4 if weights is not None else 3
+    n, weights = len(given), dict(weights or {})
+    maps = [np.asarray(w, dtype=np.float32) for w in weights.values()]
+    shown_values = np.concatenate([m[np.isfinite(m)] for m in maps]) if maps else np.zeros(0)
+    top = float(np.percentile(shown_values, 99)) if shown_values.size else 1.0
+    cols = 3 + len(weights)
     fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
     try:
         for i in range(n):
             img = np.asarray(images[i])
             shown = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
             panels = [(shown, None, "image"), (shown, given[i], "given"), (shown, predicted[i], "predicted")]
-            if weights is not None:
-                panels.append((weights[i], None, "weight"))
             for ax, (base, mask, label) in zip(axes[i], panels):
-                ax.imshow(base, cmap="gray" if base.ndim == 2 and label != "weight" else "viridis")
+                ax.imshow(base, cmap="gray" if base.ndim == 2 else None)
                 if mask is not None:
                     ax.imshow(np.ma.masked_equal(mask, 0), cmap="autumn", alpha=0.45, vmin=0, vmax=max(1, mask.max()))
                 ax.set_title(label if titles is None else f"{label}: {titles[i]}", fontsize=7)
                 ax.axis("off")
+            for ax, (label, m) in zip(axes[i][3:], zip(weights, maps)):
+                drawn = ax.imshow(m[i], cmap="magma", vmin=0.0, vmax=max(top, 1e-6))
+                ax.set_title(label, fontsize=7)
+                ax.axis("off")
+                fig.colorbar(drawn, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -510,6 +510,8 @@ def _write_outputs(
     if data.config.task == "segmentation":  # a map per image and class: half precision halves the file
         prob = prob.astype(np.float16)
         extra["image_size"] = data.train.sizes[data.train_idx]  # (N, 2): masks are written back at it
+    if pe.alpha_map is not None and not np.all(np.isnan(pe.alpha_map)):  # per-pixel weights, the last epoch's
+        extra.update(alpha_map=pe.alpha_map, beta_map=pe.beta_map)
     torch.save(result.best_state, out / rundir.MODEL)
     np.savez_compressed(
         out / rundir.PER_EXAMPLE,

@@ -106,11 +106,17 @@ class PerExample:
     size, so uniform weighting reads 1; NaN / -1 where not yet seen). ``pred``: the class each
     example's own training step predicted this epoch (train mode, before the update; -1 where the
     step reported none, e.g. under mixup). ``alpha_sum`` / ``beta_sum`` / ``epochs``: sums over
-    every epoch that produced weights, for averages.
+    every epoch that produced weights, for averages. ``alpha_map`` / ``beta_map``: for labels with
+    positions (masks: label_shape (H, W)), the latest epoch's weight of each position's two costs
+    (N, *label_shape) float16, relative to its step's mean weight per position (both costs
+    together), so a position weighted like the batch's average reads 1 in total; None for
+    one label per example.
     """
 
     def __init__(self, n: int, label_shape: tuple[int, ...] = ()):
         self.alpha, self.beta = np.full(n, np.nan), np.full(n, np.nan)
+        maps = (lambda: np.full((n, *label_shape), np.nan, dtype=np.float16)) if label_shape else (lambda: None)
+        self.alpha_map, self.beta_map = maps(), maps()
         self.pseudo = np.full((n, *label_shape), -1, dtype=np.int64)
         self.pred = np.full((n, *label_shape), -1, dtype=np.int64)
         self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
@@ -122,6 +128,11 @@ class PerExample:
         if out.alpha is not None:
             self.alpha[idx] = reduce(out.alpha).double().cpu().numpy() * len(idx)
             self.beta[idx] = reduce(out.beta).double().cpu().numpy() * len(idx)
+            if self.alpha_map is not None and out.alpha.dim() > 1:
+                mean = float((out.alpha + out.beta).double().mean())
+                scale = 1.0 / mean if mean > 0 else 0.0  # an all-zero step: every position reads 0
+                self.alpha_map[idx] = (out.alpha.double() * scale).cpu().numpy()
+                self.beta_map[idx] = (out.beta.double() * scale).cpu().numpy()
         if out.pseudo_labels is not None:
             self.pseudo[idx] = out.pseudo_labels.cpu().numpy()
         if out.predictions is not None:
@@ -135,6 +146,8 @@ class PerExample:
 
     def start_epoch(self) -> None:
         self.alpha[:], self.beta[:], self.pseudo[:], self.pred[:] = np.nan, np.nan, -1, -1
+        if self.alpha_map is not None:
+            self.alpha_map[:], self.beta_map[:] = np.nan, np.nan
 
     @property
     def alpha_mean(self) -> np.ndarray:
