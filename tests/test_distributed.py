@@ -1,8 +1,9 @@
 """Data parallelism: two gloo processes on shards give the weights and update of one process.
 
 Two CPU processes (torch.multiprocessing.spawn, a FileStore in tmp_path) each hold a shard of the
-noisy batch (7 = 4 + 3) and of the meta batch (5 = 3 + 2) and train a float64 MLP wrapped in
-DistributedDataParallel for three steps of SGD with momentum and weight decay. The reference is
+noisy batch (7 = 4 + 3) and of the meta batch (5 = 3 + 2) and train a float64 MLP (a small conv
+net on masks, with per-pixel weights) wrapped in DistributedDataParallel for three steps of SGD
+with momentum and weight decay. The reference is
 one process on the concatenated batches. Everything the workers need to report is written to
 tmp_path and compared in the test process.
 """
@@ -37,11 +38,22 @@ CONFIGS = {
     "l2b-sigmoid-clip": dict(name="l2b", normalize="sigmoid", clip_grad=0.05),
     "l2b-mixup": dict(name="l2b", mixup=True),
     "bootstrap-soft-mixup-clip": dict(name="bootstrap-soft", mixup=True, clip_grad=0.05),
+    # segmentation: masks (B, S, S), a small conv net's logits (B, K, S, S), weights per pixel
+    "l2b-masks": dict(name="l2b"),
+    "l2rw-reverse-masks": dict(name="l2rw", engine="reverse"),
+    "l2b-softmax-masks": dict(name="l2b", normalize="softmax", temperature=0.01),  # scale-sensitive
 }
+S = 4  # the masks' side
 
 
-def make_model() -> nn.Module:
+def is_masks(key: str) -> bool:
+    return key.endswith("-masks")
+
+
+def make_model(masks: bool = False) -> nn.Module:
     torch.manual_seed(0)
+    if masks:
+        return nn.Sequential(nn.Conv2d(D, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, K, 3, padding=1)).double()
     return nn.Sequential(nn.Linear(D, 8), nn.Tanh(), nn.Linear(8, K)).double()
 
 
@@ -49,13 +61,17 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=5e-3)
 
 
-def batches(seed: int):
-    """STEPS global (noisy, meta) batches, float64."""
+def batches(seed: int, masks: bool = False):
+    """STEPS global (noisy, meta) batches, float64: features (N, D) and labels (N,), or images
+    (N, D, S, S) and masks (N, S, S)."""
     g = torch.Generator().manual_seed(seed)
+    x_shape, y_shape = ((D, S, S), (S, S)) if masks else ((D,), ())
     out = []
     for _ in range(STEPS):
-        x, y = torch.randn(B, D, generator=g, dtype=torch.float64), torch.randint(0, K, (B,), generator=g)
-        mx, my = torch.randn(M, D, generator=g, dtype=torch.float64), torch.randint(0, K, (M,), generator=g)
+        x = torch.randn(B, *x_shape, generator=g, dtype=torch.float64)
+        y = torch.randint(0, K, (B, *y_shape), generator=g)
+        mx = torch.randn(M, *x_shape, generator=g, dtype=torch.float64)
+        my = torch.randint(0, K, (M, *y_shape), generator=g)
         out.append((x, y, mx, my))
     return out
 
@@ -139,12 +155,12 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         results: dict = {"collectives": _check_collectives(ctx), "refusals": _check_refusals(ctx)}
         for seed, (key, cfg) in enumerate(CONFIGS.items()):
             name, opts = config_args(cfg)
-            model = l2b_dist.wrap_ddp(make_model(), ctx)
+            model = l2b_dist.wrap_ddp(make_model(is_masks(key)), ctx)
             opt = make_optimizer(model)
             method = create_method(name, **opts)
             gen = torch.Generator().manual_seed(100 + seed)
             steps = []
-            for x, y, mx, my in batches(seed):
+            for x, y, mx, my in batches(seed, is_masks(key)):
                 cols = l2b_dist.shard(torch.arange(B), rank, WORLD)
                 mcols = l2b_dist.shard(torch.arange(M), rank, WORLD)
                 out = method.step(
@@ -179,11 +195,11 @@ def _reference(key: str, seed: int) -> dict:
     name, opts = config_args(CONFIGS[key])
     use_mixup = opts.pop("mixup", False)
     method = create_method(name, **opts)
-    model = make_model()
+    model = make_model(is_masks(key))
     opt = make_optimizer(model)
     gen = torch.Generator().manual_seed(100 + seed)
     steps = []
-    for x, y, mx, my in batches(seed):
+    for x, y, mx, my in batches(seed, is_masks(key)):
         targets = y
         if use_mixup:  # every replica starts from the same generator state and mixes its shard
             state, parts = gen.get_state(), []

@@ -124,3 +124,33 @@ def test_two_processes_train_a_streamed_image_folder(tmp_path):
     assert summary["processes"] == 2 and summary["data"] == "imagefolder"
     pe = np.load(tmp_path / "run" / "per_example.npz")
     assert not np.isnan(pe["alpha"]).any()  # every example's weight gathered from its process
+
+
+def test_two_processes_train_on_masks_with_per_pixel_weights(tmp_path):
+    """A mask folder under torchrun: one run in Dice, every training image's per-pixel weights
+    gathered from its process, equal to the same run in one process (the global meta loss and
+    normalisation count pixels, not images)."""
+    import numpy as np
+    from test_masks_run import write_folder
+
+    write_folder(tmp_path / "data", n=20, size=16)
+    args = ["--data", "masks", "--data-root", "data", "--model", "unet", "--width", "4", "--depth", "2"]
+    args += ["--noise", "boundary", "--num-meta", "4", "--epochs", "2", "--warmup-epochs", "1"]
+    args += ["--batch-size", "4", "--meta-batch-size", "2", "--quiet", "--seed", "3"]
+    r = torchrun(*args, "--out", "two", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["task"] == "segmentation"
+    assert 0 <= summary["test_dice_at_best_meta"] <= 1
+    pe = np.load(tmp_path / "two" / "per_example.npz")
+    assert pe["alpha_map"].shape == (12, 16, 16) and np.isfinite(pe["alpha_map"]).all()
+    metrics = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    one = subprocess.run(
+        [sys.executable, "-m", "l2b", "train", *args, "--threads", "1", "--out", "one"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    alone = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    # BatchNorm statistics are per process on the CPU, so the runs are close, not equal: the meta
+    # loss is on one scale (per pixel), which a count of images instead of pixels would break 256-fold
+    assert metrics[-1]["meta_loss"] == pytest.approx(alone[-1]["meta_loss"], rel=0.5)

@@ -263,12 +263,20 @@ def _target_grad(probs: Tensor, target: Tensor) -> Tensor:
     return probs - target.to(probs.dtype)
 
 
+def label_positions(labels: Tensor) -> int:
+    """The labelled positions in `labels`, what a mean cross-entropy divides by: class indices
+    (N, *S) hold N * prod(S) (one per example; one per pixel of a mask); probabilities
+    (N, K, *S) the same without the class axis."""
+    return labels.numel() // labels.shape[1] if labels.is_floating_point() else labels.numel()
+
+
 def global_meta_gradient(
     meta_loss_sum: Tensor, count: int, wrt: list[Tensor], collective: Collective
 ) -> tuple[list[Tensor], float]:
     """Gradient of the mean meta CE over every replica's meta shard, and that mean.
 
-    `meta_loss_sum` is this replica's summed CE over its `count` meta examples. One reduction
+    `meta_loss_sum` is this replica's summed CE over its `count` labelled positions
+    (:func:`label_positions`: its meta examples, times their pixels for masks). One reduction
     carries the local gradients, the loss sum and the count; a parameter the local loss does not
     reach contributes zeros, so every replica reduces the same layout.
     """
@@ -333,7 +341,7 @@ def meta_tangents(
         tangents = {n: scale[n] * g for n, g in zip(leaves, grads) if g is not None}
         return tangents, float(meta_loss.detach())
     loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
-    grads, meta_loss = global_meta_gradient(loss_sum, meta_labels.shape[0], list(leaves.values()), collective)
+    grads, meta_loss = global_meta_gradient(loss_sum, label_positions(meta_labels), list(leaves.values()), collective)
     return {n: scale[n] * g for n, g in zip(leaves, grads)}, meta_loss
 
 

@@ -8,6 +8,7 @@ The data come from :func:`~l2b.training.prepare_data`, the model and trainer fro
 from __future__ import annotations
 
 import contextlib
+import copy
 import platform
 import time
 from collections.abc import Callable
@@ -283,9 +284,23 @@ def _refuse_single_example_batches(
     model: torch.nn.Module, config: TrainConfig, data: PreparedData, meta_batch: int, world: int
 ) -> None:
     """BatchNorm cannot train on one example: refuse a training batch, a meta batch or a
-    torchrun shard of either that would hold a single one, before anything is written."""
+    torchrun shard of either that would hold a single one, before anything is written. An image
+    whose maps keep several values per channel at every BatchNorm (a segmentation network's)
+    is enough on its own, as a train-mode forward of one image on a copy of the model shows."""
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return
+    if config.task == "segmentation" and len(data.train_idx):
+        first = next(model.parameters())
+        probe = copy.deepcopy(model).train()
+        one = torch.as_tensor(np.asarray(data.train.inputs[data.train_idx[:1]]), dtype=first.dtype, device=first.device)
+        try:
+            with torch.no_grad():
+                probe(one)
+            return
+        except ValueError:  # "Expected more than 1 value per channel": the counts below decide
+            pass
+        finally:
+            del probe
     n = len(data.train_idx)
     shards = f" split over {world} processes" if world > 1 else ""
     smallest = n // batches_per_epoch(n, config.batch_size) if n else 0

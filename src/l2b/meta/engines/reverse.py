@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..engine import check_classes, clone_buffers, global_meta_gradient, pseudo_labels
+from ..engine import check_classes, clone_buffers, global_meta_gradient, label_positions, pseudo_labels
 from ..virtual_step import virtual_step
 from . import Engine, Scores, register_engine
 
@@ -47,7 +47,7 @@ class ReverseEngine(Engine):
         # vector-Jacobian product; theta' is affine in eps, so this is the same double backward).
         outs = list(updated.values())
         loss_sum = F.cross_entropy(meta_logits, meta_labels, reduction="sum")
-        g, meta_loss = global_meta_gradient(loss_sum, meta_labels.shape[0], outs, collective)
+        g, meta_loss = global_meta_gradient(loss_sum, label_positions(meta_labels), outs, collective)
         (g_eps,) = torch.autograd.grad(outs, eps, grad_outputs=g, allow_unused=True)
         raw = torch.zeros_like(eps) if g_eps is None else -g_eps.detach()
         return Scores(raw, pseudo, logits.detach(), meta_loss)
