@@ -150,3 +150,7 @@ def test_unicon_l2b_options_are_declared_and_checked():
     with pytest.raises(ValueError, match="meta_split must be one of clean, labelled"):
         create_method("unicon-l2b", meta_split="noisy")
     assert create_method("unicon-l2b", meta_split="labelled").needs_meta is False
+    # one constructor, each combination's own published clip unless given (None: no clip)
+    assert create_method("unicon-l2b").l2b_clip_grad == 0.25 and create_method("dividemix-l2b").l2b_clip_grad == 0.8
+    assert create_method("dividemix-l2b", l2b_clip_grad=None).l2b_step.clip_grad is None
+    assert create_method("unicon-l2b", l2b_clip_grad=0.5).l2b_step.clip_grad == 0.5

@@ -36,6 +36,11 @@ METHODS: Registry[type[Method]] = Registry("method", options_of=_options_of)
 by the classes (:meth:`Method.declared_options`)."""
 
 
+DECLARED: Any = object()
+"""A constructor default that stands for the option its class declares, where subclasses declare
+different defaults for one constructor (read with :meth:`Method.declared_default`)."""
+
+
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator adding a :class:`Method` subclass to :data:`METHODS` under `name`.
 
@@ -53,8 +58,8 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
                 f"{sorted(set(taken) - set(declared))} instead; declare each keyword-only argument as an Option in "
                 "the class's `options`"
             )
-        # A constructor default is the declared one, or None (then resolved to it by the class).
-        differ = sorted(k for k, v in taken.items() if v is not None and v != declared[k])
+        # A constructor default is the declared one, or None / DECLARED (then resolved to it by the class).
+        differ = sorted(k for k, v in taken.items() if v is not None and v is not DECLARED and v != declared[k])
         if differ:
             raise TypeError(f"method {name!r}: the constructor's defaults of {differ} differ from the declared ones")
         unknown = sorted(kind for kind in cls.views.values() if kind not in VIEW_KINDS)
@@ -301,6 +306,11 @@ class Method:
 
             out.update((o.name, o) for o in engine_options())
         return tuple(out.values())
+
+    @classmethod
+    def declared_default(cls, name: str) -> Any:
+        """The default of the option `name` as this class declares it."""
+        return next(o.default for o in cls.declared_options() if o.name == name)
 
     def __init__(self, *, mixup: bool = False, mixup_alpha: float = 32.0, clip_grad: float | None = None):
         if mixup_alpha <= 0:

@@ -41,6 +41,7 @@ from ..meta import Collective, create_engine
 from ..models.projection import ProjectionHead, feature_width, features_of
 from ..options import Option
 from .base import (
+    DECLARED,
     Method,
     StepOutput,
     _check_finite_gradients,
@@ -700,18 +701,24 @@ class L2BCombination:
 
     uses_engine = True
 
-    def use_l2b_step(
+    def __init__(
         self,
         *,
-        meta_split: str,
-        engine: str,
-        head: str | None,
-        tail_modules: int | None,
-        normalize: str,
-        temperature: float,
-        l2b_clip_grad: float | None,
-    ) -> None:
-        """Build the L2B step (its checks refuse a bad option by name) and record its options."""
+        meta_split: str = "clean",
+        engine: str = "forward",
+        head: str | None = None,
+        tail_modules: int | None = None,
+        normalize: str = "org",
+        temperature: float = 1.0,
+        l2b_clip_grad: float | None = DECLARED,
+        **options,
+    ):
+        """The base method's options go to it; the L2B step is built from the rest (its checks
+        refuse a bad option by name). `l2b_clip_grad` defaults to the class's declared option
+        (the published value of each combination)."""
+        super().__init__(**options)
+        if l2b_clip_grad is DECLARED:
+            l2b_clip_grad = self.declared_default("l2b_clip_grad")
         self.l2b_step = L2BStep(
             meta_split=meta_split,
             engine=engine,
@@ -765,26 +772,3 @@ class DivideMixL2B(L2BCombination, DivideMix):
         ),
         *WEIGHT_OPTIONS,
     )
-
-    def __init__(
-        self,
-        *,
-        meta_split: str = "clean",
-        engine: str = "forward",
-        head: str | None = None,
-        tail_modules: int | None = None,
-        normalize: str = "org",
-        temperature: float = 1.0,
-        l2b_clip_grad: float | None = 0.8,
-        **options,
-    ):
-        super().__init__(**options)
-        self.use_l2b_step(
-            meta_split=meta_split,
-            engine=engine,
-            head=head,
-            tail_modules=tail_modules,
-            normalize=normalize,
-            temperature=temperature,
-            l2b_clip_grad=l2b_clip_grad,
-        )

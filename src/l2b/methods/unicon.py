@@ -348,26 +348,3 @@ class UNICONL2B(L2BCombination, UNICON):
         ),
         *WEIGHT_OPTIONS,
     )
-
-    def __init__(
-        self,
-        *,
-        meta_split: str = "clean",
-        engine: str = "forward",
-        head: str | None = None,
-        tail_modules: int | None = None,
-        normalize: str = "org",
-        temperature: float = 1.0,
-        l2b_clip_grad: float | None = 0.25,
-        **options,
-    ):
-        super().__init__(**options)
-        self.use_l2b_step(
-            meta_split=meta_split,
-            engine=engine,
-            head=head,
-            tail_modules=tail_modules,
-            normalize=normalize,
-            temperature=temperature,
-            l2b_clip_grad=l2b_clip_grad,
-        )
