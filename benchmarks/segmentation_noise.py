@@ -254,7 +254,8 @@ def render(rows: list[dict[str, Any]], out: Path, command: str, env: dict[str, A
             a.set_title(f"{n} noise", fontsize=9)
             a.set_xlabel("epoch")
             a.set_ylabel("Dice")
-            a.legend(fontsize=7)
+            if a.get_legend_handles_labels()[0]:  # seed 0's curves are drawn: none before it has run
+                a.legend(fontsize=7)
         fig.tight_layout()
 
 
