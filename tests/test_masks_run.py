@@ -380,3 +380,35 @@ def test_given_noisy_masks_beside_checked_ones_train_with_the_checked_as_truth(t
     (tmp_path / "noisy" / "im03.png").unlink()
     with pytest.raises(ValueError, match=r"noise_file .*noisy: no mask named im03"):
         prepare_data(cfg)
+
+
+def test_empty_folders_and_case_splits_that_leave_a_set_empty_are_refused(tmp_path):
+    """An empty mask folder, a folder with no pairs at all, and case splits that leave the meta
+    set or the training set without an image: each refused by name before training."""
+    write_folder(tmp_path / "d", n=12, size=16, cases=3)
+    for sub in ("nomasks/images", "nomasks/masks", "none/images", "none/masks"):
+        (tmp_path / sub).mkdir(parents=True)
+    Image.open(tmp_path / "d" / "images" / "im00.png").save(tmp_path / "nomasks" / "images" / "im00.png")
+    listed = str(tmp_path / "d" / "list.csv")
+    cases = [
+        ({"data_root": str(tmp_path / "nomasks")}, r"nomasks/masks: no mask for image\(s\) im00"),
+        ({"data_root": str(tmp_path / "none")}, "no image / mask pairs found"),
+        ({"data_root": listed, "data_options": {"meta_cases": 0}}, "meta_cases=0 must be at least 1"),
+        (
+            {"data_root": listed, "data_options": {"meta_cases": 2, "test_cases": 2}},
+            r"meta_cases=2: 2 cases asked for, and the data hold 1 \(after the test cases\)",
+        ),
+        (
+            {"data_root": listed, "data_options": {"meta_cases": 1, "test_cases": 2}},
+            "no image is left to train on after the meta and test sets",
+        ),
+    ]
+    for options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            run_experiment(
+                TrainConfig(data="masks", noise="paper", epochs=1, **SMALL, **options),
+                out_dir=tmp_path / "run",
+                progress=False,
+                log=None,
+            )
+        assert not (tmp_path / "run" / "checkpoint.pt").exists()
