@@ -228,7 +228,9 @@ def render(rows: list[dict[str, Any]], out: Path, command: str, env: dict[str, A
         "",
         "Seconds are wall time on a machine other jobs shared (rough). Memory: the run's peak resident size "
         "above the process's size at its start (the peak reset per run); rows recorded before that reset was "
-        "made (2026-12-06, 15:45 UTC) measured ru_maxrss over the whole process and are left out (—).",
+        "made (2026-12-06, 15:45 UTC) measured ru_maxrss over the whole process and are left out (—). The "
+        "first run of each process also carries one-off allocations (torch's thread pool and kernels), so "
+        "compare methods' memory per step in step_cost-cpu-unet.md (same U-Net, fresh process per variant).",
         "",
         *common.table(
             ["method", *noises],
