@@ -221,14 +221,19 @@ def cell_run_dir(cfg) -> Path:
 
 
 def epochs_done(run_dir: Path) -> tuple[int] | None:
-    """(epochs recorded,) when `run_dir` holds a checkpoint to continue from, else None (and any
-    half-made directory without one is cleared)."""
-    from l2b.rundir import CHECKPOINT, METRICS
+    """(epochs recorded,) when `run_dir` holds a checkpoint to continue from, else None (and a
+    half-made directory without one, that no live process owns, is cleared; one that a live
+    process owns is refused by name: l2b.rundir.RunDirectoryLocked)."""
+    from l2b.rundir import CHECKPOINT, LOCK, METRICS, lock_run_dir
 
     if (run_dir / CHECKPOINT).exists():
         lines = (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []
         return (len([ln for ln in lines if ln.strip()]),)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if run_dir.is_dir():
+        with lock_run_dir(run_dir):  # another worker's run that has not checkpointed yet is not wiped
+            for child in run_dir.iterdir():
+                if child.name != LOCK:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
     return None
 
 

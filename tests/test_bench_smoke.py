@@ -153,6 +153,14 @@ def test_accuracy_grid_continues_a_run_that_was_stopped_part_way(tmp_path, monke
     for k in ("test_accuracy", "test_accuracy_at_best_meta", "best_meta_epoch", "curves"):
         assert again[k] == whole[k], k
     assert again["seconds"] >= again["train_seconds"]  # all four epochs' cost, not the last attempt's
+    # A directory without a checkpoint: cleared when nobody owns it, refused while a live run does.
+    from l2b.rundir import RunDirectoryLocked, lock_run_dir
+
+    (left / "sub").mkdir(parents=True)
+    (left / "metrics.jsonl").write_text("{}\n")
+    with lock_run_dir(left), pytest.raises(RunDirectoryLocked):
+        accuracy.epochs_done(left)
+    assert accuracy.epochs_done(left) is None and not list(left.iterdir())
 
 
 def _bench_module(name: str, folder: str = "benchmarks"):
