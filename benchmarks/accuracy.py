@@ -179,7 +179,7 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
             # the run's cost: its own, plus its pre-training's (paid here or by another run of the grid)
             started = time.perf_counter() - row["pretrain_seconds"]
         cfg = TrainConfig.from_dict({**values, **method})
-        run_dir = cell_run_dir(cfg)
+        run_dir = work_dir("runs", cfg)
         before = epochs_done(run_dir)  # a run a stopped worker left: continued, not restarted
         s = run_experiment(cfg, out_dir=run_dir, progress=False, log=None, resume=before is not None)
         d = detection_scores(load_per_example(run_dir)) or {}
@@ -211,13 +211,14 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def cell_run_dir(cfg) -> Path:
-    """The run directory of config `cfg`: under the system's temporary folder, named by the
-    config, so that a run a stopped worker (or session) left is found and continued."""
+def work_dir(kind: str, config) -> Path:
+    """``<tmp>/l2b-grid-<kind>/<hash of config.to_dict()>``: the directory a run or a
+    pre-training of `config` works in, found again by any worker (or session) that is given the
+    same config, so that what a stopped one left is continued."""
     import hashlib
 
-    name = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "l2b-grid-runs" / name
+    name = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"l2b-grid-{kind}" / name
 
 
 def epochs_done(run_dir: Path) -> tuple[int] | None:
@@ -245,7 +246,6 @@ def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple
     continued (``resume``) when a worker stopped during it, so the methods of a grid that start
     from the same weights (c2d, c2d-l2b) pre-train once but each count the cost."""
     import fcntl
-    import hashlib
 
     from l2b.pretrain import PretrainConfig
     from l2b.pretrain.loop import ENCODER, pretrain
@@ -264,8 +264,7 @@ def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple
             **options,
         },
     )
-    name = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-    out = Path(tempfile.gettempdir()) / "l2b-grid-pretrain" / name
+    out = work_dir("pretrain", config)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one worker pre-trains; the others wait for its weights

@@ -603,8 +603,7 @@ def make_report(
     runs = [load_run(d) for d in run_dirs]
     _name_runs(runs)
     if report_kind(runs) == "segmentation":
-        limit = get_task("segmentation").issue_threshold if threshold is None else threshold
-        return make_mask_report(runs, Path(out_dir), threshold=limit, overwrite=overwrite)
+        return make_mask_report(runs, Path(out_dir), threshold=threshold, overwrite=overwrite)
     threshold = get_task("classification").issue_threshold if threshold is None else threshold
     for r in runs:
         r.issues = label_issues(r.per_example, threshold=threshold)

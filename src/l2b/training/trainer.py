@@ -115,8 +115,8 @@ class PerExample:
 
     def __init__(self, n: int, label_shape: tuple[int, ...] = ()):
         self.alpha, self.beta = np.full(n, np.nan), np.full(n, np.nan)
-        maps = (lambda: np.full((n, *label_shape), np.nan, dtype=np.float16)) if label_shape else (lambda: None)
-        self.alpha_map, self.beta_map = maps(), maps()
+        self.alpha_map = np.full((n, *label_shape), np.nan, dtype=np.float16) if label_shape else None
+        self.beta_map = None if self.alpha_map is None else self.alpha_map.copy()
         self.pseudo = np.full((n, *label_shape), -1, dtype=np.int64)
         self.pred = np.full((n, *label_shape), -1, dtype=np.int64)
         self.alpha_sum, self.beta_sum = np.zeros(n), np.zeros(n)
