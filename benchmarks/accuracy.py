@@ -148,6 +148,15 @@ def key(row: dict[str, Any]) -> tuple[str, str, int]:
     return row["setting"], row["method"], int(row["seed"])
 
 
+def run_values(grid: dict[str, Any], cell: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A cell's config keys: (the grid's base with the setting's overrides, seed and device; the
+    method's own keys: its name, alias and ``method_config``, with a ``pretrain`` mapping for a
+    method that starts from self-supervised weights)."""
+    values = {**grid["base"], **cell["overrides"], "seed": cell["seed"], "device": grid.get("device", "cpu")}
+    method = {**ALIASES.get(cell["method"], {"method": cell["method"]}), **cell.get("method_config", {})}
+    return values, method
+
+
 def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     """One run in this (worker) process: on one torch thread, or on the grid's ``device``
     (``--device cuda``: the workers share the GPU)."""
@@ -159,17 +168,13 @@ def run_cell(grid: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     device = grid.get("device", "cpu")
     if device == "cpu":
         torch.set_num_threads(1)
-    values = {**grid["base"], **cell["overrides"], "seed": cell["seed"], "device": device}
+    values, method = run_values(grid, cell)
     started = time.perf_counter()
     row: dict[str, Any] = {"setting": cell["setting"], "method": cell["method"], "seed": cell["seed"]}
     if cell["method"] == "cleanlab":
         cfg = TrainConfig.from_dict({**values, "method": "ce"})
         row.update(cleanlab_pipeline(cfg, int(grid.get("cleanlab_folds", 5))))
     else:
-        method = {
-            **ALIASES.get(cell["method"], {"method": cell["method"]}),
-            **cell.get("method_config", {}),
-        }
         pretrain_options = method.pop("pretrain", None)
         if pretrain_options is not None:  # C2D: start from SimCLR weights learnt on the run's images
             encoder, row["pretrain_seconds"], row["pretrain_config"] = pretrained(
@@ -247,10 +252,25 @@ def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple
     from the same weights (c2d, c2d-l2b) pre-train once but each count the cost."""
     import fcntl
 
-    from l2b.pretrain import PretrainConfig
     from l2b.pretrain.loop import ENCODER, pretrain
 
-    config = PretrainConfig(
+    config = pretrain_config(cfg, options, seed=seed, device=device)
+    out = work_dir("pretrain", config)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker pre-trains; the others wait for its weights
+        if not (out / ENCODER).exists():
+            pretrain(config, out, resume=(out / "checkpoint.pt").exists(), progress=False, log=None)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return str(out / ENCODER), round(sum(r["seconds"] for r in records), 2), config.to_dict()
+
+
+def pretrain_config(cfg, options: dict[str, Any], *, seed: int, device: str):
+    """The ``l2b pretrain`` config (PretrainConfig) for `cfg`'s model on the images `cfg` trains
+    on, with `options` (e.g. ``{"epochs": 100}``) and `seed`."""
+    from l2b.pretrain import PretrainConfig
+
+    return PretrainConfig(
         data=cfg.data,
         model=cfg.model,
         data_root=cfg.data_root,
@@ -264,14 +284,6 @@ def pretrained(cfg, options: dict[str, Any], *, seed: int, device: str) -> tuple
             **options,
         },
     )
-    out = work_dir("pretrain", config)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker pre-trains; the others wait for its weights
-        if not (out / ENCODER).exists():
-            pretrain(config, out, resume=(out / "checkpoint.pt").exists(), progress=False, log=None)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return str(out / ENCODER), round(sum(r["seconds"] for r in records), 2), config.to_dict()
 
 
 def train_ce(cfg, data, rows: np.ndarray, seed: int):

@@ -148,6 +148,24 @@ def elapsed_log() -> Callable[[str], None]:
     return log
 
 
+class EpochClock:
+    """A run's ``log``: the wall time at the end of each epoch (its ``epoch`` lines), and whether
+    the epoch evaluated the test set (``tested``: its line shows a test figure)."""
+
+    def __init__(self) -> None:
+        self.start, self.marks, self.tested = time.perf_counter(), [], []
+
+    def __call__(self, line: str) -> None:
+        if line.lstrip().startswith("epoch"):
+            self.marks.append(time.perf_counter())
+            self.tested.append(" test " in line)
+
+    def epochs(self) -> list[float]:
+        """Seconds of each epoch (the first counted from the run's start: it holds the set-up)."""
+        edges = [self.start, *self.marks]
+        return [b - a for a, b in zip(edges, edges[1:])]
+
+
 def out_prefix(given: str | Path | None, name: str, quick: bool) -> Path:
     """Where a script writes <prefix>.json / .md: `given`, else benchmarks/results/<name>, except for
     a ``--quick`` smoke test, which goes to the temporary folder so that the recorded results stay."""

@@ -60,22 +60,6 @@ def paper_config(method: str, data_root: str, tiny: bool) -> dict[str, Any]:
     return values
 
 
-class EpochClock:
-    """A run's ``log``: the wall time at the end of each epoch (its ``epoch`` lines)."""
-
-    def __init__(self) -> None:
-        self.start, self.marks = time.perf_counter(), []
-
-    def __call__(self, line: str) -> None:
-        if line.lstrip().startswith("epoch"):
-            self.marks.append(time.perf_counter())
-
-    def epochs(self) -> list[float]:
-        """Seconds of each epoch (the first counted from the run's start: it holds the set-up)."""
-        edges = [self.start, *self.marks]
-        return [b - a for a, b in zip(edges, edges[1:])]
-
-
 def _pretrain(values: dict[str, Any], out: Path, epochs: int, device: str) -> tuple[str, float, int]:
     """``l2b pretrain`` of the config's model on its training images: encoder path, seconds,
     images pre-trained on."""
@@ -97,7 +81,7 @@ def _pretrain(values: dict[str, Any], out: Path, epochs: int, device: str) -> tu
 
 
 def _train(values: dict[str, Any], out: Path) -> tuple[dict[str, Any], list[float], float]:
-    clock = EpochClock()
+    clock = common.EpochClock()
     summary = run_experiment(TrainConfig.from_dict(values), out_dir=out, progress=False, log=clock)
     return summary, clock.epochs(), time.perf_counter() - clock.start
 
