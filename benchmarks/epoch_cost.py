@@ -21,7 +21,7 @@ projected from the grid's schedule::
 with each method's ratio to ``l2b`` and to ``dividemix`` (when measured). Writes
 ``epoch_cost-<grid name>.json`` / ``.md`` into ``--results`` (default ``benchmarks/results``),
 with the machine, torch version and load average. ``--quick`` checks the script at a tiny size
-(1 warm-up and 2 method epochs on 300 images, one repeat) into a temporary folder unless
+(1 warm-up and 2 method epochs on 200 images, one repeat) into a temporary folder unless
 ``--results`` is given.
 """
 
@@ -43,7 +43,7 @@ from l2b.pretrain.loop import ENCODER, pretrain
 from l2b.training import TrainConfig, run_experiment
 
 WARMUP, METHOD = 2, 3  # measured epochs of each phase; the first and the last are left out
-QUICK = {"train_subset": 300, "num_meta": 60}
+QUICK = {"train_subset": 200, "num_meta": 40}
 
 
 def measure(values: dict[str, Any], method: dict[str, Any], tmp: Path, quick: bool) -> dict[str, Any]:

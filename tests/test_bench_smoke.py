@@ -506,3 +506,63 @@ def test_gpu_promise12_splits_whole_cases_as_published():
     assert [len(set(cases[m])) for m in (train, meta, test)] == [37, 3, 10]
     again = mod.split_cases(cases, mod.PAPER["cases"], seed=0)
     assert all(np.array_equal(a, b) for a, b in zip((train, meta, test), again))
+
+
+def test_epoch_cost_keeps_clean_epochs_and_projects_the_grid_schedule(tmp_path):
+    """benchmarks/epoch_cost.py: a phase's cost leaves out set-up and test-pass epochs (unless it
+    has no other), the projection follows the grid's schedule, and --quick measures every method of
+    a tiny grid (C2D's pre-training included) into a table."""
+    mod = _bench_module("epoch_cost")
+    samples = [
+        {"warmup": [[9.0, True], [2.0, False]], "method": [[3.0, False], [5.0, True]]},
+        {"warmup": [[8.0, True], [2.5, False]], "method": [[2.8, False], [1.0, True]]},
+    ]
+    assert mod.phase_seconds(samples) == ({"warmup": 2.0, "method": 2.8}, [])
+    only_tested = [{"warmup": [[9.0, True]], "method": [[4.0, True], [6.0, True]]}]
+    assert mod.phase_seconds(only_tested) == ({"warmup": 9.0, "method": 4.0}, ["warmup", "method"])
+    rates = {"pretrain": 1.5, "warmup": 2.0, "method": 3.0}
+    assert (
+        mod.projected({"epochs": 10, "warmup_epochs": 4}, {"pretrain": {"epochs": 2}}, rates) == 2 * 1.5 + 4 * 2 + 6 * 3
+    )
+    assert mod.projected({"epochs": 10, "warmup_epochs": 4}, {}, rates) == 4 * 2 + 6 * 3
+
+    folder = _bench_module("gpu_combinations")._tiny_folder(tmp_path / "images")
+    for c in range(3):  # 300 images: 240 training images after the 20 % test split, 200 used
+        for i in range(50, 100):
+            (tmp_path / "images" / f"c{c}" / f"{i}.png").write_bytes(
+                (tmp_path / "images" / f"c{c}" / "0.png").read_bytes()
+            )
+    grid = {
+        "name": "tiny",
+        "base": {
+            "data": "imagefolder",
+            "data_root": folder,
+            "model": "small_cnn",
+            "width": 8,
+            "image_size": 16,
+            "noise": "symmetric",
+            "augment": True,
+            "noise_rate": 0.4,
+            "epochs": 12,
+            "warmup_epochs": 2,
+            "batch_size": 16,
+            "meta_batch_size": 16,
+        },
+        "settings": [{"label": "sym 40%"}],
+        "methods": ["ce", "l2b", "dividemix", "c2d"],
+        "seeds": [0],
+        "method_config": {"c2d": {"method": "dividemix", "warmup_epochs": 1, "pretrain": {"epochs": 5}}},
+    }
+    (tmp_path / "tiny.yaml").write_text(json.dumps(grid))
+    assert mod.main([str(tmp_path / "tiny.yaml"), "--quick", "--results", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "epoch_cost-tiny.json").read_text())
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert set(rows) == {"ce", "l2b", "dividemix", "c2d"}
+    c2d = rows["c2d"]["seconds_per_epoch"]
+    assert set(c2d) == {"pretrain", "warmup", "method"} and min(c2d.values()) > 0
+    assert rows["c2d"]["projected_seconds"] == pytest.approx(
+        5 * c2d["pretrain"] + 1 * c2d["warmup"] + 11 * c2d["method"]
+    )
+    assert "pretrain" not in rows["l2b"]["seconds_per_epoch"]
+    table = (tmp_path / "out" / "epoch_cost-tiny.md").read_text()
+    assert "| c2d |" in table and "× dividemix" in table and "QUICK" in table
