@@ -517,9 +517,14 @@ def test_epoch_cost_keeps_clean_epochs_and_projects_the_grid_schedule(tmp_path):
         {"warmup": [[9.0, True], [2.0, False]], "method": [[3.0, False], [5.0, True]]},
         {"warmup": [[8.0, True], [2.5, False]], "method": [[2.8, False], [1.0, True]]},
     ]
-    assert mod.phase_seconds(samples) == ({"warmup": 2.0, "method": 2.8}, [])
+    assert mod.phase_seconds(samples) == ({"warmup": 2.0, "method": 2.8}, {})
+    # no clean warm-up epoch: the fastest tested one less the test pass (tested median 4 - clean 3)
+    subtracted = [{"warmup": [[9.0, True], [5.0, True]], "method": [[3.0, False], [4.0, True]]}]
+    rates, notes = mod.phase_seconds(subtracted)
+    assert rates == {"warmup": 4.0, "method": 3.0} and "less a test pass of 1.0 s" in notes["warmup"]
     only_tested = [{"warmup": [[9.0, True]], "method": [[4.0, True], [6.0, True]]}]
-    assert mod.phase_seconds(only_tested) == ({"warmup": 9.0, "method": 4.0}, ["warmup", "method"])
+    rates, notes = mod.phase_seconds(only_tested)  # nothing to subtract: kept, and said
+    assert rates == {"warmup": 9.0, "method": 4.0} and set(notes) == {"warmup", "method"}
     rates = {"pretrain": 1.5, "warmup": 2.0, "method": 3.0}
     assert (
         mod.projected({"epochs": 10, "warmup_epochs": 4}, {"pretrain": {"epochs": 2}}, rates) == 2 * 1.5 + 4 * 2 + 6 * 3
