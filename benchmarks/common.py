@@ -149,16 +149,14 @@ def elapsed_log() -> Callable[[str], None]:
 
 
 class EpochClock:
-    """A run's ``log``: the wall time at the end of each epoch (its ``epoch`` lines), and whether
-    the epoch evaluated the test set (``tested``: its line shows a test figure)."""
+    """A run's ``log``: the wall time at the end of each epoch (its ``epoch`` lines)."""
 
     def __init__(self) -> None:
-        self.start, self.marks, self.tested = time.perf_counter(), [], []
+        self.start, self.marks = time.perf_counter(), []
 
     def __call__(self, line: str) -> None:
         if line.lstrip().startswith("epoch"):
             self.marks.append(time.perf_counter())
-            self.tested.append(" test " in line)
 
     def epochs(self) -> list[float]:
         """Seconds of each epoch (the first counted from the run's start: it holds the set-up)."""

@@ -6,15 +6,14 @@
 A grid's runs take hours, several at a time under whatever else the machine runs, so their
 minutes are only a rough cost. Here each method runs its grid config (base, setting and
 ``method_config``, as ``accuracy.py`` builds it) for a short schedule on one torch thread, the
-methods one after the other, ``--repeats`` times in turn: 2 warm-up epochs and 4 of the method;
+methods one after the other, ``--repeats`` times in turn: 2 warm-up epochs and 3 of the method;
 a method with a ``pretrain`` mapping (C2D) also pre-trains 2 epochs. Each epoch's wall seconds
 come from the run's epoch lines, so they hold everything an epoch does (the division pass of the
 two-network methods, the meta-set evaluation, the memorisation pass). A phase's cost is the
-fastest of its epochs over the repeats, leaving out the run's first epoch (it holds the set-up)
-and any epoch that evaluated the test set (for the record only: the last one and each new best
-on the meta set; every method of a grid pays it as often); a phase with no other epoch (early
-epochs are new bests) takes its fastest tested one less the method's test pass, as measured in
-its method phase, and says so. The full run's cost is then
+fastest of its epochs over the repeats, each less its test-set pass (the record's
+``test_seconds``: the test set is for the record only, evaluated at each new best on the meta
+set, which early epochs nearly all are), leaving out the run's first epoch (it holds the
+set-up). The full run's cost is then
 projected from the grid's schedule::
 
     pre-training epochs x P + warm-up epochs x W + (epochs - warm-up epochs) x M
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import common
-import numpy as np
 import torch
 import yaml
 from accuracy import cells, load_grid, pretrain_config, run_values
@@ -44,20 +42,20 @@ from accuracy import cells, load_grid, pretrain_config, run_values
 from l2b.pretrain.loop import ENCODER, pretrain
 from l2b.training import TrainConfig, run_experiment
 
-WARMUP, METHOD = 2, 4  # epochs of each phase of a measuring run
+WARMUP, METHOD = 2, 3  # epochs of each phase of a measuring run
 QUICK = {"train_subset": 200, "num_meta": 40}
 
 
-def measure(values: dict[str, Any], method: dict[str, Any], tmp: Path, quick: bool) -> dict[str, Any]:
+def measure(values: dict[str, Any], method: dict[str, Any], tmp: Path, quick: bool) -> dict[str, list[float]]:
     """One short run of a cell: per phase (pre-training when the method has one, warm-up, the
-    method), each epoch's [seconds, whether it evaluated the test set]."""
+    method), each epoch's seconds without its test-set pass (the records' ``test_seconds``)."""
     values = {**values, **method}
     pretrain_options = values.pop("pretrain", None)
     warm, main = (1, 2) if quick else (WARMUP, METHOD)
     values.update(warmup_epochs=warm, epochs=warm + main, test_every=10**6)
     if quick:
         values.update(QUICK)
-    out: dict[str, Any] = {}
+    out: dict[str, list[float]] = {}
     if pretrain_options is not None:
         config = pretrain_config(
             TrainConfig.from_dict(values),
@@ -67,46 +65,29 @@ def measure(values: dict[str, Any], method: dict[str, Any], tmp: Path, quick: bo
         )
         pre = tmp / "pretrain"
         pretrain(config, pre, progress=False, log=None)
-        records = [json.loads(line) for line in (pre / "metrics.jsonl").read_text().splitlines()]
-        out["pretrain"] = [[r["seconds"], False] for r in records]
+        out["pretrain"] = [r["seconds"] for r in _records(pre)]
         values["init_weights"] = str(pre / ENCODER)
     clock = common.EpochClock()
     run_experiment(TrainConfig.from_dict(values), out_dir=tmp / "run", progress=False, log=clock)
-    epochs = [[s, t] for s, t in zip(clock.epochs(), clock.tested)]
-    out["warmup"], out["method"] = epochs[:warm], epochs[warm:]  # the first warm-up epoch holds the set-up
+    epochs = [wall - r.get("test_seconds", 0.0) for wall, r in zip(clock.epochs(), _records(tmp / "run"))]
+    out["warmup"], out["method"] = epochs[:warm], epochs[warm:]
     return out
 
 
-def phase_seconds(samples: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, str]]:
-    """Seconds per epoch of each phase over the repeats, without the run's set-up (its first
-    epoch) and without test-set passes (for the record only; each method of a grid pays them as
-    often): the fastest clean epoch of the phase. A phase with none (early epochs are new bests
-    on the meta set, so they test) takes its fastest tested epoch less the method's test pass
-    (its tested method epochs' median less its fastest clean one), noted in the second value,
-    or as it is where that is unknown."""
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
-    def clean(phase: str, tested: bool) -> list[float]:
-        return [
-            sec
-            for s in samples
-            for i, (sec, t) in enumerate(s.get(phase, []))
-            if t == tested and (phase, i) != ("warmup", 0)
-        ]
 
+def phase_seconds(samples: list[dict[str, list[float]]]) -> dict[str, float]:
+    """Seconds per epoch of each phase: its fastest epoch over the repeats, leaving out each
+    run's first epoch (it holds the set-up) where the phase has another."""
     out: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    untested, tested = clean("method", False), clean("method", True)
-    test_pass = float(np.median(tested)) - min(untested) if tested and untested else None
     for phase in ("pretrain", "warmup", "method"):
         if phase not in samples[0]:
             continue
-        if clean(phase, False):
-            out[phase] = min(clean(phase, False))
-        elif clean(phase, True) and test_pass is not None:
-            out[phase], notes[phase] = min(clean(phase, True)) - test_pass, f"less a test pass of {test_pass:.1f} s"
-        else:
-            out[phase], notes[phase] = min(sec for s in samples for sec, _ in s[phase]), "with a test pass or set-up"
-    return out, notes
+        kept = [x for s in samples for x in (s[phase][1:] if phase == "warmup" and len(s[phase]) > 1 else s[phase])]
+        out[phase] = min(kept)
+    return out
 
 
 def projected(values: dict[str, Any], method: dict[str, Any], rates: dict[str, float]) -> float:
@@ -152,17 +133,16 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods:  # interleaved: a slow spell of the machine falls on every method alike
                 values, method = run_values(grid, chosen[m])
                 samples[m].append(measure(values, method, Path(tmp) / f"{m}-{r}", args.quick))
-                seconds = {k: [round(x, 1) for x, _ in v] for k, v in samples[m][-1].items()}
+                seconds = {k: [round(x, 1) for x in v] for k, v in samples[m][-1].items()}
                 log(f"repeat {r + 1}/{repeats} {m}: {json.dumps(seconds)}")
     rows = []
     for m in methods:
         values, method = run_values(grid, chosen[m])
-        rates, notes = phase_seconds(samples[m])
+        rates = phase_seconds(samples[m])
         rows.append(
             {
                 "method": m,
                 "seconds_per_epoch": rates,
-                "notes": notes,
                 "projected_seconds": projected(values, method, rates),
                 "samples": samples[m],
             }
@@ -189,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = row["seconds_per_epoch"]
         if phase not in rates:
             return "—"
-        return f"{rates[phase]:.1f}" + (f" ({row['notes'][phase]})" if phase in row["notes"] else "")
+        return f"{rates[phase]:.1f}"
 
     lines = [
         f"# Cost of a full run per method: {grid['name']}, {setting}",
@@ -199,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Load average after: {doc['loadavg_after']}. One torch thread; each method's grid config for a short "
         f"schedule, the methods one after the other, {repeats} time(s) in turn; seconds per epoch of each phase "
         "the fastest over the repeats (wall time between the run's epoch lines, so the division pass and the "
-        "meta-set and memorisation evaluations are in it; not the run's first epoch (set-up) nor an epoch that "
-        "evaluated the test set (for the record only, as often for every method), except where noted; "
+        "meta-set and memorisation evaluations are in it, less its test-set pass, for the record only; not the "
+        "run's first epoch, which holds the set-up; "
         "pre-training: its epochs' own seconds); the full run projected from the grid's "
         "schedule (pre-training epochs × P + warm-up epochs × W + method epochs × M)."
         + (" QUICK: tiny size, not a measurement." if args.quick else ""),

@@ -13,7 +13,7 @@ import pytest
 
 from l2b.training import TrainConfig, run_experiment
 
-TIMING = {"train_seconds", "images_per_second"}
+TIMING = {"train_seconds", "images_per_second", "test_seconds"}
 ARGS = ["--epochs", "30", "--warmup-epochs", "3", "--threads", "1", "--quiet", "--seed", "3"]
 
 

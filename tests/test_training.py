@@ -71,7 +71,7 @@ def test_run_writes_its_files_and_is_deterministic(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3] and records[0]["phase"] == "warmup"
     assert records == [
         json.loads(line)
-        | {"train_seconds": records[i]["train_seconds"], "images_per_second": records[i]["images_per_second"]}
+        | {k: records[i][k] for k in ("train_seconds", "images_per_second", "test_seconds") if k in records[i]}
         for i, line in enumerate((tmp_path / "b/metrics.jsonl").read_text().splitlines())
     ]
     assert {"alpha_clean", "alpha_noisy", "beta_clean", "beta_noisy"} <= set(records[-1])

@@ -15,7 +15,7 @@ from PIL import Image
 from l2b.methods import unicon as unicon_module
 from l2b.training import TrainConfig, run_experiment
 
-TIMING = {"train_seconds", "images_per_second", "seconds", "resumed"}
+TIMING = {"train_seconds", "images_per_second", "test_seconds", "seconds", "resumed"}
 
 
 @pytest.fixture(scope="module")

@@ -731,7 +731,9 @@ class Trainer:
             or self.epoch >= self.target_epochs
             or (key is not None and key > self.best_key)
         ):
+            started = time.perf_counter()
             record.update(self._scores(test, "test", "test_loss"))
+            record["test_seconds"] = round(time.perf_counter() - started, 4)  # not the epoch's training
         record.update(self._fit_to_labels(train, noisy_mask, clean_labels))
         record.update(_diagnostics(pe, noisy_mask, clean_labels))
         if self.dist is not None:  # rank 0's figures decide the best epoch everywhere
