@@ -68,7 +68,9 @@ CURVES = (
 )
 
 
-def load_grid(path: Path) -> dict[str, Any]:
+def load_grid(path: Path, sets: list[str] = ()) -> dict[str, Any]:
+    """The grid file at `path`, checked, with the ``--set KEY=VALUE`` overrides `sets` (YAML
+    values) applied to its base config."""
     try:
         grid = load_yaml(path.read_text(), source=str(path))
     except ValueError as err:
@@ -80,6 +82,9 @@ def load_grid(path: Path) -> dict[str, Any]:
         unknown = set(grid.get(key, {})) - set(grid["methods"])
         if unknown:  # checked before hours of runs, not when rendering after them
             raise SystemExit(f"{path}: {key} names methods not in the grid: {sorted(unknown)}")
+    for item in sets:
+        k, _, v = item.partition("=")
+        grid["base"][k] = yaml.safe_load(v)
     return grid
 
 
@@ -535,11 +540,8 @@ def main(argv: list[str] | None = None) -> int:
         "the table still shows every row), e.g. --only method=l2b,ce --only 'setting=sym 40%%'",
     )
     args = p.parse_args(argv)
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, args.set)
     grid["device"] = args.device
-    for item in args.set:
-        k, _, v = item.partition("=")
-        grid["base"][k] = yaml.safe_load(v)
     out = args.results / f"accuracy-{grid['name']}"
     rows_path = out.with_suffix(".jsonl")
     rows = common.read_rows(rows_path)

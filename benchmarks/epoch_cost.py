@@ -36,7 +36,6 @@ from typing import Any
 
 import common
 import torch
-import yaml
 from accuracy import cells, load_grid, pretrain_config, run_values
 
 from l2b.pretrain.loop import ENCODER, pretrain
@@ -60,7 +59,7 @@ def measure(values: dict[str, Any], method: dict[str, Any], tmp: Path, quick: bo
         config = pretrain_config(
             TrainConfig.from_dict(values),
             {**pretrain_options, "epochs": 1 if quick else 2},
-            seed=values.get("seed", 0),
+            seed=values["seed"],
             device="cpu",
         )
         pre = tmp / "pretrain"
@@ -94,7 +93,7 @@ def projected(values: dict[str, Any], method: dict[str, Any], rates: dict[str, f
     """Seconds of the grid's full schedule for this cell at the measured rates."""
     config = {**values, **method}
     epochs, warm = int(config["epochs"]), int(config.get("warmup_epochs", 0))
-    pre = int(config.get("pretrain", {}).get("epochs", 0)) if "pretrain" in config else 0
+    pre = int(config.get("pretrain", {}).get("epochs", 0))
     return pre * rates.get("pretrain", 0.0) + warm * rates["warmup"] + (epochs - warm) * rates["method"]
 
 
@@ -109,11 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny size, one repeat: checks the script")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    grid = load_grid(args.grid)
-    for item in args.set:
-        k, _, v = item.partition("=")
-        grid["base"][k] = yaml.safe_load(v)
-    grid_cells = [c for c in cells(grid) if c["seed"] == grid["seeds"][0]]
+    if args.repeats < 1:
+        p.error(f"--repeats {args.repeats}: must be at least 1")
+    grid = load_grid(args.grid, args.set)
+    grid_cells = cells(grid)
     labels = list(dict.fromkeys(c["setting"] for c in grid_cells))
     setting = args.setting or labels[0]
     if setting not in labels:
@@ -122,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(methods) - set(grid["methods"]) | ({"cleanlab"} & set(methods)))
     if unknown:
         p.error(f"--methods {unknown}: not a trained method of {args.grid} (it has {grid['methods']})")
-    chosen = {c["method"]: c for c in grid_cells if c["setting"] == setting and c["method"] in methods}
+    configs = {}  # method -> run_values of its first cell in the setting (the seed is the run's only)
+    for c in grid_cells:
+        if c["setting"] == setting and c["method"] in methods and c["method"] not in configs:
+            configs[c["method"]] = run_values(grid, c)
     repeats = 1 if args.quick else args.repeats
     torch.set_num_threads(1)
     env = common.environment()
@@ -131,19 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="l2b-epoch-cost-") as tmp:
         for r in range(repeats):
             for m in methods:  # interleaved: a slow spell of the machine falls on every method alike
-                values, method = run_values(grid, chosen[m])
-                samples[m].append(measure(values, method, Path(tmp) / f"{m}-{r}", args.quick))
+                samples[m].append(measure(*configs[m], Path(tmp) / f"{m}-{r}", args.quick))
                 seconds = {k: [round(x, 1) for x in v] for k, v in samples[m][-1].items()}
                 log(f"repeat {r + 1}/{repeats} {m}: {json.dumps(seconds)}")
     rows = []
     for m in methods:
-        values, method = run_values(grid, chosen[m])
         rates = phase_seconds(samples[m])
         rows.append(
             {
                 "method": m,
                 "seconds_per_epoch": rates,
-                "projected_seconds": projected(values, method, rates),
+                "projected_seconds": projected(*configs[m], rates),
                 "samples": samples[m],
             }
         )
