@@ -39,9 +39,9 @@ import common
 import numpy as np
 import torch
 import yaml
+from accuracy import pretrain_config
 
 from l2b.configs import config_path
-from l2b.pretrain import PretrainConfig
 from l2b.pretrain.loop import ENCODER, pretrain
 from l2b.training import TrainConfig, run_experiment
 
@@ -61,19 +61,10 @@ def paper_config(method: str, data_root: str, tiny: bool) -> dict[str, Any]:
 
 
 def _pretrain(values: dict[str, Any], out: Path, epochs: int, device: str) -> tuple[str, float, int]:
-    """``l2b pretrain`` of the config's model on its training images: encoder path, seconds,
-    images pre-trained on."""
-    config = PretrainConfig.from_flat(
-        {
-            "data": values["data"],
-            "data_root": values["data_root"],
-            "model": values["model"],
-            **({"width": values["width"]} if "width" in values else {}),
-            **({"image_size": values["image_size"]} if "image_size" in values else {}),
-            **({"train_subset": values["train_subset"]} if values.get("train_subset") else {}),
-            "epochs": epochs,
-            "device": device,
-        }
+    """``l2b pretrain`` of the config's model on its training images (as the accuracy grids build
+    it: ``accuracy.pretrain_config``), for `epochs`: encoder path, seconds, images pre-trained on."""
+    config = pretrain_config(
+        TrainConfig.from_dict(values), {"epochs": epochs}, seed=values.get("seed", 0), device=device
     )
     started = time.perf_counter()
     summary = pretrain(config, out, progress=False, log=None)
