@@ -101,8 +101,17 @@ def test_dividemix_needs_two_views_and_refuses_mixup(tmp_path):
         warmup_epochs=1,
         device="cpu",
     )
-    with pytest.raises(ValueError, match="trains on 2 augmented views of every example: set augment: true"):
-        run_experiment(images, progress=False, log=None)
+    with pytest.raises(
+        ValueError, match=r"trains on 2 augmented views of every example: set augment: true \(--augment\)"
+    ):
+        run_experiment(images, out_dir=tmp_path / "run", progress=False, log=None)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    # strong views on 8 x 8 images: refused by name, again before the run directory
+    with pytest.raises(ValueError, match="at least 16 x 16"):
+        run_experiment(
+            images.replace(method="unicon", augment=True), out_dir=tmp_path / "run", progress=False, log=None
+        )
+    assert not (tmp_path / "run").exists()
     # digits has no image augmentation: the documented stand-in is filled in, and recorded
     assert TrainConfig(method="dividemix").feature_noise == 0.3 and TrainConfig().feature_noise is None
     assert TrainConfig(method="dividemix").replace(method="l2b").feature_noise is None

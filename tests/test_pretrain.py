@@ -87,6 +87,17 @@ def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
         ]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
+    # another width than pre-trained: the error says which model and options the file was made for
+    code = main(
+        [
+            "train", "--data", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--model", "small_cnn",
+            "--width", "16", "--method", "ce", "--epochs", "1", "--init-weights", str(tmp_path / "pre" / ENCODER),
+            "--quiet", "--out", str(tmp_path / "other"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "l2b pretrain wrote it for --model small_cnn --width 8: train with the same" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):

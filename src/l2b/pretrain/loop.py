@@ -4,6 +4,7 @@ interrupt (Ctrl-C), from which ``--resume`` continues exactly."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import threading
@@ -225,7 +226,9 @@ def pretrain(
             if log is not None:
                 log(f"epoch {record['epoch']:3d}/{config.epochs}  loss {record['loss']:.4f}  {record['seconds']:.1f}s")
             save()
-    save_safetensors(model.state_dict(), out / ENCODER)
+    # The header names the model, so that a mismatched --init-weights is told which one to train.
+    made_for = {"l2b_model": config.model, "l2b_model_options": json.dumps(config.model_options, sort_keys=True)}
+    save_safetensors(model.state_dict(), out / ENCODER, metadata=made_for)
     seconds = [r["seconds"] for r in state["history"]]
     return {
         "epochs": config.epochs,

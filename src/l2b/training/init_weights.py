@@ -22,6 +22,7 @@ model does not have are reported, not loaded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -154,6 +155,32 @@ def _classifier_keys(model: nn.Module) -> set[str]:
     return {f"{prefix}weight", f"{prefix}bias"}
 
 
+def _written_for(path: str) -> str:
+    """What a safetensors file written by ``l2b pretrain`` says it was made for (its header's
+    ``l2b_model`` / ``l2b_model_options``), as the options that rebuild that model, to end a
+    mismatch message with; "" for any other file."""
+    if not path.lower().endswith(_SAFETENSORS_SUFFIX):
+        return ""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        model, options = meta["l2b_model"], json.loads(meta.get("l2b_model_options", "{}"))
+    except Exception:  # noqa: BLE001 - no l2b header, or an unreadable one: no hint
+        return ""
+    flags = [f"--model {model}"]
+    for key, value in sorted(options.items()):
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, (list, tuple)):
+            flags.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            flags.append(f"{flag} {value}")
+    return f"; l2b pretrain wrote it for {' '.join(flags)}: train with the same model and options"
+
+
 def load_init_weights(model: nn.Module, path: str | os.PathLike) -> InitReport:
     """Load the state dict at `path` into `model` (in place); see the module docstring.
 
@@ -187,12 +214,14 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike) -> InitReport:
             raise ValueError(
                 f"{where}: {key} has shape {tuple(value.shape)} in the file but {tuple(own[key].shape)} in model "
                 f"{cls}; the weights are for another architecture or input (e.g. another number of channels)"
+                f"{_written_for(where)}"
             )
     missing = [k for k in own if k not in state and k not in head and not k.endswith("num_batches_tracked")]
     if missing:
         raise ValueError(
             f"{where}: {len(missing)} of model {cls}'s {len(own)} tensors are not in the file (first: "
             f"{', '.join(missing[:3])}); these weights are for another model, choose the model they were saved from"
+            f"{_written_for(where)}"
         )
     reinit = sorted(k for k in head if k not in state or state[k].shape != own[k].shape)
     take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and k not in reinit}
@@ -201,7 +230,9 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike) -> InitReport:
     return InitReport(where, len(take), tuple(reinit), unexpected)
 
 
-def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+def save_safetensors(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, *, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write `state_dict` to `path` as a safetensors file, atomically, and return the path.
 
     Every tensor is written from the CPU, contiguous, with its dtype and shape (0-d tensors such
@@ -210,7 +241,7 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
     (tied weights, views), which safetensors refuses, are written as separate copies. The file is
     written beside `path` under a temporary name and renamed over it, so a crash leaves the old
     file or the new one, never a torn one. The header's metadata says ``{"format": "pt"}``, as
-    Hugging Face's files do.
+    Hugging Face's files do, plus `metadata` (strings), e.g. what ``l2b pretrain`` made it for.
 
     Parameters
     ----------
@@ -247,7 +278,7 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         mode = os.fstat(fd).st_mode & 0o777
         os.close(fd)
-        save_file(tensors, tmp, metadata={"format": "pt"})
+        save_file(tensors, tmp, metadata={**(metadata or {}), "format": "pt"})
         os.chmod(tmp, mode)
         with open(tmp, "rb") as f:  # on disk before the rename makes it the file
             os.fsync(f.fileno())

@@ -29,6 +29,7 @@ from .optim import batches_per_epoch
 from .prepare import PreparedData, prepare_data
 from .progress import format_epoch
 from .setup import (
+    build_augmentation,
     build_model,
     build_strong_augmentation,
     check_model_output,
@@ -147,6 +148,9 @@ def _run_experiment(
         )
     meta_batch = effective_meta_batch(config, len(data.meta_idx))
     _refuse_single_example_batches(model, config, data, meta_batch, world)
+    # The views a method needs, checked before the run directory exists (a config error must not leave one).
+    build_augmentation(config, streamed=data.streamed)
+    strong_augment = build_strong_augmentation(config, data.train, data.example_shape)
     if out is not None and not resume:  # only now: bad data must not leave a half-made run directory
         if main:
             rundir.prepare_run_dir(out)
@@ -225,7 +229,7 @@ def _run_experiment(
             num_classes=data.num_classes,
             streamed=data.streamed,
             meta_batch_size=meta_batch,
-            strong_augment=build_strong_augmentation(config, data.train, data.example_shape),
+            strong_augment=strong_augment,
             progress=progress,
             callbacks=(on_epoch,),
             checkpoint=save_checkpoint,

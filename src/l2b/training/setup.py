@@ -128,8 +128,8 @@ def build_augmentation(config: TrainConfig, *, streamed: bool = False):
     if method_class(config.method).views and not streamed:
         raise ValueError(
             f"method {config.method!r} trains on {1 + len(method_class(config.method).views)} augmented views of every "
-            "example: set augment: true (images) or feature_noise: STD (Gaussian noise, the stand-in for data "
-            "without an image augmentation, e.g. digits or feature vectors)"
+            "example: set augment: true (--augment) for images, or feature_noise: STD (--feature-noise STD: Gaussian "
+            "noise, the stand-in for data without an image augmentation, e.g. digits or feature vectors)"
         )
     return None
 
