@@ -98,6 +98,20 @@ def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
     assert code == 2
     assert "l2b pretrain wrote it for --model small_cnn --width 8: train with the same" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    # a finished run (pretrain's or train's) or a user's own config.yaml is never written over
+    config_before = (tmp_path / "run" / "config.yaml").read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text("lr: 0.1\n")
+    refusals = {
+        "pre": r"already holds a run \(.*encoder\.safetensors",
+        "run": r"already holds a run \(.*summary",
+        "mine": r"l2b did not write \(config\.yaml\)",
+    }
+    for out, said in refusals.items():
+        with pytest.raises(FileExistsError, match=said):
+            pretrain(_config(folder, epochs=1), tmp_path / out)
+    assert (tmp_path / "run" / "config.yaml").read_text() == config_before
+    assert (tmp_path / "mine" / "config.yaml").read_text() == "lr: 0.1\n"
 
 
 def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
@@ -109,6 +123,8 @@ def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
     assert "inputs of shape (64,)" in capsys.readouterr().err
     assert main(["pretrain", "--data", "digits", "--model", "mlp", "--width", "8", "--out", str(tmp_path / "z")]) == 2
     assert "width do(es) not apply" in capsys.readouterr().err
+    assert main(["pretrain", "--data", "digits", "--model", "mlp", "--threads", "0", "--out", str(tmp_path / "t")]) == 2
+    assert "--threads=0 must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="temperature=-1.0 must be positive"):
         PretrainConfig(data="digits", values={"temperature": -1.0})
 

@@ -58,6 +58,7 @@ __all__ = [
     "CHECKPOINT",
     "CONFIG",
     "DATA_INFO",
+    "ENCODER",
     "FILES",
     "LABEL_ISSUES",
     "LOCK",
@@ -65,6 +66,7 @@ __all__ = [
     "MODEL",
     "MODEL_SAFETENSORS",
     "PER_EXAMPLE",
+    "RUN_OUTPUTS",
     "SKIPPED_FILES",
     "SUMMARY",
     "TENSORBOARD",
@@ -80,6 +82,7 @@ __all__ = [
     "read_files",
     "read_test_files",
     "read_run_doc",
+    "refuse_existing_run",
     "resume_command",
     "save_checkpoint",
     "write_data_info",
@@ -106,6 +109,59 @@ DATA_INFO = "data.json"
 FILES = "files.csv"
 LOCK = "run.lock"
 TENSORBOARD = "tensorboard"
+ENCODER = "encoder.safetensors"
+"""The pre-trained body's weights in an ``l2b pretrain`` run directory (``--init-weights`` takes it)."""
+
+#: Files an l2b run (``l2b train`` or ``l2b pretrain``) writes into its directory; a folder holding
+#: any of them that l2b did not write (a user's own config.yaml or model.pt, say) is refused as
+#: the directory of a new run.
+RUN_OUTPUTS = (
+    CONFIG,
+    METRICS,
+    SUMMARY,
+    PER_EXAMPLE,
+    MODEL,
+    MODEL_SAFETENSORS,
+    DATA_INFO,
+    FILES,
+    LABEL_ISSUES,
+    SKIPPED_FILES,
+    ENCODER,
+)
+
+
+def refuse_existing_run(out: Path) -> None:
+    """Refuse `out` as the directory of a new run when it holds a run, finished or checkpointed
+    (train's or pretrain's), or files that a run writes and l2b did not write; a run that l2b
+    started and that stopped before its first checkpoint may be replaced.
+
+    Raises
+    ------
+    FileExistsError
+        Naming the directory and the files found.
+    """
+    done = [name for name in (SUMMARY, CHECKPOINT, ENCODER) if (out / name).exists()]
+    if done:
+        raise FileExistsError(
+            f"run directory {out} already holds a run ({', '.join(done)}); resume it with --resume or choose "
+            "another --out"
+        )
+    present = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if present and not _aborted_run(out):
+        raise FileExistsError(
+            f"--out {out} holds files that a run writes and l2b did not write ({', '.join(present)}); they would "
+            "be overwritten: choose another --out (a new folder)"
+        )
+
+
+def _aborted_run(out: Path) -> bool:
+    """Whether `out` holds a run that l2b started and that stopped before its first checkpoint
+    (its config.yaml is l2b's: a ``config`` and a ``run`` mapping), which a new run may replace."""
+    try:
+        doc = read_run_doc(out)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc.get("run"), dict)
 
 
 def resume_command(out: str | os.PathLike) -> str:

@@ -42,13 +42,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the interrupted run in --out with its own config (options that would change it are refused)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch, not recorded in the run's config (default: 1 for the MLP, torch's choice "
+        "for other models)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..pretrain import PretrainConfig
     from ..pretrain.loop import pretrain
+    from ..rundir import CHECKPOINT
+    from ..training.threads import training_threads
 
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads={args.threads} must be at least 1")
     keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
     given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
     if "data_root" in given:  # recorded absolute
@@ -70,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         config = PretrainConfig.from_flat(given)
+    threads = training_threads(config.model, args.threads)
+    if threads is not None:  # for the whole process, as l2b train does
+        import torch
+
+        torch.set_num_threads(threads)
     interactive = sys.stderr.isatty()
     log = None if args.quiet else (lambda line: print(line, flush=True))
-    summary = pretrain(config, args.out, resume=args.resume, progress=interactive and not args.quiet, log=log)
+    try:
+        summary = pretrain(config, args.out, resume=args.resume, progress=interactive and not args.quiet, log=log)
+    except KeyboardInterrupt:
+        if (Path(args.out) / CHECKPOINT).exists():
+            print(f"interrupted: resume with `l2b pretrain --resume --out {args.out}`", flush=True)
+        raise
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -26,8 +26,10 @@ from ..models import create_model
 from ..models.projection import ProjectionHead, feature_width, features_of
 from ..rundir import (
     CHECKPOINT,
+    ENCODER,
     append_metrics,
     load_checkpoint,
+    refuse_existing_run,
     save_checkpoint,
     write_metrics,
     write_run_config,
@@ -38,9 +40,6 @@ from ..training.setup import resolve_device
 from . import PretrainConfig
 
 __all__ = ["ENCODER", "pretrain"]
-
-ENCODER = "encoder.safetensors"
-"""The pre-trained model's weights in a pre-training run directory (``--init-weights`` takes it)."""
 
 
 def _images(config: PretrainConfig):
@@ -113,6 +112,8 @@ def pretrain(
     summary in the return value). ``resume=True`` continues from the directory's checkpoint,
     exactly as the uninterrupted run would have gone on."""
     out = Path(out_dir)
+    if not resume:
+        refuse_existing_run(out)  # a finished run's files, or a user's own, are never written over
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     x_all, prep, num_classes = _images(config)

@@ -124,7 +124,7 @@ def _run_experiment(
         _own_run_dir(held, out, main=main, dist=dist)
     ckpt = _checkpoint_to_resume(config, out) if resume else None
     if not resume and out is not None:
-        _refuse_existing_run(out)
+        rundir.refuse_existing_run(out)
     started = time.perf_counter()
     elapsed_before = float(ckpt["elapsed"]) if ckpt else 0.0
     resumed = int(ckpt.get("resumed", 0)) + 1 if ckpt else 0
@@ -156,7 +156,7 @@ def _run_experiment(
             rundir.prepare_run_dir(out)
         _own_run_dir(held, out, main=main, dist=dist)
     if out is not None and main and not resume:
-        _refuse_existing_run(out)  # again, now that it is ours: another run may have made it meanwhile
+        rundir.refuse_existing_run(out)  # again, now that it is ours: another run may have made it meanwhile
         rundir.write_run_config(
             out,
             config.to_dict(),
@@ -344,45 +344,6 @@ def _refuse_changed_files(out: Path, data: PreparedData) -> None:
         f"the files of {out} changed since the run started ({'; '.join(detail) or 'files of other sizes'}): "
         f"an exact resume needs the files listed in {out / rundir.FILES}; put them back, or start a new run"
     )
-
-
-#: Files a new run writes into its directory; a folder holding any of them that l2b did not
-#: write (a user's own config.yaml or model.pt, say) is refused as a run directory.
-RUN_OUTPUTS = (
-    rundir.CONFIG,
-    rundir.METRICS,
-    rundir.SUMMARY,
-    rundir.PER_EXAMPLE,
-    rundir.MODEL,
-    rundir.MODEL_SAFETENSORS,
-    rundir.DATA_INFO,
-    rundir.FILES,
-    rundir.LABEL_ISSUES,
-    rundir.SKIPPED_FILES,
-)
-
-
-def _refuse_existing_run(out: Path) -> None:
-    if (out / rundir.SUMMARY).exists() or (out / rundir.CHECKPOINT).exists():
-        raise FileExistsError(
-            f"run directory {out} already holds a run; resume it with --resume or choose another --out"
-        )
-    present = [name for name in RUN_OUTPUTS if (out / name).exists()]
-    if present and not _aborted_run(out):
-        raise FileExistsError(
-            f"--out {out} holds files that a run writes and l2b did not write ({', '.join(present)}); they would "
-            "be overwritten: choose another --out (a new folder)"
-        )
-
-
-def _aborted_run(out: Path) -> bool:
-    """Whether `out` holds a run that l2b started and that stopped before its first checkpoint
-    (its config.yaml is l2b's: a ``config`` and a ``run`` mapping), which a new run may replace."""
-    try:
-        doc = rundir.read_run_doc(out)
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc.get("run"), dict)
 
 
 def _own_run_dir(held: contextlib.ExitStack, out: Path, *, main: bool, dist: DistContext | None) -> None:
