@@ -376,6 +376,26 @@ def test_a_test_tree_of_unchecked_labels_is_not_scored(tmp_path):
     assert not any("/test/" in row["path"] for row in read_csv(run / "files.csv"))
 
 
+def test_sets_that_would_score_against_unchecked_or_fitted_labels_are_refused(tmp_path):
+    """On a user's folder: a meta set split off the unchecked labels, a test split cut from them,
+    a checked test set that holds the checked meta images, or one that is the whole training
+    folder: each refused by name before a run directory exists."""
+    data = make_folder(tmp_path / "data")
+    checked = make_checked(data, tmp_path / "checked")
+    cases = [
+        (("--meta-source", "split", "--num-meta", "4"), "meta_source='split' takes the meta set from the training"),
+        (("--method", "ce", "--test-fraction", "0.2"), "test_fraction=0.2 cuts a test split from data 'imagefolder'"),
+        (("--trusted", checked, "--trusted-test", checked), "is also a checked test image"),
+        (("--method", "ce", "--trusted-test", data), "every one of the 16 training files is a checked test image"),
+        (("--trusted", checked, "--meta-source", "confident"), "is a meta set of checked examples"),
+    ]
+    for extra, message in cases:
+        run = tmp_path / "run"
+        r = train(data, run, *extra, epochs=1)
+        assert r.rc == 2 and message in r.err, (extra, r.err)
+        assert not run.exists()
+
+
 # ----------------------------------------------------------------------------------------------
 # 6. outputs carry paths and class names
 # ----------------------------------------------------------------------------------------------

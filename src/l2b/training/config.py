@@ -211,8 +211,30 @@ class TrainConfig:
             ),
             (
                 "trusted",
-                (self.trusted is not None) == (self.meta_source == "trusted"),
-                "must be set exactly when meta_source is 'trusted' (the default when it is set)",
+                self.trusted is None or self.meta_source == "trusted",
+                f"is a meta set of checked examples (meta_source 'trusted', its default) and meta_source is "
+                f"{self.meta_source!r}: give one of them",
+            ),
+            (
+                "trusted",
+                self.trusted is not None or self.meta_source != "trusted",
+                "must be given with meta_source 'trusted' (--trusted FOLDER_OR_LIST: a folder of class sub-folders, "
+                "or a path,label list)",
+            ),
+            (
+                "meta_source",
+                self.meta_source != "split" or self.num_meta == 0 or self.truth_known,
+                f"takes the meta set from the training split with its labels as true, and the labels of data "
+                f"{self.data!r} are unchecked (nothing says which are right): give checked examples with trusted "
+                "(--trusted FOLDER_OR_LIST), or let the model pick a pseudo-clean meta set with --meta-source "
+                "confident",
+            ),
+            (
+                "test_fraction",
+                self.test_fraction == 0 or self.test_checked,
+                f"cuts a test split from data {self.data!r}, whose labels are unchecked: it would not be scored (an "
+                "accuracy against unchecked labels says little) and its examples would leave training; give checked "
+                "test images with trusted_test (--trusted-test FOLDER_OR_LIST), or leave test_fraction at 0",
             ),
             (
                 "selection_fraction",

@@ -268,6 +268,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         if not checked:
             raise ValueError(f"trusted {config.trusted}: no images")
         test = _without_trusted(config, test, checked, notes)
+        _refuse_tested_meta(config, test, checked)
         train, noisy, meta_idx, meta_labels = _trusted_meta(
             config, train, noisy, checked, checked_labels, held_out, notes
         )
@@ -348,11 +349,33 @@ def _trusted_test(config: TrainConfig, train, notes: list[str]):
         raise ValueError(f"trusted_test {config.trusted_test}: no images")
     where = match_files(pool, paths)
     held = np.unique(where[where >= 0]).astype(np.int64)
+    if len(held) == len(pool):
+        raise ValueError(
+            f"trusted_test {config.trusted_test}: every one of the {len(pool)} training files is a checked test "
+            "image, so nothing is left to train on; give checked test images that are not (all) the training files"
+        )
     if len(held):
         notes.append(
             f"{len(held)} of the {len(paths)} checked test images are also training files: taken out of training"
         )
     return decode_like(train, paths, labels, name=f"{config.data}-trusted-test"), held
+
+
+def _refuse_tested_meta(config: TrainConfig, test, checked: list[str]) -> None:
+    """A checked image in both the meta set (`checked`) and the checked test set: refused, since
+    the test accuracy would then be measured on images the weights were fitted to."""
+    paths = None if test is None or config.trusted_test is None else dataset_paths(test)
+    if paths is None:
+        return
+    where = match_files(paths, checked)
+    if (where >= 0).any():
+        i = int(np.flatnonzero(where >= 0)[0])
+        raise ValueError(
+            f"trusted {checked[i]} is also a checked test image ({paths[where[i]]}, trusted_test "
+            f"{config.trusted_test}; {int((where >= 0).sum())} of the {len(checked)} checked meta images are): a "
+            "checked image goes into one of the two sets, or the test accuracy is measured on images the weights "
+            "were fitted to"
+        )
 
 
 def _without_trusted(config: TrainConfig, test, checked: list[str], notes: list[str]):
