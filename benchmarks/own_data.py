@@ -264,7 +264,7 @@ def score_run(run: Path, record: dict, cmd: str, problems: list) -> dict:
 
 def score_relabel(path: Path, record: dict) -> dict:
     """How many of a relabelled.csv's changes give the true class, and the wrong labels before and after."""
-    rl = read_csv(path)
+    rl = [r for r in read_csv(path) if r.get("checked") != "True"]  # the training examples; checked ones follow
     true = {str(Path(r["path"]).resolve()): record[str(Path(r["path"]).resolve())]["true_class"] for r in rl}
     changed = [r for r in rl if r["changed"] == "True"]
     right = sum(r["label"] == true[str(Path(r["path"]).resolve())] for r in changed)

@@ -415,12 +415,15 @@ def test_relabelled_csv_carries_paths_and_class_names(trusted_run, tmp_path):
     r = cli("relabel", trusted_run.run, "--out", out)
     assert r.rc == 0, r.err
     rows = read_csv(out)
-    assert list(rows[0]) == ["index", "path", "given_label", "label", "changed"]
-    assert len(rows) == 2 * PER_CLASS - 3  # the training examples; the checked ones are not in it
+    assert list(rows[0]) == ["index", "path", "given_label", "label", "changed", "checked"]
+    # the training examples, then the four checked images with their checked class
+    assert [r["checked"] for r in rows] == ["False"] * (2 * PER_CLASS - 3) + ["True"] * 4
     for row in rows:
         assert os.path.isabs(row["path"]) and os.path.isfile(row["path"])
         assert row["given_label"] in CLASSES and row["label"] in CLASSES
         assert row["changed"] == str(row["given_label"] != row["label"])
+    checked = {Path(r["path"]).name: r["label"] for r in rows if r["checked"] == "True"}
+    assert checked == {"cat0.png": "cat", "dog0.png": "dog", "dog1.png": "cat", "new.png": "dog"}
 
 
 def test_relabelled_csv_is_a_valid_csv_training_list(trusted_run, tmp_path):
@@ -447,7 +450,9 @@ def test_relabel_copy_to_sorts_copies_by_class_and_keeps_the_originals(trusted_r
     assert r.rc == 0, r.err
     rows = read_csv(out)
     copies = sorted(target.rglob("*.png"))
-    assert len(copies) == len(rows)
+    assert len(copies) == len(rows) == 2 * PER_CLASS + 1  # every photo, the checked ones included
+    assert (target / "cat" / "dog1.png").is_file()  # the photo the user checked to be a cat
+    assert "4 of them checked, under their checked class" in r.out
     assert {p.parent.name for p in copies} <= set(CLASSES)
     for row in rows:
         copy = target / row["label"] / Path(row["path"]).name

@@ -3,9 +3,11 @@ the folder tree.
 
 Examples flagged as label issues (see :func:`l2b.reports.label_issues`) take the suggested class,
 the others keep the class they were trained on. The list covers the run's training examples
-(``index`` = position in the run's training pool, as in label_issues.csv); the trusted meta
-examples are not in it. For image files it carries each file's ``path`` and is itself a valid
-``--data csv`` list (columns ``path`` and ``label``); classes are written by name.
+(``index`` = position in the run's training pool, as in label_issues.csv); for image files the
+checked (trusted) images of the meta set follow, with their checked class as both ``given_label``
+and ``label`` and ``checked`` True, so that the list and ``--copy-to`` hold every labelled image
+of the run. For image files it carries each file's ``path`` and is itself a valid ``--data csv``
+list (columns ``path`` and ``label``); classes are written by name.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="copy every training image into DIR/<corrected class>/ (DIR must not exist or be empty; image "
-        "files only); the original files are left where they are",
+        help="copy every training image into DIR/<corrected class>/ and every checked (trusted) image into "
+        "DIR/<checked class>/ (DIR must not exist or be empty; image files only); the original files are left "
+        "where they are",
     )
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         run_names,
         write_table,
     )
+    from ..rundir import read_files
     from .masks import is_mask_run, relabel
     from .outputs import refuse_run_file
 
@@ -90,18 +94,33 @@ def run(args: argparse.Namespace) -> int:
         table = label_issues(pe, threshold=args.threshold, class_names=names, paths=paths)
         write_table(table, args.run_dir / LABEL_ISSUES)
     shown = (lambda k: names[int(k)]) if names is not None else (lambda k: str(int(k)))
+    # The checked meta (and selection) images by file: index -> checked class name.
+    checked = {} if paths is None else read_files(args.run_dir, roles=("meta", "selection"), column="given_label")
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", *(["path"] if paths is not None else []), "given_label", "label", "changed"])
+        w.writerow(
+            ["index", *(["path"] if paths is not None else []), "given_label", "label", "changed"]
+            + (["checked"] if paths is not None else [])
+        )
         for i, given, label, changed in zip(fixed["index"], fixed["given_label"], fixed["label"], fixed["changed"]):
-            where = [paths[int(i)]] if paths is not None else []
-            w.writerow([int(i), *where, shown(given), shown(label), "True" if changed else "False"])
+            if paths is None:
+                w.writerow([int(i), shown(given), shown(label), "True" if changed else "False"])
+            else:
+                w.writerow([int(i), paths[int(i)], shown(given), shown(label), "True" if changed else "False", "False"])
+        for i in sorted(checked):
+            w.writerow([i, paths[i], checked[i], checked[i], "False", "True"])
     changed = fixed["changed"]
     n, k = len(changed), int(changed.sum())
-    print(f"changed {k} of {n} labels (threshold {args.threshold:g}); wrote {out}")
+    also = f", then the {len(checked)} checked images with their checked class" if checked else ""
+    print(f"changed {k} of {n} labels (threshold {args.threshold:g}); wrote {out}{also}")
     if args.copy_to is not None:
-        copied = _copy_tree(args.copy_to, [paths[int(i)] for i in fixed["index"]], [shown(c) for c in fixed["label"]])
-        print(f"copied {copied} images into {args.copy_to}/<class>/ (the originals are untouched)")
+        files = [paths[int(i)] for i in fixed["index"]] + [paths[i] for i in sorted(checked)]
+        classes = [shown(c) for c in fixed["label"]] + [checked[i] for i in sorted(checked)]
+        copied = _copy_tree(args.copy_to, files, classes)
+        print(
+            f"copied {copied} images into {args.copy_to}/<class>/ ({len(checked)} of them checked, under their "
+            "checked class; the originals are untouched)"
+        )
     noisy = noise_mask(pe)
     if noisy is not None:  # true labels known (simulated noise or a benchmark): score the changes
         order = np.argsort(np.asarray(pe["index"]), kind="stable")
