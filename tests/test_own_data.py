@@ -506,6 +506,21 @@ def test_predict_on_a_folder_of_images(trusted_run, tmp_path):
     assert report["examples"] == len(images) and "accuracy" not in report
 
 
+def test_out_never_writes_over_a_users_file_but_replaces_its_own_output(trusted_run, tmp_path):
+    image = sorted(trusted_run.data.rglob("*.png"))[0]
+    theirs = tmp_path / "theirs.csv"
+    theirs.write_text("name,score\na,1\n")
+    keep = {image: image.read_bytes(), theirs: theirs.read_bytes()}
+    for target in (image, theirs):
+        for command in (("predict", trusted_run.run, "--data", trusted_run.data), ("relabel", trusted_run.run)):
+            r = cli(*command, "--out", target)
+            assert r.rc == 2 and "is not a table that l2b wrote" in r.err, r.err
+    assert all(path.read_bytes() == data for path, data in keep.items())
+    out = tmp_path / "pred.csv"
+    for _ in range(2):  # the command's own earlier output is replaced
+        assert cli("predict", trusted_run.run, "--data", trusted_run.data, "--out", out).rc == 0
+
+
 def test_predict_on_a_folder_of_class_folders_reports_accuracy(trusted_run, tmp_path):
     out = tmp_path / "pred.csv"
     r = cli("predict", trusted_run.run, "--data", trusted_run.checked, "--out", out)

@@ -32,3 +32,21 @@ def refuse_run_file(out: Path, run_dir: Path, *, option: str) -> None:
                 f"{option} {out} is the run's own {name}; writing it would break the run in {run_dir}: "
                 "choose another file"
             )
+
+
+def refuse_foreign_file(out: Path, *, option: str) -> None:
+    """ValueError when `out` exists and is not a table that l2b wrote (every CSV l2b writes starts
+    with an ``index,`` header), so that a user's own file (an image, a CSV of theirs) is never
+    written over; an earlier output of the command may be replaced."""
+    if not out.is_file():
+        return
+    try:
+        with open(out, "rb") as f:
+            head = f.read(len(b"index,"))
+    except OSError:
+        return  # the write itself will say what is wrong
+    if head != b"index,":
+        raise ValueError(
+            f"{option} {out} exists and is not a table that l2b wrote (it does not start with l2b's 'index,' "
+            "header); writing it would replace your file: choose another file, or remove it first"
+        )

@@ -32,13 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from ..training.inference import as_model_inputs
     from ..training.trainer import predict_proba
     from .masks import is_mask_run, predict
-    from .outputs import refuse_run_file
+    from .outputs import refuse_foreign_file, refuse_run_file
 
     if is_mask_run(args.run_dir):
         return predict(args)
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give the path of the CSV file to write")
     refuse_run_file(args.out, args.run_dir, option="--out")
+    refuse_foreign_file(args.out, option="--out")
     model, _, data, names = load(args)
     dev = next(model.parameters()).device
     probs = predict_proba(model, as_model_inputs(data.inputs, dev)).cpu().numpy()

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..rundir import read_files
     from .masks import is_mask_run, relabel
-    from .outputs import refuse_run_file
+    from .outputs import refuse_foreign_file, refuse_run_file
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must lie in [0, 1]")
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"directory {out.parent} (of --out {out}) not found")
     if args.out is not None:
         refuse_run_file(out, args.run_dir, option="--out")
+        refuse_foreign_file(out, option="--out")
     names, paths = run_names(args.run_dir)
     if args.copy_to is not None:
         if paths is None:
