@@ -440,6 +440,9 @@ def test_relabelled_csv_is_a_valid_csv_training_list(trusted_run, tmp_path):
     assert r.rc == 0, r.err
     given = {Path(f["path"]).name: f["given_label"] for f in read_csv(tmp_path / "run" / "files.csv")}
     assert given == {Path(r["path"]).name: r["label"] for r in rows}
+    r = train(out, tmp_path / "run2", "--method", "ce", data="csv", epochs=1)  # the list file itself as the root
+    assert r.rc == 0, r.err
+    assert read_csv(tmp_path / "run2" / "files.csv") == read_csv(tmp_path / "run" / "files.csv")
 
 
 def test_relabel_copy_to_sorts_copies_by_class_and_keeps_the_originals(trusted_run, tmp_path):

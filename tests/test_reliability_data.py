@@ -131,6 +131,12 @@ def test_resume_after_the_files_changed_is_refused(tmp_path):
     save_image(data / "cat" / "added.png", 0, 77)
     code, _, err = cli("train", "--resume", tmp_path / "cut", "--quiet")
     assert code == 2 and "changed since the run started" in err and "added.png" in err
+    # the same paths, one file rewritten (another size): named too
+    (data / "cat" / "added.png").unlink()
+    victim = sorted((data / "dog").iterdir())[0]
+    victim.write_bytes(victim.read_bytes() + b"\0" * 16)
+    code, _, err = cli("train", "--resume", tmp_path / "cut", "--quiet")
+    assert code == 2 and f"1 file(s) rewritten since the run began (e.g. {victim.resolve()})" in err, err
 
 
 def test_evaluate_after_files_were_added_uses_the_runs_own_test_set(tmp_path):

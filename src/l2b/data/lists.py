@@ -302,7 +302,8 @@ def load_csv(
 
     ``train_list`` / ``test_list``: the list files (relative ones are taken relative to ``root``
     when it is given); without ``train_list``, ``root/train.{csv,txt,tsv}`` and
-    ``root/test.{csv,txt,tsv}``. Without a test list the training list is split stratified by
+    ``root/test.{csv,txt,tsv}``, or ``root`` itself when it is a list file (``--data-root
+    relabelled.csv``). Without a test list the training list is split stratified by
     class with ``test_fraction`` and ``split_seed`` (0: no split, test is None). Image paths in a list are relative to
     ``root`` when given, else to the list file's folder. A file listed twice in one list, or in
     both lists (a train/test leak), is refused (ValueError naming the file, paths and lines).
@@ -318,8 +319,12 @@ def load_csv(
     ``normalize``, ``mean``, ``std``, ``threads``).
     """
     base = None if root is None else Path(root).expanduser()
+    if base is not None and base.is_file() and train_list is None:  # the list itself (e.g. relabel's output)
+        train_list, base = base, None
     if base is not None and not base.is_dir():
-        raise FileNotFoundError(f"data set 'csv': root {str(base)!r} is not a folder")
+        raise FileNotFoundError(
+            f"data set 'csv': root {str(base)!r} is neither a folder (holding train.csv) nor a path,label list file"
+        )
     if train_list is None:
         if base is None:
             raise ValueError("data set 'csv' needs train_list= (a path,label file) or root= holding train.csv/.txt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -340,6 +341,11 @@ def _refuse_changed_files(out: Path, data: PreparedData) -> None:
         detail.append(f"{len(added)} file(s) added (e.g. {added[0]})")
     if gone:
         detail.append(f"{len(gone)} file(s) gone (e.g. {gone[0]})")
+    if not detail:  # the same paths, so some size changed: name the files rewritten since the run began
+        began = (out / rundir.CONFIG).stat().st_mtime
+        rewritten = sorted(p for p in now if os.path.getmtime(p) > began)
+        if rewritten:
+            detail.append(f"{len(rewritten)} file(s) rewritten since the run began (e.g. {rewritten[0]})")
     raise ValueError(
         f"the files of {out} changed since the run started ({'; '.join(detail) or 'files of other sizes'}): "
         f"an exact resume needs the files listed in {out / rundir.FILES}; put them back, or start a new run"
