@@ -84,6 +84,9 @@ def test_weights_for_another_input_or_model_are_refused_with_the_key_and_shapes(
     torch.save(create_model("mlp", num_classes=10, in_shape=(64,)).state_dict(), tmp_path / "mlp.pt")
     with pytest.raises(ValueError, match=r"mlp\.pt: \d+ of model ResNet's \d+ tensors are not in the file"):
         load_init_weights(create_model("resnet18", num_classes=8, in_shape=(3, 64, 64)), tmp_path / "mlp.pt")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # not weights at all
+    with pytest.raises(ValueError, match=r"photo\.png: not a weights file: it starts with neither a zip archive"):
+        load_init_weights(grey, tmp_path / "photo.png")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ValueError, match=r"list\.pt: not a state dict .* found list"):
         load_init_weights(grey, tmp_path / "list.pt")

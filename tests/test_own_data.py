@@ -396,6 +396,16 @@ def test_sets_that_would_score_against_unchecked_or_fitted_labels_are_refused(tm
         assert not run.exists()
 
 
+def test_a_class_of_one_example_in_a_list_is_named_as_a_likely_typo(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=10)
+    files = sorted(data.rglob("*.png"))
+    lines = [f"{p},{'cta' if i == 0 else p.parent.name}" for i, p in enumerate(files)]
+    (tmp_path / "list.csv").write_text("path,label\n" + "\n".join(lines) + "\n")
+    r = train(tmp_path / "list.csv", tmp_path / "run", "--method", "ce", data="csv", epochs=1)
+    assert r.rc == 0, r.err
+    assert "class 'cta' has 1 training example(s), the typical class 9: a misspelt label?" in r.out
+
+
 # ----------------------------------------------------------------------------------------------
 # 6. outputs carry paths and class names
 # ----------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=tuple(PRESETS),
         default=None,
         help="a named set of config values over --config, under the options given here: "
-        + "; ".join(f"{name}: {p['help']} ({_preset_values(name)})" for name, p in PRESETS.items()),
+        + "; ".join(f"{name} ({_preset_values(name)}): {p['help']}" for name, p in PRESETS.items()),
     )
     g.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     g.add_argument(

@@ -117,6 +117,11 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
                 f"{path}: holds safetensors data (its first bytes are a safetensors header) but is not named "
                 f"*{_SAFETENSORS_SUFFIX}; rename it to {Path(path).stem}{_SAFETENSORS_SUFFIX} so that it is read as one"
             )
+        if kind == "unknown":  # an image, a text file ...: torch.load's unpickler message would only confuse
+            raise ValueError(
+                f"{path}: not a weights file: it starts with neither a zip archive nor a pickle (torch.save's "
+                "formats) nor a safetensors header; give a state dict saved with torch.save or a .safetensors file"
+            )
         return _state_dict(load_untrusted_torch(path, what="state dict of initial weights"), path)
     if kind in _HOLDS:
         raise ValueError(

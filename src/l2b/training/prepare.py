@@ -244,7 +244,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         )
     _check_noise_fits(config, train.class_names)
     _refuse_untrusted_meta(config)
-    notes: list[str] = []
+    notes: list[str] = _rare_class_notes(train)
     sources: dict[str, str | None] = {}
     if not config.test_checked and test is not None:  # e.g. a test/ tree of unchecked labels
         notes.append(
@@ -303,6 +303,24 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         notes=tuple(notes),
         test_pool_idx=held_out,
     )
+
+
+def _rare_class_notes(train) -> list[str]:
+    """A word on each class with one or two examples where the typical class has five times more:
+    in a list of class names that is most often a misspelt label (``cta`` for ``cat``), which
+    would otherwise train as a class of its own without a word."""
+    labels = np.asarray(train.labels)
+    if labels.ndim != 1:  # masks: no class per example
+        return []
+    counts = np.bincount(labels, minlength=train.num_classes)
+    typical = float(np.median(counts))
+    names = getattr(train, "class_names", None) or [str(k) for k in range(len(counts))]
+    return [
+        f"class {names[k]!r} has {int(n)} training example(s), the typical class {typical:g}: a misspelt label? "
+        "(it trains as a class of its own)"
+        for k, n in enumerate(counts)
+        if 0 < n <= 2 and typical >= 5 * n
+    ]
 
 
 def _refuse_untrusted_meta(config: TrainConfig) -> None:
@@ -589,7 +607,7 @@ def _prepare_masks(config: TrainConfig, train, test) -> PreparedData:
             "have; give checked masks with trusted (--trusted), or simulate noise and let num_meta take clean ones"
         )
     _refuse_untrusted_meta(config)
-    notes: list[str] = []
+    notes: list[str] = _rare_class_notes(train)
     sources: dict[str, str | None] = {}
     if not config.test_checked and test is not None:  # only test_cases cuts one from unchecked masks
         raise ValueError(
