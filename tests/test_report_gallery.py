@@ -216,6 +216,21 @@ def test_a_run_with_unknown_truth_shows_nothing_that_needs_it(tmp_path, figures,
     assert row[0] == "l2b seed 0" and row[3] == "0.4" and row[8] == "4" and len(row) == 10
 
 
+def test_a_run_without_a_checked_test_set_gets_no_test_panel(tmp_path, figures):
+    run = write_run(tmp_path / "run", truth="unknown", images=False)
+    rundir.write_metrics(run, [{"epoch": e, "meta_accuracy": 0.8 + 0.05 * e} for e in (1, 2)])
+    summary = json.loads((run / rundir.SUMMARY).read_text())
+    rundir.write_summary(run, {**summary, **dict.fromkeys(("test_accuracy", "test_accuracy_at_best_meta"), None)})
+    md = plots.make_report([run], tmp_path / "out").read_text()
+    assert [ax.get_title() for ax in figures["accuracy.png"].axes if ax.get_title()] == [
+        "Meta accuracy (clean meta set, used to select the checkpoint)"
+    ]
+    assert "No run has a checked test set (give one with `--trusted-test`)" in md and "held-out test" not in md
+    rundir.write_metrics(run, [{"epoch": e} for e in (1, 2)])  # no meta set either: no accuracy figure at all
+    md = plots.make_report([run], tmp_path / "out2").read_text()
+    assert not (tmp_path / "out2" / "accuracy.png").exists() and "Not drawn (no run has the data): Accuracy" in md
+
+
 def test_truth_known_and_unknown_runs_side_by_side(tmp_path, figures):
     known = write_run(tmp_path / "known", method="ce", images=False)
     unknown = write_run(tmp_path / "unknown", truth="unknown", images=False)

@@ -153,18 +153,22 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def plot_accuracy(runs: Sequence[Run], path: Path) -> Path:
+def plot_accuracy(runs: Sequence[Run], path: Path) -> Path | None:
     """Test and meta accuracy per epoch, one colour per run, warm-up epochs shaded; with known
     noise also the memorised share (mislabelled examples fitted to their wrong label), for the runs whose
-    truth is known."""
+    truth is known. A panel only where some run has its figure (no checked test set: no test
+    panel); None when none has any."""
     panels = [
         ("test_accuracy", "Test accuracy (held-out test split)"),
         ("meta_accuracy", "Meta accuracy (clean meta set, used to select the checkpoint)"),
     ]
     if any("memorised" in m for r in runs if r.truth_known for m in r.metrics):
         panels.append(("memorised", "Memorised: mislabelled training examples\npredicted as their wrong given label"))
+    panels = [(key, title) for key, title in panels if any(m.get(key) is not None for r in runs for m in r.metrics)]
+    if not panels:
+        return None
     fig = Figure(figsize=(5.5 * len(panels), 4.8), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     colors = _colors(len(runs))
     warmups = sorted({r.warmup_epochs for r in runs if r.warmup_epochs})
     for ax, (key, title) in zip(axes, panels):
@@ -669,8 +673,14 @@ def make_report(
         )
     lines += [
         "",
-        "Accuracies are fractions of the held-out test split (final epoch, and the checkpoint selected on the "
-        "clean meta set) and of the clean meta set. An example is *flagged* as a label issue when the "
+        (
+            "Accuracies are fractions of the held-out test split (final epoch, and the checkpoint selected on the "
+            "clean meta set) and of the clean meta set."
+            if any(r.summary.get("test_accuracy") is not None for r in runs)
+            else "No run has a checked test set (give one with `--trusted-test`), so no test accuracy is shown; "
+            "meta accuracies are fractions of the clean meta set."
+        )
+        + " An example is *flagged* as a label issue when the "
         f"meta-selected model gives its given label a probability below {threshold:g} and predicts another "
         "class (`l2b relabel` moves exactly these to the predicted class). *seconds*: wall time of the run."
         + (
