@@ -112,6 +112,8 @@ def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
             pretrain(_config(folder, epochs=1), tmp_path / out)
     assert (tmp_path / "run" / "config.yaml").read_text() == config_before
     assert (tmp_path / "mine" / "config.yaml").read_text() == "lr: 0.1\n"
+    with pytest.raises(FileExistsError, match=r"mine/config\.yaml is a file, not a folder"):
+        pretrain(_config(folder, epochs=1), tmp_path / "mine" / "config.yaml")
 
 
 def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):

@@ -198,6 +198,8 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
 
 def prepare_run_dir(out: Path) -> None:
     """Create the run directory and prove it writable, before any training starts."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder: choose a new folder for the run")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".l2b-write-test"

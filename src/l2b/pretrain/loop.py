@@ -29,6 +29,7 @@ from ..rundir import (
     ENCODER,
     append_metrics,
     load_checkpoint,
+    prepare_run_dir,
     refuse_existing_run,
     save_checkpoint,
     write_metrics,
@@ -114,7 +115,7 @@ def pretrain(
     out = Path(out_dir)
     if not resume:
         refuse_existing_run(out)  # a finished run's files, or a user's own, are never written over
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(out)
     device = resolve_device(config.device)
     x_all, prep, num_classes = _images(config)
     n = x_all.shape[0]
