@@ -382,10 +382,20 @@ def test_sets_that_would_score_against_unchecked_or_fitted_labels_are_refused(tm
     folder: each refused by name before a run directory exists."""
     data = make_folder(tmp_path / "data")
     checked = make_checked(data, tmp_path / "checked")
+    outside = make_folder(tmp_path / "outside", per_class=2, seed=900)
+    for path in outside.rglob("*.png"):
+        path.rename(path.with_name(f"o{path.name[-5]}.png"))  # names unlike the training files'
+    outside_copy = tmp_path / "outside_copy"
+    shutil.copytree(outside / "cat", outside_copy / "cat")
+    (outside_copy / "dog").mkdir()
+    shutil.copy(outside / "dog" / "o1.png", outside_copy / "dog" / "x.png")
     cases = [
         (("--meta-source", "split", "--num-meta", "4"), "meta_source='split' takes the meta set from the training"),
         (("--method", "ce", "--test-fraction", "0.2"), "test_fraction=0.2 cuts a test split from data 'imagefolder'"),
         (("--trusted", checked, "--trusted-test", checked), "is also a checked test image"),
+        # checked images that are no training files, in both sets (the same file, or a copy of it)
+        (("--trusted", outside, "--trusted-test", outside_copy), "outside/cat/o0.png is also a checked test image"),
+        (("--method", "ce", "--trusted-test", outside, "--test-fraction", "0.2"), "that trusted_test (the checked"),
         (("--method", "ce", "--trusted-test", data), "every one of the 16 training files is a checked test image"),
         (("--trusted", checked, "--meta-source", "confident"), "is a meta set of checked examples"),
     ]
@@ -530,6 +540,7 @@ def test_out_never_writes_over_a_users_file_but_replaces_its_own_output(trusted_
             assert r.rc == 2 and "is not a table that l2b wrote" in r.err, r.err
     assert all(path.read_bytes() == data for path, data in keep.items())
     out = tmp_path / "pred.csv"
+    out.touch()  # an empty file (mktemp's, or a crashed write's) holds nothing to lose
     for _ in range(2):  # the command's own earlier output is replaced
         assert cli("predict", trusted_run.run, "--data", trusted_run.data, "--out", out).rc == 0
 

@@ -18,6 +18,7 @@ from l2b.cli.main import main
 from l2b.pretrain import PretrainConfig
 from l2b.pretrain import loop as pretrain_loop
 from l2b.pretrain.loop import ENCODER, pretrain
+from l2b.training import prepare
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +97,18 @@ def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
         ]
     )  # fmt: skip
     assert code == 2
-    assert "l2b pretrain wrote it for --model small_cnn --width 8: train with the same" in capsys.readouterr().err
+    assert (
+        "l2b pretrain wrote it for --model small_cnn --width 8 on its own images: train with the same"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "other").exists()
     # a finished run (pretrain's or train's) or a user's own config.yaml is never written over
     config_before = (tmp_path / "run" / "config.yaml").read_text()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text("lr: 0.1\n")
     refusals = {
-        "pre": r"already holds a run \(.*encoder\.safetensors",
-        "run": r"already holds a run \(.*summary",
+        "pre": r"already holds a finished run \(.*encoder\.safetensors",
+        "run": r"already holds a finished run \(.*summary",
         "mine": r"l2b did not write \(config\.yaml\)",
     }
     for out, said in refusals.items():
@@ -120,13 +124,13 @@ def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
     assert main(["pretrain", "--out", str(tmp_path / "x")]) == 2
     assert "needs --data" in capsys.readouterr().err
     features = SimpleNamespace(inputs=np.zeros((10, 64), np.float32), mean=(0.5,), std=(0.2,), num_classes=2)
-    monkeypatch.setattr(pretrain_loop, "load_dataset", lambda name, **options: (features, None))
+    monkeypatch.setattr(prepare, "load_dataset", lambda name, **options: (features, None))
     assert main(["pretrain", "--data", "digits", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "inputs of shape (64,)" in capsys.readouterr().err
     assert main(["pretrain", "--data", "digits", "--model", "mlp", "--width", "8", "--out", str(tmp_path / "z")]) == 2
     assert "width do(es) not apply" in capsys.readouterr().err
     assert main(["pretrain", "--data", "digits", "--model", "mlp", "--threads", "0", "--out", str(tmp_path / "t")]) == 2
-    assert "--threads=0 must be at least 1" in capsys.readouterr().err
+    assert "threads=0 must be a positive integer" in capsys.readouterr().err
     with pytest.raises(ValueError, match="temperature=-1.0 must be positive"):
         PretrainConfig(data="digits", values={"temperature": -1.0})
 

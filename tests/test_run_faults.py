@@ -175,7 +175,7 @@ def test_skipped_image_files_are_listed_with_their_reasons(tmp_path):
     # without the option: the first bad file is named, and the option that gets past it
     r = l2b("train", "--data", "imagefolder", "--data-root", root, "--method", "ce", "--out", "no", cwd=tmp_path)
     assert r.returncode == 2 and "c1/broken.png: cannot decode image" in r.stderr, r.stderr
-    assert r.stderr.rstrip().endswith("--skip-bad-files leaves undecodable files out of the run and lists them")
+    assert r.stderr.rstrip().endswith("skip_bad_files (--skip-bad-files) leaves undecodable files out and lists them")
     r = l2b(
         "train", "--data", "imagefolder", "--noise", "symmetric", "--data-root", root, "--skip-bad-files",
         "--image-size", "8",

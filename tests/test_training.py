@@ -80,7 +80,7 @@ def test_run_writes_its_files_and_is_deterministic(tmp_path):
     assert len(np.intersect1d(per["index"], per["meta_index"])) == 0 and len(per["meta_index"]) == 100
     assert np.mean(per["given_label"] != per["clean_label"]) == pytest.approx(s1["realised_noise_rate"])
     assert np.isfinite(per["alpha"]).all()
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
         run_experiment(cfg, out_dir=tmp_path / "a", progress=False, log=None)
 
 

@@ -140,10 +140,14 @@ def refuse_existing_run(out: Path) -> None:
     FileExistsError
         Naming the directory and the files found.
     """
-    done = [name for name in (SUMMARY, CHECKPOINT, ENCODER) if (out / name).exists()]
-    if done:
+    finished = [name for name in (SUMMARY, ENCODER) if (out / name).exists()]
+    if finished:
         raise FileExistsError(
-            f"run directory {out} already holds a run ({', '.join(done)}); resume it with --resume or choose "
+            f"run directory {out} already holds a finished run ({', '.join(finished)}); choose another --out"
+        )
+    if (out / CHECKPOINT).exists():
+        raise FileExistsError(
+            f"run directory {out} already holds an interrupted run ({CHECKPOINT}); resume it with --resume or choose "
             "another --out"
         )
     present = [name for name in RUN_OUTPUTS if (out / name).exists()]

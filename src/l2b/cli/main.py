@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         # Validation errors name the file, key and value; a traceback would only hide that.
-        print(f"l2b {args.command}: error: {err}{_remedy(args, err)}", file=sys.stderr)
+        print(f"l2b {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
         # A full disk, an unwritable directory, a diverged run: the message says what to do.
@@ -55,17 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
         print(f"l2b {args.command}: {what}", file=sys.stderr)
         return 128 + signum
-
-
-def _remedy(args: argparse.Namespace, err: Exception) -> str:
-    """The command's own option that gets past `err`, when it has one: an undecodable image file
-    (a BadImageError; only a loaded data module can have raised one) and ``--skip-bad-files``."""
-    files = sys.modules.get("l2b.data.files")
-    if files is None or not isinstance(err, files.BadImageError):
-        return ""
-    if args.command not in ("train", "pretrain") or getattr(args, "skip_bad_files", False):
-        return ""  # the command has no such option, or it is on (then the file failed past the check)
-    return "; --skip-bad-files leaves undecodable files out of the run and lists them"
 
 
 def _diverged(err: Exception) -> bool:

@@ -45,7 +45,7 @@ def refuse_foreign_file(out: Path, *, option: str) -> None:
             head = f.read(len(b"index,"))
     except OSError:
         return  # the write itself will say what is wrong
-    if head != b"index,":
+    if head and head != b"index,":  # an empty file holds nothing to lose
         raise ValueError(
             f"{option} {out} exists and is not a table that l2b wrote (it does not start with l2b's 'index,' "
             "header); writing it would replace your file: choose another file, or remove it first"

@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
     from ..rundir import CHECKPOINT
     from ..training.threads import training_threads
 
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads={args.threads} must be at least 1")
     keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
     given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
     if "data_root" in given:  # recorded absolute

@@ -18,7 +18,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data import load_dataset
 from ..data.autoaugment import StrongAugment
 from ..data.preprocessing import preprocessing_of
 from ..methods.unicon import nt_xent
@@ -49,7 +48,7 @@ def _images(config: PretrainConfig):
     The split is the one ``l2b train --data ...`` uses by default: a benchmark's held-out test
     split stays unseen; a user's folder of unchecked labels is used whole."""
     from ..training.config import TrainConfig
-    from ..training.prepare import dataset_options, train_subset_index
+    from ..training.prepare import load_run_data, train_subset_index
 
     like_train = TrainConfig(
         data=config.data,
@@ -59,7 +58,7 @@ def _images(config: PretrainConfig):
         warmup_epochs=0,
         split_seed=config.split_seed,
     )
-    train, _ = load_dataset(config.data, **dataset_options(like_train))
+    train, _ = load_run_data(like_train, training=True)
     if config.train_subset is not None:  # the images l2b train --train-subset trains on (with its meta set)
         if config.train_subset > len(train):
             raise ValueError(

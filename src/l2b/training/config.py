@@ -164,6 +164,13 @@ class TrainConfig:
         object.__setattr__(self, "warmup_epochs", optim.warmup_epochs)  # config.yaml says what ran
         noises = MASK_NOISE_CHOICES if self.task == "segmentation" else NOISE_CHOICES
         kind = "mask noise" if self.task == "segmentation" else "label noise"
+        masks = self.task == "segmentation"
+        what = "masks" if masks else "labels"
+        checked_form = (
+            "a folder with images/ and masks/, or an image,mask list"
+            if masks
+            else "FOLDER_OR_LIST: a folder of class sub-folders, or a path,label list"
+        )
         checks = [
             (
                 "noise",
@@ -218,23 +225,28 @@ class TrainConfig:
             (
                 "trusted",
                 self.trusted is not None or self.meta_source != "trusted",
-                "must be given with meta_source 'trusted' (--trusted FOLDER_OR_LIST: a folder of class sub-folders, "
-                "or a path,label list)",
+                f"must be given with meta_source 'trusted' (--trusted {checked_form})",
             ),
             (
                 "meta_source",
                 self.meta_source != "split" or self.num_meta == 0 or self.truth_known,
-                f"takes the meta set from the training split with its labels as true, and the labels of data "
+                f"takes the meta set from the training split with its {what} as true, and the {what} of data "
                 f"{self.data!r} are unchecked (nothing says which are right): give checked examples with trusted "
-                "(--trusted FOLDER_OR_LIST), or let the model pick a pseudo-clean meta set with --meta-source "
-                "confident",
+                f"(--trusted {checked_form})"
+                + ("" if masks else ", or let the model pick a pseudo-clean meta set with --meta-source confident"),
+            ),
+            (
+                "test_fraction",
+                self.test_fraction == 0 or self.trusted_test is None,
+                "cuts a test split that trusted_test (the checked test set) replaces: its examples would leave "
+                "training for nothing; leave test_fraction at 0",
             ),
             (
                 "test_fraction",
                 self.test_fraction == 0 or self.test_checked,
-                f"cuts a test split from data {self.data!r}, whose labels are unchecked: it would not be scored (an "
-                "accuracy against unchecked labels says little) and its examples would leave training; give checked "
-                "test images with trusted_test (--trusted-test FOLDER_OR_LIST), or leave test_fraction at 0",
+                f"cuts a test split from data {self.data!r}, whose {what} are unchecked: it would not be scored (an "
+                f"accuracy against unchecked {what} says little) and its examples would leave training; give checked "
+                "test images with trusted_test (--trusted-test), or leave test_fraction at 0",
             ),
             (
                 "selection_fraction",

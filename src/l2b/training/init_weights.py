@@ -183,7 +183,10 @@ def _written_for(path: str) -> str:
             flags.append(f"{flag} {' '.join(map(str, value))}")
         else:
             flags.append(f"{flag} {value}")
-    return f"; l2b pretrain wrote it for {' '.join(flags)}: train with the same model and options"
+    return (
+        f"; l2b pretrain wrote it for {' '.join(flags)} on its own images: train with the same model, options "
+        "and image size"
+    )
 
 
 def load_init_weights(model: nn.Module, path: str | os.PathLike) -> InitReport:

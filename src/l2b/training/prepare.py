@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..data import FileListDataset, class_balanced_split, load_dataset, stratified_holdout
+from ..data.files import BadImageError
 from ..data.trusted import append_files, dataset_paths, decode_like, match_files, read_trusted
 from ..methods import create_method
 from ..noise import (
@@ -217,7 +218,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         raise ValueError(
             "config augment=True is for image data sets; digits' 8x8 images are too small for 4-pixel crops"
         )
-    train, test = load_run_data(config)  # the first stage, which evaluate and predict use alone
+    train, test = load_run_data(config, training=True)  # the first stage, which evaluate and predict use alone
     if config.task == "segmentation":
         return _prepare_masks(config, train, test)
     skipped = tuple(
@@ -425,13 +426,7 @@ def _trusted_meta(
     are taken out of training (by file, whatever their folder label was); the others are
     appended to the pool."""
     pool = _pool_paths(train, "trusted")
-    where = match_files(pool, paths)
-    if len(held_out) and np.isin(where, held_out).any():
-        i = int(np.flatnonzero(np.isin(where, held_out))[0])
-        raise ValueError(
-            f"trusted {paths[i]} is also a checked test image (trusted_test {config.trusted_test}); a checked image "
-            "goes into one of the two sets"
-        )
+    where = match_files(pool, paths)  # a checked test image among them was refused (_refuse_tested_meta)
     found = where >= 0
     if len(np.unique(where[found])) != int(found.sum()):
         raise ValueError(f"trusted {config.trusted}: two checked images are copies of one training file; keep one")
@@ -490,13 +485,22 @@ def dataset_options(config: TrainConfig, name: str | None = None) -> dict[str, A
     return opts
 
 
-def load_run_data(config: TrainConfig, name: str | None = None):
+def load_run_data(config: TrainConfig, name: str | None = None, *, training: bool = False):
     """(train, test) of the data set `name` (default: the run's own), split as the run split it:
     same ``test_fraction`` and ``split_seed``, and for its own data set the run's ``data_root``
     and image options (so a streamed data set comes back as FileListDatasets). No noise, no
-    meta split: what a trained model is evaluated on."""
+    meta split: what a trained model is evaluated on. ``training``: loaded to train on (train,
+    pretrain), so an undecodable file's error ends with the option that gets past it,
+    ``skip_bad_files``, where the data set has it and it is off."""
     name = config.data if name is None else name
-    return load_dataset(name, **dataset_options(config, name))
+    try:
+        return load_dataset(name, **dataset_options(config, name))
+    except BadImageError as err:
+        if training and name == config.data and config.data_options.get("skip_bad_files") is False:
+            raise BadImageError(
+                err.path, f"{err.reason}; skip_bad_files (--skip-bad-files) leaves undecodable files out and lists them"
+            ) from None
+        raise
 
 
 def train_subset_index(train, size: int, split_seed: int) -> np.ndarray:
