@@ -15,7 +15,7 @@ import torch
 from ..data import DATASETS, data_task, labels_checked
 from ..methods import METHODS, create_method, method_class
 from ..models import MODELS
-from ..names import MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
+from ..names import DEVICE_HELP, MASK_NOISE_KINDS, META_SOURCES, NOISE_KINDS, PRECISIONS, did_you_mean
 from ..options import Option
 from ..registry import Registry
 from .optim import Optimization, check_warmup
@@ -206,6 +206,11 @@ class TrainConfig:
                 "must be set exactly when noise is 'file'",
             ),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+            (  # the form only: whether this machine has the device is checked when a run starts
+                "device",
+                isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+                f"is not a device name: {DEVICE_HELP}",
+            ),
             (
                 "meta_source",
                 self.meta_source in META_SOURCES,
