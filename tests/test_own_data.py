@@ -513,6 +513,16 @@ def _check_predictions(rows: list[dict[str, str]], images: list[Path]) -> None:
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_scoring_the_runs_own_training_files_is_said_to_measure_the_fit(trusted_run, tmp_path):
+    r = cli("evaluate", trusted_run.run, "--data", trusted_run.data)
+    assert r.rc == 0, r.err
+    n_train = 2 * PER_CLASS - 3  # the folder's files less the three that went into the checked meta set
+    assert f"warning: {n_train} of the {2 * PER_CLASS} images of {trusted_run.data} are training files" in r.err
+    fresh = make_folder(tmp_path / "fresh", per_class=2, seed=4242)
+    r = cli("evaluate", trusted_run.run, "--data", fresh)
+    assert r.rc == 0 and "warning" not in r.err, r.err
+
+
 def test_predict_on_a_folder_of_images(trusted_run, tmp_path):
     folder = tmp_path / "new"
     folder.mkdir()

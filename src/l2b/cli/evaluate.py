@@ -106,6 +106,8 @@ def load(args: argparse.Namespace):
             )
         names = [str(n) for n in info["class_names"]]
         paths, labels, _ = read_image_source(source, names)
+        if labels is not None:  # a score will be made
+            _warn_training_files(args.run_dir, paths, source)
         model, config = load_trained_model(
             args.run_dir,
             device=resolve_device(args.device),
@@ -174,6 +176,27 @@ def run(args: argparse.Namespace) -> int:
         report["preprocessing"] = data.preprocessing
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _warn_training_files(run_dir: Path, paths: list[str], source) -> None:
+    """A word on stderr when images given to score are the run's own training files (by path or
+    bytes): their labels were trained on, so a score on them measures the fit to those labels."""
+    import sys
+
+    from ..data.trusted import match_files
+    from ..rundir import read_files
+
+    train = read_files(run_dir, roles=("train",))
+    if not train or not paths:
+        return
+    found = int((match_files(list(train.values()), paths) >= 0).sum())
+    if found:
+        print(
+            f"warning: {found} of the {len(paths)} images of {source} are training files of the run in {run_dir}: "
+            "their labels were trained on, so a score on them measures how closely the model fits those labels, "
+            "not how often it is right; score checked images it never saw",
+            file=sys.stderr,
+        )
 
 
 def _load_file(args: argparse.Namespace, path: Path, config, info: dict):
