@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from l2b import rundir
 from l2b.cli.main import main
 from l2b.pretrain import PretrainConfig
 from l2b.pretrain import loop as pretrain_loop
@@ -118,6 +119,10 @@ def test_train_starts_from_the_pretrained_weights(folder, tmp_path, capsys):
     assert (tmp_path / "mine" / "config.yaml").read_text() == "lr: 0.1\n"
     with pytest.raises(FileExistsError, match=r"mine/config\.yaml is a file, not a folder"):
         pretrain(_config(folder, epochs=1), tmp_path / "mine" / "config.yaml")
+    (tmp_path / "busy").mkdir()
+    with rundir.lock_run_dir(tmp_path / "busy"), pytest.raises(rundir.RunDirectoryLocked):
+        pretrain(_config(folder, epochs=1), tmp_path / "busy")  # another live process owns it
+    assert not (tmp_path / "busy" / "config.yaml").exists()
 
 
 def test_pretrain_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):

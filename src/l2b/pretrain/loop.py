@@ -28,6 +28,7 @@ from ..rundir import (
     ENCODER,
     append_metrics,
     load_checkpoint,
+    lock_run_dir,
     prepare_run_dir,
     refuse_existing_run,
     save_checkpoint,
@@ -115,6 +116,16 @@ def pretrain(
     if not resume:
         refuse_existing_run(out)  # a finished run's files, or a user's own, are never written over
     prepare_run_dir(out)
+    with lock_run_dir(out):  # one process writes the directory, as with l2b train
+        if not resume:
+            refuse_existing_run(out)  # again, now that it is ours: another run may have made it meanwhile
+        return _pretrain(config, out, resume=resume, progress=progress, log=log)
+
+
+def _pretrain(
+    config: PretrainConfig, out: Path, *, resume: bool, progress: bool, log: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """:func:`pretrain`'s work, in the run directory `out` that this process owns."""
     device = resolve_device(config.device)
     x_all, prep, num_classes = _images(config)
     n = x_all.shape[0]
