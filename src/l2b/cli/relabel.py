@@ -95,31 +95,32 @@ def run(args: argparse.Namespace) -> int:
         table = label_issues(pe, threshold=args.threshold, class_names=names, paths=paths)
         write_table(table, args.run_dir / LABEL_ISSUES)
     shown = (lambda k: names[int(k)]) if names is not None else (lambda k: str(int(k)))
-    # The checked meta (and selection) images by file: index -> checked class name.
-    checked = {} if paths is None else read_files(args.run_dir, roles=("meta", "selection"), column="given_label")
+    # (index, given, label, changed, checked): the training examples, then (image files) the checked
+    # meta and selection images by file with their checked class (files.csv's given_label).
+    rows = [
+        (int(i), shown(g), shown(y), bool(c), False)
+        for i, g, y, c in zip(fixed["index"], fixed["given_label"], fixed["label"], fixed["changed"])
+    ]
+    if paths is not None:
+        checked = read_files(args.run_dir, roles=("meta", "selection"), column="given_label")
+        rows += [(i, checked[i], checked[i], False, True) for i in sorted(checked)]
+    n_checked = sum(row[4] for row in rows)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(
-            ["index", *(["path"] if paths is not None else []), "given_label", "label", "changed"]
-            + (["checked"] if paths is not None else [])
-        )
-        for i, given, label, changed in zip(fixed["index"], fixed["given_label"], fixed["label"], fixed["changed"]):
-            if paths is None:
-                w.writerow([int(i), shown(given), shown(label), "True" if changed else "False"])
-            else:
-                w.writerow([int(i), paths[int(i)], shown(given), shown(label), "True" if changed else "False", "False"])
-        for i in sorted(checked):
-            w.writerow([i, paths[i], checked[i], checked[i], "False", "True"])
+        if paths is None:
+            w.writerow(["index", "given_label", "label", "changed"])
+            w.writerows((i, given, label, str(changed)) for i, given, label, changed, _ in rows)
+        else:
+            w.writerow(["index", "path", "given_label", "label", "changed", "checked"])
+            w.writerows((i, paths[i], given, label, str(changed), str(c)) for i, given, label, changed, c in rows)
     changed = fixed["changed"]
     n, k = len(changed), int(changed.sum())
-    also = f", then the {len(checked)} checked images with their checked class" if checked else ""
+    also = f", then the {n_checked} checked images with their checked class" if n_checked else ""
     print(f"changed {k} of {n} labels (threshold {args.threshold:g}); wrote {out}{also}")
     if args.copy_to is not None:
-        files = [paths[int(i)] for i in fixed["index"]] + [paths[i] for i in sorted(checked)]
-        classes = [shown(c) for c in fixed["label"]] + [checked[i] for i in sorted(checked)]
-        copied = _copy_tree(args.copy_to, files, classes)
+        copied = _copy_tree(args.copy_to, [paths[row[0]] for row in rows], [row[2] for row in rows])
         print(
-            f"copied {copied} images into {args.copy_to}/<class>/ ({len(checked)} of them checked, under their "
+            f"copied {copied} images into {args.copy_to}/<class>/ ({n_checked} of them checked, under their "
             "checked class; the originals are untouched)"
         )
     noisy = noise_mask(pe)

@@ -174,11 +174,15 @@ def _written_for(path: str) -> str:
         model, options = meta["l2b_model"], json.loads(meta.get("l2b_model_options", "{}"))
     except Exception:  # noqa: BLE001 - no l2b header, or an unreadable one: no hint
         return ""
+    from ..models import MODELS
+
+    declared = {o.name: o for o in MODELS.options(model)} if model in MODELS else {}
     flags = [f"--model {model}"]
-    for key, value in sorted(options.items()):
-        flag = "--" + key.replace("_", "-")
+    for name, value in sorted(options.items()):
+        # the option's own flag (its config key), as `l2b train --help` lists it
+        flag = declared[name].flag if name in declared else "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
+            flags.append(flag if value else f"--no-{flag[2:]}")
         elif isinstance(value, (list, tuple)):
             flags.append(f"{flag} {' '.join(map(str, value))}")
         else:

@@ -269,7 +269,6 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         if not checked:
             raise ValueError(f"trusted {config.trusted}: no images")
         test = _without_trusted(config, test, checked, notes)
-        _refuse_tested_meta(config, test, checked)
         train, noisy, meta_idx, meta_labels = _trusted_meta(
             config, train, noisy, checked, checked_labels, held_out, notes
         )
@@ -380,33 +379,26 @@ def _trusted_test(config: TrainConfig, train, notes: list[str]):
     return decode_like(train, paths, labels, name=f"{config.data}-trusted-test"), held
 
 
-def _refuse_tested_meta(config: TrainConfig, test, checked: list[str]) -> None:
-    """A checked image in both the meta set (`checked`) and the checked test set: refused, since
-    the test accuracy would then be measured on images the weights were fitted to."""
-    paths = None if test is None or config.trusted_test is None else dataset_paths(test)
+def _without_trusted(config: TrainConfig, test, checked: list[str], notes: list[str]):
+    """The test set without the checked meta images it holds: a split cut from the same folder
+    gives them up to the meta set; a checked test set (``trusted_test``) holding one is refused,
+    since its accuracy would be measured on images the weights were fitted to."""
+    paths = None if test is None else dataset_paths(test)
     if paths is None:
-        return
+        return test
     where = match_files(paths, checked)
-    if (where >= 0).any():
-        i = int(np.flatnonzero(where >= 0)[0])
+    found = where >= 0
+    if not found.any():
+        return test
+    if config.trusted_test is not None:
+        i = int(np.flatnonzero(found)[0])
         raise ValueError(
             f"trusted {checked[i]} is also a checked test image ({paths[where[i]]}, trusted_test "
-            f"{config.trusted_test}; {int((where >= 0).sum())} of the {len(checked)} checked meta images are): a "
+            f"{config.trusted_test}; {int(found.sum())} of the {len(checked)} checked meta images are): a "
             "checked image goes into one of the two sets, or the test accuracy is measured on images the weights "
             "were fitted to"
         )
-
-
-def _without_trusted(config: TrainConfig, test, checked: list[str], notes: list[str]):
-    """The test split without the checked meta images it holds (a split cut from the same folder
-    must not take them from the meta set, nor test on them)."""
-    paths = None if test is None or config.trusted_test is not None else dataset_paths(test)
-    if paths is None:
-        return test
-    where = match_files(paths, checked)
-    drop = np.unique(where[where >= 0])
-    if not len(drop):
-        return test
+    drop = np.unique(where[found])
     if len(drop) == len(paths):
         raise ValueError(f"trusted {config.trusted}: every test image is a checked meta image; nothing is left to test")
     notes.append(f"{len(drop)} checked images fell into the test split: taken out of it for the meta set")
@@ -426,7 +418,7 @@ def _trusted_meta(
     are taken out of training (by file, whatever their folder label was); the others are
     appended to the pool."""
     pool = _pool_paths(train, "trusted")
-    where = match_files(pool, paths)  # a checked test image among them was refused (_refuse_tested_meta)
+    where = match_files(pool, paths)  # a checked test image among them was refused (_without_trusted)
     found = where >= 0
     if len(np.unique(where[found])) != int(found.sum()):
         raise ValueError(f"trusted {config.trusted}: two checked images are copies of one training file; keep one")
