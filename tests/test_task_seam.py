@@ -131,3 +131,11 @@ def test_what_a_label_issue_is_comes_from_the_task():
     np.testing.assert_allclose(table["label_quality"], [0.05, (0.9 + 0.05) / 2, 0.9])
     assert list(table["is_label_issue"]) == [True, True, False]
     np.testing.assert_array_equal(table["predicted_label"][0], [0, 2])
+
+
+def test_accuracy_is_the_exact_fraction_of_right_predictions():
+    """4 right of 5 reads 0.8, not float32's 0.800000011920929; no labels: NaN, not an error."""
+    probs = torch.eye(3)[[0, 1, 2, 0, 1]].float()
+    scores = get_task("classification").scores(probs, torch.tensor([0, 1, 2, 0, 2]))
+    assert scores["accuracy"] == 0.8 and isinstance(scores["accuracy"], float)
+    assert np.isnan(get_task("classification").scores(probs[:0], torch.zeros(0, dtype=torch.long))["accuracy"])
