@@ -166,6 +166,12 @@ def test_cli_negative_epochs(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_threads_not_positive(tmp_path, capsys):
+    code, err = cli(capsys, "train", "--threads", "0", "--out", tmp_path / "run")
+    assert code == 2 and "threads=0 must be a positive integer" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_noise_rate_above_one(tmp_path, capsys):
     code, err = cli(capsys, "train", "--noise-rate", "1.5", "--out", tmp_path / "run")
     assert code == 2 and "config noise_rate=1.5 must be in [0, 1]" in err

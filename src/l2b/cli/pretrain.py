@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from ..pretrain import PretrainConfig
     from ..pretrain.loop import pretrain
     from ..rundir import CHECKPOINT
-    from ..training.threads import training_threads
+    from ..training.threads import set_process_threads, training_threads
 
+    training_threads("mlp", args.threads)  # a bad --threads refused before any work
     keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
     given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
     if "data_root" in given:  # recorded absolute
@@ -79,11 +80,7 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         config = PretrainConfig.from_flat(given)
-    threads = training_threads(config.model, args.threads)
-    if threads is not None:  # for the whole process, as l2b train does
-        import torch
-
-        torch.set_num_threads(threads)
+    set_process_threads(config.model, args.threads)
     interactive = sys.stderr.isatty()
     log = None if args.quiet else (lambda line: print(line, flush=True))
     try:

@@ -368,17 +368,15 @@ def _shown(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     import yaml
     from tqdm.auto import tqdm
 
     from .. import distributed
     from ..rundir import CHECKPOINT, resume_command
     from ..training import resolve_device, run_experiment
-    from ..training.threads import training_threads
+    from ..training.threads import set_process_threads, training_threads
 
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads={args.threads} must be at least 1")
+    training_threads("mlp", args.threads)  # a bad --threads refused before any work
     # On a terminal: tqdm's progress bars, with the epoch lines written above them. Into a file or
     # a pipe: no bars (their carriage returns and escape codes would fill the log), plain lines.
     interactive = sys.stderr.isatty()
@@ -394,9 +392,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
-    threads = training_threads(config.model, args.threads)
-    if threads is not None:  # for the whole process, as for any command-line program
-        torch.set_num_threads(threads)
+    set_process_threads(config.model, args.threads)
     progress = not args.quiet and interactive
     rate = "" if config.noise_rate is None else f"{config.noise_rate:g}"  # None: labels from a file
     out = out or Path("runs") / (

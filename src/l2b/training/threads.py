@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["torch_threads", "training_threads"]
+__all__ = ["set_process_threads", "torch_threads", "training_threads"]
 
 
 def training_threads(model: str, threads: int | None = None) -> int | None:
@@ -39,3 +39,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def set_process_threads(model: str, threads: int | None = None) -> None:
+    """Apply :func:`training_threads` to the whole process, as a command-line program does (the
+    estimator restores the count instead, with :func:`torch_threads`)."""
+    count = training_threads(model, threads)
+    if count is not None:
+        torch.set_num_threads(count)
