@@ -558,6 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.render and todo:
         if any(c["method"] == "cleanlab" for c in todo):
             import cleanlab  # noqa: F401  - fail before hours of runs, not after
+        for c in todo:  # a missing data folder or label file named now, not by a worker hours in
+            values = {k: v for part in run_values(grid, c) for k, v in part.items()}
+            for field in ("data_root", "noise_file"):
+                if values.get(field) is not None and not Path(values[field]).expanduser().exists():
+                    raise SystemExit(
+                        f"{args.grid}: setting {c['setting']!r}, method {c['method']!r}: {field} "
+                        f"{values[field]!r} does not exist (a relative path is read from {Path.cwd()})"
+                    )
         print(f"{len(todo)} runs to do ({len(done)} already in {rows_path}), {args.workers} worker(s)", flush=True)
         args.results.mkdir(parents=True, exist_ok=True)
         env = common.environment()

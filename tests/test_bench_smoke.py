@@ -287,6 +287,24 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
             kept(bad)
 
 
+def test_accuracy_grid_names_a_missing_label_file_before_any_run(tmp_path):
+    import yaml
+
+    accuracy = _bench_module("accuracy")
+    path = tmp_path / "g.yaml"
+    grid = {
+        "name": "t",
+        "base": {"data": "digits", "epochs": 1},
+        "settings": [{"noise": "file", "noise_file": str(tmp_path / "gone.pt"), "label": "file"}],
+        "methods": ["ce"],
+        "seeds": [0],
+    }
+    path.write_text(yaml.safe_dump(grid))
+    with pytest.raises(SystemExit, match="setting 'file', method 'ce': noise_file '.*gone.pt' does not exist"):
+        accuracy.main([str(path), "--results", str(tmp_path)])
+    assert not (tmp_path / "accuracy-t.jsonl").exists()
+
+
 def test_weight_separation_table(tmp_path):
     """The weight-separation table has one row per part, weights that average 1 per example, and
     refuses a run without weights by name."""
