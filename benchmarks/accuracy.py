@@ -7,7 +7,8 @@ A grid file (YAML) holds ``name``, ``base`` (TrainConfig keys shared by every ru
 (a list of TrainConfig overrides, one per noise setting, each with an optional ``label``),
 ``methods`` and ``seeds``, and optionally ``method_seeds`` (method -> its own, usually shorter,
 seed list, for costly methods), ``method_config`` (method -> config keys for that method only, e.g.
-DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` too; a
+DivideMix's ``feature_noise`` on digits; a setting may carry its own ``method_config`` and
+``method_seeds`` too, e.g. a second seed for the methods whose margin is small in that setting; a
 ``method`` key there makes the name a label for that method with those options, e.g.
 ``l2b-head: {method: l2b, engine: head}``; a ``pretrain`` key there, a mapping of ``l2b pretrain``
 options, starts the method from SimCLR weights pre-trained on the run's training images, e.g.
@@ -78,10 +79,11 @@ def load_grid(path: Path, sets: list[str] = ()) -> dict[str, Any]:
     for key in ("name", "base", "settings", "methods", "seeds"):
         if key not in grid:
             raise SystemExit(f"{path}: missing key {key!r}")
-    for key in ("method_seeds", "method_config"):
-        unknown = set(grid.get(key, {})) - set(grid["methods"])
-        if unknown:  # checked before hours of runs, not when rendering after them
-            raise SystemExit(f"{path}: {key} names methods not in the grid: {sorted(unknown)}")
+    for where, part in [("", grid)] + [(f"setting {setting_label(x)!r}: ", x) for x in grid["settings"]]:
+        for key in ("method_seeds", "method_config"):
+            unknown = set(part.get(key, {})) - set(grid["methods"])
+            if unknown:  # checked before hours of runs, not when rendering after them
+                raise SystemExit(f"{path}: {where}{key} names methods not in the grid: {sorted(unknown)}")
     for item in sets:
         k, _, v = item.partition("=")
         grid["base"][k] = yaml.safe_load(v)
@@ -94,9 +96,14 @@ def setting_label(setting: dict[str, Any]) -> str:
     return f"{setting.get('noise', 'symmetric')} {setting.get('noise_rate', 0.4):.0%}"
 
 
-def method_seeds(grid: dict[str, Any], method: str) -> list[int]:
-    """The seeds ``method`` runs with: ``seeds``, or its entry in the optional ``method_seeds``."""
-    return [int(x) for x in grid.get("method_seeds", {}).get(method, grid["seeds"])]
+def method_seeds(grid: dict[str, Any], method: str, setting: str | None = None) -> list[int]:
+    """The seeds ``method`` runs with (in the setting labelled `setting`): the setting's own
+    ``method_seeds`` entry, else the grid's, else ``seeds``."""
+    seeds = grid.get("method_seeds", {}).get(method, grid["seeds"])
+    for x in grid["settings"]:
+        if setting is not None and setting_label(x) == setting:
+            seeds = x.get("method_seeds", {}).get(method, seeds)
+    return [int(x) for x in seeds]
 
 
 def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,13 +114,15 @@ def cells(grid: dict[str, Any]) -> list[dict[str, Any]]:
     extra = set(grid.get("method_seeds", {}))
     for i, setting in enumerate(grid["settings"]):
         for j, method in enumerate(grid["methods"]):
-            for r, seed in enumerate(method_seeds(grid, method)):
+            for r, seed in enumerate(method_seeds(grid, method, setting_label(setting))):
                 out.append(
                     {
                         "setting": setting_label(setting),
                         "method": method,
                         "seed": seed,
-                        "overrides": {k: v for k, v in setting.items() if k not in ("label", "method_config")},
+                        "overrides": {
+                            k: v for k, v in setting.items() if k not in ("label", "method_config", "method_seeds")
+                        },
                         "method_config": {
                             **grid.get("method_config", {}).get(method, {}),
                             **setting.get("method_config", {}).get(method, {}),
@@ -399,7 +408,7 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
         if n == 0:
             return "—"
         text = f"{scale * m:.1f} ± {scale * s:.1f}" if n > 1 else f"{scale * m:.1f}"
-        return text + (f" (n={n})" if n < len(method_seeds(grid, method)) else "")
+        return text + (f" (n={n})" if n < len(method_seeds(grid, method, setting)) else "")
 
     base = grid["base"]
     lines = [
@@ -409,6 +418,11 @@ def render(grid: dict[str, Any], rows: list[dict[str, Any]], out: Path, command:
         f"Protocol: {grid.get('protocol', '')}  ",
         f"Base config: `{json.dumps(base)}`; seeds {grid['seeds']}"
         + "".join(f"; {m}: seeds {method_seeds(grid, m)}" for m in grid.get("method_seeds", {}))
+        + "".join(
+            f"; {m} at {setting_label(x)}: seeds {method_seeds(grid, m, setting_label(x))}"
+            for x in grid["settings"]
+            for m in x.get("method_seeds", {})
+        )
         + f"; cleanlab pipeline: {grid.get('cleanlab_folds', 5)}-fold CV + 1 retraining.",
         "Cells: mean ± std (ddof 1) over the seeds run; a single value is one seed; n < seeds planned is marked (n=…).",
         "",

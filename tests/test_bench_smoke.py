@@ -287,6 +287,48 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
             kept(bad)
 
 
+def test_accuracy_grid_seeds_per_setting(tmp_path):
+    """A setting's own method_seeds (a second seed where a margin is small) adds that setting's
+    cells only, is not a config key of its runs, marks that setting's cells planned with more
+    seeds, and one naming an unknown method is refused."""
+    import yaml
+
+    accuracy = _bench_module("accuracy")
+    grid = {
+        "name": "t",
+        "base": {},
+        "seeds": [0, 1],
+        "methods": ["ce", "cleanlab"],
+        "settings": [{"noise_rate": 0.2}, {"noise_rate": 0.4, "method_seeds": {"cleanlab": [0, 1]}}],
+        "method_seeds": {"cleanlab": [0]},
+    }
+    got = [(c["seed"], c["method"], c["setting"]) for c in accuracy.cells(grid) if c["method"] == "cleanlab"]
+    assert got == [(0, "cleanlab", "symmetric 20%"), (0, "cleanlab", "symmetric 40%"), (1, "cleanlab", "symmetric 40%")]
+    assert all("method_seeds" not in c["overrides"] for c in accuracy.cells(grid))
+    assert accuracy.method_seeds(grid, "cleanlab", "symmetric 40%") == [0, 1]
+    assert accuracy.method_seeds(grid, "cleanlab") == [0]
+    row = {
+        "test_accuracy": 0.5,
+        "test_accuracy_at_best_meta": 0.5,
+        "realised_noise_rate": 0.2,
+        "seconds": 1.0,
+        "trainings": 1,
+    }
+    rows = [
+        {**row, "setting": s, "method": m, "seed": 0}
+        for m in ("ce", "cleanlab")
+        for s in ("symmetric 20%", "symmetric 40%")
+    ]
+    accuracy.render(grid, rows, tmp_path / "accuracy-t", "cmd")
+    md = (tmp_path / "accuracy-t.md").read_text()
+    assert "| cleanlab | 50.0 | 50.0 (n=1) |" in md and "cleanlab at symmetric 40%: seeds [0, 1]" in md
+    bad = tmp_path / "bad.yaml"
+    grid["settings"][1]["method_seeds"] = {"l2b": [0, 1]}
+    bad.write_text(yaml.safe_dump(grid))
+    with pytest.raises(SystemExit, match="setting 'symmetric 40%': method_seeds names methods not in the grid"):
+        accuracy.load_grid(bad)
+
+
 def test_accuracy_grid_names_a_missing_label_file_before_any_run(tmp_path):
     import yaml
 
