@@ -40,10 +40,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -156,6 +159,20 @@ def parse_only(only: list[str], grid_cells: list[dict[str, Any]], parser: argpar
 def selected(cell: dict[str, Any], filters: dict[str, set]) -> bool:
     """Whether ``cell`` passes every filter of :func:`parse_only`."""
     return all(str(cell[field]) in values for field, values in filters.items())
+
+
+def follow_parent(parent: int, poll: float = 5.0, on_orphan: Callable[[], None] | None = None) -> None:
+    """In a worker: end this process (its run keeps its last epoch's checkpoint) once the grid
+    process `parent` is gone, instead of running on as an orphan that holds its run directory
+    (a killed grid's workers otherwise train to the end of their runs, and a restarted grid
+    finds the directories locked)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        (on_orphan or (lambda: os._exit(143)))()
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
 def key(row: dict[str, Any]) -> tuple[str, str, int]:
@@ -586,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         # The rows' own flat keys (the recorded rows have them), then the version and the commit.
         stamp = {"machine": env["platform"], "cpus": env["cpu_count"], "python": env["python"], "device": args.device}
         stamp.update({k: env[k] for k in ("torch", "l2b", "git_commit", "git_dirty")})
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(
+            args.workers, mp_context=get_context("spawn"), initializer=follow_parent, initargs=(os.getpid(),)
+        )
+        with pool:
             futures = {pool.submit(run_cell, grid, c): c for c in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()

@@ -287,6 +287,18 @@ def test_accuracy_grid_order_and_seed_counts(tmp_path):
             kept(bad)
 
 
+def test_accuracy_grid_worker_ends_with_its_parent():
+    """A worker whose grid process is gone ends (its run keeps its checkpoint) rather than
+    training on as an orphan that holds its run directory."""
+    import threading
+
+    accuracy = _bench_module("accuracy")
+    gone, alive = threading.Event(), threading.Event()
+    accuracy.follow_parent(os.getppid(), poll=0.01, on_orphan=alive.set)  # the parent is there
+    accuracy.follow_parent(os.getpid(), poll=0.01, on_orphan=gone.set)  # not this process's parent
+    assert gone.wait(5) and not alive.wait(0.2)
+
+
 def test_accuracy_grid_seeds_per_setting(tmp_path):
     """A setting's own method_seeds (a second seed where a margin is small) adds that setting's
     cells only, is not a config key of its runs, marks that setting's cells planned with more
