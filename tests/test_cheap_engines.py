@@ -610,6 +610,10 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
                 alphas.append(l2b_dist.gather_cat(out.alpha))
             results[key] = {"alpha": alphas, "params": copy.deepcopy(model.module.state_dict())}
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # Both ranks leave together, as run_experiment's processes do: a rank that tore its
+        # connections down while the other was still saving aborted it in gloo's teardown
+        # ("terminate called without an active exception", seen once in CI under load).
+        l2b_dist.barrier()
     finally:
         l2b_dist.shutdown()
 

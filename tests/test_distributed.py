@@ -186,6 +186,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 "generator": gen.get_state(),
             }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # Both ranks leave together, as run_experiment's processes do: a rank that tore its
+        # connections down while the other was still saving aborted it in gloo's teardown
+        # ("terminate called without an active exception", seen once in CI under load).
+        l2b_dist.barrier()
     finally:
         l2b_dist.shutdown()
 
