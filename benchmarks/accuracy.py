@@ -603,10 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         # The rows' own flat keys (the recorded rows have them), then the version and the commit.
         stamp = {"machine": env["platform"], "cpus": env["cpu_count"], "python": env["python"], "device": args.device}
         stamp.update({k: env[k] for k in ("torch", "l2b", "git_commit", "git_dirty")})
-        pool = ProcessPoolExecutor(
-            args.workers, mp_context=get_context("spawn"), initializer=follow_parent, initargs=(os.getpid(),)
-        )
-        with pool:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(args.workers, context, initializer=follow_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_cell, grid, c): c for c in todo}
             for n, fut in enumerate(as_completed(futures), 1):
                 row = fut.result()

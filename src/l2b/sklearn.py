@@ -33,7 +33,7 @@ from .reports.issues import label_issues
 from .training.optim import Optimization
 from .training.progress import format_epoch
 from .training.setup import resolve_device, seeded
-from .training.threads import torch_threads, training_threads
+from .training.threads import check_threads, torch_threads, training_threads
 from .training.trainer import predict_proba as _predict_proba
 
 __all__ = ["L2BClassifier"]
@@ -347,7 +347,7 @@ class L2BClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints") from None
         if not all(is_int(h) and h >= 1 for h in hidden):
             raise ValueError(f"hidden={self.hidden!r} must be a tuple of positive ints")
-        training_threads("mlp", self.threads)  # ValueError unless None or a positive int
+        check_threads(self.threads)
         if not (self.num_meta is None or (is_int(self.num_meta) and self.num_meta >= 0)):
             raise ValueError(f"num_meta={self.num_meta!r} must be None or a non-negative int")
         # The optimisation settings are checked where l2b train and l2b.fit check them.

@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from ..pretrain import PretrainConfig
     from ..pretrain.loop import pretrain
     from ..rundir import CHECKPOINT
-    from ..training.threads import set_process_threads, training_threads
+    from ..training.threads import check_threads, set_process_threads
 
-    training_threads("mlp", args.threads)  # a bad --threads refused before any work
+    check_threads(args.threads)  # before any work
     keys = {"data", "data_root", "model"} | {o.config_key for o, _ in _flags()}
     given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
     if "data_root" in given:  # recorded absolute

@@ -374,9 +374,9 @@ def run(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..rundir import CHECKPOINT, resume_command
     from ..training import resolve_device, run_experiment
-    from ..training.threads import set_process_threads, training_threads
+    from ..training.threads import check_threads, set_process_threads
 
-    training_threads("mlp", args.threads)  # a bad --threads refused before any work
+    check_threads(args.threads)  # before any work
     # On a terminal: tqdm's progress bars, with the epoch lines written above them. Into a file or
     # a pipe: no bars (their carriage returns and escape codes would fill the log), plain lines.
     interactive = sys.stderr.isatty()

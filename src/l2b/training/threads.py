@@ -13,15 +13,20 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["set_process_threads", "torch_threads", "training_threads"]
+__all__ = ["check_threads", "set_process_threads", "torch_threads", "training_threads"]
+
+
+def check_threads(threads: int | None) -> None:
+    """A ValueError unless `threads` is None or a positive integer: checked before any work."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads={threads!r} must be a positive integer")
 
 
 def training_threads(model: str, threads: int | None = None) -> int | None:
     """The torch thread count for training (and predicting with) `model`: `threads` when given
     (at least 1), 1 for ``mlp``, None (torch's own choice) for the other models."""
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r} must be a positive integer")
+        check_threads(threads)
         return threads
     return 1 if model == "mlp" else None
 
