@@ -211,3 +211,28 @@ def test_train_subset_pretrains_on_the_images_train_subset_trains_on(folder):
     assert torch.equal(x, torch.as_tensor(data.train.inputs))
     with pytest.raises(ValueError, match="train_subset=99 is larger than the training split of 'imagefolder' .20"):
         pretrain_loop._images(_config(folder, train_subset=99))
+
+
+def test_c2d_l2b_interrupted_mid_epoch_resumes_to_the_same_run(folder, tmp_path, monkeypatch):
+    """C2D + L2B (DivideMix + L2B from the SimCLR encoder): Ctrl-C inside an epoch of the method,
+    then --resume, ends as the uninterrupted run; the resumed run does not start over from the encoder."""
+    from test_resume import assert_same_run, interrupt_at_method_step
+
+    import l2b.training.setup as setup_mod
+    from l2b.training import TrainConfig, run_experiment
+
+    pretrain(_config(folder, epochs=1), tmp_path / "pre")
+    config = TrainConfig(
+        data="imagefolder", data_root=str(folder), image_size=16, noise="symmetric", noise_rate=0.3, num_meta=4,
+        model="small_cnn", width=8, method="dividemix-l2b", augment=True, init_weights=str(tmp_path / "pre" / ENCODER),
+        epochs=3, warmup_epochs=1, batch_size=4, meta_batch_size=4, device="cpu",
+    )  # fmt: skip
+    run_experiment(config, out_dir=tmp_path / "whole", progress=False, log=None)
+    real = interrupt_at_method_step(monkeypatch, 3)  # the third DivideMix + L2B step: inside epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, out_dir=tmp_path / "cut", progress=False, log=None)
+    cursor = rundir.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["trainer"]
+    assert cursor["epoch"] == 1 and cursor["cursor"]["step"] == 3  # mid-epoch: the epoch in progress, 3 steps done
+    monkeypatch.setattr(setup_mod, "create_method", real)
+    run_experiment(config, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
