@@ -227,12 +227,31 @@ def test_c2d_l2b_interrupted_mid_epoch_resumes_to_the_same_run(folder, tmp_path,
         model="small_cnn", width=8, method="dividemix-l2b", augment=True, init_weights=str(tmp_path / "pre" / ENCODER),
         epochs=3, warmup_epochs=1, batch_size=4, meta_batch_size=4, device="cpu",
     )  # fmt: skip
+    real = setup_mod.create_method
+    steps = {"n": 0}
+
+    def counting(name, **opts):
+        method = real(name, **opts)
+        step = method.step
+
+        def counted(*a, **kw):
+            steps["n"] += 1
+            return step(*a, **kw)
+
+        method.step = counted
+        return method
+
+    monkeypatch.setattr(setup_mod, "create_method", counting)
     run_experiment(config, out_dir=tmp_path / "whole", progress=False, log=None)
-    real = interrupt_at_method_step(monkeypatch, 3)  # the third DivideMix + L2B step: inside epoch 2
+    whole_steps = steps["n"]
+    interrupt_at_method_step(monkeypatch, 2)  # the second DivideMix + L2B step: inside epoch 2 (of 3 steps)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config, out_dir=tmp_path / "cut", progress=False, log=None)
     cursor = rundir.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["trainer"]
-    assert cursor["epoch"] == 1 and cursor["cursor"]["step"] == 3  # mid-epoch: the epoch in progress, 3 steps done
-    monkeypatch.setattr(setup_mod, "create_method", real)
+    assert cursor["epoch"] == 1 and cursor["cursor"]["step"] == 2  # mid-epoch: the epoch in progress, 2 steps done
+    monkeypatch.setattr(setup_mod, "create_method", counting)
+    steps["n"] = 0
     run_experiment(config, out_dir=tmp_path / "cut", progress=False, log=None, resume=True)
+    # continued after the cut, not started over (a fresh start would give the same run too)
+    assert whole_steps == 6 and steps["n"] == whole_steps - 2
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
